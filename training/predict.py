@@ -1,0 +1,39 @@
+"""Batch prediction with optional horizontal-flip test-time augmentation.
+
+Shared by training (which saves validation/test probabilities at the end of a
+run), evaluation and ensembling, so every consumer sees the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_model_input(x: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) or (N, H, W, C) -> float32 NHWC in [0, 255].
+
+    Models normalise inside their own graph (a Rescaling layer), so the
+    contract with the page and the manifest is simply "raw grey levels".
+    """
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    return x.astype("float32")
+
+
+def predict_probs(model, x: np.ndarray, *, batch_size: int = 256, flip: bool = False) -> np.ndarray:
+    """Class probabilities (N, num_classes) for uint8 images `x`.
+
+    With `flip=True` the images are mirrored left-right first; averaging the
+    plain and flipped outputs is the flip TTA the paper used.
+    """
+    inputs = to_model_input(x)
+    if flip:
+        inputs = inputs[:, :, ::-1, :]
+    probs = model.predict(inputs, batch_size=batch_size, verbose=0)
+    return np.asarray(probs, dtype="float32")
+
+
+def tta_average(probs: np.ndarray, probs_flip: np.ndarray) -> np.ndarray:
+    """Flip TTA: the mean of the plain and mirrored predictions."""
+    return (np.asarray(probs) + np.asarray(probs_flip)) / 2.0
