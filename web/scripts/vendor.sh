@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Refresh web/vendor/ from the npm registry: exactly the pinned versions below,
+# only the files the page needs, with each package's licence and a SHA256SUMS.
+# Usage: bash web/scripts/vendor.sh      (needs node/npm; run from anywhere)
+set -euo pipefail
+TFJS=4.22.0
+HUMAN=3.3.6
+here="$(cd "$(dirname "$0")/.." && pwd)"
+vendor="$here/vendor"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+fetch() {  # fetch NAME@VERSION -> unpacked into $work/<dir>/package
+  local spec=$1 dir=$2
+  (cd "$work" && npm pack --silent "$spec" >/dev/null && mkdir -p "$dir" && tar xzf ./*.tgz -C "$dir" && rm ./*.tgz)
+}
+
+rm -rf "$vendor/tfjs-$TFJS" "$vendor/human-$HUMAN"
+mkdir -p "$vendor/tfjs-$TFJS" "$vendor/human-$HUMAN/models"
+
+# TensorFlow.js, split packages (core + converter + backends) instead of the
+# full bundle: the page never needs tfjs-layers, which saves ~0.5 MB.
+for pkg in core converter backend-cpu backend-webgl backend-wasm; do
+  fetch "@tensorflow/tfjs-$pkg@$TFJS" "$pkg"
+  cp "$work/$pkg/package/dist/tf-$pkg.es2017.min.js" "$vendor/tfjs-$TFJS/"
+done
+cp "$work/backend-wasm/package/dist/"tfjs-backend-wasm*.wasm "$vendor/tfjs-$TFJS/"
+# The tfjs npm packages declare "license": "Apache-2.0" but ship no licence
+# file; add the licence text (Debian's copy) with the copyright line.
+{ echo "TensorFlow.js $TFJS (@tensorflow/tfjs-{core,converter,backend-cpu,backend-webgl,backend-wasm})"
+  echo "Copyright Google LLC. Licensed under the Apache License, Version 2.0:"; echo
+  cat /usr/share/common-licenses/Apache-2.0 2>/dev/null || echo "https://www.apache.org/licenses/LICENSE-2.0"
+} > "$vendor/tfjs-$TFJS/LICENSE"
+
+# BlazeFace weights (MediaPipe's model as converted and shipped by Human).
+fetch "@vladmandic/human@$HUMAN" human
+cp "$work/human/package/models/blazeface.json" "$work/human/package/models/blazeface.bin" "$vendor/human-$HUMAN/models/"
+cp "$work/human/package/LICENSE" "$vendor/human-$HUMAN/LICENSE"
+
+(cd "$vendor" && find . -type f ! -name SHA256SUMS ! -name README.md | sort | xargs sha256sum > SHA256SUMS)
+echo "vendored into $vendor:"
+(cd "$vendor" && du -ah . | sort -k2)
