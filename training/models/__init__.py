@@ -1,0 +1,12 @@
+"""The Keras model zoo: one architecture per module, all reachable by name.
+
+    from training.models import build_model, MODEL_NAMES
+    model = build_model("vgg", width=0.5)   # uncompiled keras.Model, (N,48,48,1) 0..255 -> (N,7) softmax
+
+Every model normalises its raw 0..255 grey-level input inside its own graph,
+so the page, the server and the exported TF.js files all feed raw pixels.
+"""
+
+from training.models.registry import MODEL_NAMES, RECIPES, Recipe, build_model, get_recipe, register
+
+__all__ = ["MODEL_NAMES", "RECIPES", "Recipe", "build_model", "get_recipe", "register"]

@@ -1,0 +1,101 @@
+"""Name -> builder registry for the model zoo, with per-model training recipes.
+
+A model module registers its builder with a decorator:
+
+    @register("baseline_cnn", lr=0.01)
+    def baseline_cnn(input_shape, num_classes, *, dropout=0.5): ...
+
+`build_model(name, **options)` looks the name up and passes the options on;
+an unknown name or option is a `FerError` (a user mistake, not a bug).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from training.errors import FerError
+from training.labels import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training defaults for one architecture (the paper's recipe unless noted)."""
+
+    lr: float = 0.01
+    batch_size: int = 128
+    epochs: int = 100
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_BUILDERS: dict[str, Callable] = {}
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(name: str, **recipe):
+    """Class decorator-style registration: `@register("vgg", lr=0.01)`."""
+
+    def wrap(fn: Callable) -> Callable:
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} registered twice")
+        _BUILDERS[name] = fn
+        RECIPES[name] = Recipe(**recipe)
+        return fn
+
+    return wrap
+
+
+def _check_name(name: str) -> None:
+    if name not in _BUILDERS:
+        raise FerError(
+            f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}"
+        )
+
+
+def get_recipe(name: str) -> Recipe:
+    """Per-model training defaults (lr, batch size, epochs)."""
+    _check_name(name)
+    return RECIPES[name]
+
+
+def model_options(name: str) -> list[str]:
+    """Keyword options the builder of `name` accepts."""
+    _check_name(name)
+    sig = inspect.signature(_BUILDERS[name])
+    return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def build_model(name: str, *, input_shape=(48, 48, 1), num_classes: int = NUM_CLASSES, **options):
+    """Build the uncompiled keras.Model registered as `name`.
+
+    Options that are None are dropped (so a CLI can pass every flag through);
+    an option the architecture does not take is a FerError naming the valid ones.
+    """
+    _check_name(name)
+    options = {k: v for k, v in options.items() if v is not None}
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise FerError(
+            f"model {name!r} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(valid) or 'no options'}"
+        )
+    return _BUILDERS[name](tuple(input_shape), int(num_classes), **options)
+
+
+# Importing the architecture modules registers them (they import `register` from here).
+from training.models import (  # noqa: E402,F401
+    baseline_cnn,
+    cnn_lstm,
+    five_layer,
+    resnet50,
+    resnet_se,
+    senet50,
+    vgg,
+    vgg16,
+)
+
+MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)

@@ -1,0 +1,22 @@
+"""VGG-16 transfer head (keras.applications trunk, random init unless `weights=PATH`).
+
+48x48x1 -> resize 197x197, grey -> RGB inside the model -> VGG-16 conv trunk
+(avg pooled) -> FC 4096 -> FC 1024 -> softmax.
+"""
+
+import keras
+
+from training.models.blocks import transfer_model
+from training.models.registry import register
+
+
+def _trunk(shape):
+    return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape,
+                                    pooling="avg")
+
+
+@register("vgg16", lr=0.01, batch_size=64)
+def vgg16(input_shape, num_classes, *, weights=None, freeze_first: int = 0,
+          preprocess: str = "scale", dropout: float = 0.5):
+    return transfer_model("vgg16", _trunk, input_shape, num_classes, weights=weights,
+                          freeze_first=freeze_first, preprocess=preprocess, dropout=dropout)
