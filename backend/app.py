@@ -1,0 +1,102 @@
+"""The FastAPI application factory.
+
+    from backend.app import create_app
+    app = create_app()            # settings from FER_HYBRID_* env vars
+    app = create_app(Settings(custom_dir=tmp))
+
+Routes (see /docs): / and /upload (pages), /sw.js, /static/* (web/), /models/* (models/),
+/api/health, /api/labels, /api/uploads (POST), /api/uploads/stats, /api/uploads/{id} (DELETE).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+
+from .assets import AssetVersion
+from .middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from .routers import api, pages, uploads
+from .routers.static import AssetFiles
+from .settings import Settings, default_settings
+from .storage import UploadStore
+
+log = logging.getLogger("fer_hybrid.server")
+
+DESCRIPTION = """
+Serves the fer-hybrid web app (facial-expression recognition that runs entirely in the
+browser with TF.js) and collects user-contributed, consented training photos.
+No image is ever analysed on the server.
+"""
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the upload store's crash recovery runs at startup (lifespan)."""
+    settings = settings or default_settings()
+    store = UploadStore(settings.custom_dir)
+    asset_version = AssetVersion(settings.web_dir, settings.models_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        report = store.recover()
+        app.state.recovery = report
+        yield
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        app_version = version("fer-hybrid")
+    except PackageNotFoundError:
+        app_version = "dev"
+
+    app = FastAPI(
+        title="fer-hybrid",
+        version=app_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.asset_version = asset_version
+    app.state.recovery = None
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.include_router(uploads.router)
+    app.mount("/static", AssetFiles(settings.web_dir), name="static")
+    app.mount("/models", AssetFiles(settings.models_dir), name="models")
+
+    # Outermost last: size limit -> security/cache headers -> gzip -> app.
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1024,
+        compresslevel=6,
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/octet-stream"),
+    )
+    app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
+    app.add_middleware(
+        BodySizeLimitMiddleware, limit=lambda: settings.max_request_bytes, paths=("/api/uploads",)
+    )
+    return app

@@ -1,0 +1,175 @@
+"""Pure-ASGI middleware: security headers, cache policy and the request-body size limit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "worker-src 'self' blob:",
+        "img-src 'self' blob: data:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self' blob: data:",
+        "style-src 'self' 'unsafe-inline'",
+        "font-src 'self' data:",
+        "manifest-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
+
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "permissions-policy": "camera=(self), microphone=(), geolocation=()",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-embedder-policy": "require-corp",
+    "cross-origin-resource-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+# Short on purpose: the generated certificate is self-signed and often used on `localhost`.
+HSTS = "max-age=86400"
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+NO_STORE = "no-store"
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers and chooses Cache-Control for every HTTP response.
+
+    * /static/vendor/* (versioned paths) and any request whose `?v=` equals the current asset
+      version: `public, max-age=31536000, immutable` (only for 200 responses);
+    * /api/*: `no-store` (responses may carry deletion tokens);
+    * everything else (pages, /models/*, /sw.js, other /static files): `no-cache`, i.e. cache
+      but revalidate with ETag / Last-Modified.
+    """
+
+    def __init__(self, app: ASGIApp, asset_version: Callable[[], str]) -> None:
+        self.app = app
+        self.asset_version = asset_version
+
+    def _cache_control(self, scope: Scope, status: int) -> str:
+        path: str = scope.get("path", "")
+        if path.startswith("/api/"):
+            return NO_STORE
+        if status == 200 and scope.get("method") in ("GET", "HEAD"):
+            if path.startswith("/static/vendor/"):
+                return IMMUTABLE
+            query = scope.get("query_string", b"").decode("latin-1")
+            if query:
+                v = parse_qs(query).get("v")
+                if v and v[0] == self.asset_version():
+                    return IMMUTABLE
+        return REVALIDATE
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if scope.get("scheme") == "https":
+                    headers["strict-transport-security"] = HSTS
+                if "cache-control" not in headers:
+                    headers["cache-control"] = self._cache_control(scope, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+class BodySizeLimitMiddleware:
+    """Rejects request bodies above `limit` bytes on `paths` with 413, while streaming.
+
+    A declared Content-Length above the limit is refused before reading anything; otherwise the
+    body is counted as it arrives and, once it goes over, the app sees a disconnect and the
+    client gets 413 instead of whatever the app would have answered.
+    """
+
+    def __init__(self, app: ASGIApp, limit: Callable[[], int], paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.limit = limit
+        self.paths = paths
+
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = json.dumps(
+            {"detail": f"request body too large: the limit is {limit} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") or not any(
+            scope.get("path", "").startswith(p) for p in self.paths
+        ):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                too_big = False
+            if too_big:
+                await self._reject(send, limit)
+                return
+
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                if not started:
+                    started = True
+                    await self._reject(send, limit)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._reject(send, limit)

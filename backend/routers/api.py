@@ -1,0 +1,39 @@
+"""Small JSON endpoints: health and labels."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from training.labels import LABELS
+
+from ..dependencies import SettingsDep
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+class Health(BaseModel):
+    status: str = Field(description='Always "ok" when the server answers.')
+    models: int = Field(description="Number of ensemble members in models/manifest.json (0 if none).")
+
+
+class Labels(BaseModel):
+    labels: list[str] = Field(description="The seven classes, in FER2013 order (model output order).")
+
+
+@router.get("/health", response_model=Health, summary="Liveness and model count")
+def health(settings: SettingsDep) -> Health:
+    members = 0
+    try:
+        manifest = json.loads((settings.models_dir / "manifest.json").read_text(encoding="utf-8"))
+        members = len(manifest.get("members") or [])
+    except (OSError, ValueError, AttributeError, TypeError):
+        members = 0
+    return Health(status="ok", models=members)
+
+
+@router.get("/labels", response_model=Labels, summary="The expression labels")
+def labels() -> Labels:
+    return Labels(labels=list(LABELS))

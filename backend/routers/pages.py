@@ -1,0 +1,65 @@
+"""The HTML pages (Jinja2 templates from web/) and the root-scoped service worker."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from jinja2 import Environment, FileSystemLoader, TemplateNotFound, select_autoescape
+
+from ..dependencies import AssetVersionDep, SettingsDep
+
+router = APIRouter(tags=["pages"])
+
+_envs: dict[Path, Environment] = {}
+
+
+def _env(web_dir: Path) -> Environment:
+    env = _envs.get(web_dir)
+    if env is None:
+        env = Environment(
+            loader=FileSystemLoader(str(web_dir)),
+            autoescape=select_autoescape(["html"]),
+            auto_reload=True,
+        )
+        _envs[web_dir] = env
+    return env
+
+
+def _render(request: Request, settings, asset_version, name: str) -> Response:
+    try:
+        template = _env(Path(settings.web_dir)).get_template(name)
+    except TemplateNotFound as err:
+        raise HTTPException(
+            404, f"page template web/{name} not found in {settings.web_dir}"
+        ) from err
+    html = template.render(asset_version=asset_version.get(), request=request)
+    body = html.encode("utf-8")
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    if etag in [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"etag": etag})
+    return HTMLResponse(body, headers={"etag": etag})
+
+
+@router.get("/", response_class=HTMLResponse, summary="The camera page", include_in_schema=True)
+def index(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+    return _render(request, settings, asset_version, "index.html")
+
+
+@router.get("/upload", response_class=HTMLResponse, summary="The contribute-a-photo page")
+def upload_page(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+    return _render(request, settings, asset_version, "upload.html")
+
+
+@router.get("/sw.js", summary="The service worker (root scope)", response_class=FileResponse)
+def service_worker(settings: SettingsDep) -> Response:
+    path = Path(settings.web_dir) / "sw.js"
+    if not path.is_file():
+        raise HTTPException(404, "web/sw.js not found")
+    return FileResponse(
+        path,
+        media_type="text/javascript",
+        headers={"service-worker-allowed": "/", "cache-control": "no-cache"},
+    )

@@ -1,0 +1,222 @@
+"""User-contributed training photos: POST /api/uploads, DELETE /api/uploads/{id}, stats.
+
+The multipart body is parsed here (not by FastAPI's Form/File parameters) so that size
+limits apply while streaming and every error is a single human-readable `detail`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+
+from training.labels import LABELS
+
+from ..dependencies import SettingsDep, StoreDep
+from ..images import ImageRejected, clean_crop, clean_original
+from ..storage import UploadError
+
+router = APIRouter(prefix="/api/uploads", tags=["uploads"])
+
+CONSENT_YES = {"true", "on", "1", "yes"}
+SOURCES = {"camera", "file"}
+MAX_FIELD_BYTES = 1024
+
+
+class UploadCreated(BaseModel):
+    id: str = Field(description="Upload id (uuid4 hex); shared by identical contributions.")
+    label: str = Field(description="The stored label.")
+    sha256: str = Field(description="sha256 of the stored, re-encoded PNG crop.")
+    deletion_token: str = Field(
+        description="Secret for DELETE /api/uploads/{id} (X-Deletion-Token). Only its hash is stored: "
+        "keep it, it cannot be shown again."
+    )
+    duplicate: bool = Field(
+        description="True when these exact pixels were already stored with this label; the response then "
+        "carries the existing id and a new token that withdraws only this contribution."
+    )
+
+
+class UploadStats(BaseModel):
+    total: int = Field(description="Number of distinct stored crops.")
+    labels: dict[str, int] = Field(description="Stored crops per label (every label present).")
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["crop", "label", "consent"],
+                "properties": {
+                    "crop": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The aligned face crop (PNG, JPEG or WebP).",
+                    },
+                    "label": {"type": "string", "enum": list(LABELS)},
+                    "consent": {
+                        "type": "string",
+                        "description": 'Must be "true" (or "on"/"1"): the user agrees to donate the photo.',
+                    },
+                    "original": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Optional full photo the crop was taken from.",
+                    },
+                    "source": {"type": "string", "enum": sorted(SOURCES)},
+                },
+            }
+        }
+    },
+}
+
+ERRORS = {
+    400: {"model": ErrorDetail, "description": "Not an image, corrupt/truncated, no consent, bad form."},
+    409: {"model": ErrorDetail, "description": "The same image is already stored with another label."},
+    413: {"model": ErrorDetail, "description": "File or body too large, or too many pixels."},
+    422: {"model": ErrorDetail, "description": "Unknown label or missing field."},
+}
+
+
+async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"{what} is larger than the {limit}-byte limit")
+    return data
+
+
+def _field(form, name: str) -> str | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise HTTPException(400, f"{name!r} must be a text field, not a file")
+    return value.strip()
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadCreated,
+    summary="Contribute a labelled face crop",
+    description="Validates and stores a face crop (re-encoded as PNG, metadata stripped) under "
+    "`<custom_dir>/<label>/<sha256>.png`, with the optional original in `<custom_dir>/originals/`.",
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    responses=ERRORS,
+)
+async def create_upload(request: Request, settings: SettingsDep, store: StoreDep) -> UploadCreated:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise HTTPException(400, "send the upload as multipart/form-data (fields crop, label, consent)")
+    parser = MultiPartParser(
+        request.headers, request.stream(), max_files=2, max_fields=8, max_part_size=MAX_FIELD_BYTES
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as err:
+        raise HTTPException(400, f"malformed multipart form: {err.message}") from err
+    except ClientDisconnect as err:
+        raise HTTPException(400, "the upload was interrupted") from err
+    try:
+        crop_file = form.get("crop")
+        if not isinstance(crop_file, UploadFile):
+            raise HTTPException(422, "the 'crop' file field is required")
+        label = _field(form, "label")
+        if not label:
+            raise HTTPException(422, f"the 'label' field is required; use one of: {', '.join(LABELS)}")
+        if label not in LABELS:
+            raise HTTPException(422, f"unknown label {label[:40]!r}; use one of: {', '.join(LABELS)}")
+        consent = (_field(form, "consent") or "").lower()
+        if consent not in CONSENT_YES:
+            raise HTTPException(
+                400,
+                "consent is required: send consent=true to confirm the person agrees to donate "
+                "this photo for training",
+            )
+        source = _field(form, "source") or None
+        if source is not None and source not in SOURCES:
+            raise HTTPException(422, f"source must be one of: {', '.join(sorted(SOURCES))}")
+        original_file = form.get("original")
+        if original_file is not None and not isinstance(original_file, UploadFile):
+            if original_file.strip():
+                raise HTTPException(400, "'original' must be a file")
+            original_file = None
+
+        limit = settings.max_upload_bytes
+        crop_bytes = await _read_limited(crop_file, limit, "the crop")
+        original_bytes = None
+        if original_file is not None:
+            original_bytes = await _read_limited(original_file, limit, "the original")
+            if not original_bytes:  # an empty optional file input is "not given"
+                original_bytes = None
+    finally:
+        await form.close()
+
+    def work():
+        try:
+            crop = clean_crop(
+                crop_bytes, min_side=settings.min_image_side, max_side=settings.max_image_side
+            )
+            original = (
+                clean_original(original_bytes, max_side=settings.max_image_side)
+                if original_bytes is not None
+                else None
+            )
+        except ImageRejected as err:
+            raise HTTPException(err.status_code, str(err)) from err
+        try:
+            return store.add(crop, label, consent=True, source=source, original=original)
+        except UploadError as err:
+            raise HTTPException(err.status_code, str(err)) from err
+
+    stored = await run_in_threadpool(work)
+    return UploadCreated(
+        id=stored.id,
+        label=stored.label,
+        sha256=stored.sha256,
+        deletion_token=stored.deletion_token,
+        duplicate=stored.duplicate,
+    )
+
+
+@router.get("/stats", response_model=UploadStats, summary="How many crops per label (no images)")
+def upload_stats(store: StoreDep) -> UploadStats:
+    counts = store.stats()
+    return UploadStats(total=sum(counts.values()), labels=counts)
+
+
+@router.delete(
+    "/{upload_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Withdraw a contribution",
+    description="Withdraws the contribution identified by its deletion token; the image files and row "
+    "are removed when no other contribution of the same image remains.",
+    responses={
+        403: {"model": ErrorDetail, "description": "Missing or wrong deletion token."},
+        404: {"model": ErrorDetail, "description": "Unknown upload id."},
+    },
+)
+def delete_upload(
+    upload_id: str,
+    store: StoreDep,
+    x_deletion_token: Annotated[
+        str | None, Header(description="The deletion_token returned by POST /api/uploads.")
+    ] = None,
+) -> Response:
+    try:
+        store.delete(upload_id, x_deletion_token)
+    except UploadError as err:
+        raise HTTPException(err.status_code, str(err)) from err
+    return Response(status_code=204)

@@ -1,0 +1,60 @@
+"""Server configuration: one pydantic-settings object, read from `FER_HYBRID_*` env vars.
+
+Every field can be set in the environment with the `FER_HYBRID_` prefix, e.g.
+`FER_HYBRID_PORT=8443`, `FER_HYBRID_CUSTOM_DIR=/srv/fer/custom`, `FER_HYBRID_HTTPS=1`.
+The `fer-hybrid serve` options override the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository (or installed project) root: backend/ lives directly below it.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Everything the server needs; defaults suit a checkout of the repository."""
+
+    model_config = SettingsConfigDict(env_prefix="FER_HYBRID_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes it on the LAN.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    web_dir: Path = Field(REPO_ROOT / "web", description="The page: index.html, upload.html, sw.js, js/, vendor/.")
+    models_dir: Path = Field(REPO_ROOT / "models", description="Exported TF.js models + manifest.json.")
+    custom_dir: Path = Field(
+        REPO_ROOT / "data" / "custom",
+        description="User-contributed dataset: <label>/<sha256>.png, originals/, uploads.sqlite.",
+    )
+    max_upload_bytes: int = Field(5 * 1024 * 1024, gt=0, description="Largest accepted image file (bytes).")
+    max_image_side: int = Field(4096, gt=0, description="Largest accepted width/height (pixels).")
+    min_image_side: int = Field(16, gt=0, description="Smallest accepted width/height (pixels).")
+    https: bool = Field(False, description="Serve over TLS (phones need it for the camera).")
+    tls_cert: Path | None = Field(None, description="PEM certificate to use instead of the generated one.")
+    tls_key: Path | None = Field(None, description="PEM private key matching tls_cert.")
+    cert_dir: Path = Field(
+        REPO_ROOT / "data" / "tls", description="Where the generated self-signed certificate is kept."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.min_image_side > self.max_image_side:
+            raise ValueError("min_image_side must not exceed max_image_side")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Whole multipart body limit: a crop + an original + a little form overhead."""
+        return 2 * self.max_upload_bytes + 64 * 1024
+
+
+@lru_cache
+def default_settings() -> Settings:
+    """The settings read from the environment once (used when no explicit object is given)."""
+    return Settings()
