@@ -1,0 +1,58 @@
+"""Figures for evaluation reports. matplotlib (Agg) is imported lazily."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from training.labels import LABELS
+from training.metrics import row_normalise
+from training.report import atomic_write_bytes
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray,
+    path: str | Path,
+    *,
+    labels: Sequence[str] = LABELS,
+    title: str = "Confusion matrix",
+) -> Path:
+    """Save a row-normalised, annotated confusion matrix PNG (rows = true class).
+
+    Each cell shows the row percentage (recall on the diagonal) and the raw count.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    norm = row_normalise(cm)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.1 * k + 2.5, 1.0 * k + 2.0), dpi=120)
+    try:
+        im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+        cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cbar.set_label("fraction of true class")
+        ax.set_xticks(range(k), labels=list(labels), rotation=40, ha="right")
+        ax.set_yticks(range(k), labels=[f"{lab} ({int(n)})" for lab, n in zip(labels, cm.sum(axis=1))])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true (support)")
+        ax.set_title(title)
+        for i in range(k):
+            for j in range(k):
+                value = norm[i, j]
+                colour = "white" if value > 0.55 else "black"
+                ax.text(
+                    j, i, f"{100 * value:.0f}%\n{int(cm[i, j])}",
+                    ha="center", va="center", fontsize=8, color=colour,
+                )
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
