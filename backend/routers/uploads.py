@@ -12,7 +12,8 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from training.labels import LABELS
@@ -116,16 +117,15 @@ def _field(form, name: str) -> str | None:
     responses=ERRORS,
 )
 async def create_upload(request: Request, settings: SettingsDep, store: StoreDep) -> UploadCreated:
-    ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
+    ctype = request.headers.get("content-type", "").lower()
+    if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise HTTPException(400, "send the upload as multipart/form-data (fields crop, label, consent)")
-    parser = MultiPartParser(
-        request.headers, request.stream(), max_files=2, max_fields=8, max_part_size=MAX_FIELD_BYTES
-    )
     try:
-        form = await parser.parse()
+        form = await request.form(max_files=2, max_fields=8, max_part_size=MAX_FIELD_BYTES)
     except MultiPartException as err:
         raise HTTPException(400, f"malformed multipart form: {err.message}") from err
+    except StarletteHTTPException as err:  # Starlette reports multipart errors as 400s
+        raise HTTPException(400, f"malformed multipart form: {err.detail}") from err
     except ClientDisconnect as err:
         raise HTTPException(400, "the upload was interrupted") from err
     try:

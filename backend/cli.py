@@ -1,0 +1,177 @@
+"""`fer-hybrid serve`: run the web app with Uvicorn (optionally over HTTPS for phones).
+
+Kept import-light: FastAPI/Uvicorn/cryptography are imported inside `serve`, and nothing
+here (or in backend/) imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+WILDCARDS = {"0.0.0.0", "", "::"}
+PHONE_HINT = (
+    "phones only allow the camera on HTTPS (or localhost): restart with --https, "
+    "open the https:// URL on the phone and accept the self-signed certificate warning once"
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_urls(host: str, port: int, https: bool, lan_ips: list[str]) -> list[str]:
+    """URLs to open: localhost first, then every LAN address when bound to all interfaces."""
+    scheme = "https" if https else "http"
+    if host in WILDCARDS:
+        hosts = ["localhost", *lan_ips]
+    elif _is_loopback(host):
+        hosts = ["localhost"] if host in ("127.0.0.1", "localhost") else [host]
+    else:
+        hosts = [host]
+    out = []
+    for h in hosts:
+        shown = f"[{h}]" if ":" in h else h
+        out.append(f"{scheme}://{shown}:{port}/")
+    return out
+
+
+def phone_url(urls: list[str]) -> str | None:
+    """The first URL a phone on the LAN can reach (not localhost/loopback)."""
+    for url in urls:
+        host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+        if not _is_loopback(host):
+            return url
+    return None
+
+
+def qr_text(url: str) -> str:
+    """`url` as a QR code drawn with text characters (for the terminal)."""
+    import io
+
+    import qrcode
+
+    qr = qrcode.QRCode(border=1, error_correction=qrcode.constants.ERROR_CORRECT_L)
+    qr.add_data(url)
+    qr.make(fit=True)
+    buf = io.StringIO()
+    qr.print_ascii(out=buf, invert=True)
+    return buf.getvalue()
+
+
+def banner(urls: list[str], *, https: bool, host: str, cert: Path | None = None, qr: bool = True) -> str:
+    """The text printed when the server starts."""
+    lines = ["fer-hybrid is serving the web app. Open:"]
+    lines += [f"  {url}" for url in urls]
+    lines.append("  (/upload to contribute photos, /docs for the API)")
+    lan = phone_url(urls)
+    if lan and qr:
+        lines.append(f"Scan with the phone (same Wi-Fi) to open {lan}:")
+        lines.append(qr_text(lan))
+    if https and cert is not None:
+        lines.append(f"TLS certificate: {cert} (self-signed unless you passed --cert/--key)")
+    if not https and not _is_loopback(host):
+        lines.append(f"warning: {PHONE_HINT}")
+    elif not https:
+        lines.append(
+            "note: serving on this machine only; use --host 0.0.0.0 --https to reach it from a phone"
+        )
+    return "\n".join(lines)
+
+
+def build_settings(**overrides):
+    """Settings from FER_HYBRID_* env vars with the CLI's explicit options on top."""
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as err:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors())
+        raise typer.BadParameter(msgs) from err
+
+
+def resolve_tls(settings, lan_ips: list[str] | None = None) -> tuple[Path, Path] | None:
+    """(cert, key) to give Uvicorn: the user's pair, or the generated self-signed one."""
+    if not settings.https:
+        if settings.tls_cert is not None:
+            raise typer.BadParameter("--cert/--key need --https")
+        return None
+    if settings.tls_cert is not None:
+        cert, key = Path(settings.tls_cert).expanduser(), Path(settings.tls_key).expanduser()
+        for what, path in (("certificate", cert), ("key", key)):
+            if not path.is_file():
+                raise typer.BadParameter(f"TLS {what} file not found: {path}")
+        return cert, key
+    from .tls import ensure_certificate
+
+    info = ensure_certificate(settings.cert_dir, lan_ips)
+    if info.created:
+        typer.echo(f"created a self-signed certificate in {info.cert_path.parent}")
+    return info.cert_path, info.key_path
+
+
+def serve(
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 = reachable from the LAN)."
+    ),
+    port: Optional[int] = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
+    https: Optional[bool] = typer.Option(
+        None,
+        "--https/--http",
+        help="Serve over TLS with a self-signed certificate (created once, reused). "
+        "Phones need this for the camera.",
+    ),
+    cert: Optional[Path] = typer.Option(None, "--cert", help="Your own PEM certificate (with --key)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Private key for --cert (PEM)."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Folder with manifest.json."),
+    custom_dir: Optional[Path] = typer.Option(
+        None, "--custom-dir", help="Where contributed photos are stored (default data/custom)."
+    ),
+    web_dir: Optional[Path] = typer.Option(None, "--web-dir", help="Folder with the page (default web/)."),
+    qr: bool = typer.Option(True, "--qr/--no-qr", help="Print a QR code for the phone URL."),
+) -> None:
+    """Serve the mobile web app and the exported models (all inference runs on the phone)."""
+    settings = build_settings(
+        host=host, port=port, https=https, tls_cert=cert, tls_key=key,
+        models_dir=models_dir, custom_dir=custom_dir, web_dir=web_dir,
+    )
+    from .tls import lan_ipv4_addresses
+
+    lan_ips = lan_ipv4_addresses() if settings.host in WILDCARDS else []
+    tls = resolve_tls(settings, lan_ips)
+
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(settings)
+    urls = server_urls(settings.host, settings.port, settings.https, lan_ips)
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "\u2588\u2580\u2584".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        qr = False  # the terminal cannot draw the block characters
+    typer.echo(banner(urls, https=settings.https, host=settings.host, cert=tls[0] if tls else None, qr=qr))
+    sys.stdout.flush()
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
