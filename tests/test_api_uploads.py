@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from backend.app import create_app
-from backend_helpers import db_rows, image_bytes, make_settings, post_upload, stored_files
+from test_backend_helpers import db_rows, image_bytes, make_settings, post_upload, stored_files
 
 
 @pytest.fixture

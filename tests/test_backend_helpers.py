@@ -1,4 +1,4 @@
-"""Shared helpers for the backend/API tests (imported as `from backend_helpers import ...`)."""
+"""Shared helpers for the backend/API tests (`from test_backend_helpers import ...`), plus their own checks."""
 
 from __future__ import annotations
 
@@ -70,3 +70,9 @@ def post_upload(client, crop: bytes | None, label="happy", consent="true", filen
     if source is not None:
         data["source"] = source
     return client.post("/api/uploads", files=files or None, data=data)
+
+
+def test_image_bytes_decode_in_every_format():
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        with Image.open(io.BytesIO(image_bytes(size=(20, 10), fmt=fmt))) as img:
+            assert img.format == fmt and img.size == (20, 10)
