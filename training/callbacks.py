@@ -1,0 +1,211 @@
+"""Run-folder bookkeeping for training: atomic saves, resumable state, time budget.
+
+`RunMonitor` is the one callback that owns the run folder during `fit`. It does
+the work of ReduceLROnPlateau + EarlyStopping + ModelCheckpoint + CSVLogger, but
+keeps all of their counters in one JSON-serialisable `state` dict, so a resumed
+run continues exactly where it stopped (Keras' own callbacks forget theirs).
+
+Every file that matters is written atomically: to a temporary file in the same
+folder, then `os.replace`d over the target, so a crash (or a killed GPU slice)
+never leaves a half-written best.keras or checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+
+LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+TMP_PREFIX = ".tmp-"
+
+
+def _tmp_for(path: Path) -> Path:
+    # Keras insists on the .keras suffix for model files, so keep the real suffix last.
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+
+
+def _write_keras(model: keras.Model, path: Path) -> None:
+    model.save(str(path))
+
+
+def atomic_save_model(model: keras.Model, path: Path) -> None:
+    """model.save to a temp file next to `path`, then os.replace it over `path`."""
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        _write_keras(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_tmp(run_dir: Path) -> list[Path]:
+    """Delete temp files a killed process left behind (never a finished file)."""
+    removed = []
+    for p in Path(run_dir).rglob(f"{TMP_PREFIX}*"):
+        if p.is_file():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def get_lr(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def initial_state(lr: float) -> dict:
+    return {
+        "epoch": 0,  # epochs completed
+        "best_val_accuracy": None,
+        "best_epoch": 0,
+        "plateau_wait": 0,
+        "early_stop_wait": 0,
+        "lr": float(lr),
+        "train_seconds": 0.0,
+        "stop_reason": None,  # None | "completed" | "early_stopping" | "time_budget"
+        "checkpoint_model": None,
+    }
+
+
+class RunMonitor(keras.callbacks.Callback):
+    """Logs, tracks the best model, halves the lr on plateaus, stops early, checkpoints.
+
+    Args:
+      run_dir: the run folder (log.csv, best.keras, checkpoint/ live there).
+      core: the model to save as best.keras (the training model minus the augmenter).
+      state: resumable counters (see `initial_state`); updated in place and saved every epoch.
+      epochs: total epochs of the run.
+      patience: epochs without a val_accuracy improvement before stopping.
+      lr_patience / lr_factor / min_lr: ReduceLROnPlateau on val_accuracy.
+      deadline: `time.monotonic()` value by which training must have stopped (None: no budget).
+      reserve_s: seconds kept free before the deadline for the final predictions.
+    """
+
+    def __init__(self, run_dir: Path, core: keras.Model, state: dict, *, epochs: int,
+                 patience: int, lr_patience: int, lr_factor: float, min_lr: float,
+                 deadline: float | None = None, reserve_s: float = 0.0, printer=print):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoint"
+        self.core = core
+        self.state = state
+        self.epochs = int(epochs)
+        self.patience = int(patience)
+        self.lr_patience = int(lr_patience)
+        self.lr_factor = float(lr_factor)
+        self.min_lr = float(min_lr)
+        self.deadline = deadline
+        self.reserve_s = float(reserve_s)
+        self.printer = printer
+        self._epoch_t0 = 0.0
+        self._durations: list[float] = []
+
+    # -- helpers ---------------------------------------------------------------
+    def _append_log(self, row: dict) -> None:
+        path = self.run_dir / "log.csv"
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def save_checkpoint(self) -> None:
+        """Training model (weights + optimizer) then state.json, both atomic and consistent:
+        the state names the model file it belongs to; older model files are removed after."""
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        name = f"train-epoch{self.state['epoch']:04d}.keras"
+        atomic_save_model(self.model, self.ckpt_dir / name)
+        self.state["checkpoint_model"] = name
+        atomic_write_json(self.state, self.ckpt_dir / "state.json")
+        for old in self.ckpt_dir.glob("train-epoch*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    # -- Keras hooks -----------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_t0 = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        seconds = time.monotonic() - self._epoch_t0
+        self._durations.append(seconds)
+        st = self.state
+        done = epoch + 1
+        lr = get_lr(self.model)
+        self._append_log({**{k: f"{float(v):.6f}" for k, v in logs.items() if k in LOG_FIELDS},
+                          "epoch": done, "lr": f"{lr:.6g}", "seconds": f"{seconds:.2f}"})
+        st["epoch"] = done
+        st["train_seconds"] = float(st["train_seconds"]) + seconds
+
+        val_acc = float(logs.get("val_accuracy", float("nan")))
+        best = st["best_val_accuracy"]
+        note = ""
+        if best is None or val_acc > best:
+            st["best_val_accuracy"], st["best_epoch"] = val_acc, done
+            st["plateau_wait"] = st["early_stop_wait"] = 0
+            atomic_save_model(self.core, self.run_dir / "best.keras")
+            note = " (new best, saved best.keras)"
+        else:
+            st["plateau_wait"] += 1
+            st["early_stop_wait"] += 1
+            if st["plateau_wait"] >= self.lr_patience:
+                new_lr = max(lr * self.lr_factor, self.min_lr)
+                st["plateau_wait"] = 0
+                if new_lr < lr:
+                    self.model.optimizer.learning_rate = new_lr
+                    note = f" (val_accuracy stalled {self.lr_patience} epochs: lr {lr:.3g} -> {new_lr:.3g})"
+                    lr = new_lr
+        st["lr"] = lr
+
+        if done >= self.epochs:
+            st["stop_reason"] = "completed"
+        elif st["early_stop_wait"] >= self.patience:
+            st["stop_reason"] = "early_stopping"
+            note += f" (no val_accuracy gain for {self.patience} epochs: early stopping)"
+        elif self.deadline is not None:
+            next_epoch = max(self._durations[-3:]) * 1.15
+            if time.monotonic() + next_epoch + self.reserve_s > self.deadline:
+                st["stop_reason"] = "time_budget"
+                note += " (time budget nearly used: stopping at this epoch boundary)"
+        if st["stop_reason"] is not None:
+            self.model.stop_training = True
+
+        self.save_checkpoint()
+
+        avg = sum(self._durations[-5:]) / len(self._durations[-5:])
+        left = max(0, self.epochs - done)
+        self.printer(
+            f"epoch {done}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+            f"acc {logs.get('accuracy', float('nan')):.4f}  val_acc {val_acc:.4f}  "
+            f"best {st['best_val_accuracy']:.4f}@{st['best_epoch']}  lr {lr:.3g}  "
+            f"{seconds:.1f}s/epoch  ETA {_fmt_duration(avg * left)} (at most){note}"
+        )
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

@@ -1,0 +1,334 @@
+"""The training loop: the paper's recipe, a resumable run folder, a time budget.
+
+    from training.train import TrainConfig, train
+    metrics = train(TrainConfig(model="baseline_cnn", epochs=30), splits, "runs/baseline")
+
+`splits` maps "train"/"val" (and optionally "test") to `training.data.Dataset`
+objects or `(x, y)` pairs of uint8 (N, 48, 48) images and int labels.
+
+Recipe defaults (the paper's): SGD with momentum 0.9, batch 128, decoupled weight
+decay 1e-4, per-model learning rate (`training.models.RECIPES`), lr halved when
+val_accuracy has not improved for 10 epochs, early stopping after `patience`
+epochs without improvement, class weights inversely proportional to class
+frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds.
+
+Run folder (see fer_contracts.md): config.json, log.csv, tensorboard/ (only
+when TensorFlow is importable), best.keras, checkpoint/{state.json,
+train-epochNNNN.keras}, metrics.json, predictions/{val,test}.npz, history.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.errors import FerError
+from training.labels import NUM_CLASSES
+
+log = logging.getLogger("fer_hybrid.train")
+
+# Options that may differ between the original run and a `--resume` of it.
+RESUME_MUTABLE = ("epochs",)
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to rebuild and resume a run (saved as config.json)."""
+
+    model: str
+    model_options: dict = field(default_factory=dict)
+    epochs: int | None = None  # None: the model's recipe default
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    patience: int = 20  # early stopping
+    lr_patience: int = 10  # ReduceLROnPlateau on val_accuracy
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    class_weights: bool = True
+    smote: bool = False
+    augment: bool = True
+    seed: int = 0
+    input_shape: tuple = (48, 48, 1)
+    num_classes: int = NUM_CLASSES
+    data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with None hyper-parameters filled from the model's recipe."""
+        from training.models import get_recipe
+
+        recipe = get_recipe(self.model)
+        return dataclasses.replace(
+            self,
+            epochs=int(self.epochs if self.epochs is not None else recipe.epochs),
+            batch_size=int(self.batch_size if self.batch_size is not None else recipe.batch_size),
+            lr=float(self.lr if self.lr is not None else recipe.lr),
+            model_options={k: v for k, v in self.model_options.items() if v is not None},
+            input_shape=tuple(self.input_shape),
+        )
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        d["input_shape"] = tuple(d.get("input_shape", (48, 48, 1)))
+        return cls(**d)
+
+
+def config_conflicts(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    """Human-readable differences that forbid resuming `saved` with `given`."""
+    a, b = saved.to_json(), given.to_json()
+    return [f"{k}: run has {a.get(k)!r}, you asked for {b.get(k)!r}"
+            for k in sorted(set(a) | set(b)) if k not in RESUME_MUTABLE and a.get(k) != b.get(k)]
+
+
+def class_weights_for(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Weights inversely proportional to class frequency (mean weight 1 over present classes)."""
+    counts = np.bincount(np.asarray(y, dtype="int64"), minlength=num_classes)
+    present = max(1, int((counts > 0).sum()))
+    return {c: (float(len(y)) / (present * counts[c]) if counts[c] else 1.0)
+            for c in range(num_classes)}
+
+
+def _xy(split) -> tuple[np.ndarray, np.ndarray]:
+    if split is None:
+        return None, None
+    if hasattr(split, "x") and hasattr(split, "y"):
+        return np.asarray(split.x), np.asarray(split.y, dtype="int64")
+    x, y = split
+    return np.asarray(x), np.asarray(y, dtype="int64")
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _load_state(run_dir: Path) -> dict:
+    state_path = run_dir / "checkpoint" / "state.json"
+    if not state_path.is_file() or not (run_dir / "config.json").is_file():
+        raise FerError(f"nothing to resume in {run_dir}: no checkpoint/state.json or config.json; "
+                       f"start a new run without --resume")
+    state = json.loads(state_path.read_text())
+    if not state.get("checkpoint_model") or not (run_dir / "checkpoint" / state["checkpoint_model"]).is_file():
+        raise FerError(f"checkpoint in {run_dir / 'checkpoint'} is incomplete (model file missing); "
+                       f"start a new run")
+    return state
+
+
+def _make_optimizer(cfg: TrainConfig):
+    import keras
+
+    return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay or None)
+
+
+def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
+          max_minutes: float | None = None, verbose: int | str = "auto",
+          callbacks: list | tuple = (), predict_batch_size: int = 256) -> dict:
+    """Train `config.model` on `splits` in `run_dir`; return the metrics dict.
+
+    resume:       continue from run_dir/checkpoint (config must match, except `epochs`).
+    max_minutes:  stop cleanly at an epoch boundary before this wall-clock budget is used,
+                  leaving a resumable checkpoint (status "incomplete" in metrics.json).
+    callbacks:    extra Keras callbacks (run after the run-folder bookkeeping).
+    """
+    t_start = time.monotonic()
+    import keras
+
+    from training.augment import with_augmentation
+    from training.callbacks import RunMonitor, atomic_write_json, initial_state, remove_stale_tmp
+    from training.models import build_model
+
+    run_dir = Path(run_dir)
+    config = config.resolved()
+
+    if resume:
+        state = _load_state(run_dir)
+        saved = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text())).resolved()
+        conflicts = config_conflicts(saved, config)
+        if conflicts:
+            raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
+                           + "); drop those options or start a new run with another --name")
+        config = dataclasses.replace(saved, epochs=config.epochs)
+        if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
+            state["stop_reason"] = None
+    else:
+        if (run_dir / "config.json").exists() or (run_dir / "checkpoint").exists():
+            raise FerError(f"run folder {run_dir} already holds a run; resume it with --resume "
+                           f"or pick another --name")
+        state = initial_state(config.lr)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_tmp(run_dir):
+        log.warning("removed a temp file left by an interrupted run: %s", p)
+    atomic_write_json(config.to_json(), run_dir / "config.json")
+
+    # -- data -------------------------------------------------------------------
+    x_train, y_train = _xy(splits["train"])
+    x_val, y_val = _xy(splits["val"])
+    if x_train is None or len(x_train) == 0 or x_val is None or len(x_val) == 0:
+        raise FerError("training needs non-empty train and val splits; check the dataset paths")
+    if config.smote:
+        from training.data.balance import smote
+
+        n0 = len(y_train)
+        x_train, y_train = smote(x_train, y_train, seed=config.seed)
+        _say(f"SMOTE: {n0} -> {len(y_train)} training images")
+    from training.predict import to_model_input
+
+    xt, xv = to_model_input(x_train), to_model_input(x_val)
+    if tuple(xt.shape[1:]) != tuple(config.input_shape):
+        raise FerError(f"images are {tuple(xt.shape[1:])} but the model expects "
+                       f"{tuple(config.input_shape)}")
+    cw = class_weights_for(y_train, config.num_classes) if config.class_weights else None
+
+    # -- model ----------------------------------------------------------------------
+    keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
+    if resume and state["stop_reason"] is None:
+        train_model = keras.saving.load_model(str(run_dir / "checkpoint" / state["checkpoint_model"]))
+        core = train_model.layers[-1]
+        _say(f"resuming {run_dir} after epoch {state['epoch']} (best val_accuracy "
+             f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
+    elif resume:
+        train_model = core = None  # nothing left to train: only finish the run folder
+    else:
+        core = build_model(config.model, input_shape=config.input_shape,
+                           num_classes=config.num_classes, **config.model_options)
+        train_model = (with_augmentation(core, seed=config.seed) if config.augment
+                       else core)
+        train_model.compile(optimizer=_make_optimizer(config),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    params = int(core.count_params()) if core is not None else state.get("params")
+    state["params"] = params
+
+    # -- fit ------------------------------------------------------------------------
+    if state["stop_reason"] is None and state["epoch"] < config.epochs:
+        deadline = t_start + 60.0 * max_minutes if max_minutes else None
+        # keep time for the final predictions: ~4 passes over val+test at inference speed
+        n_pred = len(xv) + len(_xy(splits.get("test"))[0] if splits.get("test") is not None else [])
+        monitor = RunMonitor(run_dir, core, state, epochs=config.epochs, patience=config.patience,
+                             lr_patience=config.lr_patience, lr_factor=config.lr_factor,
+                             min_lr=config.min_lr, deadline=deadline,
+                             reserve_s=0.0, printer=_say)
+        cbs = [monitor]
+        if importlib.util.find_spec("tensorflow") is not None:
+            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
+                                                   profile_batch=0))
+        else:
+            _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
+        cbs.extend(callbacks)
+        _say(f"training {config.model} ({params:,} params) on {len(xt)} images, validating on "
+             f"{len(xv)}; epochs {state['epoch'] + 1}..{config.epochs}, batch {config.batch_size}, "
+             f"lr {state['lr']:.3g}, backend {keras.backend.backend()}")
+        fit_t0 = time.monotonic()
+        train_model.fit(xt, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                        initial_epoch=int(state["epoch"]), validation_data=(xv, y_val),
+                        class_weight=cw, callbacks=cbs, verbose=verbose, shuffle=True)
+        fit_s = time.monotonic() - fit_t0
+        if monitor._durations:
+            state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
+        del n_pred
+
+    # -- finish ---------------------------------------------------------------------
+    metrics = {
+        "model": config.model,
+        "params": params,
+        "best_epoch": int(state["best_epoch"]),
+        "val_accuracy": state["best_val_accuracy"],
+        "epochs_run": int(state["epoch"]),
+        "train_seconds": round(float(state["train_seconds"]), 2),
+        "backend": keras.backend.backend(),
+        "stop_reason": state["stop_reason"],
+        "run": run_dir.name,
+    }
+    if "img_per_s" in state:
+        metrics["train_images_per_second"] = round(state["img_per_s"], 1)
+    _write_history_png(run_dir)
+    if state["stop_reason"] == "time_budget":
+        metrics["status"] = "incomplete"
+        atomic_write_json(metrics, run_dir / "metrics.json")
+        _say(f"stopped after epoch {state['epoch']}/{config.epochs} to stay inside the time budget; "
+             f"continue with: fer-hybrid train --resume --name {run_dir.name} "
+             f"--runs-dir {run_dir.parent}")
+        return metrics
+
+    best = keras.saving.load_model(str(run_dir / "best.keras"), compile=False)
+    metrics.update(_write_predictions(best, splits, run_dir, predict_batch_size))
+    metrics["status"] = "complete"
+    atomic_write_json(metrics, run_dir / "metrics.json")
+    _say(f"done: best val_accuracy {metrics['val_accuracy']:.4f} at epoch {metrics['best_epoch']} "
+         f"(flip TTA {metrics['val_accuracy_tta']:.4f}); run folder {run_dir}")
+    return metrics
+
+
+def _write_predictions(model, splits: dict, run_dir: Path, batch_size: int) -> dict:
+    """predictions/{val,test}.npz (probs, probs_flip, y) from the best model; their accuracies."""
+    from training.callbacks import TMP_PREFIX
+    from training.predict import predict_probs, tta_average
+
+    out = run_dir / "predictions"
+    out.mkdir(exist_ok=True)
+    result = {}
+    for split in ("val", "test"):
+        x, y = _xy(splits.get(split))
+        if x is None or len(x) == 0:
+            continue
+        probs = predict_probs(model, x, batch_size=batch_size, flip=False)
+        probs_flip = predict_probs(model, x, batch_size=batch_size, flip=True)
+        tmp = out / f"{TMP_PREFIX}{split}.npz"
+        np.savez(tmp, probs=probs, probs_flip=probs_flip, y=np.asarray(y, dtype="int64"))
+        tmp.replace(out / f"{split}.npz")
+        result[f"{split}_accuracy_final"] = float((probs.argmax(1) == y).mean())
+        result[f"{split}_accuracy_tta"] = float((tta_average(probs, probs_flip).argmax(1) == y).mean())
+        if split == "test":
+            result["test_accuracy"] = result.pop("test_accuracy_final")
+    result.pop("val_accuracy_final", None)
+    return result
+
+
+def _write_history_png(run_dir: Path) -> None:
+    """Loss/accuracy curves from log.csv (matplotlib Agg, imported only here)."""
+    import csv
+
+    path = run_dir / "log.csv"
+    if not path.is_file():
+        return
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [int(r["epoch"]) for r in rows]
+
+    def col(name):
+        return [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, col("loss"), label="train")
+    a1.plot(ep, col("val_loss"), label="val")
+    a1.set(title="loss", xlabel="epoch")
+    a2.plot(ep, col("accuracy"), label="train")
+    a2.plot(ep, col("val_accuracy"), label="val")
+    a2.set(title="accuracy", xlabel="epoch")
+    for a in (a1, a2):
+        a.legend()
+        a.grid(alpha=0.3)
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    fig.savefig(run_dir / "history.png", dpi=90)
+    plt.close(fig)
