@@ -1,0 +1,535 @@
+"""Export trained Keras models as a quantised TF.js ensemble with a manifest.
+
+Public API::
+
+    export_ensemble(members, out_dir, *, quantization="uint8", weights=None, names=None,
+                    placeholder=False, notes="", eval_split=None, data_options=None) -> Path
+
+Pipeline per member: ``best.keras`` (or a ``.keras`` file) -> ``model.export()``
+(TF SavedModel) -> tensorflowjs' ``convert_tf_saved_model`` (the same code the
+``tensorflowjs_converter --input_format=tf_saved_model --output_format=tfjs_graph_model``
+CLI runs; called in-process because each CLI start costs ~7 s of imports) ->
+``<out_dir>/<member>/model.json + group1-shard*.bin``.
+
+Measured accuracy of what ships: with `eval_split`, the float Keras ensemble and
+the *quantised* TF.js graph-model ensemble are both scored on that split, with
+and without flip TTA. The quantised graphs are run in Python, not in a browser:
+tensorflowjs 4.22 has no tfjs_graph_model -> SavedModel converter, but the
+model.json topology *is* a TF GraphDef (the weight nodes are kept as value-less
+Const nodes), so `load_tfjs_graph_model` parses it, fills the constants with
+`tensorflowjs.read_weights` (which dequantises uint8/float16 exactly the way
+tfjs does: ``min + scale * q`` / half->float) and runs it with TF. That is fast
+enough for the full 3.6k-image PrivateTest on a CPU and needs no browser;
+tests/test_export_browser.py checks separately, in headless Chromium with the
+vendored tfjs-wasm, that the browser computes the same numbers.
+
+Output folder (atomic): everything is built in a temporary sibling folder
+``.<out_dir name>.export-*`` and swapped in with two renames at the end, so a
+crash or a conversion error leaves the previous ``models/`` untouched. The new
+folder holds the exported members and the manifest; top-level *files* of the
+old folder other than ``manifest.json`` (e.g. the ``README.md`` model card,
+``.gitkeep``) are carried over; old sub-folders (previous members) are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from training.errors import FerError
+from training.labels import LABELS
+from training.manifest import (
+    MANIFEST_NAME,
+    QUANTIZATIONS,
+    SPLIT_NAMES,
+    Manifest,
+    Member,
+    default_input_spec,
+    member_bytes,
+    utc_now_iso,
+    validate_manifest,
+    write_manifest,
+)
+
+log = logging.getLogger("training.export")
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""float32 NHWC 0..255 batch -> (N, 7) probabilities."""
+
+
+@dataclass
+class MemberSource:
+    """A member to export, resolved from a run folder or a .keras file."""
+
+    name: str
+    keras_path: Path
+    run_dir: Path | None = None
+    architecture: str = ""
+    run_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- members
+
+
+def _safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return name or "model"
+
+
+def resolve_members(members: Sequence[str | os.PathLike], names: Sequence[str] | None = None) -> list[MemberSource]:
+    """Run folders (their best.keras + metrics.json) or .keras files -> `MemberSource`s."""
+    if not members:
+        raise FerError("no models given; pass one or more run folders (runs/<name>) or .keras files")
+    if names is not None and len(names) != len(members):
+        raise FerError(f"got {len(names)} names for {len(members)} models; give one name per model")
+    out: list[MemberSource] = []
+    used: set[str] = set()
+    for i, item in enumerate(members):
+        path = Path(item)
+        run_dir: Path | None = None
+        metrics: dict[str, Any] = {}
+        config: dict[str, Any] = {}
+        if path.is_dir():
+            run_dir = path
+            keras_path = path / "best.keras"
+            if not keras_path.is_file():
+                raise FerError(
+                    f"{path} has no best.keras; train it first (`fer-hybrid train`) or pass a .keras file"
+                )
+            for fname, target in (("metrics.json", metrics), ("config.json", config)):
+                try:
+                    target.update(json.loads((path / fname).read_text()))
+                except FileNotFoundError:
+                    pass
+                except (OSError, ValueError) as err:
+                    log.warning("ignoring unreadable %s: %s", path / fname, err)
+            default_name = path.resolve().name
+        elif path.is_file() and path.suffix == ".keras":
+            keras_path = path
+            default_name = path.parent.name if path.stem == "best" else path.stem
+        elif path.exists():
+            raise FerError(f"{path} is neither a run folder nor a .keras file; pass runs/<name> or a .keras file")
+        else:
+            raise FerError(f"{path} does not exist; pass an existing run folder (runs/<name>) or .keras file")
+        name = _safe_name(names[i] if names is not None else default_name)
+        if name == MANIFEST_NAME or name in used:
+            n = 2
+            while f"{name}_{n}" in used:
+                n += 1
+            name = f"{name}_{n}"
+        used.add(name)
+        arch = str(metrics.get("model") or config.get("model") or config.get("model_name") or name)
+        out.append(MemberSource(name, keras_path, run_dir, arch, metrics))
+    return out
+
+
+def parse_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    if weights is None:
+        return [1.0] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise FerError(f"got {len(weights)} weights for {count} models; give exactly one weight per model")
+    if any(not math.isfinite(w) or w <= 0 for w in weights):
+        raise FerError("weights must be positive numbers, e.g. --weights 1,1,0.5")
+    return weights
+
+
+def check_quantization(quantization: str) -> str:
+    q = (quantization or "").lower()
+    if q == "float32":
+        q = "none"
+    if q not in QUANTIZATIONS:
+        raise FerError(f"unknown quantisation {quantization!r}; use one of {', '.join(QUANTIZATIONS)}")
+    return q
+
+
+def _check_writable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FerError(f"{out_dir} exists and is not a folder; pick another --out")
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FerError(f"cannot create {parent}: {err.strerror}; pick a writable --out") from err
+    if not os.access(parent, os.W_OK | os.X_OK) or (out_dir.exists() and not os.access(out_dir, os.W_OK)):
+        raise FerError(f"{out_dir} is not writable; fix its permissions or pick another --out")
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def convert_keras_to_tfjs(model: Any, out_dir: str | os.PathLike, quantization: str = "uint8") -> dict[str, Any]:
+    """Convert one Keras model (object or .keras path) to a TF.js graph model in `out_dir`.
+
+    Returns {"bytes", "seconds", "params"}. `out_dir` must not exist yet or be empty.
+    """
+    import keras
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
+
+    quantization = check_quantization(quantization)
+    if not isinstance(model, keras.Model):
+        model = keras.models.load_model(model, compile=False)
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fer-savedmodel-") as tmp:
+        saved = Path(tmp) / "saved_model"
+        model.export(str(saved), format="tf_saved_model", verbose=False)
+        dtype_map = None if quantization == "none" else {quantization: ["*"]}
+        tfjs_conv.convert_tf_saved_model(
+            str(saved),
+            str(out_dir),
+            quantization_dtype_map=dtype_map,
+            skip_op_check=False,
+            metadata=None,
+        )
+    seconds = time.perf_counter() - start
+    model_json = out_dir / "model.json"
+    if not model_json.is_file():
+        raise FerError(f"the TF.js converter wrote no model.json into {out_dir}; check the log above")
+    return {"bytes": member_bytes(model_json), "seconds": seconds, "params": int(model.count_params())}
+
+
+def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256) -> Predictor:
+    """Run an exported (possibly quantised) TF.js graph model with TensorFlow in Python.
+
+    Weights are read back dequantised with `tensorflowjs.read_weights`, i.e. the
+    numbers the browser sees. Returns a function float32 NHWC -> probabilities.
+    """
+    import tensorflow as tf
+    from google.protobuf import json_format
+    from tensorflowjs import read_weights
+
+    model_dir = Path(model_dir)
+    doc = json.loads((model_dir / "model.json").read_text())
+    graph_def = json_format.ParseDict(doc["modelTopology"], tf.compat.v1.GraphDef())
+    values = {
+        w["name"]: w["data"]
+        for w in read_weights.read_weights(doc["weightsManifest"], str(model_dir), flatten=True)
+    }
+    for node in graph_def.node:
+        if node.name in values:
+            arr = np.asarray(values.pop(node.name))
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr))
+            node.attr["dtype"].type = tf.as_dtype(arr.dtype).as_datatype_enum
+    if values:
+        raise FerError(f"{model_dir}/model.json lists weights missing from its graph; re-export it")
+    sig = doc["signature"]
+    (inp,) = [v["name"] for v in sig["inputs"].values()]
+    (out,) = [v["name"] for v in sig["outputs"].values()]
+    dims = [int(d.get("size", -1)) for d in next(iter(sig["inputs"].values()))["tensorShape"]["dim"]]
+    spec = tf.TensorSpec([None, *dims[1:]], tf.float32)
+
+    def _run(x):
+        return tf.compat.v1.import_graph_def(graph_def, input_map={inp: x}, return_elements=[out], name="")[0]
+
+    fn = tf.function(_run, input_signature=[spec]).get_concrete_function()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype="float32")
+        if x.ndim == 3:
+            x = x[..., None]
+        parts = [fn(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts).astype("float32") if parts else np.zeros((0, len(LABELS)), "float32")
+
+    return predict
+
+
+def keras_predictor(model: Any, *, batch_size: int = 256) -> Predictor:
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(x, "float32"), batch_size=batch_size, verbose=0), "float32")
+
+    return predict
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Weighted mean of member probabilities (the page does the same)."""
+    w = np.asarray(weights, dtype="float64")
+    stacked = np.stack([np.asarray(p, "float64") for p in probs])
+    return (np.tensordot(w, stacked, axes=1) / w.sum()).astype("float32")
+
+
+def ensemble_accuracy(
+    predictors: Sequence[Predictor], x: np.ndarray, y: np.ndarray, weights: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """Score an ensemble of predictors on uint8 images `x` (N,H,W) and labels `y`.
+
+    Returns {"accuracy", "accuracy_tta", "members": [{"accuracy", "accuracy_tta"}...],
+    "probs", "probs_tta"} where the TTA variant averages plain and mirrored inputs.
+    """
+    from training.predict import to_model_input, tta_average
+
+    weights = list(weights) if weights is not None else [1.0] * len(predictors)
+    inputs = to_model_input(x)
+    flipped = np.ascontiguousarray(inputs[:, :, ::-1, :])
+    y = np.asarray(y)
+    plain, tta, members = [], [], []
+    for predict in predictors:
+        p = predict(inputs)
+        pt = tta_average(p, predict(flipped))
+        plain.append(p)
+        tta.append(pt)
+        members.append(
+            {"accuracy": float((p.argmax(1) == y).mean()), "accuracy_tta": float((pt.argmax(1) == y).mean())}
+        )
+    probs, probs_tta = soft_vote(plain, weights), soft_vote(tta, weights)
+    return {
+        "accuracy": float((probs.argmax(1) == y).mean()),
+        "accuracy_tta": float((probs_tta.argmax(1) == y).mean()),
+        "members": members,
+        "probs": probs,
+        "probs_tta": probs_tta,
+    }
+
+
+def compare_float_quantized(
+    float_predictors: Sequence[Predictor],
+    quant_predictors: Sequence[Predictor],
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: Sequence[float] | None = None,
+    *,
+    split: str = "PrivateTest",
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Float vs quantised ensemble on the same arrays -> (manifest metrics, per-member metrics).
+
+    Per-member keys: ``accuracy_float[_tta]`` (Keras) and ``accuracy[_tta]`` (the
+    exported, quantised graph: what the page runs). The caller prefixes them with the split.
+    """
+    f = ensemble_accuracy(float_predictors, x, y, weights)
+    q = ensemble_accuracy(quant_predictors, x, y, weights)
+    metrics = {
+        "split": split,
+        "n": int(len(y)),
+        "accuracy_float": f["accuracy"],
+        "accuracy_float_tta": f["accuracy_tta"],
+        "accuracy_quantized": q["accuracy"],
+        "accuracy_quantized_tta": q["accuracy_tta"],
+        "top1_agreement_tta": float((f["probs_tta"].argmax(1) == q["probs_tta"].argmax(1)).mean()),
+        "max_abs_prob_diff_tta": float(np.abs(f["probs_tta"] - q["probs_tta"]).max()) if len(y) else 0.0,
+    }
+    members = [
+        {
+            "accuracy_float": mf["accuracy"],
+            "accuracy_float_tta": mf["accuracy_tta"],
+            "accuracy": mq["accuracy"],
+            "accuracy_tta": mq["accuracy_tta"],
+        }
+        for mf, mq in zip(f["members"], q["members"])
+    ]
+    return metrics, members
+
+
+def load_eval_split(split: str, data_options: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of split "test" (PrivateTest) or "val" (PublicTest) via training.data.load_splits."""
+    if split not in SPLIT_NAMES:
+        raise FerError(f"unknown evaluation split {split!r}; use test, val or none")
+    try:
+        from training.data import load_splits
+    except ImportError as err:
+        raise FerError(f"the dataset loader is not available ({err}); export with --eval none") from err
+    splits = load_splits(**(data_options or {}))
+    ds = splits[split]
+    return np.asarray(ds.x), np.asarray(ds.y)
+
+
+def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[float]) -> dict[str, Any] | None:
+    """Float ensemble accuracy on PrivateTest from the runs' saved predictions (no quantised numbers)."""
+    loaded = []
+    for src in sources:
+        npz = src.run_dir / "predictions" / "test.npz" if src.run_dir else None
+        if npz is None or not npz.is_file():
+            return None
+        with np.load(npz) as d:
+            loaded.append((d["probs"], d["probs_flip"], d["y"]))
+    y = loaded[0][2]
+    if any(len(t[2]) != len(y) or not np.array_equal(t[2], y) for t in loaded):
+        return None
+    p = soft_vote([t[0] for t in loaded], weights)
+    pt = soft_vote([(t[0] + t[1]) / 2 for t in loaded], weights)
+    return {
+        "split": SPLIT_NAMES["test"],
+        "n": int(len(y)),
+        "accuracy_float": float((p.argmax(1) == y).mean()),
+        "accuracy_float_tta": float((pt.argmax(1) == y).mean()),
+        "source": "float Keras predictions saved by the training runs; quantised accuracy not measured",
+    }
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _member_run_metrics(src: MemberSource) -> dict[str, Any]:
+    keep = {}
+    for key, value in src.run_metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if "accuracy" in key or "loss" in key or key in ("best_epoch", "epochs_run"):
+                keep[key] = value
+    return keep
+
+
+def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
+    """Replace out_dir by tmp_dir with renames; the old folder survives any failure."""
+    backup = None
+    if out_dir.exists():
+        backup = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+        backup.rmdir()
+        os.rename(out_dir, backup)
+    try:
+        os.rename(tmp_dir, out_dir)
+    except BaseException:
+        if backup is not None:
+            os.rename(backup, out_dir)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def export_ensemble(
+    members: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    quantization: str = "uint8",
+    weights: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    placeholder: bool = False,
+    notes: str = "",
+    eval_split: str | tuple[np.ndarray, np.ndarray] | None = None,
+    data_options: dict[str, Any] | None = None,
+) -> Path:
+    """Export Keras models as a TF.js graph-model ensemble; returns the manifest path.
+
+    members:      run folders (uses best.keras, reads metrics.json/config.json) or .keras files.
+    out_dir:      e.g. "models"; gets <member>/model.json + *.bin and manifest.json (atomic swap,
+                  see the module docstring for what is kept).
+    quantization: "uint8" (default, ~4x smaller), "float16" or "none".
+    weights:      soft-voting weight per member (default 1.0 each).
+    names:        member folder names (default: run folder name / .keras stem).
+    placeholder:  mark the models as placeholders (e.g. barely trained) in the manifest.
+    notes:        free text for the manifest (default: a generated description).
+    eval_split:   None (no measurement), "test" (PrivateTest) or "val" (PublicTest) loaded with
+                  training.data.load_splits(**data_options), or an (x uint8 (N,48,48), y) tuple.
+                  Float and quantised ensemble accuracy (with/without flip TTA) go into
+                  manifest["metrics"] and each member's metrics as "<split>_accuracy[_tta]"
+                  (quantised) and "<split>_accuracy_float[_tta]".
+    Raises FerError for user mistakes (missing run/best.keras, bad weights, unknown quantisation,
+    unwritable out_dir).
+    """
+    quantization = check_quantization(quantization)
+    sources = resolve_members(members, names)
+    weights = parse_weights(weights, len(sources))
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+
+    # Resolve the evaluation data before the slow conversion, so a missing dataset fails fast.
+    eval_x = eval_y = None
+    split_key = split_name = None
+    if eval_split is not None:
+        if isinstance(eval_split, str):
+            if eval_split == "none":
+                eval_split = None
+            else:
+                eval_x, eval_y = load_eval_split(eval_split, data_options)
+                split_key, split_name = eval_split, SPLIT_NAMES[eval_split]
+        else:
+            eval_x, eval_y = (np.asarray(a) for a in eval_split)
+            split_key, split_name = "sample", "sample"
+        if eval_x is not None and (len(eval_x) == 0 or len(eval_x) != len(eval_y)):
+            raise FerError("the evaluation split is empty or x/y lengths differ; check the dataset")
+
+    import keras
+
+    tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    try:
+        entries: list[Member] = []
+        keras_models = []
+        input_shape = None
+        for src, weight in zip(sources, weights):
+            log.info("converting %s (%s) with quantisation %s", src.name, src.keras_path, quantization)
+            try:
+                model = keras.models.load_model(src.keras_path, compile=False)
+            except Exception as err:  # corrupt / incompatible file: user-fixable
+                raise FerError(f"cannot load {src.keras_path}: {err}; re-train or pass another model") from err
+            shape = tuple(model.input_shape[1:])
+            if input_shape is None:
+                input_shape = shape
+            if shape != input_shape or len(shape) != 3:
+                raise FerError(
+                    f"{src.name} takes input {shape} but the ensemble uses {input_shape}; "
+                    "export models with the same input size together"
+                )
+            out_shape = tuple(model.output_shape[1:])
+            if out_shape != (len(LABELS),):
+                raise FerError(f"{src.name} outputs {out_shape}, expected ({len(LABELS)},) class probabilities")
+            info = convert_keras_to_tfjs(model, tmp_dir / src.name, quantization)
+            log.info("%s: %d bytes in %.1f s", src.name, info["bytes"], info["seconds"])
+            keras_models.append(model)
+            entries.append(
+                Member(
+                    name=src.name,
+                    architecture=src.architecture,
+                    path=f"{src.name}/model.json",
+                    weight=weight,
+                    quantization=quantization,
+                    bytes=info["bytes"],
+                    params=info["params"],
+                    metrics=_member_run_metrics(src),
+                )
+            )
+
+        if eval_x is not None:
+            log.info("measuring float vs quantised accuracy on %s (%d images)", split_name, len(eval_x))
+            quant = [load_tfjs_graph_model(tmp_dir / e.name) for e in entries]
+            metrics, per_member = compare_float_quantized(
+                [keras_predictor(m) for m in keras_models], quant, eval_x, eval_y, weights, split=split_name
+            )
+            for entry, member_metrics in zip(entries, per_member):
+                entry.metrics.update({f"{split_key}_{k}": v for k, v in member_metrics.items()})
+        else:
+            metrics = _run_prediction_metrics(sources, weights) or {"split": None}
+
+        h, w, c = input_shape
+        if not notes:
+            notes = (
+                f"Soft-voting ensemble of {len(entries)} Keras model(s) "
+                f"({', '.join(e.architecture for e in entries)}), exported to TF.js graph models "
+                f"with {quantization} weight quantisation by `fer-hybrid export`."
+            )
+        manifest = Manifest(
+            members=entries,
+            input=default_input_spec(h, w, c),
+            metrics=metrics,
+            placeholder=bool(placeholder),
+            notes=notes,
+            created=utc_now_iso(),
+        )
+        data = manifest.to_dict()
+        problems = validate_manifest(data, tmp_dir)
+        if problems:
+            raise FerError("the exported manifest is invalid: " + "; ".join(problems))
+        write_manifest(data, tmp_dir / MANIFEST_NAME)
+
+        # Carry over the old folder's top-level files (model card, .gitkeep, ...).
+        if out_dir.is_dir():
+            for old in out_dir.iterdir():
+                if old.is_file() and old.name != MANIFEST_NAME and not (tmp_dir / old.name).exists():
+                    shutil.copy2(old, tmp_dir / old.name)
+        os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
+        _swap_in(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir / MANIFEST_NAME

@@ -1,0 +1,338 @@
+"""The model manifest (`models/manifest.json`): types, writing, reading, validation.
+
+`fer-hybrid export` writes it; the web page and the server read the same JSON
+(see the "Manifest contract" in the project docs). This module is pure Python
+(stdlib + `training.labels`), so the server can import it without TensorFlow.
+
+Shape (schema ``fer-hybrid/manifest@1``)::
+
+    {
+      "schema": "fer-hybrid/manifest@1",
+      "created": "2026-01-01T12:00:00Z",
+      "labels": ["angry", ..., "neutral"],
+      "input": {"height": 48, "width": 48, "channels": 1, "color": "grayscale",
+                "dtype": "float32", "range": [0, 255], "layout": "NHWC"},
+      "ensemble": {"method": "soft_voting", "tta_flip": true},
+      "members": [{"name": "baseline_cnn", "architecture": "baseline_cnn",
+                   "path": "baseline_cnn/model.json", "format": "tfjs_graph_model",
+                   "weight": 1.0, "quantization": "uint8", "bytes": 123456,
+                   "params": 61000, "metrics": {...}}],
+      "metrics": {"split": "PrivateTest", "accuracy_float": ..., ...},
+      "placeholder": false,
+      "notes": "..."
+    }
+
+Conventions:
+- `path` is relative to the manifest's folder, POSIX separators, no `..`.
+- `bytes` is what the page downloads for that member: `model.json` plus every
+  weight shard it lists (so it can be checked against the files on disk).
+- `metrics` (top level) always has `split` (``"PrivateTest"``, ``"PublicTest"``
+  or ``null`` when nothing was measured); the accuracy keys are present when measured.
+
+Public helpers: `Manifest`, `Member`, `build_manifest`, `manifest_to_dict`,
+`manifest_from_dict`, `validate_manifest` (returns a list of problems),
+`write_manifest` (atomic), `read_manifest` (raises `FerError` when invalid),
+`member_bytes`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from training.errors import FerError
+from training.labels import LABELS
+
+SCHEMA = "fer-hybrid/manifest@1"
+MANIFEST_NAME = "manifest.json"
+MODEL_FORMAT = "tfjs_graph_model"
+QUANTIZATIONS = ("uint8", "float16", "none")
+ENSEMBLE_METHOD = "soft_voting"
+SPLIT_NAMES = {"test": "PrivateTest", "val": "PublicTest"}
+
+
+def default_input_spec(height: int = 48, width: int = 48, channels: int = 1) -> dict[str, Any]:
+    """The model contract's input: raw grey levels 0..255, float32 NHWC."""
+    return {
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "color": "grayscale" if channels == 1 else "rgb",
+        "dtype": "float32",
+        "range": [0, 255],
+        "layout": "NHWC",
+    }
+
+
+@dataclass
+class Member:
+    """One ensemble member as listed in the manifest."""
+
+    name: str
+    path: str  # relative to the manifest folder, e.g. "baseline_cnn/model.json"
+    architecture: str = ""
+    format: str = MODEL_FORMAT
+    weight: float = 1.0
+    quantization: str = "uint8"
+    bytes: int = 0
+    params: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    """The whole manifest. `to_dict()` gives the JSON document."""
+
+    members: list[Member]
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+    input: dict[str, Any] = field(default_factory=default_input_spec)
+    ensemble: dict[str, Any] = field(
+        default_factory=lambda: {"method": ENSEMBLE_METHOD, "tta_flip": True}
+    )
+    metrics: dict[str, Any] = field(default_factory=lambda: {"split": None})
+    placeholder: bool = False
+    notes: str = ""
+    created: str = ""
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return manifest_to_dict(self)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
+    """JSON-ready dict with the contract's key order."""
+    return {
+        "schema": manifest.schema,
+        "created": manifest.created or utc_now_iso(),
+        "labels": list(manifest.labels),
+        "input": dict(manifest.input),
+        "ensemble": dict(manifest.ensemble),
+        "members": [asdict(m) for m in manifest.members],
+        "metrics": dict(manifest.metrics),
+        "placeholder": bool(manifest.placeholder),
+        "notes": manifest.notes,
+    }
+
+
+def manifest_from_dict(data: dict[str, Any]) -> Manifest:
+    """Inverse of `manifest_to_dict` (call `validate_manifest` first for untrusted input)."""
+    known = set(Member.__dataclass_fields__)
+    members = [Member(**{k: v for k, v in m.items() if k in known}) for m in data["members"]]
+    return Manifest(
+        members=members,
+        labels=list(data["labels"]),
+        input=dict(data.get("input") or default_input_spec()),
+        ensemble=dict(data.get("ensemble") or {"method": ENSEMBLE_METHOD, "tta_flip": True}),
+        metrics=dict(data.get("metrics") or {"split": None}),
+        placeholder=bool(data.get("placeholder", False)),
+        notes=str(data.get("notes", "")),
+        created=str(data.get("created", "")),
+        schema=str(data.get("schema", SCHEMA)),
+    )
+
+
+def member_files(model_json: Path) -> list[Path]:
+    """`model.json` and the weight shards it references (all relative to its folder)."""
+    doc = json.loads(Path(model_json).read_text())
+    files = [Path(model_json)]
+    for group in doc.get("weightsManifest", []):
+        for rel in group.get("paths", []):
+            files.append(Path(model_json).parent / rel)
+    return files
+
+
+def member_bytes(model_json: Path) -> int:
+    """Download size of one member: model.json + its weight shards."""
+    return sum(p.stat().st_size for p in member_files(model_json))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad_relative_path(path: Any) -> str | None:
+    if not isinstance(path, str) or not path:
+        return "must be a non-empty string"
+    if "\\" in path:
+        return "must use '/' separators"
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        return "must be relative to the manifest folder"
+    if any(part in ("..", "") for part in path.split("/")):
+        return "must not contain '..' or empty parts"
+    if "://" in path:
+        return "must be a relative file path, not a URL"
+    if pure.name != "model.json":
+        return "must point at a model.json"
+    return None
+
+
+def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> list[str]:
+    """All problems found in a manifest document (an empty list means valid).
+
+    With `base_dir` (the manifest's folder) it also checks that every member's
+    model.json and weight shards exist and that `bytes` matches the files on disk.
+    """
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        return ["manifest must be a JSON object"]
+    if data.get("schema") != SCHEMA:
+        problems.append(f"schema must be {SCHEMA!r}, got {data.get('schema')!r}")
+
+    labels = data.get("labels")
+    if not isinstance(labels, list) or not labels:
+        problems.append("labels: missing or empty (expected the list of class names)")
+    elif not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+        problems.append("labels: must be unique non-empty strings")
+
+    spec = data.get("input")
+    if not isinstance(spec, dict):
+        problems.append("input: missing (expected the input spec object)")
+    else:
+        for key in ("height", "width", "channels"):
+            if not isinstance(spec.get(key), int) or isinstance(spec.get(key), bool) or spec[key] <= 0:
+                problems.append(f"input.{key}: must be a positive integer")
+        if spec.get("layout") != "NHWC":
+            problems.append("input.layout: must be 'NHWC'")
+        if spec.get("dtype") != "float32":
+            problems.append("input.dtype: must be 'float32'")
+        rng = spec.get("range")
+        if not (isinstance(rng, list) and len(rng) == 2 and all(_is_number(v) for v in rng)):
+            problems.append("input.range: must be [low, high]")
+
+    ens = data.get("ensemble")
+    if not isinstance(ens, dict):
+        problems.append("ensemble: missing")
+    else:
+        if ens.get("method") != ENSEMBLE_METHOD:
+            problems.append(f"ensemble.method: must be {ENSEMBLE_METHOD!r}")
+        if not isinstance(ens.get("tta_flip"), bool):
+            problems.append("ensemble.tta_flip: must be true or false")
+
+    members = data.get("members")
+    if not isinstance(members, list) or not members:
+        problems.append("members: missing or empty (export at least one model)")
+        members = []
+    names: set[str] = set()
+    paths: set[str] = set()
+    for i, member in enumerate(members):
+        where = f"members[{i}]"
+        if not isinstance(member, dict):
+            problems.append(f"{where}: must be an object")
+            continue
+        name = member.get("name")
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}.name: must be a non-empty string")
+        elif name in names:
+            problems.append(f"{where}.name: duplicate name {name!r}")
+        else:
+            names.add(name)
+            where = f"members[{i}] ({name})"
+        path = member.get("path")
+        why = _bad_relative_path(path)
+        if why:
+            problems.append(f"{where}.path {path!r}: {why}")
+        elif path in paths:
+            problems.append(f"{where}.path: duplicate path {path!r}")
+        else:
+            paths.add(path)
+        if member.get("format") != MODEL_FORMAT:
+            problems.append(f"{where}.format: must be {MODEL_FORMAT!r}")
+        if not _is_number(member.get("weight")) or member["weight"] <= 0:
+            problems.append(f"{where}.weight: must be a positive number")
+        if member.get("quantization") not in QUANTIZATIONS:
+            problems.append(f"{where}.quantization: must be one of {', '.join(QUANTIZATIONS)}")
+        size = member.get("bytes")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            problems.append(f"{where}.bytes: must be a positive integer")
+        params = member.get("params")
+        if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
+            problems.append(f"{where}.params: must be a non-negative integer or null")
+        if not isinstance(member.get("metrics", {}), dict):
+            problems.append(f"{where}.metrics: must be an object")
+        if base_dir is not None and not why:
+            model_json = Path(base_dir) / path
+            if not model_json.is_file():
+                problems.append(f"{where}: {path} does not exist next to the manifest")
+            else:
+                try:
+                    files = member_files(model_json)
+                except (OSError, ValueError) as err:
+                    problems.append(f"{where}: cannot read {path}: {err}")
+                    continue
+                missing = [str(p.relative_to(base_dir)) for p in files if not p.is_file()]
+                if missing:
+                    problems.append(f"{where}: missing weight files {', '.join(missing)}")
+                elif isinstance(size, int) and size != sum(p.stat().st_size for p in files):
+                    actual = sum(p.stat().st_size for p in files)
+                    problems.append(f"{where}.bytes: says {size} but the files take {actual}")
+
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict):
+        problems.append("metrics: missing (expected an object with at least 'split')")
+    elif "split" not in metrics:
+        problems.append("metrics.split: missing (use null when nothing was measured)")
+    else:
+        for key, value in metrics.items():
+            if key.startswith("accuracy") and value is not None and not (
+                _is_number(value) and 0.0 <= value <= 1.0
+            ):
+                problems.append(f"metrics.{key}: must be a number in [0, 1]")
+    if not isinstance(data.get("placeholder"), bool):
+        problems.append("placeholder: must be true or false")
+    if not isinstance(data.get("notes", ""), str):
+        problems.append("notes: must be a string")
+    if not isinstance(data.get("created"), str) or not data.get("created"):
+        problems.append("created: must be an ISO-8601 timestamp string")
+    return problems
+
+
+def write_manifest(manifest: Manifest | dict[str, Any], path: str | os.PathLike) -> Path:
+    """Validate (without touching the disk) and write atomically (tmp file + os.replace)."""
+    data = manifest.to_dict() if isinstance(manifest, Manifest) else dict(manifest)
+    problems = validate_manifest(data)
+    if problems:
+        raise FerError("refusing to write an invalid manifest: " + "; ".join(problems))
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the server must read it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest (a file or the folder holding manifest.json).
+
+    Raises `FerError` naming every problem. With `check_files` the member files
+    and their byte counts are checked against the disk too.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise FerError(f"no manifest at {path}; run `fer-hybrid export RUN...` to create one")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise FerError(f"cannot read {path}: {err}; re-run `fer-hybrid export`") from err
+    problems = validate_manifest(data, path.parent if check_files else None)
+    if problems:
+        raise FerError(f"invalid manifest {path}: " + "; ".join(problems) + "; re-run `fer-hybrid export`")
+    return manifest_from_dict(data)
