@@ -137,13 +137,15 @@ def _make_optimizer(cfg: TrainConfig):
 
 def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
           max_minutes: float | None = None, verbose: int | str = "auto",
-          callbacks: list | tuple = (), predict_batch_size: int = 256) -> dict:
+          callbacks: list | tuple = (), predict_batch_size: int = 256,
+          reserve_s: float = 30.0) -> dict:
     """Train `config.model` on `splits` in `run_dir`; return the metrics dict.
 
     resume:       continue from run_dir/checkpoint (config must match, except `epochs`).
     max_minutes:  stop cleanly at an epoch boundary before this wall-clock budget is used,
                   leaving a resumable checkpoint (status "incomplete" in metrics.json).
     callbacks:    extra Keras callbacks (run after the run-folder bookkeeping).
+    reserve_s:    seconds of the budget kept for saving and the final predictions.
     """
     t_start = time.monotonic()
     import keras
@@ -216,12 +218,10 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
     # -- fit ------------------------------------------------------------------------
     if state["stop_reason"] is None and state["epoch"] < config.epochs:
         deadline = t_start + 60.0 * max_minutes if max_minutes else None
-        # keep time for the final predictions: ~4 passes over val+test at inference speed
-        n_pred = len(xv) + len(_xy(splits.get("test"))[0] if splits.get("test") is not None else [])
         monitor = RunMonitor(run_dir, core, state, epochs=config.epochs, patience=config.patience,
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
                              min_lr=config.min_lr, deadline=deadline,
-                             reserve_s=0.0, printer=_say)
+                             reserve_s=reserve_s, printer=_say)
         cbs = [monitor]
         if importlib.util.find_spec("tensorflow") is not None:
             cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
@@ -239,7 +239,6 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
         fit_s = time.monotonic() - fit_t0
         if monitor._durations:
             state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
-        del n_pred
 
     # -- finish ---------------------------------------------------------------------
     metrics = {
@@ -284,6 +283,7 @@ def _write_predictions(model, splits: dict, run_dir: Path, batch_size: int) -> d
     for split in ("val", "test"):
         x, y = _xy(splits.get(split))
         if x is None or len(x) == 0:
+            (out / f"{split}.npz").unlink(missing_ok=True)  # never leave another model's predictions
             continue
         probs = predict_probs(model, x, batch_size=batch_size, flip=False)
         probs_flip = predict_probs(model, x, batch_size=batch_size, flip=True)

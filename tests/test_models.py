@@ -1,0 +1,81 @@
+"""The model zoo: every registered architecture builds and honours the model contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from training.errors import FerError  # noqa: E402
+from training.models import MODEL_NAMES, RECIPES, build_model  # noqa: E402
+
+TRANSFER = {"resnet50", "senet50", "vgg16"}
+SMALL = [n for n in MODEL_NAMES if n not in TRANSFER]
+
+
+def _check_contract(model):
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 48, 48, 1)).astype("float32")
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (2, 7)
+    assert np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert tuple(model.input_shape) == (None, 48, 48, 1)
+
+
+def test_registry_lists_every_family():
+    assert set(MODEL_NAMES) >= {"baseline_cnn", "five_layer", "vgg", "resnet_se", "cnn_lstm",
+                                "resnet50", "senet50", "vgg16"}
+    assert RECIPES["five_layer"].lr == 0.1
+    assert all(r.batch_size > 0 and r.lr > 0 for r in RECIPES.values())
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_models_build_and_predict(name):
+    model = build_model(name)
+    _check_contract(model)
+    # normalisation is inside the graph
+    assert any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
+
+
+def test_baseline_is_small():
+    assert 50_000 < build_model("baseline_cnn").count_params() < 80_000
+
+
+def test_width_multiplier_shrinks_vgg_and_resnet_se():
+    full = build_model("vgg").count_params()
+    quarter = build_model("vgg", width=0.25)
+    _check_contract(quarter)
+    assert quarter.count_params() < full / 8
+    small = build_model("resnet_se", width=0.25, depth=1)
+    _check_contract(small)
+    assert small.count_params() < build_model("resnet_se").count_params() / 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TRANSFER))
+def test_transfer_models_build_random_init(name, caplog):
+    with caplog.at_level("WARNING", logger="fer_hybrid.models"):
+        model = build_model(name, freeze_first=5)
+    assert "RANDOM INIT" in caplog.text
+    _check_contract(model)
+    assert model.count_params() > 10_000_000
+    # resize + grey->RGB happen inside the model
+    assert any(isinstance(layer, keras.layers.Resizing) for layer in model.layers)
+
+
+def test_transfer_missing_weights_file_is_a_user_error(tmp_path):
+    with pytest.raises(FerError, match="not found"):
+        build_model("vgg16", weights=str(tmp_path / "nope.weights.h5"))
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(FerError) as err:
+        build_model("alexnet")
+    for name in MODEL_NAMES:
+        assert name in str(err.value)
+
+
+def test_unknown_option_is_a_user_error():
+    with pytest.raises(FerError, match="width"):
+        build_model("baseline_cnn", width=0.5)

@@ -1,0 +1,173 @@
+"""`fer-hybrid train`: train one model of the zoo into a run folder.
+
+Heavy imports (keras, the data loaders) happen inside the command body so that
+`fer-hybrid --help` stays fast and never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _split_list(value: Optional[str]) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def requested_opts(requested: dict) -> dict:
+    return {k: v for k, v in requested.items() if v is not None}
+
+
+def train(
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m",
+        help="Architecture from the zoo: baseline_cnn, five_layer, vgg, resnet_se, cnn_lstm, "
+             "resnet50, senet50, vgg16. Optional with --resume (taken from the run).",
+    ),
+    epochs: Optional[int] = typer.Option(
+        None, help="Total epochs (default: the model's recipe, 100). With --resume this may be "
+                   "raised to train a finished run further."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size (default: recipe, 128; 64 for "
+                                                        "the transfer models)."),
+    lr: Optional[float] = typer.Option(None, help="Initial SGD learning rate (default: recipe, e.g. "
+                                                  "0.01 baseline_cnn/vgg, 0.1 five_layer)."),
+    weight_decay: Optional[float] = typer.Option(None, help="Decoupled weight decay of the SGD "
+                                                            "optimizer (default 1e-4)."),
+    patience: Optional[int] = typer.Option(None, help="Early stopping: epochs without a val_accuracy "
+                                                      "gain before stopping (default 20; the lr is "
+                                                      "halved after 10 such epochs)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: "
+                                                             "<model>-<UTC timestamp>)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Folder that holds the run folders."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its "
+                                                        "checkpoint with its saved configuration."),
+    max_minutes: Optional[float] = typer.Option(
+        None, help="Wall-clock budget: stop cleanly at an epoch boundary before it runs out, "
+                   "leaving a checkpoint to --resume (e.g. 9 for a 10-minute GPU slice)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed for weights, shuffling and "
+                                                  "augmentation (default 0)."),
+    smote: bool = typer.Option(False, "--smote", help="Oversample minority classes of the training "
+                                                      "split with SMOTE before training."),
+    no_class_weights: bool = typer.Option(False, "--no-class-weights",
+                                          help="Turn off loss weights inversely proportional to "
+                                               "class frequency (on by default)."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="Turn off the in-graph flip/rotate/"
+                                                                "zoom/shift augmentation."),
+    weights: Optional[Path] = typer.Option(None, help="Transfer models: local weights file for the "
+                                                      "backbone (default: random init; nothing is "
+                                                      "downloaded)."),
+    freeze_first: Optional[int] = typer.Option(None, help="Transfer models: freeze the first N "
+                                                          "backbone layers."),
+    width: Optional[float] = typer.Option(None, help="vgg / resnet_se: channel width multiplier "
+                                                     "(e.g. 0.25 or 0.5 for on-device variants)."),
+    sample: Optional[int] = typer.Option(None, help="Use at most N images per split (quick CPU runs)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the datasets (default: "
+                                                       "$FER_HYBRID_DATA or ../shared/data)."),
+    fer2013: Optional[Path] = typer.Option(None, help="Path to fer2013.csv(.gz) if not in --data-dir."),
+    aux: Optional[str] = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
+                                                 "ckplus,jaffe,custom."),
+    verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
+                                             "epoch)."),
+) -> None:
+    """Train a model with the paper's recipe into runs/<name>/ (resumable, time-boxable).
+
+    Writes config.json, log.csv, tensorboard/ (when TensorFlow is installed), best.keras,
+    checkpoint/, metrics.json, predictions/{val,test}.npz and history.png.
+    """
+    import json
+    import logging
+    import sys
+    import time
+
+    from training.errors import FerError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if resume and not name:
+        raise FerError("--resume needs --name of the run to continue (a folder in --runs-dir)")
+    run_dir = Path(runs_dir) / name if name else None
+    saved = None
+    if resume:
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.is_file():
+            raise FerError(f"nothing to resume: {cfg_path} does not exist; check --name/--runs-dir")
+        saved = json.loads(cfg_path.read_text())
+        model = model or saved.get("model")
+    if not model:
+        raise FerError("--model is required (e.g. --model baseline_cnn); see --help for the list")
+
+    from training.models import MODEL_NAMES
+    from training.models.registry import model_options
+    from training.train import TrainConfig, train as run_training
+
+    if model not in MODEL_NAMES:
+        raise FerError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    requested = {"weights": str(weights) if weights else None, "freeze_first": freeze_first,
+                 "width": width}
+    valid = model_options(model)
+    bad = [f"--{k.replace('_', '-')}" for k, v in requested.items() if v is not None and k not in valid]
+    if bad:
+        raise FerError(f"{', '.join(bad)} does not apply to {model} (it takes: {', '.join(valid)})")
+    if weights is not None and not weights.is_file():
+        raise FerError(f"--weights {weights}: no such file")
+    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--sample", sample)):
+        if value is not None and value < 1:
+            raise FerError(f"{flag} must be >= 1 (got {value})")
+    if lr is not None and lr <= 0:
+        raise FerError(f"--lr must be > 0 (got {lr})")
+    if max_minutes is not None and max_minutes <= 0:
+        raise FerError(f"--max-minutes must be > 0 (got {max_minutes})")
+    aux_list = _split_list(aux)
+    bad_aux = [a for a in aux_list if a not in ("ckplus", "jaffe", "custom")]
+    if bad_aux:
+        raise FerError(f"--aux: unknown dataset(s) {', '.join(bad_aux)}; use ckplus, jaffe, custom")
+
+    data = {"data_dir": str(data_dir) if data_dir else None,
+            "fer2013": str(fer2013) if fer2013 else None, "aux": aux_list, "sample": sample}
+    # Only what was given on the command line; the rest comes from the run (resume) or defaults.
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+             "patience": patience, "seed": seed,
+             "class_weights": False if no_class_weights else None,
+             "smote": True if smote else None, "augment": False if no_augment else None}
+    given = {k: v for k, v in given.items() if v is not None}
+    if resume:
+        old = TrainConfig.from_json(saved)
+        config = TrainConfig.from_json({
+            **old.to_json(), **given,
+            "model": model,
+            "model_options": {**old.model_options, **requested_opts(requested)},
+            "data": {k: (v if v not in (None, []) else old.data.get(k)) for k, v in data.items()},
+        })
+    else:
+        config = TrainConfig(model=model, model_options=requested_opts(requested), data=data,
+                             **given)
+    if run_dir is None:
+        run_dir = Path(runs_dir) / f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not resume and ((run_dir / "config.json").exists() or (run_dir / "checkpoint").exists()):
+        raise FerError(f"run folder {run_dir} already holds a run; continue it with --resume "
+                       f"or pick another --name")
+    if verbose == "auto":
+        verbose = "1" if sys.stdout.isatty() else "2"
+
+    splits = _load_data(config.data, config.seed)
+    run_training(config, splits, run_dir, resume=resume, max_minutes=max_minutes,
+                 verbose=int(verbose) if verbose.isdigit() else verbose)
+
+
+def _load_data(data: dict, seed: int) -> dict:
+    """Call training.data.load_splits with the options it accepts."""
+    import inspect
+
+    from training.errors import FerError
+
+    try:
+        from training.data import load_splits
+    except ImportError as err:
+        raise FerError(f"the data loaders are not installed ({err}); reinstall fer-hybrid") from err
+    wanted = {**data, "seed": seed}
+    params = inspect.signature(load_splits).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in wanted.items()
+              if v not in (None, []) and (takes_any or k in params)}
+    return load_splits(**kwargs)
