@@ -156,7 +156,11 @@ def test_api_health_labels_and_docs(site):
     assert client.get("/api/health").json() == {"status": "ok", "models": 2}
     assert client.get("/api/labels").json() == {
         "labels": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]}
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI's CDN
+    assert "cross-origin-embedder-policy" not in docs.headers
+    assert "cdn.jsdelivr.net" not in client.get("/api/health").headers["content-security-policy"]
     spec = client.get("/openapi.json").json()
     post = spec["paths"]["/api/uploads"]["post"]
     assert "201" in post["responses"] and "multipart/form-data" in post["requestBody"]["content"]
