@@ -154,7 +154,7 @@ def check_quantization(quantization: str) -> str:
     return q
 
 
-def _check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise FerError(f"{out_dir} exists and is not a folder; pick another --out")
     parent = out_dir.parent
@@ -341,7 +341,13 @@ def load_eval_split(split: str, data_options: dict[str, Any] | None = None) -> t
         from training.data import load_splits
     except ImportError as err:
         raise FerError(f"the dataset loader is not available ({err}); export with --eval none") from err
-    splits = load_splits(**(data_options or {}))
+    import inspect
+
+    options = {k: v for k, v in (data_options or {}).items() if v is not None}
+    params = inspect.signature(load_splits).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        options = {k: v for k, v in options.items() if k in params}
+    splits = load_splits(**options)
     ds = splits[split]
     return np.asarray(ds.x), np.asarray(ds.y)
 
@@ -407,7 +413,7 @@ def export_ensemble(
     names: Sequence[str] | None = None,
     placeholder: bool = False,
     notes: str = "",
-    eval_split: str | tuple[np.ndarray, np.ndarray] | None = None,
+    eval_split: str | tuple | None = None,
     data_options: dict[str, Any] | None = None,
 ) -> Path:
     """Export Keras models as a TF.js graph-model ensemble; returns the manifest path.
@@ -421,7 +427,8 @@ def export_ensemble(
     placeholder:  mark the models as placeholders (e.g. barely trained) in the manifest.
     notes:        free text for the manifest (default: a generated description).
     eval_split:   None (no measurement), "test" (PrivateTest) or "val" (PublicTest) loaded with
-                  training.data.load_splits(**data_options), or an (x uint8 (N,48,48), y) tuple.
+                  training.data.load_splits(**data_options); or arrays: (x uint8 (N,48,48), y)
+                  (recorded as split "sample") or ("test"|"val", x, y) when already loaded.
                   Float and quantised ensemble accuracy (with/without flip TTA) go into
                   manifest["metrics"] and each member's metrics as "<split>_accuracy[_tta]"
                   (quantised) and "<split>_accuracy_float[_tta]".
@@ -432,7 +439,7 @@ def export_ensemble(
     sources = resolve_members(members, names)
     weights = parse_weights(weights, len(sources))
     out_dir = Path(out_dir)
-    _check_writable(out_dir)
+    check_writable(out_dir)
 
     # Resolve the evaluation data before the slow conversion, so a missing dataset fails fast.
     eval_x = eval_y = None
@@ -444,7 +451,13 @@ def export_ensemble(
             else:
                 eval_x, eval_y = load_eval_split(eval_split, data_options)
                 split_key, split_name = eval_split, SPLIT_NAMES[eval_split]
-        else:
+        elif len(eval_split) == 3:  # (split key, x, y): arrays already loaded for that split
+            key, eval_x, eval_y = eval_split
+            if key not in SPLIT_NAMES:
+                raise FerError(f"unknown evaluation split {key!r}; use test or val")
+            eval_x, eval_y = np.asarray(eval_x), np.asarray(eval_y)
+            split_key, split_name = key, SPLIT_NAMES[key]
+        else:  # (x, y): an arbitrary labelled sample
             eval_x, eval_y = (np.asarray(a) for a in eval_split)
             split_key, split_name = "sample", "sample"
         if eval_x is not None and (len(eval_x) == 0 or len(eval_x) != len(eval_y)):

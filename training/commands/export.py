@@ -1,0 +1,174 @@
+"""`fer-hybrid export`: trained runs -> quantised TF.js ensemble + models/manifest.json.
+
+Heavy imports (keras, tensorflow, tensorflowjs) happen inside the command body.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _parse_weights(text: Optional[str]) -> Optional[list[float]]:
+    from training.errors import FerError
+
+    if not text:
+        return None
+    try:
+        return [float(w) for w in text.split(",") if w.strip()]
+    except ValueError as err:
+        raise FerError(f"--weights {text!r} is not a comma-separated list of numbers, e.g. 1,1,0.5") from err
+
+
+def _pct(value) -> str:
+    return f"{100 * value:5.1f}%" if isinstance(value, (int, float)) else "    -"
+
+
+def format_report(manifest: dict, split_key: Optional[str]) -> str:
+    """The per-member table printed after an export."""
+    lines = []
+    head = f"{'member':<28} {'quant':>7} {'params':>10} {'bytes':>11}"
+    if split_key:
+        head += f" {'float':>7} {'float+tta':>9} {'quant':>7} {'quant+tta':>9}"
+    lines.append(head)
+    lines.append("-" * len(head))
+    total = 0
+    for m in manifest["members"]:
+        total += m["bytes"]
+        row = f"{m['name'][:28]:<28} {m['quantization']:>7} {m['params'] or 0:>10,} {m['bytes']:>11,}"
+        if split_key:
+            mm = m.get("metrics", {})
+            row += (
+                f" {_pct(mm.get(f'{split_key}_accuracy_float')):>7}"
+                f" {_pct(mm.get(f'{split_key}_accuracy_float_tta')):>9}"
+                f" {_pct(mm.get(f'{split_key}_accuracy')):>7}"
+                f" {_pct(mm.get(f'{split_key}_accuracy_tta')):>9}"
+            )
+        lines.append(row)
+    lines.append("-" * len(head))
+    lines.append(f"{'total download':<28} {'':>7} {'':>10} {total:>11,}  ({total / 1e6:.2f} MB)")
+    met = manifest.get("metrics", {})
+    if split_key and "accuracy_quantized" in met:
+        lines.append(
+            f"ensemble on {met['split']} (n={met.get('n')}): float {_pct(met['accuracy_float'])}, "
+            f"float+tta {_pct(met['accuracy_float_tta'])}, quantised {_pct(met['accuracy_quantized'])}, "
+            f"quantised+tta {_pct(met['accuracy_quantized_tta'])}; top-1 agreement float vs quantised "
+            f"{_pct(met.get('top1_agreement_tta'))}"
+        )
+    elif met.get("accuracy_float") is not None:
+        lines.append(
+            f"ensemble on {met['split']} (float, from the runs' saved predictions): "
+            f"{_pct(met['accuracy_float'])}, with flip TTA {_pct(met.get('accuracy_float_tta'))}"
+        )
+    return "\n".join(lines)
+
+
+def export(
+    models: List[Path] = typer.Argument(
+        ...,
+        help="Run folders (runs/<name>, uses best.keras + metrics.json) and/or .keras files; "
+        "each becomes one ensemble member.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(Path("models"), "--out", "-o", help="Output folder served at /models/."),
+    quantize: str = typer.Option(
+        "uint8", "--quantize", "-q", help="Weight quantisation: uint8 (~4x smaller), float16 (2x) or none."
+    ),
+    weights: Optional[str] = typer.Option(
+        None, help="Comma-separated soft-voting weights, one per model (default: all 1)."
+    ),
+    names: Optional[str] = typer.Option(
+        None, help="Comma-separated member names (default: run folder name / .keras file stem)."
+    ),
+    eval: Optional[str] = typer.Option(
+        None,
+        "--eval",
+        help="Measure float vs quantised ensemble accuracy on: test (PrivateTest), val (PublicTest) "
+        "or none. Default: test when the dataset is available, else none.",
+        show_default=False,
+    ),
+    placeholder: bool = typer.Option(
+        False, "--placeholder", help="Flag the models as placeholders (e.g. barely trained) in the manifest."
+    ),
+    notes: str = typer.Option("", help="Free text for the manifest (default: a generated description)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Folder with the datasets (default: $FER_HYBRID_DATA or ../shared/data)."
+    ),
+    fer2013: Optional[Path] = typer.Option(None, "--fer2013", help="Path to fer2013.csv(.gz) if not in --data-dir."),
+) -> None:
+    """Export trained models as a quantised TF.js ensemble for the web page.
+
+    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md are kept. Prints a table: size per member and float vs quantised accuracy.
+
+    Examples:
+
+      fer-hybrid export runs/baseline_cnn-1 runs/vgg-1 --weights 1,2
+
+      fer-hybrid export model.keras --quantize float16 --eval none --placeholder
+    """
+    import json
+    import logging
+    import os
+    import time
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from training.errors import FerError
+    from training.export import (
+        check_writable,
+        check_quantization,
+        export_ensemble,
+        load_eval_split,
+        parse_weights,
+        resolve_members,
+    )
+
+    # Check everything cheap before loading data or TensorFlow.
+    quantization = check_quantization(quantize)
+    weight_list = _parse_weights(weights)
+    name_list = [n.strip() for n in names.split(",")] if names else None
+    parse_weights(weight_list, len(resolve_members([str(m) for m in models], name_list)))
+    check_writable(out)
+    data_options = {"data_dir": str(data_dir) if data_dir else None, "fer2013": str(fer2013) if fer2013 else None}
+
+    split: object = None
+    split_key: Optional[str] = None
+    requested = (eval or "").lower() or None
+    if requested not in (None, "test", "val", "none"):
+        raise FerError(f"--eval {eval!r} is not one of test, val, none")
+    if requested in ("test", "val"):
+        split, split_key = requested, requested
+    elif requested is None:
+        # Default: PrivateTest if the dataset can be loaded; otherwise say so and carry on.
+        try:
+            split = load_eval_split("test", data_options)  # (x, y); loaded once, reused below
+            split_key = "test"
+        except FerError as err:
+            typer.echo(f"note: not measuring accuracy ({err})", err=True)
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    start = time.perf_counter()
+    if isinstance(split, tuple):
+        split = ("test", *split)  # loaded above for the default --eval; labelled PrivateTest
+    manifest_path = export_ensemble(
+        [str(m) for m in models],
+        out,
+        quantization=quantization,
+        weights=weight_list,
+        names=name_list,
+        placeholder=placeholder,
+        notes=notes,
+        eval_split=split,
+        data_options=data_options,
+    )
+    seconds = time.perf_counter() - start
+    manifest = json.loads(Path(manifest_path).read_text())
+    typer.echo("")
+    typer.echo(format_report(manifest, split_key))
+    typer.echo(f"wrote {manifest_path} in {seconds:.1f} s")
+
