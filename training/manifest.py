@@ -165,13 +165,13 @@ def _bad_relative_path(path: Any) -> str | None:
         return "must be a non-empty string"
     if "\\" in path:
         return "must use '/' separators"
+    if "://" in path or path.startswith("data:"):
+        return "must be a relative file path, not a URL"
     pure = PurePosixPath(path)
     if pure.is_absolute() or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         return "must be relative to the manifest folder"
     if any(part in ("..", "") for part in path.split("/")):
         return "must not contain '..' or empty parts"
-    if "://" in path:
-        return "must be a relative file path, not a URL"
     if pure.name != "model.json":
         return "must point at a model.json"
     return None

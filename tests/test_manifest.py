@@ -1,0 +1,175 @@
+"""Manifest schema: validation, atomic write, read-back, byte counts against the disk.
+
+Pure Python (no TensorFlow): members are fake model.json + shard files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.errors import FerError
+from training.labels import LABELS
+from training.manifest import (
+    SCHEMA,
+    Manifest,
+    Member,
+    manifest_from_dict,
+    member_bytes,
+    read_manifest,
+    validate_manifest,
+    write_manifest,
+)
+
+
+def _fake_member(root: Path, name: str, shard_bytes: int = 1000) -> Member:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "group1-shard1of1.bin").write_bytes(b"\0" * shard_bytes)
+    doc = {
+        "format": "graph-model",
+        "modelTopology": {"node": []},
+        "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": []}],
+    }
+    (folder / "model.json").write_text(json.dumps(doc))
+    return Member(
+        name=name,
+        architecture="baseline_cnn",
+        path=f"{name}/model.json",
+        quantization="uint8",
+        bytes=member_bytes(folder / "model.json"),
+        params=1234,
+        metrics={"test_accuracy": 0.5},
+    )
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    root.mkdir()
+    members = [_fake_member(root, "a"), _fake_member(root, "b", 2048)]
+    manifest = Manifest(
+        members=members,
+        metrics={"split": "PrivateTest", "accuracy_float": 0.6, "accuracy_quantized": 0.59},
+        notes="test",
+        created="2026-01-01T00:00:00Z",
+    )
+    write_manifest(manifest, root / "manifest.json")
+    return root
+
+
+def _doc(models_dir: Path) -> dict:
+    return json.loads((models_dir / "manifest.json").read_text())
+
+
+def test_written_manifest_matches_contract(models_dir: Path):
+    doc = _doc(models_dir)
+    assert doc["schema"] == SCHEMA
+    assert doc["labels"] == list(LABELS)
+    assert doc["input"] == {
+        "height": 48, "width": 48, "channels": 1, "color": "grayscale",
+        "dtype": "float32", "range": [0, 255], "layout": "NHWC",
+    }
+    assert doc["ensemble"] == {"method": "soft_voting", "tta_flip": True}
+    assert [m["path"] for m in doc["members"]] == ["a/model.json", "b/model.json"]
+    assert set(doc) == {"schema", "created", "labels", "input", "ensemble", "members", "metrics",
+                        "placeholder", "notes"}
+    for m in doc["members"]:
+        assert set(m) >= {"name", "architecture", "path", "format", "weight", "quantization",
+                          "bytes", "params", "metrics"}
+    assert validate_manifest(doc, models_dir) == []
+
+
+def test_bytes_equal_files_on_disk(models_dir: Path):
+    for m in _doc(models_dir)["members"]:
+        folder = models_dir / Path(m["path"]).parent
+        assert m["bytes"] == sum(p.stat().st_size for p in folder.iterdir())
+
+
+def test_read_manifest_round_trip(models_dir: Path):
+    manifest = read_manifest(models_dir)  # a folder is accepted too
+    assert [m.name for m in manifest.members] == ["a", "b"]
+    assert manifest.to_dict()["members"] == _doc(models_dir)["members"]
+    assert manifest_from_dict(_doc(models_dir)).labels == list(LABELS)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("labels"), "labels"),
+        (lambda d: d.update(labels=[]), "labels"),
+        (lambda d: d.update(labels=["a", "a"]), "labels"),
+        (lambda d: d.pop("members"), "members"),
+        (lambda d: d.update(members=[]), "members"),
+        (lambda d: d["members"][0].update(path="/abs/model.json"), "relative"),
+        (lambda d: d["members"][0].update(path="../a/model.json"), ".."),
+        (lambda d: d["members"][0].update(path="a\\model.json"), "separators"),
+        (lambda d: d["members"][0].update(path="https://x.org/a/model.json"), "URL"),
+        (lambda d: d["members"][0].update(path="a/weights.bin"), "model.json"),
+        (lambda d: d["members"][1].update(name="a"), "duplicate"),
+        (lambda d: d["members"][0].update(weight=0), "weight"),
+        (lambda d: d["members"][0].update(quantization="int4"), "quantization"),
+        (lambda d: d["members"][0].update(format="tfjs_layers_model"), "format"),
+        (lambda d: d["members"][0].update(bytes=-1), "bytes"),
+        (lambda d: d.update(schema="other@2"), "schema"),
+        (lambda d: d["ensemble"].update(method="max"), "ensemble.method"),
+        (lambda d: d["input"].update(layout="NCHW"), "layout"),
+        (lambda d: d["metrics"].update(accuracy_float=1.5), "accuracy_float"),
+        (lambda d: d.pop("metrics"), "metrics"),
+        (lambda d: d.update(placeholder="yes"), "placeholder"),
+    ],
+)
+def test_schema_rejects(models_dir: Path, mutate, message):
+    doc = copy.deepcopy(_doc(models_dir))
+    mutate(doc)
+    problems = validate_manifest(doc)
+    assert problems and any(message in p for p in problems), problems
+
+
+def test_disk_checks(models_dir: Path):
+    doc = _doc(models_dir)
+    doc["members"][0]["bytes"] += 1
+    assert any("bytes" in p for p in validate_manifest(doc, models_dir))
+    assert validate_manifest(doc) == []  # without base_dir the disk is not consulted
+
+    (models_dir / "b" / "group1-shard1of1.bin").unlink()
+    problems = validate_manifest(_doc(models_dir), models_dir)
+    assert any("missing weight files" in p for p in problems)
+
+    doc = _doc(models_dir)
+    doc["members"][0]["path"] = "nope/model.json"
+    assert any("does not exist" in p for p in validate_manifest(doc, models_dir))
+
+
+def test_read_manifest_errors_are_fer_errors(models_dir: Path, tmp_path: Path):
+    with pytest.raises(FerError, match="no manifest"):
+        read_manifest(tmp_path / "empty")
+    (models_dir / "a" / "model.json").unlink()
+    with pytest.raises(FerError, match="does not exist"):
+        read_manifest(models_dir / "manifest.json")
+    assert read_manifest(models_dir, check_files=False).members[0].name == "a"
+    (models_dir / "manifest.json").write_text("{not json")
+    with pytest.raises(FerError, match="cannot read"):
+        read_manifest(models_dir)
+
+
+def test_write_manifest_refuses_invalid_and_keeps_old(models_dir: Path):
+    before = (models_dir / "manifest.json").read_text()
+    bad = _doc(models_dir)
+    bad["members"] = []
+    with pytest.raises(FerError, match="members"):
+        write_manifest(bad, models_dir / "manifest.json")
+    assert (models_dir / "manifest.json").read_text() == before
+    assert not [p for p in models_dir.iterdir() if p.name.startswith(".manifest-")]
+
+
+def test_manifest_module_does_not_import_tensorflow():
+    import subprocess
+
+    code = "import sys, training.manifest; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
