@@ -1,0 +1,153 @@
+"""`evaluate` on a tiny saved Keras model over synthetic data, and its errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from conftest import synthetic_faces
+from training.commands.evaluate import evaluate as evaluate_command
+from training.errors import FerError
+from training.evaluate import (
+    Predictions,
+    evaluate_target,
+    format_summary,
+    load_predictions,
+    normalise_split,
+    resolve_target,
+    save_predictions,
+)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("evaluate")(evaluate_command)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps "evaluate" as a subcommand name
+        pass
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = synthetic_faces(40, seed=1)
+    return {"test": (x, y), "val": (x[:20], y[:20]), "train": (x[:10], y[:10])}
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((48, 48, 1))
+    h = keras.layers.Rescaling(1 / 255.0)(inputs)
+    h = keras.layers.AveragePooling2D(8)(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(7, activation="softmax")(h)
+    model = keras.Model(inputs, outputs)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture()
+def run_dir(tmp_path, model_file) -> Path:
+    run = tmp_path / "runs" / "tiny-run"
+    run.mkdir(parents=True)
+    (run / "best.keras").write_bytes(model_file.read_bytes())
+    return run
+
+
+def test_evaluate_run_folder_writes_files_and_caches_predictions(run_dir, data):
+    calls = []
+
+    def loader(split):
+        calls.append(split)
+        return data[split]
+
+    target = resolve_target(run_dir)
+    result = evaluate_target(target, "test", tta=True, data_loader=loader)
+    assert calls == ["test"]
+    assert result["predictions"] == "computed" and result["n"] == 40 and result["split_name"] == "PrivateTest"
+    cached = run_dir / "predictions" / "test.npz"
+    preds = load_predictions(cached)
+    assert preds.probs.shape == (40, 7) and preds.probs_flip.shape == (40, 7)
+    np.testing.assert_array_equal(preds.y, data["test"][1])
+    out = run_dir / "evaluation"
+    for name in ("metrics_test.json", "confusion_test.png", "confusion_test.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert (out / "confusion_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics_test.json").read_text())
+    assert metrics["tta"] is True and metrics["accuracy"] == metrics["accuracy_tta"]
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 40
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+    # second time: reuses the saved predictions, never touches data
+    again = evaluate_target(target, "test", tta=False, data_loader=None)
+    assert again["predictions"] == "saved" and again["tta"] is False
+    assert again["accuracy"] == again["accuracy_plain"] == metrics["accuracy_plain"]
+    text = format_summary(again)
+    assert "PrivateTest" in text and "40 images" in text and "happy" in text
+
+
+def test_evaluate_bare_keras_file(model_file, data, tmp_path):
+    result = evaluate_target(resolve_target(model_file), "val", data_loader=data.__getitem__,
+                             out_dir=tmp_path / "out")
+    assert result["n"] == 20 and (tmp_path / "out" / "metrics_val.json").is_file()
+
+
+def test_errors(tmp_path, model_file):
+    with pytest.raises(FerError, match="does not exist"):
+        resolve_target(tmp_path / "nope")
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(FerError, match="best.keras"):
+        resolve_target(tmp_path / "empty-run")
+    (tmp_path / "model.h5").write_text("x")
+    with pytest.raises(FerError, match="not a .keras"):
+        resolve_target(tmp_path / "model.h5")
+    with pytest.raises(FerError, match="unknown split"):
+        normalise_split("holdout")
+    assert normalise_split("PrivateTest") == "test" and normalise_split("PublicTest") == "val"
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, probs=np.zeros((3, 7)), probs_flip=np.zeros((3, 6)), y=np.zeros(3, dtype="int64"))
+    with pytest.raises(FerError, match="probs_flip"):
+        load_predictions(bad)
+    np.savez(bad, probs=np.zeros((3, 7)), y=np.zeros(3, dtype="int64"))
+    with pytest.raises(FerError, match="missing"):
+        load_predictions(bad)
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(FerError, match="cannot read"):
+        load_predictions(bad)
+    # a run with no predictions and no loader -> says which command to run
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "best.keras").write_bytes(model_file.read_bytes())
+    with pytest.raises(FerError, match="fer-hybrid evaluate"):
+        evaluate_target(resolve_target(run), "test", data_loader=None)
+
+
+def test_save_predictions_roundtrip(tmp_path):
+    p = Predictions(np.full((2, 7), 1 / 7), np.full((2, 7), 1 / 7), np.array([1, 2]))
+    path = save_predictions(tmp_path / "predictions" / "val.npz", p)
+    assert path.name == "val.npz"
+    back = load_predictions(path)
+    assert back.probs.dtype == np.float32 and back.y.dtype == np.int64
+
+
+def test_cli(run_dir, data, monkeypatch, tmp_path):
+    import training.evaluate as ev
+
+    monkeypatch.setattr(ev, "make_data_loader", lambda **kw: data.__getitem__)
+    runner = CliRunner()
+    res = runner.invoke(_app(), ["evaluate", str(run_dir), "--split", "val", "--no-tta",
+                                 "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert "val (PublicTest), 20 images" in res.output and "macro-F1" in res.output
+    assert (tmp_path / "ev" / "metrics_val.json").is_file()
+    res = runner.invoke(_app(), ["evaluate", str(run_dir), "--split", "nope"])
+    assert isinstance(res.exception, FerError) and "unknown split" in str(res.exception)
+    res = runner.invoke(_app(), ["evaluate", str(tmp_path / "missing")])
+    assert isinstance(res.exception, FerError)
