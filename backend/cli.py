@@ -123,23 +123,23 @@ def resolve_tls(settings, lan_ips: list[str] | None = None) -> tuple[Path, Path]
 
 
 def serve(
-    host: Optional[str] = typer.Option(
+    host: str | None = typer.Option(
         None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 = reachable from the LAN)."
     ),
-    port: Optional[int] = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
-    https: Optional[bool] = typer.Option(
+    port: int | None = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
+    https: bool | None = typer.Option(
         None,
         "--https/--http",
         help="Serve over TLS with a self-signed certificate (created once, reused). "
         "Phones need this for the camera.",
     ),
-    cert: Optional[Path] = typer.Option(None, "--cert", help="Your own PEM certificate (with --key)."),
-    key: Optional[Path] = typer.Option(None, "--key", help="Private key for --cert (PEM)."),
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Folder with manifest.json."),
-    custom_dir: Optional[Path] = typer.Option(
+    cert: Path | None = typer.Option(None, "--cert", help="Your own PEM certificate (with --key)."),
+    key: Path | None = typer.Option(None, "--key", help="Private key for --cert (PEM)."),
+    models_dir: Path | None = typer.Option(None, "--models-dir", help="Folder with manifest.json."),
+    custom_dir: Path | None = typer.Option(
         None, "--custom-dir", help="Where contributed photos are stored (default data/custom)."
     ),
-    web_dir: Optional[Path] = typer.Option(None, "--web-dir", help="Folder with the page (default web/)."),
+    web_dir: Path | None = typer.Option(None, "--web-dir", help="Folder with the page (default web/)."),
     qr: bool = typer.Option(True, "--qr/--no-qr", help="Print a QR code for the phone URL."),
 ) -> None:
     """Serve the mobile web app and the exported models (all inference runs on the phone)."""

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         if self.min_image_side > self.max_image_side:
             raise ValueError("min_image_side must not exceed max_image_side")
         if (self.tls_cert is None) != (self.tls_key is None):

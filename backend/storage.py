@@ -333,10 +333,10 @@ class UploadStore:
                 if not folder.is_dir():
                     continue
                 for path in folder.iterdir():
-                    if OUR_FILE.match(path.name) and path.suffix == ".png":
-                        if (label, path.stem) not in known:
-                            path.unlink()
-                            report.orphan_files.append(str(path))
+                    ours = OUR_FILE.match(path.name) and path.suffix == ".png"
+                    if ours and (label, path.stem) not in known:
+                        path.unlink()
+                        report.orphan_files.append(str(path))
             folder = self.root / ORIGINALS
             if folder.is_dir():
                 for path in folder.iterdir():

@@ -11,10 +11,10 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import uvicorn
+from test_backend_helpers import image_bytes, make_settings
 
 from backend.app import create_app
 from backend.cli import resolve_tls
-from test_backend_helpers import image_bytes, make_settings
 
 
 def free_port() -> int:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from test_backend_helpers import make_settings
 
 from backend.app import create_app
-from test_backend_helpers import make_settings
 
 MANIFEST = {
     "schema": "fer-hybrid/manifest@1",

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_backend_helpers import db_rows, image_bytes, make_settings, post_upload, stored_files
 
 from backend.app import create_app
-from test_backend_helpers import db_rows, image_bytes, make_settings, post_upload, stored_files
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_good_upload_lands_on_disk_and_in_sqlite(client, settings, astronaut_rgb
     assert len(rows) == 1 and rows[0][0] == body["id"] and rows[0][1] == "happy"
     claims = db_rows(settings.custom_dir, "claims")
     assert len(claims) == 1
-    token_hash, upload_id, _created, consent, source, orig_sha, orig_ext = claims[0]
+    token_hash, upload_id, _created, consent, source, _orig_sha, orig_ext = claims[0]
     assert upload_id == body["id"] and consent == 1 and source == "camera" and orig_ext == "jpg"
     assert token_hash == hashlib.sha256(body["deletion_token"].encode()).hexdigest()
     assert body["deletion_token"] not in (settings.custom_dir / "uploads.sqlite").read_bytes().decode(

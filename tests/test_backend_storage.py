@@ -8,12 +8,12 @@ import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
+from test_backend_helpers import db_rows, image_bytes, make_settings, stored_files
 
 from backend import storage
 from backend.app import create_app
 from backend.images import clean_crop, clean_original
 from backend.storage import UploadError, UploadStore
-from test_backend_helpers import db_rows, image_bytes, make_settings, stored_files
 
 
 def crop(seed: int):
@@ -124,9 +124,10 @@ def test_recovery_removes_orphans_but_keeps_foreign_files(tmp_path):
 
 
 def _add_many(root: str, start: int, n: int) -> None:
+    from test_backend_helpers import image_bytes
+
     from backend.images import clean_crop
     from backend.storage import UploadStore
-    from test_backend_helpers import image_bytes
 
     store = UploadStore(root)
     for i in range(start, start + n):

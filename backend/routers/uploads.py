@@ -6,6 +6,7 @@ limits apply while streaming and every error is a single human-readable `detail`
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -27,6 +28,8 @@ router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 CONSENT_YES = {"true", "on", "1", "yes"}
 SOURCES = {"camera", "file"}
 MAX_FIELD_BYTES = 1024
+# Decoding a 4096x4096 image takes ~64 MB; bound how many run at once (threadpool has 40 threads).
+_DECODE_SLOTS = threading.BoundedSemaphore(4)
 
 
 class UploadCreated(BaseModel):
@@ -165,14 +168,8 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
 
     def work():
         try:
-            crop = clean_crop(
-                crop_bytes, min_side=settings.min_image_side, max_side=settings.max_image_side
-            )
-            original = (
-                clean_original(original_bytes, max_side=settings.max_image_side)
-                if original_bytes is not None
-                else None
-            )
+            with _DECODE_SLOTS:
+                crop, original = _clean(crop_bytes, original_bytes, settings)
         except ImageRejected as err:
             raise HTTPException(err.status_code, str(err)) from err
         try:
@@ -188,6 +185,17 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
         deletion_token=stored.deletion_token,
         duplicate=stored.duplicate,
     )
+
+
+def _clean(crop_bytes: bytes, original_bytes: bytes | None, settings):
+    """Decode + re-encode both images (raises ImageRejected)."""
+    crop = clean_crop(crop_bytes, min_side=settings.min_image_side, max_side=settings.max_image_side)
+    original = (
+        clean_original(original_bytes, max_side=settings.max_image_side)
+        if original_bytes is not None
+        else None
+    )
+    return crop, original
 
 
 @router.get("/stats", response_model=UploadStats, summary="How many crops per label (no images)")
