@@ -251,3 +251,16 @@ def test_twenty_concurrent_uploads_lose_nothing(client, settings):
     files = stored_files(settings.custom_dir)
     assert len(files) == 16 and {f.stem for f in files} == {b["sha256"] for b in bodies}
     assert not list(settings.custom_dir.rglob("*tmp*"))
+
+
+def test_cross_site_posts_are_refused(client, settings):
+    files = {"crop": ("c.png", image_bytes(seed=7), "image/png")}
+    data = {"label": "happy", "consent": "true"}
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}):
+        r = client.post("/api/uploads", files=files, data=data, headers=headers)
+        assert r.status_code == 403 and "own pages" in r.json()["detail"], headers
+    assert_nothing_stored(settings)
+    same = client.post("/api/uploads", files=files, data=data,
+                       headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 201, same.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -93,6 +94,17 @@ ERRORS = {
 }
 
 
+def _check_same_origin(request: Request) -> None:
+    """Refuse cross-site form posts (CSRF): a browser always says where a POST comes from."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        host = request.headers.get("host", "")
+        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
+            raise HTTPException(403, "uploads are only accepted from this server's own pages")
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise HTTPException(403, "uploads are only accepted from this server's own pages")
+
+
 async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
@@ -120,6 +132,7 @@ def _field(form, name: str) -> str | None:
     responses=ERRORS,
 )
 async def create_upload(request: Request, settings: SettingsDep, store: StoreDep) -> UploadCreated:
+    _check_same_origin(request)
     ctype = request.headers.get("content-type", "").lower()
     if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise HTTPException(400, "send the upload as multipart/form-data (fields crop, label, consent)")
