@@ -1,0 +1,270 @@
+"""Training loop and `fer-hybrid train`: run folder, resume, crash safety, time budget."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from conftest import synthetic_faces  # noqa: E402
+
+from training.errors import FerError  # noqa: E402
+from training.train import TrainConfig, class_weights_for, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_FILES = ["config.json", "log.csv", "best.keras", "checkpoint/state.json", "metrics.json",
+             "predictions/val.npz", "predictions/test.npz", "history.png"]
+
+
+def _splits(n_train=300, n_val=140):
+    x, y = synthetic_faces(n_train, seed=1)
+    xv, yv = synthetic_faces(n_val, seed=2)
+    xt, yt = synthetic_faces(n_val, seed=3)
+    return {"train": (x, y), "val": (xv, yv), "test": (xt, yt)}
+
+
+def _config(**kw):
+    base = dict(model="baseline_cnn", epochs=2, batch_size=32, lr=0.05, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _epochs(run: Path) -> list[int]:
+    with open(run / "log.csv") as fh:
+        return [int(r["epoch"]) for r in csv.DictReader(fh)]
+
+
+def _no_tmp(run: Path) -> None:
+    assert [p for p in run.rglob("*") if ".tmp" in p.name] == []
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return _splits()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, splits):
+    run = tmp_path_factory.mktemp("runs") / "base"
+    metrics = train(_config(), splits, run, verbose=0)
+    return run, metrics
+
+
+def test_class_weights_inverse_frequency():
+    w = class_weights_for(np.array([0, 0, 0, 1]), 3)
+    assert w[1] == pytest.approx(3 * w[0])
+    assert w[2] == 1.0  # absent class: harmless default
+    assert np.mean([w[0]] * 3 + [w[1]]) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_train_writes_the_run_folder_and_learns(finished_run, splits):
+    run, metrics = finished_run
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert any((run / "checkpoint").glob("train-epoch0002.keras"))
+    _no_tmp(run)
+    assert _epochs(run) == [1, 2]
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ("model", "params", "best_epoch", "val_accuracy", "epochs_run", "train_seconds",
+                "backend"):
+        assert key in saved
+    assert saved["epochs_run"] == 2 and saved["status"] == "complete"
+    assert saved["params"] == 60711
+    assert metrics["val_accuracy"] > 1 / 7 + 0.15  # clearly beats chance on the synthetic set
+    pred = np.load(run / "predictions" / "val.npz")
+    assert pred["probs"].shape == pred["probs_flip"].shape == (140, 7)
+    assert pred["y"].dtype == np.int64
+    np.testing.assert_allclose(pred["probs"].sum(1), 1, atol=1e-4)
+    assert not np.allclose(pred["probs"], pred["probs_flip"])
+    # best.keras is the core model (no augmenter) following the model contract
+    best = keras.saving.load_model(run / "best.keras", compile=False)
+    assert best.name == "baseline_cnn"
+    assert best.input_shape == (None, 48, 48, 1)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "baseline_cnn" and config["epochs"] == 2
+    assert config["class_weights"] is True and config["weight_decay"] == 1e-4
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_saved_epoch(finished_run, splits, tmp_path):
+    run = tmp_path / "resumed"
+    shutil.copytree(finished_run[0], run)
+    metrics = train(_config(epochs=3), splits, run, resume=True, verbose=0)
+    assert _epochs(run) == [1, 2, 3]
+    assert metrics["epochs_run"] == 3
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 3 and state["checkpoint_model"] == "train-epoch0003.keras"
+    model = keras.saving.load_model(run / "checkpoint" / state["checkpoint_model"])
+    assert int(model.optimizer.iterations) == 3 * 10  # optimizer state carried across the resume
+    _no_tmp(run)
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_conflicting_config(finished_run, splits, tmp_path):
+    run = tmp_path / "conflict"
+    shutil.copytree(finished_run[0], run)
+    with pytest.raises(FerError, match="lr"):
+        train(_config(epochs=3, lr=0.5), splits, run, resume=True, verbose=0)
+
+
+def test_resume_without_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(FerError, match="nothing to resume"):
+        train(_config(), _splits(20, 10), tmp_path / "empty", resume=True, verbose=0)
+
+
+@pytest.mark.slow
+def test_new_run_refuses_an_existing_run_folder(finished_run, splits):
+    with pytest.raises(FerError, match="--resume"):
+        train(_config(), splits, finished_run[0], verbose=0)
+
+
+class _Crash(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.at_epoch:
+            raise RuntimeError("injected crash")
+
+
+@pytest.mark.slow
+def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypatch):
+    run = tmp_path / "crash"
+    with pytest.raises(RuntimeError, match="injected"):
+        train(_config(epochs=4), splits, run, verbose=0, callbacks=[_Crash(2)])
+    keras.saving.load_model(run / "best.keras", compile=False)
+    _no_tmp(run)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 2
+
+    # A crash *while* writing a model file: the half-written temp file must not replace anything.
+    import training.callbacks as cb
+
+    before = (run / "best.keras").read_bytes()
+
+    def broken_write(model, path):
+        Path(path).write_bytes(b"half a zip file")
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(cb, "_write_keras", broken_write)
+    with pytest.raises(OSError, match="injected"):
+        train(_config(epochs=4), splits, run, resume=True, verbose=0)
+    assert (run / "best.keras").read_bytes() == before
+    keras.saving.load_model(run / "best.keras", compile=False)
+    _no_tmp(run)
+    monkeypatch.undo()
+    # ... and the run still resumes to the end.
+    train(_config(epochs=4), splits, run, resume=True, verbose=0)
+    assert _epochs(run)[-1] == 4
+
+
+@pytest.mark.slow
+def test_max_minutes_stops_early_with_resumable_state(tmp_path, splits, capsys):
+    run = tmp_path / "budget"
+    metrics = train(_config(epochs=5), splits, run, max_minutes=0.01, reserve_s=0, verbose=0)
+    assert metrics["status"] == "incomplete" and metrics["stop_reason"] == "time_budget"
+    assert metrics["epochs_run"] == 1
+    assert "--resume" in capsys.readouterr().out
+    assert (run / "checkpoint" / "state.json").is_file() and (run / "best.keras").is_file()
+    assert not (run / "predictions" / "val.npz").exists()
+    metrics = train(_config(epochs=2), splits, run, resume=True, verbose=0)
+    assert metrics["status"] == "complete" and _epochs(run) == [1, 2]
+
+
+# --- the CLI command ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cli(monkeypatch):
+    """A one-command Typer app around `train` with synthetic data instead of load_splits."""
+    import typer
+    from typer.testing import CliRunner
+
+    import training.commands.train as cmd
+
+    seen = {}
+
+    def fake_load(data, seed):
+        seen.update(data=data, seed=seed)
+        return _splits(120, 60)
+
+    monkeypatch.setattr(cmd, "_load_data", fake_load)
+    app = typer.Typer()
+    app.command()(cmd.train)
+    app.command("other")(lambda: None)  # keep `train` a named subcommand
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, ["train", *args]), seen
+
+
+def test_cli_help_explains_options(cli):
+    run, _ = cli
+    out = run("--help").output
+    for flag in ("--model", "--resume", "--max-minutes", "--smote", "--no-class-weights",
+                 "--weights", "--freeze-first", "--width", "--sample", "--aux"):
+        assert flag in out
+
+
+def test_cli_unknown_model_is_a_user_error(cli, tmp_path):
+    run, _ = cli
+    result = run("--model", "alexnet", "--runs-dir", str(tmp_path))
+    assert isinstance(result.exception, FerError) and "baseline_cnn" in str(result.exception)
+    result = run("--model", "baseline_cnn", "--width", "0.5", "--runs-dir", str(tmp_path))
+    assert isinstance(result.exception, FerError) and "--width" in str(result.exception)
+
+
+def test_cli_resume_without_checkpoint_is_a_user_error(cli, tmp_path):
+    run, _ = cli
+    result = run("--resume", "--name", "nope", "--runs-dir", str(tmp_path))
+    assert isinstance(result.exception, FerError) and "nothing to resume" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_cli_trains_and_resumes(cli, tmp_path):
+    run, seen = cli
+    args = ("--runs-dir", str(tmp_path), "--name", "r1")
+    result = run("--model", "baseline_cnn", "--epochs", "1", "--batch-size", "32", "--sample", "50",
+                 "--aux", "jaffe", "--seed", "3", *args)
+    assert result.exit_code == 0, result.output
+    assert seen["data"]["sample"] == 50 and seen["data"]["aux"] == ["jaffe"] and seen["seed"] == 3
+    assert (tmp_path / "r1" / "best.keras").is_file()
+    result = run("--resume", "--epochs", "2", *args)  # everything else comes from config.json
+    assert result.exit_code == 0, result.output
+    assert seen["seed"] == 3
+    assert _epochs(tmp_path / "r1") == [1, 2]
+    result = run("--resume", "--lr", "0.3", *args)
+    assert isinstance(result.exception, FerError) and "lr" in str(result.exception)
+
+
+# --- backend-agnostic: the same code trains on JAX -----------------------------------
+
+
+@pytest.mark.slow
+def test_trains_with_the_jax_backend(tmp_path):
+    pytest.importorskip("jax")
+    script = textwrap.dedent(f"""
+        import sys, json
+        sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
+        from conftest import synthetic_faces
+        from training.train import TrainConfig, train
+        x, y = synthetic_faces(96, seed=1); xv, yv = synthetic_faces(40, seed=2)
+        m = train(TrainConfig(model="baseline_cnn", epochs=1, batch_size=32, lr=0.05),
+                  {{"train": (x, y), "val": (xv, yv)}}, {str(tmp_path / 'jax')!r}, verbose=0)
+        print("METRICS", json.dumps(m))
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("METRICS")][0]
+    assert json.loads(line.split(" ", 1)[1])["backend"] == "jax"
+    assert (tmp_path / "jax" / "best.keras").is_file()
