@@ -88,15 +88,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", AssetFiles(settings.web_dir), name="static")
     app.mount("/models", AssetFiles(settings.models_dir), name="models")
 
-    # Outermost last: size limit -> security/cache headers -> gzip -> app.
+    # add_middleware wraps: the last one added is the outermost. Security headers go on
+    # everything, including the size limiter's 413s; gzip sits innermost.
     app.add_middleware(
         GZipMiddleware,
         minimum_size=1024,
         compresslevel=6,
         exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/octet-stream"),
     )
-    app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
     app.add_middleware(
         BodySizeLimitMiddleware, limit=lambda: settings.max_request_bytes, paths=("/api/uploads",)
     )
+    app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
     return app

@@ -78,3 +78,28 @@ def test_live_https_with_generated_certificate(tmp_path):
             httpx.get(f"{base}/api/health")
         local = httpx.get(f"https://localhost:{settings.port}/api/health", verify=ctx)
         assert local.json()["status"] == "ok"
+
+
+def test_live_oversized_chunked_body_is_refused_before_it_ends(tmp_path):
+    """No Content-Length, chunked body: the server answers 413 while the client is still sending."""
+    settings = make_settings(tmp_path, port=free_port(), max_upload_bytes=50_000)
+    with live_server(settings), socket.create_connection(("127.0.0.1", settings.port), 10) as sock:
+        sock.sendall(
+            b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=xyz\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        head = (b'--xyz\r\nContent-Disposition: form-data; name="crop"; filename="a.png"\r\n'
+                b"Content-Type: image/png\r\n\r\n")
+        sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
+        chunk = b"\0" * 32768
+        for _ in range(8):  # 256 KB > the 164 KB body limit; the "body" never finishes
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sock.settimeout(10)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            data = sock.recv(4096)
+            if not data:
+                break
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert not [p for p in settings.custom_dir.rglob("*") if p.is_file() and "sqlite" not in p.name]

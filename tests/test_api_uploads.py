@@ -202,6 +202,7 @@ def test_huge_body_is_refused_while_streaming(client, settings):
         headers={"content-type": "multipart/form-data; boundary=xyz"},
     )
     assert r.status_code == 413 and "too large" in r.json()["detail"]
+    assert r.headers["cross-origin-embedder-policy"] == "require-corp"
     assert_nothing_stored(settings)
 
     r = client.post(
