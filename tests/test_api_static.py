@@ -67,6 +67,8 @@ def test_pages_render_templates_with_asset_version(site):
         assert r.headers["cache-control"] == "no-cache"
         etag = r.headers["etag"]
         assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
         for name, value in SECURITY.items():
             assert r.headers[name] == value
         csp = r.headers["content-security-policy"]

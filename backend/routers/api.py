@@ -23,7 +23,9 @@ class Labels(BaseModel):
     labels: list[str] = Field(description="The seven classes, in FER2013 order (model output order).")
 
 
-@router.get("/health", response_model=Health, summary="Liveness and model count")
+@router.api_route(
+    "/health", methods=["GET", "HEAD"], response_model=Health, summary="Liveness and model count"
+)
 def health(settings: SettingsDep) -> Health:
     members = 0
     try:

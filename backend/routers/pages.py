@@ -43,17 +43,25 @@ def _render(request: Request, settings, asset_version, name: str) -> Response:
     return HTMLResponse(body, headers={"etag": etag})
 
 
-@router.get("/", response_class=HTMLResponse, summary="The camera page", include_in_schema=True)
+@router.api_route(
+    "/", methods=["GET", "HEAD"], response_class=HTMLResponse, summary="The camera page"
+)
 def index(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
     return _render(request, settings, asset_version, "index.html")
 
 
-@router.get("/upload", response_class=HTMLResponse, summary="The contribute-a-photo page")
+@router.api_route(
+    "/upload", methods=["GET", "HEAD"], response_class=HTMLResponse,
+    summary="The contribute-a-photo page",
+)
 def upload_page(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
     return _render(request, settings, asset_version, "upload.html")
 
 
-@router.get("/sw.js", summary="The service worker (root scope)", response_class=FileResponse)
+@router.api_route(
+    "/sw.js", methods=["GET", "HEAD"], summary="The service worker (root scope)",
+    response_class=FileResponse,
+)
 def service_worker(settings: SettingsDep) -> Response:
     path = Path(settings.web_dir) / "sw.js"
     if not path.is_file():
