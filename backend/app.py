@@ -38,8 +38,12 @@ No image is ever analysed on the server.
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
+        where = ".".join(
+            str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")
+        )
+        parts.append(
+            f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid")
+        )
     return "; ".join(parts) or "invalid request"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -68,7 +67,9 @@ def qr_text(url: str) -> str:
     return buf.getvalue()
 
 
-def banner(urls: list[str], *, https: bool, host: str, cert: Path | None = None, qr: bool = True) -> str:
+def banner(
+    urls: list[str], *, https: bool, host: str, cert: Path | None = None, qr: bool = True
+) -> str:
     """The text printed when the server starts."""
     lines = ["fer-hybrid is serving the web app. Open:"]
     lines += [f"  {url}" for url in urls]
@@ -98,7 +99,9 @@ def build_settings(**overrides):
     try:
         return Settings(**given)
     except ValidationError as err:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors())
+        msgs = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
         raise typer.BadParameter(msgs) from err
 
 
@@ -124,7 +127,9 @@ def resolve_tls(settings, lan_ips: list[str] | None = None) -> tuple[Path, Path]
 
 def serve(
     host: str | None = typer.Option(
-        None, "--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 = reachable from the LAN)."
+        None,
+        "--host",
+        help="Interface to bind (default 127.0.0.1; 0.0.0.0 = reachable from the LAN).",
     ),
     port: int | None = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
     https: bool | None = typer.Option(
@@ -139,13 +144,21 @@ def serve(
     custom_dir: Path | None = typer.Option(
         None, "--custom-dir", help="Where contributed photos are stored (default data/custom)."
     ),
-    web_dir: Path | None = typer.Option(None, "--web-dir", help="Folder with the page (default web/)."),
+    web_dir: Path | None = typer.Option(
+        None, "--web-dir", help="Folder with the page (default web/)."
+    ),
     qr: bool = typer.Option(True, "--qr/--no-qr", help="Print a QR code for the phone URL."),
 ) -> None:
     """Serve the mobile web app and the exported models (all inference runs on the phone)."""
     settings = build_settings(
-        host=host, port=port, https=https, tls_cert=cert, tls_key=key,
-        models_dir=models_dir, custom_dir=custom_dir, web_dir=web_dir,
+        host=host,
+        port=port,
+        https=https,
+        tls_cert=cert,
+        tls_key=key,
+        models_dir=models_dir,
+        custom_dir=custom_dir,
+        web_dir=web_dir,
     )
     from .tls import lan_ipv4_addresses
 
@@ -163,7 +176,9 @@ def serve(
         "\u2588\u2580\u2584".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         qr = False  # the terminal cannot draw the block characters
-    typer.echo(banner(urls, https=settings.https, host=settings.host, cert=tls[0] if tls else None, qr=qr))
+    typer.echo(
+        banner(urls, https=settings.https, host=settings.host, cert=tls[0] if tls else None, qr=qr)
+    )
     sys.stdout.flush()
     uvicorn.run(
         app,

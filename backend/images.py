@@ -63,7 +63,9 @@ def decode(data: bytes, *, what: str, min_side: int, max_side: int) -> Image.Ima
     """Fully decode `data` into an upright image, or raise `ImageRejected`."""
     fmt = sniff_format(data)
     if fmt is None:
-        raise ImageRejected(f"{what} is not a PNG, JPEG or WebP image (checked its bytes, not its name)")
+        raise ImageRejected(
+            f"{what} is not a PNG, JPEG or WebP image (checked its bytes, not its name)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -71,7 +73,8 @@ def decode(data: bytes, *, what: str, min_side: int, max_side: int) -> Image.Ima
             width, height = img.size
             if width > max_side or height > max_side:
                 raise ImageRejected(
-                    f"{what} is {width}x{height} pixels; the largest accepted side is {max_side}", 413
+                    f"{what} is {width}x{height} pixels; the largest accepted side is {max_side}",
+                    413,
                 )
             if width < min_side or height < min_side:
                 raise ImageRejected(
@@ -98,7 +101,11 @@ def _plain_mode(img: Image.Image) -> Image.Image:
         return img.convert("L")
     if img.mode.startswith("I") or img.mode == "F":
         # 16/32-bit grey: scale down to 8 bits
-        return img.point(lambda v: v / 256).convert("L") if img.mode.startswith("I;16") else img.convert("L")
+        return (
+            img.point(lambda v: v / 256).convert("L")
+            if img.mode.startswith("I;16")
+            else img.convert("L")
+        )
     return img.convert("RGBA" if "A" in img.getbands() else "RGB")
 
 

@@ -146,8 +146,10 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") or not any(
-            scope.get("path", "").startswith(p) for p in self.paths
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in ("POST", "PUT", "PATCH")
+            or not any(scope.get("path", "").startswith(p) for p in self.paths)
         ):
             await self.app(scope, receive, send)
             return

@@ -24,20 +24,29 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes it on the LAN.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
-    web_dir: Path = Field(REPO_ROOT / "web", description="The page: index.html, upload.html, sw.js, js/, vendor/.")
-    models_dir: Path = Field(REPO_ROOT / "models", description="Exported TF.js models + manifest.json.")
+    web_dir: Path = Field(
+        REPO_ROOT / "web", description="The page: index.html, upload.html, sw.js, js/, vendor/."
+    )
+    models_dir: Path = Field(
+        REPO_ROOT / "models", description="Exported TF.js models + manifest.json."
+    )
     custom_dir: Path = Field(
         REPO_ROOT / "data" / "custom",
         description="User-contributed dataset: <label>/<sha256>.png, originals/, uploads.sqlite.",
     )
-    max_upload_bytes: int = Field(5 * 1024 * 1024, gt=0, description="Largest accepted image file (bytes).")
+    max_upload_bytes: int = Field(
+        5 * 1024 * 1024, gt=0, description="Largest accepted image file (bytes)."
+    )
     max_image_side: int = Field(4096, gt=0, description="Largest accepted width/height (pixels).")
     min_image_side: int = Field(16, gt=0, description="Smallest accepted width/height (pixels).")
     https: bool = Field(False, description="Serve over TLS (phones need it for the camera).")
-    tls_cert: Path | None = Field(None, description="PEM certificate to use instead of the generated one.")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate to use instead of the generated one."
+    )
     tls_key: Path | None = Field(None, description="PEM private key matching tls_cert.")
     cert_dir: Path = Field(
-        REPO_ROOT / "data" / "tls", description="Where the generated self-signed certificate is kept."
+        REPO_ROOT / "data" / "tls",
+        description="Where the generated self-signed certificate is kept.",
     )
 
     @model_validator(mode="after")

@@ -143,7 +143,9 @@ class UploadStore:
     def __init__(self, root: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.root = Path(root)
         self.busy_timeout_s = busy_timeout_s
-        self._lock = threading.Lock()  # serialises writers in this process; SQLite does across processes
+        self._lock = (
+            threading.Lock()
+        )  # serialises writers in this process; SQLite does across processes
         self.root.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -266,9 +268,12 @@ class UploadStore:
                     raise UploadError(403, "wrong deletion token for this upload")
                 conn.execute("DELETE FROM claims WHERE token_hash = ?", (match[0],))
                 doomed: list[Path] = []
-                if match[1] and not conn.execute(
-                    "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (match[1],)
-                ).fetchone():
+                if (
+                    match[1]
+                    and not conn.execute(
+                        "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (match[1],)
+                    ).fetchone()
+                ):
                     doomed.append(self.original_path(match[1], match[2]))
                 if len(claims) == 1:
                     conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
@@ -317,11 +322,15 @@ class UploadStore:
                         with contextlib.suppress(OSError):
                             tmp.unlink()
                             report.temp_files.append(str(tmp))
-            for upload_id, label, sha in conn.execute("SELECT id, label, sha256 FROM uploads").fetchall():
+            for upload_id, label, sha in conn.execute(
+                "SELECT id, label, sha256 FROM uploads"
+            ).fetchall():
                 if not self.crop_path(label, sha).is_file():
                     conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
                     report.orphan_rows.append(upload_id)
-            known = {(label, sha) for label, sha in conn.execute("SELECT label, sha256 FROM uploads")}
+            known = {
+                (label, sha) for label, sha in conn.execute("SELECT label, sha256 FROM uploads")
+            }
             originals = {
                 f"{sha}.{ext}"
                 for sha, ext in conn.execute(
@@ -346,6 +355,8 @@ class UploadStore:
         if report.total:
             log.warning(
                 "upload store recovery: removed %d temp file(s), %d orphan file(s), %d orphan row(s)",
-                len(report.temp_files), len(report.orphan_files), len(report.orphan_rows),
+                len(report.temp_files),
+                len(report.orphan_files),
+                len(report.orphan_rows),
             )
         return report

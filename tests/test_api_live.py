@@ -26,8 +26,12 @@ def free_port() -> int:
 @contextmanager
 def live_server(settings, tls=None):
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning",
-        ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None,
+        create_app(settings),
+        host="127.0.0.1",
+        port=settings.port,
+        log_level="warning",
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
         lifespan="on",
     )
     server = uvicorn.Server(config)
@@ -58,8 +62,9 @@ def test_live_http_upload_roundtrip(tmp_path):
         assert r.status_code == 201, r.text
         body = r.json()
         assert (settings.custom_dir / "surprise" / f"{body['sha256']}.png").is_file()
-        r = httpx.delete(f"{base}/api/uploads/{body['id']}",
-                         headers={"X-Deletion-Token": body["deletion_token"]})
+        r = httpx.delete(
+            f"{base}/api/uploads/{body['id']}", headers={"X-Deletion-Token": body["deletion_token"]}
+        )
         assert r.status_code == 204
         assert not (settings.custom_dir / "surprise" / f"{body['sha256']}.png").exists()
 
@@ -88,8 +93,10 @@ def test_live_oversized_chunked_body_is_refused_before_it_ends(tmp_path):
             b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: multipart/form-data; boundary=xyz\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
-        head = (b'--xyz\r\nContent-Disposition: form-data; name="crop"; filename="a.png"\r\n'
-                b"Content-Type: image/png\r\n\r\n")
+        head = (
+            b'--xyz\r\nContent-Disposition: form-data; name="crop"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n"
+        )
         sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
         chunk = b"\0" * 32768
         for _ in range(8):  # 256 KB > the 164 KB body limit; the "body" never finishes

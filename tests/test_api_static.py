@@ -36,7 +36,9 @@ def site(tmp_path):
         '<script type="module" src="/static/js/main.js?v={{ asset_version }}"></script>'
         "<p>v={{ asset_version }}</p>"
     )
-    (web / "upload.html").write_text("<!doctype html><title>upload</title><p>{{ asset_version }}</p>")
+    (web / "upload.html").write_text(
+        "<!doctype html><title>upload</title><p>{{ asset_version }}</p>"
+    )
     (web / "sw.js").write_text("self.addEventListener('fetch', () => {});\n")
     (web / "js").mkdir()
     (web / "js" / "main.js").write_text("console.log('hello');\n" * 200)
@@ -72,8 +74,14 @@ def test_pages_render_templates_with_asset_version(site):
         for name, value in SECURITY.items():
             assert r.headers[name] == value
         csp = r.headers["content-security-policy"]
-        for part in ("default-src 'self'", "'wasm-unsafe-eval'", "worker-src 'self' blob:",
-                     "object-src 'none'", "frame-ancestors 'none'", "mediastream:"):
+        for part in (
+            "default-src 'self'",
+            "'wasm-unsafe-eval'",
+            "worker-src 'self' blob:",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+            "mediastream:",
+        ):
             assert part in csp
         assert "camera=(self)" in r.headers["permissions-policy"]
         assert "strict-transport-security" not in r.headers  # plain HTTP
@@ -113,16 +121,31 @@ def test_cache_policy(site):
     client, _ = site
     version = client.app.state.asset_version.get()
     immutable = "public, max-age=31536000, immutable"
-    assert client.get("/static/vendor/tfjs-4.22.0/tf-core.min.js").headers["cache-control"] == immutable
+    assert (
+        client.get("/static/vendor/tfjs-4.22.0/tf-core.min.js").headers["cache-control"]
+        == immutable
+    )
     assert client.get(f"/static/js/main.js?v={version}").headers["cache-control"] == immutable
     assert client.get("/static/js/main.js?v=stale").headers["cache-control"] == "no-cache"
     r = client.get("/static/js/main.js")
     assert r.headers["cache-control"] == "no-cache"
-    assert client.get("/static/js/main.js", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    assert (
+        client.get("/static/js/main.js", headers={"If-None-Match": r.headers["etag"]}).status_code
+        == 304
+    )
     m = client.get("/models/manifest.json")
-    assert m.headers["cache-control"] == "no-cache" and "etag" in m.headers and "last-modified" in m.headers
+    assert (
+        m.headers["cache-control"] == "no-cache"
+        and "etag" in m.headers
+        and "last-modified" in m.headers
+    )
     assert m.json()["members"][0]["path"] == "a/model.json"
-    assert client.get("/models/manifest.json", headers={"If-None-Match": m.headers["etag"]}).status_code == 304
+    assert (
+        client.get(
+            "/models/manifest.json", headers={"If-None-Match": m.headers["etag"]}
+        ).status_code
+        == 304
+    )
     sw = client.get("/sw.js")
     assert sw.headers["cache-control"] == "no-cache" and sw.headers["service-worker-allowed"] == "/"
     assert client.get("/api/health").headers["cache-control"] == "no-store"
@@ -135,8 +158,10 @@ def test_gzip_for_js_and_json_not_for_weights(site):
     js = client.get("/static/js/main.js", headers={"Accept-Encoding": "gzip"})
     assert js.headers.get("content-encoding") == "gzip"
     assert js.text.startswith("console.log")  # httpx decodes it transparently
-    wasm = client.get("/static/vendor/tfjs-4.22.0/tfjs-backend-wasm-simd.wasm",
-                      headers={"Accept-Encoding": "gzip"})
+    wasm = client.get(
+        "/static/vendor/tfjs-4.22.0/tfjs-backend-wasm-simd.wasm",
+        headers={"Accept-Encoding": "gzip"},
+    )
     assert wasm.headers.get("content-encoding") == "gzip"
     weights = client.get("/models/a/group1-shard1of1.bin", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in weights.headers
@@ -145,8 +170,14 @@ def test_gzip_for_js_and_json_not_for_weights(site):
 
 def test_no_path_traversal_or_listing(site):
     client, _ = site
-    for path in ("/static/../secret.txt", "/static/%2e%2e/secret.txt", "/models/..%2fsecret.txt",
-                 "/static/", "/static/js/", "/models/"):
+    for path in (
+        "/static/../secret.txt",
+        "/static/%2e%2e/secret.txt",
+        "/models/..%2fsecret.txt",
+        "/static/",
+        "/static/js/",
+        "/models/",
+    ):
         r = client.get(path)
         assert r.status_code == 404, path
         assert "do not serve me" not in r.text
@@ -157,7 +188,8 @@ def test_api_health_labels_and_docs(site):
     client, _ = site
     assert client.get("/api/health").json() == {"status": "ok", "models": 2}
     assert client.get("/api/labels").json() == {
-        "labels": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]}
+        "labels": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    }
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI's CDN
@@ -175,7 +207,9 @@ def test_api_health_labels_and_docs(site):
 
 
 def test_missing_web_and_models_give_json_404s(tmp_path):
-    settings = make_settings(tmp_path, web_dir=tmp_path / "nowhere", models_dir=tmp_path / "nomodels")
+    settings = make_settings(
+        tmp_path, web_dir=tmp_path / "nowhere", models_dir=tmp_path / "nomodels"
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/health").json() == {"status": "ok", "models": 0}
         for path in ("/", "/upload", "/sw.js", "/static/js/main.js", "/models/manifest.json"):
@@ -195,7 +229,10 @@ def test_real_web_folder_is_served(repo_root, tmp_path):
             if (web / ("index.html" if page == "/" else "upload.html")).is_file():
                 r = client.get(page)
                 assert r.status_code == 200 and "{{" not in r.text, page
-        assert version in client.get("/").text or "asset_version" not in (web / "index.html").read_text()
+        assert (
+            version in client.get("/").text
+            or "asset_version" not in (web / "index.html").read_text()
+        )
         for wasm in web.glob("vendor/*/*.wasm"):
             r = client.get(f"/static/{wasm.relative_to(web).as_posix()}")
             assert r.headers["content-type"] == "application/wasm"

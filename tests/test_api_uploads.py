@@ -73,14 +73,18 @@ def test_good_upload_lands_on_disk_and_in_sqlite(client, settings, astronaut_rgb
     token_hash, upload_id, _created, consent, source, _orig_sha, orig_ext = claims[0]
     assert upload_id == body["id"] and consent == 1 and source == "camera" and orig_ext == "jpg"
     assert token_hash == hashlib.sha256(body["deletion_token"].encode()).hexdigest()
-    assert body["deletion_token"] not in (settings.custom_dir / "uploads.sqlite").read_bytes().decode(
-        "latin-1"
-    )
+    assert body["deletion_token"] not in (
+        settings.custom_dir / "uploads.sqlite"
+    ).read_bytes().decode("latin-1")
     assert r.headers["cache-control"] == "no-store"
 
     stats = client.get("/api/uploads/stats").json()
-    assert stats["total"] == 1 and stats["labels"]["happy"] == 1 and set(stats["labels"]) == {
-        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert (
+        stats["total"] == 1
+        and stats["labels"]["happy"] == 1
+        and set(stats["labels"])
+        == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    )
 
 
 def test_jpeg_and_webp_crops_are_stored_as_png(client, settings):
@@ -105,14 +109,23 @@ def test_duplicates_share_the_image_but_not_the_token(client, settings):
     other_label = post_upload(client, png, label="angry")
     assert other_label.status_code == 409
     assert "different label" in other_label.json()["detail"]
-    assert not (settings.custom_dir / "angry").exists() or not any((settings.custom_dir / "angry").iterdir())
+    assert not (settings.custom_dir / "angry").exists() or not any(
+        (settings.custom_dir / "angry").iterdir()
+    )
 
     path = settings.custom_dir / "fear" / f"{first['sha256']}.png"
     url = f"/api/uploads/{first['id']}"
-    assert client.delete(url, headers={"X-Deletion-Token": first["deletion_token"]}).status_code == 204
+    assert (
+        client.delete(url, headers={"X-Deletion-Token": first["deletion_token"]}).status_code == 204
+    )
     assert path.exists()  # the second contributor still has it
-    assert client.delete(url, headers={"X-Deletion-Token": first["deletion_token"]}).status_code == 403
-    assert client.delete(url, headers={"X-Deletion-Token": second["deletion_token"]}).status_code == 204
+    assert (
+        client.delete(url, headers={"X-Deletion-Token": first["deletion_token"]}).status_code == 403
+    )
+    assert (
+        client.delete(url, headers={"X-Deletion-Token": second["deletion_token"]}).status_code
+        == 204
+    )
     assert not path.exists()
     assert_nothing_stored(settings)
 
@@ -124,13 +137,21 @@ def test_delete_needs_the_right_token(client, settings):
     assert r.status_code == 403 and "X-Deletion-Token" in r.json()["detail"]
     r = client.delete(url, headers={"X-Deletion-Token": "nope"})
     assert r.status_code == 403 and r.json()["detail"]
-    assert client.delete("/api/uploads/" + "0" * 32, headers={"X-Deletion-Token": "x"}).status_code == 404
-    assert client.delete("/api/uploads/..%2F..%2Fetc", headers={"X-Deletion-Token": "x"}).status_code == 404
+    assert (
+        client.delete("/api/uploads/" + "0" * 32, headers={"X-Deletion-Token": "x"}).status_code
+        == 404
+    )
+    assert (
+        client.delete("/api/uploads/..%2F..%2Fetc", headers={"X-Deletion-Token": "x"}).status_code
+        == 404
+    )
     assert len(stored_files(settings.custom_dir)) == 1
     r = client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]})
     assert r.status_code == 204 and r.content == b""
     assert_nothing_stored(settings)
-    assert client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code == 404
+    assert (
+        client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code == 404
+    )
 
 
 def _truncated(fmt: str) -> bytes:
@@ -257,11 +278,18 @@ def test_twenty_concurrent_uploads_lose_nothing(client, settings):
 def test_cross_site_posts_are_refused(client, settings):
     files = {"crop": ("c.png", image_bytes(seed=7), "image/png")}
     data = {"label": "happy", "consent": "true"}
-    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
-                    {"Sec-Fetch-Site": "cross-site"}):
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
         r = client.post("/api/uploads", files=files, data=data, headers=headers)
         assert r.status_code == 403 and "own pages" in r.json()["detail"], headers
     assert_nothing_stored(settings)
-    same = client.post("/api/uploads", files=files, data=data,
-                       headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    same = client.post(
+        "/api/uploads",
+        files=files,
+        data=data,
+        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+    )
     assert same.status_code == 201, same.text

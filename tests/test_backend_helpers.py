@@ -55,8 +55,15 @@ def db_rows(custom: Path, table: str = "uploads") -> list[tuple]:
         return conn.execute(f"SELECT * FROM {table}").fetchall()
 
 
-def post_upload(client, crop: bytes | None, label="happy", consent="true", filename="crop.png",
-                original: bytes | None = None, source: str | None = "camera"):
+def post_upload(
+    client,
+    crop: bytes | None,
+    label="happy",
+    consent="true",
+    filename="crop.png",
+    original: bytes | None = None,
+    source: str | None = "camera",
+):
     files = {}
     if crop is not None:
         files["crop"] = (filename, crop, "image/png")

@@ -54,7 +54,10 @@ def test_bad_settings_are_clear_errors(monkeypatch):
 def test_server_urls():
     assert cli.server_urls("127.0.0.1", 8000, False, []) == ["http://localhost:8000/"]
     assert cli.server_urls("0.0.0.0", 8443, True, ["192.168.1.20", "10.0.0.5"]) == [
-        "https://localhost:8443/", "https://192.168.1.20:8443/", "https://10.0.0.5:8443/"]
+        "https://localhost:8443/",
+        "https://192.168.1.20:8443/",
+        "https://10.0.0.5:8443/",
+    ]
     assert cli.server_urls("192.168.1.20", 80, False, []) == ["http://192.168.1.20:80/"]
     assert cli.phone_url(["https://localhost:1/", "https://10.0.0.5:1/"]) == "https://10.0.0.5:1/"
     assert cli.phone_url(["http://localhost:1/"]) is None
@@ -66,8 +69,12 @@ def test_banner_lists_urls_qr_and_warns_about_https():
     assert "http://localhost:8000/" in text and "http://192.168.1.20:8000/" in text
     assert "--https" in text and "warning" in text
     assert "\u2588" in text  # the QR code, drawn with block characters
-    secure = cli.banner(cli.server_urls("0.0.0.0", 8443, True, ["10.1.2.3"]), https=True,
-                        host="0.0.0.0", cert=Path("/x/cert.pem"))
+    secure = cli.banner(
+        cli.server_urls("0.0.0.0", 8443, True, ["10.1.2.3"]),
+        https=True,
+        host="0.0.0.0",
+        cert=Path("/x/cert.pem"),
+    )
     assert "warning" not in secure and "/x/cert.pem" in secure
     local = cli.banner(["http://localhost:8000/"], https=False, host="127.0.0.1")
     assert "\u2588" not in local  # no LAN URL, no QR
@@ -90,7 +97,10 @@ def test_certificate_is_created_once_and_regenerated_when_needed(tmp_path, monke
     cert = x509.load_pem_x509_certificate(info.cert_path.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert {str(i) for i in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "192.168.1.20"}
+    assert {str(i) for i in san.get_values_for_type(x509.IPAddress)} == {
+        "127.0.0.1",
+        "192.168.1.20",
+    }
     before = info.cert_path.read_bytes()
 
     again = tls.ensure_certificate(tmp_path / "tls", ["192.168.1.20"])
@@ -126,7 +136,15 @@ def test_serve_command_help_and_options(monkeypatch, tmp_path):
     app.command("other")(lambda: None)
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--https", "--cert", "--key", "--models-dir", "--custom-dir"):
+    for option in (
+        "--host",
+        "--port",
+        "--https",
+        "--cert",
+        "--key",
+        "--models-dir",
+        "--custom-dir",
+    ):
         assert option in result.output
 
     seen = {}
@@ -134,12 +152,26 @@ def test_serve_command_help_and_options(monkeypatch, tmp_path):
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
     monkeypatch.setattr(tls, "lan_ipv4_addresses", lambda: ["192.168.7.7"])
-    result = CliRunner().invoke(app, [
-        "serve", "--host", "0.0.0.0", "--port", "8765", "--https",
-        "--custom-dir", str(tmp_path / "custom"), "--models-dir", str(tmp_path),
-    ], env={"FER_HYBRID_CERT_DIR": str(tmp_path / "tls")})
+    result = CliRunner().invoke(
+        app,
+        [
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8765",
+            "--https",
+            "--custom-dir",
+            str(tmp_path / "custom"),
+            "--models-dir",
+            str(tmp_path),
+        ],
+        env={"FER_HYBRID_CERT_DIR": str(tmp_path / "tls")},
+    )
     assert result.exit_code == 0, result.output
-    assert "https://localhost:8765/" in result.output and "https://192.168.7.7:8765/" in result.output
+    assert (
+        "https://localhost:8765/" in result.output and "https://192.168.7.7:8765/" in result.output
+    )
     assert seen["host"] == "0.0.0.0" and seen["port"] == 8765
     assert seen["ssl_certfile"] == str(tmp_path / "tls" / "cert.pem")
     assert seen["app"].state.settings.custom_dir == tmp_path / "custom"
@@ -156,6 +188,10 @@ def test_backend_never_imports_tensorflow(repo_root, tmp_path):
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "custom")],
-        cwd=repo_root, capture_output=True, text=True, timeout=120, check=False,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr

@@ -53,8 +53,12 @@ def test_failure_after_file_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(storage, "hash_token", boom)  # fails at the claims INSERT, after the file
     with pytest.raises(RuntimeError):
-        store.add(crop(2), "sad", consent=True,
-                  original=clean_original(image_bytes(seed=3), max_side=4096))
+        store.add(
+            crop(2),
+            "sad",
+            consent=True,
+            original=clean_original(image_bytes(seed=3), max_side=4096),
+        )
     assert stored_files(store.root) == []
     assert store.rows() == [] and store.claim_count() == 0
     assert not [p for p in store.root.rglob("*") if p.name.endswith(storage.TMP_SUFFIX)]
@@ -99,19 +103,19 @@ def test_recovery_removes_orphans_but_keeps_foreign_files(tmp_path):
     store = UploadStore(settings.custom_dir)
     kept = store.add(crop(10), "happy", consent=True)
     gone = store.add(crop(11), "sad", consent=True)
-    store.crop_path("sad", gone.sha256).unlink()                         # row without file
-    orphan = store.crop_path("neutral", "ab" * 32)                       # file without row
+    store.crop_path("sad", gone.sha256).unlink()  # row without file
+    orphan = store.crop_path("neutral", "ab" * 32)  # file without row
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(image_bytes(seed=12))
     temp = store.root / "happy" / f".{'cd' * 32}.png.123{storage.TMP_SUFFIX}"  # half-written
     temp.write_bytes(b"\x89PNG half")
-    orig = store.original_path("ef" * 32, "jpg")                         # unreferenced original
+    orig = store.original_path("ef" * 32, "jpg")  # unreferenced original
     orig.parent.mkdir(parents=True, exist_ok=True)
     orig.write_bytes(b"x")
-    foreign = store.root / "happy" / "my_own_photo.png"                  # not ours: keep
+    foreign = store.root / "happy" / "my_own_photo.png"  # not ours: keep
     foreign.write_bytes(image_bytes(seed=13))
 
-    with TestClient(create_app(settings)) as client:                     # startup runs recovery
+    with TestClient(create_app(settings)) as client:  # startup runs recovery
         report = client.app.state.recovery
         assert report.orphan_rows == [gone.id]
         assert sorted(report.orphan_files) == sorted([str(orphan), str(orig)])
@@ -134,7 +138,9 @@ def _add_many(root: str, start: int, n: int) -> None:
         label = "happy" if i % 2 else "sad"
         store.add(clean_crop(image_bytes(seed=i), min_side=1, max_side=4096), label, consent=True)
     # and one image that every process adds: a shared duplicate
-    store.add(clean_crop(image_bytes(seed=10_000), min_side=1, max_side=4096), "neutral", consent=True)
+    store.add(
+        clean_crop(image_bytes(seed=10_000), min_side=1, max_side=4096), "neutral", consent=True
+    )
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path, monkeypatch):
@@ -144,7 +150,9 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, monkeypatch):
     env_path = os.path.dirname(__file__)
     procs = [ctx.Process(target=_add_many, args=(str(root), k * 100, 6)) for k in range(2)]
     old = os.environ.get("PYTHONPATH", "")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [env_path, os.path.dirname(env_path), old])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [env_path, os.path.dirname(env_path), old]))
+    )
     for p in procs:
         p.start()
     for p in procs:

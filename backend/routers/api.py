@@ -16,16 +16,18 @@ router = APIRouter(prefix="/api", tags=["api"])
 
 class Health(BaseModel):
     status: str = Field(description='Always "ok" when the server answers.')
-    models: int = Field(description="Number of ensemble members in models/manifest.json (0 if none).")
+    models: int = Field(
+        description="Number of ensemble members in models/manifest.json (0 if none)."
+    )
 
 
 class Labels(BaseModel):
-    labels: list[str] = Field(description="The seven classes, in FER2013 order (model output order).")
+    labels: list[str] = Field(
+        description="The seven classes, in FER2013 order (model output order)."
+    )
 
 
-@router.api_route(
-    "/health", methods=["GET", "HEAD"], response_model=Health, summary="Liveness and model count"
-)
+@router.get("/health", response_model=Health, summary="Liveness and model count")
 def health(settings: SettingsDep) -> Health:
     members = 0
     try:
@@ -34,6 +36,9 @@ def health(settings: SettingsDep) -> Health:
     except (OSError, ValueError, AttributeError, TypeError):
         members = 0
     return Health(status="ok", models=members)
+
+
+router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
 
 @router.get("/labels", response_model=Labels, summary="The expression labels")

@@ -38,28 +38,32 @@ def _render(request: Request, settings, asset_version, name: str) -> Response:
     html = template.render(asset_version=asset_version.get(), request=request)
     body = html.encode("utf-8")
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    if etag in [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]:
+    if etag in [
+        t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")
+    ]:
         return Response(status_code=304, headers={"etag": etag})
     return HTMLResponse(body, headers={"etag": etag})
 
 
-@router.api_route(
-    "/", methods=["GET", "HEAD"], response_class=HTMLResponse, summary="The camera page"
-)
+@router.get("/", response_class=HTMLResponse, summary="The camera page")
 def index(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
     return _render(request, settings, asset_version, "index.html")
 
 
-@router.api_route(
-    "/upload", methods=["GET", "HEAD"], response_class=HTMLResponse,
+@router.get(
+    "/upload",
+    response_class=HTMLResponse,
     summary="The contribute-a-photo page",
 )
-def upload_page(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+def upload_page(
+    request: Request, settings: SettingsDep, asset_version: AssetVersionDep
+) -> Response:
     return _render(request, settings, asset_version, "upload.html")
 
 
-@router.api_route(
-    "/sw.js", methods=["GET", "HEAD"], summary="The service worker (root scope)",
+@router.get(
+    "/sw.js",
+    summary="The service worker (root scope)",
     response_class=FileResponse,
 )
 def service_worker(settings: SettingsDep) -> Response:
@@ -71,3 +75,8 @@ def service_worker(settings: SettingsDep) -> Response:
         media_type="text/javascript",
         headers={"service-worker-allowed": "/", "cache-control": "no-cache"},
     )
+
+
+# HEAD answers like GET (no body), kept out of the OpenAPI schema to avoid duplicate operations.
+for _path, _endpoint in (("/", index), ("/upload", upload_page), ("/sw.js", service_worker)):
+    router.add_api_route(_path, _endpoint, methods=["HEAD"], include_in_schema=False)

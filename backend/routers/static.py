@@ -18,7 +18,9 @@ class AssetFiles(StaticFiles):
     """StaticFiles that never lists directories and tolerates a missing folder at startup."""
 
     def __init__(self, directory: Path) -> None:
-        super().__init__(directory=str(directory), check_dir=False, html=False, follow_symlink=False)
+        super().__init__(
+            directory=str(directory), check_dir=False, html=False, follow_symlink=False
+        )
         self._root = Path(directory)
 
     async def check_config(self) -> None:

@@ -87,8 +87,14 @@ UPLOAD_BODY = {
 }
 
 ERRORS = {
-    400: {"model": ErrorDetail, "description": "Not an image, corrupt/truncated, no consent, bad form."},
-    409: {"model": ErrorDetail, "description": "The same image is already stored with another label."},
+    400: {
+        "model": ErrorDetail,
+        "description": "Not an image, corrupt/truncated, no consent, bad form.",
+    },
+    409: {
+        "model": ErrorDetail,
+        "description": "The same image is already stored with another label.",
+    },
     413: {"model": ErrorDetail, "description": "File or body too large, or too many pixels."},
     422: {"model": ErrorDetail, "description": "Unknown label or missing field."},
 }
@@ -135,7 +141,9 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
     _check_same_origin(request)
     ctype = request.headers.get("content-type", "").lower()
     if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        raise HTTPException(400, "send the upload as multipart/form-data (fields crop, label, consent)")
+        raise HTTPException(
+            400, "send the upload as multipart/form-data (fields crop, label, consent)"
+        )
     try:
         form = await request.form(max_files=2, max_fields=8, max_part_size=MAX_FIELD_BYTES)
     except MultiPartException as err:
@@ -150,9 +158,13 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
             raise HTTPException(422, "the 'crop' file field is required")
         label = _field(form, "label")
         if not label:
-            raise HTTPException(422, f"the 'label' field is required; use one of: {', '.join(LABELS)}")
+            raise HTTPException(
+                422, f"the 'label' field is required; use one of: {', '.join(LABELS)}"
+            )
         if label not in LABELS:
-            raise HTTPException(422, f"unknown label {label[:40]!r}; use one of: {', '.join(LABELS)}")
+            raise HTTPException(
+                422, f"unknown label {label[:40]!r}; use one of: {', '.join(LABELS)}"
+            )
         consent = (_field(form, "consent") or "").lower()
         if consent not in CONSENT_YES:
             raise HTTPException(
@@ -202,7 +214,9 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
 
 def _clean(crop_bytes: bytes, original_bytes: bytes | None, settings):
     """Decode + re-encode both images (raises ImageRejected)."""
-    crop = clean_crop(crop_bytes, min_side=settings.min_image_side, max_side=settings.max_image_side)
+    crop = clean_crop(
+        crop_bytes, min_side=settings.min_image_side, max_side=settings.max_image_side
+    )
     original = (
         clean_original(original_bytes, max_side=settings.max_image_side)
         if original_bytes is not None
