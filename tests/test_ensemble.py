@@ -50,7 +50,7 @@ def val_y():
 
 def thirds(i):
     m = np.zeros(N, bool)
-    m[i * 30:(i + 1) * 30] = True
+    m[i * 30 : (i + 1) * 30] = True
     return m
 
 
@@ -62,7 +62,9 @@ def test_greedy_picks_complementary_members_and_skips_bad_one(val_y):
     assert res.weights[0] == 0
     assert res.weights[1] >= 1 and res.weights[2] >= 1
     assert res.val_accuracy == pytest.approx(1.0)
-    assert [h["val_accuracy"] for h in res.history] == sorted(h["val_accuracy"] for h in res.history)
+    assert [h["val_accuracy"] for h in res.history] == sorted(
+        h["val_accuracy"] for h in res.history
+    )
     assert all(isinstance(w, int) for w in res.weights)
 
 
@@ -96,10 +98,21 @@ def test_build_ensemble_never_looks_at_test_for_selection(val_y, monkeypatch):
     perfect_on_test = np.zeros(60, bool)
     all_wrong = np.ones(60, bool)
     members = [
-        Member("good", Path("good"), make_preds(val_y, thirds(0), 1), make_preds(test_y, all_wrong, 11)),
-        Member("other", Path("other"), make_preds(val_y, thirds(1), 2), make_preds(test_y, all_wrong, 12)),
-        Member("bad", Path("bad"), make_preds(val_y, np.arange(N) % 3 != 0, 3),
-               make_preds(test_y, perfect_on_test, 13)),
+        Member(
+            "good", Path("good"), make_preds(val_y, thirds(0), 1), make_preds(test_y, all_wrong, 11)
+        ),
+        Member(
+            "other",
+            Path("other"),
+            make_preds(val_y, thirds(1), 2),
+            make_preds(test_y, all_wrong, 12),
+        ),
+        Member(
+            "bad",
+            Path("bad"),
+            make_preds(val_y, np.arange(N) % 3 != 0, 3),
+            make_preds(test_y, perfect_on_test, 13),
+        ),
     ]
     seen = []
     real = ens.greedy_select
@@ -110,7 +123,7 @@ def test_build_ensemble_never_looks_at_test_for_selection(val_y, monkeypatch):
 
     monkeypatch.setattr(ens, "greedy_select", spy)
     report = build_ensemble(members, select="greedy", tta=True)
-    (val_probs, y_arg), = seen
+    ((val_probs, y_arg),) = seen
     assert y_arg is members[0].val.y
     for arr, m in zip(val_probs, members):
         np.testing.assert_allclose(arr, m.val.scored(True))
@@ -158,7 +171,9 @@ def test_errors(val_y):
     b = Member("b", Path("b"), make_preds(other_y, thirds(0), 1), make_preds(val_y, thirds(0), 1))
     with pytest.raises(FerError, match="labels differ"):
         build_ensemble([a, b])
-    c = Member("c", Path("c"), make_preds(val_y, thirds(0), 1), make_preds(val_y[:10], thirds(0)[:10], 1))
+    c = Member(
+        "c", Path("c"), make_preds(val_y, thirds(0), 1), make_preds(val_y[:10], thirds(0)[:10], 1)
+    )
     with pytest.raises(FerError, match="shape"):
         build_ensemble([a, c])
     with pytest.raises(FerError, match="cannot be combined"):
@@ -189,10 +204,18 @@ def _app() -> typer.Typer:
 def test_cli_from_saved_predictions_only(tmp_path, val_y):
     test_y = val_y[::-1].copy()
     runs = [
-        write_run(tmp_path, "run-a", make_preds(val_y, thirds(0), 1), make_preds(test_y, thirds(1), 4)),
-        write_run(tmp_path, "run-b", make_preds(val_y, thirds(1), 2), make_preds(test_y, thirds(2), 5)),
-        write_run(tmp_path, "run-bad", make_preds(val_y, np.arange(N) % 3 != 0, 3),
-                  make_preds(test_y, thirds(0), 6)),
+        write_run(
+            tmp_path, "run-a", make_preds(val_y, thirds(0), 1), make_preds(test_y, thirds(1), 4)
+        ),
+        write_run(
+            tmp_path, "run-b", make_preds(val_y, thirds(1), 2), make_preds(test_y, thirds(2), 5)
+        ),
+        write_run(
+            tmp_path,
+            "run-bad",
+            make_preds(val_y, np.arange(N) % 3 != 0, 3),
+            make_preds(test_y, thirds(0), 6),
+        ),
     ]
     out = tmp_path / "report"
     res = CliRunner().invoke(_app(), ["ensemble", *map(str, runs), "--out", str(out)])
@@ -207,13 +230,27 @@ def test_cli_from_saved_predictions_only(tmp_path, val_y):
     assert "PrivateTest (test) was never used for selection" in md
     assert "| **ensemble** |" in md and "run-bad" in md and "confusion_test.png" in md
 
-    res = CliRunner().invoke(_app(), ["ensemble", *map(str, runs), "--weights", "1,2",
-                                      "--out", str(out)])
+    res = CliRunner().invoke(
+        _app(), ["ensemble", *map(str, runs), "--weights", "1,2", "--out", str(out)]
+    )
     assert isinstance(res.exception, FerError) and "2 values but there are 3" in str(res.exception)
-    res = CliRunner().invoke(_app(), ["ensemble", *map(str, runs), "--weights", "1,2,0",
-                                      "--no-tta", "--out", str(tmp_path / "w")])
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "ensemble",
+            *map(str, runs),
+            "--weights",
+            "1,2,0",
+            "--no-tta",
+            "--out",
+            str(tmp_path / "w"),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "w" / "ensemble.json").read_text())["selection"]["method"] == "weights"
+    assert (
+        json.loads((tmp_path / "w" / "ensemble.json").read_text())["selection"]["method"]
+        == "weights"
+    )
 
 
 def test_missing_predictions(tmp_path, val_y):
@@ -229,7 +266,9 @@ def test_missing_predictions_are_computed_from_best_keras(tmp_path):
     from conftest import synthetic_faces
 
     inputs = keras.Input((48, 48, 1))
-    h = keras.layers.Flatten()(keras.layers.AveragePooling2D(8)(keras.layers.Rescaling(1 / 255)(inputs)))
+    h = keras.layers.Flatten()(
+        keras.layers.AveragePooling2D(8)(keras.layers.Rescaling(1 / 255)(inputs))
+    )
     model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(h))
     run = tmp_path / "runs" / "m"
     run.mkdir(parents=True)
@@ -238,6 +277,8 @@ def test_missing_predictions_are_computed_from_best_keras(tmp_path):
     data = {"val": (x[:8], y[:8]), "test": (x[8:], y[8:])}
     (member,) = load_members([run], data_loader=data.__getitem__)
     assert member.val.n == 8 and member.test.n == 8
-    assert (run / "predictions" / "val.npz").is_file() and (run / "predictions" / "test.npz").is_file()
+    assert (run / "predictions" / "val.npz").is_file() and (
+        run / "predictions" / "test.npz"
+    ).is_file()
     files = write_ensemble_report(build_ensemble([member]), tmp_path / "rep")
     assert files["markdown"].is_file()

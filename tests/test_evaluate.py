@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from conftest import synthetic_faces
 from typer.testing import CliRunner
 
-from conftest import synthetic_faces
 from training.commands.evaluate import evaluate as evaluate_command
 from training.errors import FerError
 from training.evaluate import (
@@ -71,7 +71,11 @@ def test_evaluate_run_folder_writes_files_and_caches_predictions(run_dir, data):
     target = resolve_target(run_dir)
     result = evaluate_target(target, "test", tta=True, data_loader=loader)
     assert calls == ["test"]
-    assert result["predictions"] == "computed" and result["n"] == 40 and result["split_name"] == "PrivateTest"
+    assert (
+        result["predictions"] == "computed"
+        and result["n"] == 40
+        and result["split_name"] == "PrivateTest"
+    )
     cached = run_dir / "predictions" / "test.npz"
     preds = load_predictions(cached)
     assert preds.probs.shape == (40, 7) and preds.probs_flip.shape == (40, 7)
@@ -94,8 +98,9 @@ def test_evaluate_run_folder_writes_files_and_caches_predictions(run_dir, data):
 
 
 def test_evaluate_bare_keras_file(model_file, data, tmp_path):
-    result = evaluate_target(resolve_target(model_file), "val", data_loader=data.__getitem__,
-                             out_dir=tmp_path / "out")
+    result = evaluate_target(
+        resolve_target(model_file), "val", data_loader=data.__getitem__, out_dir=tmp_path / "out"
+    )
     assert result["n"] == 20 and (tmp_path / "out" / "metrics_val.json").is_file()
 
 
@@ -142,8 +147,10 @@ def test_cli(run_dir, data, monkeypatch, tmp_path):
 
     monkeypatch.setattr(ev, "make_data_loader", lambda **kw: data.__getitem__)
     runner = CliRunner()
-    res = runner.invoke(_app(), ["evaluate", str(run_dir), "--split", "val", "--no-tta",
-                                 "--out", str(tmp_path / "ev")])
+    res = runner.invoke(
+        _app(),
+        ["evaluate", str(run_dir), "--split", "val", "--no-tta", "--out", str(tmp_path / "ev")],
+    )
     assert res.exit_code == 0, res.output
     assert "val (PublicTest), 20 images" in res.output and "macro-F1" in res.output
     assert (tmp_path / "ev" / "metrics_val.json").is_file()
@@ -151,3 +158,17 @@ def test_cli(run_dir, data, monkeypatch, tmp_path):
     assert isinstance(res.exception, FerError) and "unknown split" in str(res.exception)
     res = runner.invoke(_app(), ["evaluate", str(tmp_path / "missing")])
     assert isinstance(res.exception, FerError)
+
+
+def test_cli_run_with_saved_predictions_needs_no_model(tmp_path):
+    run = tmp_path / "cpu-run"
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 30)
+    p = rng.random((30, 7))
+    save_predictions(run / "predictions" / "test.npz", Predictions(p, p, y))
+    res = CliRunner().invoke(_app(), ["evaluate", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "test (PrivateTest), 30 images [predictions saved]" in res.output
+    assert (run / "evaluation" / "confusion_test.json").is_file()
+    res = CliRunner().invoke(_app(), ["evaluate", str(run), "--split", "val"])
+    assert isinstance(res.exception, FerError) and "no best.keras" in str(res.exception)

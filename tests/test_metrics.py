@@ -64,7 +64,9 @@ def test_agrees_with_sklearn():
     pred = probs.argmax(1)
     labels = list(range(7))
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
-    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", labels=labels, zero_division=0))
+    assert m["macro_f1"] == pytest.approx(
+        sk.f1_score(y, pred, average="macro", labels=labels, zero_division=0)
+    )
     assert m["confusion_matrix"] == sk.confusion_matrix(y, pred, labels=labels).tolist()
     rec = sk.recall_score(y, pred, average=None, labels=labels, zero_division=0)
     prec = sk.precision_score(y, pred, average=None, labels=labels, zero_division=0)
@@ -76,8 +78,8 @@ def test_agrees_with_sklearn():
 
 def test_tta_averages_plain_and_flipped():
     y = np.array([0, 1, 2])
-    probs = one_hot([0, 0, 0])          # 1/3 right
-    flip = one_hot([0, 1, 2]) * 2        # confident and right: the mean follows it
+    probs = one_hot([0, 0, 0])  # 1/3 right
+    flip = one_hot([0, 1, 2]) * 2  # confident and right: the mean follows it
     np.testing.assert_allclose(combine_tta(probs, flip, True), (probs + flip) / 2)
     np.testing.assert_allclose(combine_tta(probs, flip, False), probs)
     m = evaluate_probs(y, probs, flip, tta=True)

@@ -11,24 +11,24 @@ receives nothing but the members' validation probabilities and labels, and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from training.errors import FerError
 from training.evaluate import (
+    SPLIT_TITLES,
     DataLoader,
     Predictions,
-    SPLIT_TITLES,
     Target,
     get_predictions,
     resolve_target,
 )
 from training.labels import LABELS
 from training.metrics import evaluate_probs
-from training.report import markdown_table, pct, utc_now, write_json, atomic_write_text
+from training.report import atomic_write_text, markdown_table, pct, utc_now, write_json
 
 SELECTION_NOTE = (
     "Members and weights were selected on PublicTest (val) only; PrivateTest (test) "
@@ -64,8 +64,8 @@ def _nll(probs: np.ndarray, y: np.ndarray) -> float:
 
 @dataclass
 class GreedyResult:
-    weights: list[int]                       # integer weights (how often each member was picked)
-    val_accuracy: float                      # of the selected ensemble, on the val arrays given
+    weights: list[int]  # integer weights (how often each member was picked)
+    val_accuracy: float  # of the selected ensemble, on the val arrays given
     history: list[dict] = field(default_factory=list)  # one entry per pick
 
 
@@ -261,21 +261,26 @@ def build_ensemble(
     # 1) selection: validation (PublicTest) arrays only
     val_y = members[0].val.y
     w, method, history = choose_weights(
-        [m.val.scored(tta) for m in members], val_y,
-        select=select, weights=weights, max_members=max_members,
+        [m.val.scored(tta) for m in members],
+        val_y,
+        select=select,
+        weights=weights,
+        max_members=max_members,
     )
     # 2) scoring: val and test, members and ensemble
     total = sum(w)
     rows = []
     for m, wi in zip(members, w):
-        rows.append({
-            "name": m.name,
-            "path": str(m.path),
-            "weight": wi,
-            "weight_normalised": wi / total,
-            "val": _summary(_scores(m.val, tta)),
-            "test": _summary(_scores(m.test, tta)),
-        })
+        rows.append(
+            {
+                "name": m.name,
+                "path": str(m.path),
+                "weight": wi,
+                "weight_normalised": wi / total,
+                "val": _summary(_scores(m.val, tta)),
+                "test": _summary(_scores(m.test, tta)),
+            }
+        )
     ens = {}
     full = {}
     for split in ("val", "test"):
@@ -304,7 +309,9 @@ def build_ensemble(
             "history": history,
         },
         "selected": [
-            {"name": r["name"], "path": r["path"], "weight": r["weight"]} for r in rows if r["weight"] > 0
+            {"name": r["name"], "path": r["path"], "weight": r["weight"]}
+            for r in rows
+            if r["weight"] > 0
         ],
         "members": rows,
         "ensemble": ens,
@@ -330,24 +337,42 @@ def render_markdown(report: dict) -> str:
     n_val = report["ensemble"]["val"]["n"]
     n_test = report["ensemble"]["test"]["n"]
     headers = [
-        "member", "weight",
-        "val acc", "val acc TTA", f"val macro-F1{' (TTA)' if tta else ''}",
-        "test acc", "test acc TTA", f"test macro-F1{' (TTA)' if tta else ''}",
+        "member",
+        "weight",
+        "val acc",
+        "val acc TTA",
+        f"val macro-F1{' (TTA)' if tta else ''}",
+        "test acc",
+        "test acc TTA",
+        f"test macro-F1{' (TTA)' if tta else ''}",
     ]
 
     def row(name: str, weight: str, v: dict, t: dict) -> list:
-        return [name, weight, pct(v["accuracy"]), pct(v["accuracy_tta"]), pct(v[f1_key]),
-                pct(t["accuracy"]), pct(t["accuracy_tta"]), pct(t[f1_key])]
+        return [
+            name,
+            weight,
+            pct(v["accuracy"]),
+            pct(v["accuracy_tta"]),
+            pct(v[f1_key]),
+            pct(t["accuracy"]),
+            pct(t["accuracy_tta"]),
+            pct(t[f1_key]),
+        ]
 
     rows = [row(m["name"], _fmt_w(m["weight"]), m["val"], m["test"]) for m in report["members"]]
     e = report["ensemble"]
-    rows.append(row("**ensemble**", _fmt_w(sum(m["weight"] for m in report["members"])),
-                    e["val"], e["test"]))
+    rows.append(
+        row(
+            "**ensemble**", _fmt_w(sum(m["weight"] for m in report["members"])), e["val"], e["test"]
+        )
+    )
     lines = [
         "# Ensemble report",
         "",
-        f"Created {report['created']}. Soft voting over {len(report['members'])} candidate members "
-        f"({len(report['selected'])} selected), flip TTA {'on' if tta else 'off'}.",
+        (
+            f"Created {report['created']}. Soft voting over {len(report['members'])} candidate "
+            f"members ({len(report['selected'])} selected), flip TTA {'on' if tta else 'off'}."
+        ),
         "",
         f"**Selection:** `{sel['method']}`"
         + (f", at most {sel['max_members']} distinct members" if sel["max_members"] else "")
@@ -394,7 +419,8 @@ def write_ensemble_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     cm = report["confusion_matrix"]
     acc = report["ensemble"]["test"]["accuracy_tta" if report["tta_flip"] else "accuracy"]
     plot_confusion_matrix(
-        np.asarray(cm["counts"]), files["confusion_png"],
+        np.asarray(cm["counts"]),
+        files["confusion_png"],
         title=f"Ensemble: PrivateTest ({'flip TTA' if cm['tta'] else 'no TTA'}), acc {pct(acc)}",
     )
     write_json(files["confusion_json"], {"labels": report["labels"], **cm})

@@ -9,9 +9,9 @@ to be run, so everything that works from saved predictions stays light.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -23,9 +23,14 @@ from training.report import atomic_save_npz, pct, text_table, utc_now, write_jso
 SPLITS = ("test", "val", "train")
 SPLIT_TITLES = {"test": "PrivateTest", "val": "PublicTest", "train": "Training"}
 _SPLIT_ALIASES = {
-    "test": "test", "privatetest": "test",
-    "val": "val", "valid": "val", "validation": "val", "publictest": "val",
-    "train": "train", "training": "train",
+    "test": "test",
+    "privatetest": "test",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "publictest": "val",
+    "train": "train",
+    "training": "train",
 }
 
 # split name -> (x uint8 (N,48,48), y int64 (N,))
@@ -54,15 +59,15 @@ def split_title(split: str) -> str:
 class Predictions:
     """Saved outputs of one model on one split (the run-folder prediction contract)."""
 
-    probs: np.ndarray       # (N, 7) float32
+    probs: np.ndarray  # (N, 7) float32
     probs_flip: np.ndarray  # (N, 7) float32, on mirrored images
-    y: np.ndarray           # (N,) int64
+    y: np.ndarray  # (N,) int64
 
     @property
     def n(self) -> int:
         return int(self.y.shape[0])
 
-    def check(self, where: str) -> "Predictions":
+    def check(self, where: str) -> Predictions:
         """Validate shapes/labels; FerError naming `where` otherwise."""
         y = np.asarray(self.y)
         for name, arr in (("probs", self.probs), ("probs_flip", self.probs_flip)):
@@ -73,7 +78,9 @@ class Predictions:
                     "delete the file and re-run `fer-hybrid evaluate` to recompute it"
                 )
             if not np.all(np.isfinite(arr)):
-                raise FerError(f"{where}: {name} contains NaN/inf; delete the file and recompute it")
+                raise FerError(
+                    f"{where}: {name} contains NaN/inf; delete the file and recompute it"
+                )
         if y.ndim != 1 or (y.size and (y.min() < 0 or y.max() >= NUM_CLASSES)):
             raise FerError(
                 f"{where}: y must be (N,) labels in 0..{NUM_CLASSES - 1}; delete the file and recompute it"
@@ -107,7 +114,9 @@ def load_predictions(path: str | Path) -> Predictions:
     except FerError:
         raise
     except Exception as err:  # corrupt zip, pickled arrays, ...
-        raise FerError(f"cannot read predictions {path} ({err}); delete it and recompute it") from err
+        raise FerError(
+            f"cannot read predictions {path} ({err}); delete it and recompute it"
+        ) from err
     return preds.check(str(path))
 
 
@@ -164,11 +173,15 @@ def load_model(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise FerError(f"model file {path} not found")
-    try:  # custom layers of the model zoo register themselves on import
-        import training.models  # noqa: F401
-        import training.models.registry  # noqa: F401
-    except Exception:  # pragma: no cover - the zoo is optional for plain Keras models
-        pass
+    import importlib
+
+    for module in ("training.models", "training.models.registry"):
+        # custom layers of the model zoo register themselves on import; a plain
+        # Keras model loads without them, so a broken/missing zoo is not fatal here
+        try:
+            importlib.import_module(module)
+        except ImportError:  # pragma: no cover
+            continue
     import keras
 
     try:
@@ -350,8 +363,10 @@ def format_summary(result: dict) -> str:
     """A readable terminal summary of one evaluate_target result."""
     mode = "flip TTA" if result["tta"] else "no TTA"
     lines = [
-        f"{result['target']} on {result['split']} ({result['split_name']}), "
-        f"{result['n']} images [predictions {result['predictions']}]",
+        (
+            f"{result['target']} on {result['split']} ({result['split_name']}), "
+            f"{result['n']} images [predictions {result['predictions']}]"
+        ),
         f"  accuracy  no TTA {pct(result['accuracy_plain'])}   flip TTA {pct(result['accuracy_tta'])}",
         f"  macro-F1  no TTA {pct(result['macro_f1_plain'])}   flip TTA {pct(result['macro_f1_tta'])}",
         f"  per class ({mode}):",

@@ -9,7 +9,7 @@ give F1 0); macro-F1 is the unweighted mean over all K classes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,7 +26,9 @@ def combine_tta(probs: np.ndarray, probs_flip: np.ndarray | None, tta: bool) -> 
     return (probs + np.asarray(probs_flip, dtype="float64")) / 2.0
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
     """Counts (K, K) int64: rows = true class, columns = predicted class, in LABELS order."""
     y_true = np.asarray(y_true, dtype="int64").ravel()
     y_pred = np.asarray(y_pred, dtype="int64").ravel()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -38,7 +38,9 @@ def plot_confusion_matrix(
         cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         cbar.set_label("fraction of true class")
         ax.set_xticks(range(k), labels=list(labels), rotation=40, ha="right")
-        ax.set_yticks(range(k), labels=[f"{lab} ({int(n)})" for lab, n in zip(labels, cm.sum(axis=1))])
+        ax.set_yticks(
+            range(k), labels=[f"{lab} ({int(n)})" for lab, n in zip(labels, cm.sum(axis=1))]
+        )
         ax.set_xlabel("predicted")
         ax.set_ylabel("true (support)")
         ax.set_title(title)
@@ -47,8 +49,13 @@ def plot_confusion_matrix(
                 value = norm[i, j]
                 colour = "white" if value > 0.55 else "black"
                 ax.text(
-                    j, i, f"{100 * value:.0f}%\n{int(cm[i, j])}",
-                    ha="center", va="center", fontsize=8, color=colour,
+                    j,
+                    i,
+                    f"{100 * value:.0f}%\n{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color=colour,
                 )
         fig.tight_layout()
         buf = io.BytesIO()

@@ -5,32 +5,44 @@ Only typer/pathlib/typing at module level. Works from predictions/*.npz alone
 """
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
 
 def ensemble(
     runs: Annotated[
-        List[Path], typer.Argument(help="Run folders (runs/<name>) to combine.", show_default=False)
+        list[Path], typer.Argument(help="Run folders (runs/<name>) to combine.", show_default=False)
     ],
     select: Annotated[
         str,
-        typer.Option("--select", help="greedy: Caruana forward selection on val (PublicTest) only; all: equal weights."),
+        typer.Option(
+            "--select",
+            help="greedy: Caruana forward selection on val (PublicTest) only; all: equal weights.",
+        ),
     ] = "greedy",
     weights: Annotated[
-        Optional[str], typer.Option("--weights", help="Explicit weights, one per RUN, e.g. 2,1,1 (overrides --select).")
+        str | None,
+        typer.Option(
+            "--weights", help="Explicit weights, one per RUN, e.g. 2,1,1 (overrides --select)."
+        ),
     ] = None,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Use horizontal-flip TTA probabilities.")] = True,
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Use horizontal-flip TTA probabilities.")
+    ] = True,
     max_members: Annotated[
-        Optional[int], typer.Option("--max-members", min=1, help="At most K distinct members.")
+        int | None, typer.Option("--max-members", min=1, help="At most K distinct members.")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/ensemble"),
     data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Datasets folder, only used to compute missing predictions.")
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Datasets folder, only used to compute missing predictions."
+        ),
     ] = None,
     fer2013: Annotated[
-        Optional[Path], typer.Option("--fer2013", help="Path of fer2013.csv(.gz), only for missing predictions.")
+        Path | None,
+        typer.Option("--fer2013", help="Path of fer2013.csv(.gz), only for missing predictions."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prediction batch size.")] = 256,
 ) -> None:
@@ -50,21 +62,38 @@ def ensemble(
     parsed = parse_weights(weights, len(runs)) if weights is not None else None
     loader = make_data_loader(data_dir=data_dir, fer2013=fer2013)
     members = load_members(runs, data_loader=loader, batch_size=batch_size)
-    report = build_ensemble(members, select=select, weights=parsed, tta=tta, max_members=max_members)
+    report = build_ensemble(
+        members, select=select, weights=parsed, tta=tta, max_members=max_members
+    )
     files = write_ensemble_report(report, out)
 
     key = "accuracy_tta" if tta else "accuracy"
     rows = [
-        [m["name"], f"{m['weight']:g}", pct(m["val"]["accuracy"]), pct(m["val"]["accuracy_tta"]),
-         pct(m["test"]["accuracy"]), pct(m["test"]["accuracy_tta"])]
+        [
+            m["name"],
+            f"{m['weight']:g}",
+            pct(m["val"]["accuracy"]),
+            pct(m["val"]["accuracy_tta"]),
+            pct(m["test"]["accuracy"]),
+            pct(m["test"]["accuracy_tta"]),
+        ]
         for m in report["members"]
     ]
     e = report["ensemble"]
-    rows.append(["ENSEMBLE", f"{sum(m['weight'] for m in report['members']):g}",
-                 pct(e["val"]["accuracy"]), pct(e["val"]["accuracy_tta"]),
-                 pct(e["test"]["accuracy"]), pct(e["test"]["accuracy_tta"])])
-    typer.echo(f"selection: {report['selection']['method']} on val (PublicTest, {e['val']['n']} images); "
-               f"test = PrivateTest ({e['test']['n']} images), never used for selection")
+    rows.append(
+        [
+            "ENSEMBLE",
+            f"{sum(m['weight'] for m in report['members']):g}",
+            pct(e["val"]["accuracy"]),
+            pct(e["val"]["accuracy_tta"]),
+            pct(e["test"]["accuracy"]),
+            pct(e["test"]["accuracy_tta"]),
+        ]
+    )
+    typer.echo(
+        f"selection: {report['selection']['method']} on val (PublicTest, {e['val']['n']} images); "
+        f"test = PrivateTest ({e['test']['n']} images), never used for selection"
+    )
     typer.echo(text_table(["member", "weight", "val acc", "val TTA", "test acc", "test TTA"], rows))
     typer.echo(f"ensemble test accuracy ({'flip TTA' if tta else 'no TTA'}): {pct(e['test'][key])}")
     typer.echo(f"wrote {files['markdown']}, {files['json']}, {files['confusion_png']}")

@@ -5,31 +5,43 @@ body, and only when predictions must actually be computed.
 """
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
 
 def evaluate(
     targets: Annotated[
-        List[Path],
-        typer.Argument(help="Run folders (runs/<name>, uses best.keras) or .keras files.", show_default=False),
+        list[Path],
+        typer.Argument(
+            help="Run folders (runs/<name>, uses best.keras) or .keras files.", show_default=False
+        ),
     ],
     split: Annotated[
         str, typer.Option("--split", help="test (PrivateTest), val (PublicTest) or train.")
     ] = "test",
     tta: Annotated[
-        bool, typer.Option("--tta/--no-tta", help="Score with horizontal-flip TTA (both are always reported).")
+        bool,
+        typer.Option(
+            "--tta/--no-tta", help="Score with horizontal-flip TTA (both are always reported)."
+        ),
     ] = True,
     out: Annotated[
-        Optional[Path],
-        typer.Option("--out", help="Output folder [default: <run>/evaluation, or <model>_evaluation]."),
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (default: <run>/evaluation, or <model>_evaluation beside a .keras file).",
+        ),
     ] = None,
     data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Datasets folder (default: $FER_HYBRID_DATA or ../shared/data).")
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Datasets folder (default: $FER_HYBRID_DATA or ../shared/data)."
+        ),
     ] = None,
     fer2013: Annotated[
-        Optional[Path], typer.Option("--fer2013", help="Path of fer2013.csv(.gz), if not in the datasets folder.")
+        Path | None,
+        typer.Option("--fer2013", help="Path of fer2013.csv(.gz), if not in the datasets folder."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prediction batch size.")] = 256,
 ) -> None:
@@ -38,17 +50,26 @@ def evaluate(
     A run folder's predictions/<split>.npz is reused, or computed and saved.
     Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json.
     """
-    from training.evaluate import evaluate_target, format_summary, make_data_loader, normalise_split, resolve_target
+    from training.evaluate import (
+        evaluate_target,
+        format_summary,
+        make_data_loader,
+        normalise_split,
+        resolve_target,
+    )
 
     split = normalise_split(split)
-    resolved = [resolve_target(t) for t in targets]  # fail fast on a bad path
+    # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist
+    resolved = [resolve_target(t, need_model=False) for t in targets]
     loader = make_data_loader(data_dir=data_dir, fer2013=fer2013)
     many = len(resolved) > 1
     for target in resolved:
         out_dir = None
         if out is not None:
             out_dir = out / target.name if many else out
-        result = evaluate_target(target, split, tta=tta, out_dir=out_dir, data_loader=loader, batch_size=batch_size)
+        result = evaluate_target(
+            target, split, tta=tta, out_dir=out_dir, data_loader=loader, batch_size=batch_size
+        )
         typer.echo(format_summary(result))
         typer.echo(f"  wrote {result['files']['metrics']}, {result['files']['confusion_png']}")
         if many:
