@@ -52,6 +52,7 @@ TMP_SUFFIX = ".fer-tmp"
 OUR_FILE = re.compile(r"^[0-9a-f]{64}\.(png|jpg|webp)$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
     id       TEXT PRIMARY KEY,
@@ -150,6 +151,8 @@ class UploadStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- plumbing -----------------------------------------------------------------------------
     @property

@@ -162,3 +162,57 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, monkeypatch):
     assert len(store.rows()) == 13 and store.claim_count() == 14
     assert len(stored_files(root)) == 13
     assert store.recover().total == 0
+
+
+KILL_SCRIPT = """
+import os, sys
+from backend import storage
+from backend.images import clean_crop
+from test_backend_helpers import image_bytes
+
+where = sys.argv[2]
+real_replace, real_fsync = os.replace, os.fsync
+
+def dying_fsync(fd):
+    real_fsync(fd)
+    if where == "before-replace":
+        os._exit(137)  # like SIGKILL: no cleanup handlers run
+
+def dying_replace(src, dst):
+    real_replace(src, dst)
+    if where == "before-commit":
+        os._exit(137)
+
+storage.os.fsync = dying_fsync
+storage.os.replace = dying_replace
+store = storage.UploadStore(sys.argv[1])
+store.add(clean_crop(image_bytes(seed=77), min_side=1, max_side=4096), "happy", consent=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["before-replace", "before-commit"])
+def test_killed_writer_is_cleaned_up_on_next_start(tmp_path, where, repo_root):
+    import subprocess
+    import sys
+
+    root = tmp_path / "c"
+    store = UploadStore(root)
+    kept = store.add(crop(78), "sad", consent=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root / "tests"), str(repo_root)])}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(root), where],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 137, proc.stderr
+    leftovers = [p for p in stored_files(root) if p.name != f"{kept.sha256}.png"]
+    assert leftovers  # the crash really left something behind
+    report = UploadStore(root).recover()
+    assert report.total == len(leftovers)
+    assert stored_files(root) == [store.crop_path("sad", kept.sha256)]
+    assert [r["id"] for r in store.rows()] == [kept.id] and store.claim_count() == 1
+    again = store.add(crop(77), "happy", consent=True)  # the database is not left locked
+    assert not again.duplicate
