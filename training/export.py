@@ -224,6 +224,7 @@ def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256
             node.attr["dtype"].type = tf.as_dtype(arr.dtype).as_datatype_enum
     if values:
         raise FerError(f"{model_dir}/model.json lists weights missing from its graph; re-export it")
+    graph_def = _lower_tfjs_ops(graph_def)
     sig = doc["signature"]
     (inp,) = [v["name"] for v in sig["inputs"].values()]
     (out,) = [v["name"] for v in sig["outputs"].values()]
@@ -243,6 +244,73 @@ def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256
         return np.concatenate(parts).astype("float32") if parts else np.zeros((0, len(LABELS)), "float32")
 
     return predict
+
+
+_FUSED_BASE = {"FusedDepthwiseConv2dNative": "DepthwiseConv2dNative", "_FusedConv2D": "Conv2D",
+               "_FusedMatMul": "MatMul"}
+_FUSED_ONLY_ATTRS = {"fused_ops", "num_args", "epsilon", "leakyrelu_alpha", "TArgs", "num_host_args",
+                     "filter_format"}
+_UNARY = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh"}
+
+
+def _lower_tfjs_ops(graph_def):
+    """Rewrite the converter's TF.js-only ops into plain TensorFlow ops.
+
+    The converter fuses Conv2D/DepthwiseConv2dNative/MatMul with bias + activation
+    (``FusedDepthwiseConv2dNative`` exists only in tfjs; TF's ``_FusedConv2D`` lacks
+    ``Prelu``) and turns Keras PReLU into a tfjs ``Prelu`` op. Each such node becomes
+    the base op, BiasAdd and the activation, the last one keeping the original name.
+    """
+    import tensorflow as tf
+
+    NodeDef, AttrValue = tf.compat.v1.NodeDef, tf.compat.v1.AttrValue
+    float_attr = AttrValue(type=tf.float32.as_datatype_enum)
+    out = tf.compat.v1.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+
+    def add(name, op, inputs, attrs=None):
+        node = NodeDef(name=name, op=op, input=list(inputs))
+        node.attr["T"].CopyFrom(float_attr)
+        for key, value in (attrs or {}).items():
+            node.attr[key].CopyFrom(value)
+        out.node.append(node)
+        return name
+
+    def prelu(name, x, alpha):
+        pos = add(f"{name}/_pos", "Relu", [x])
+        neg = add(f"{name}/_negrelu", "Relu", [add(f"{name}/_neg", "Neg", [x])])
+        return add(name, "Sub", [pos, add(f"{name}/_scaled", "Mul", [alpha, neg])])
+
+    for node in graph_def.node:
+        if node.op == "Prelu":
+            prelu(node.name, node.input[0], node.input[1])
+            continue
+        if node.op not in _FUSED_BASE:
+            out.node.append(node)
+            continue
+        data = [i for i in node.input if not i.startswith("^")]
+        control = [i for i in node.input if i.startswith("^")]
+        ops = [o.decode() if isinstance(o, bytes) else o for o in node.attr["fused_ops"].list.s]
+        ops = [o for o in ops if o != "NoOp"]
+        base_attrs = {k: v for k, v in node.attr.items() if k not in _FUSED_ONLY_ATTRS and k != "T"}
+        prev = add(node.name if not ops else f"{node.name}/_base", _FUSED_BASE[node.op],
+                   data[:2] + control, base_attrs)
+        args = iter(data[2:])
+        for i, op in enumerate(ops):
+            name = node.name if i == len(ops) - 1 else f"{node.name}/_{op.lower()}"
+            if op == "BiasAdd":
+                attrs = {"data_format": node.attr["data_format"]} if "data_format" in node.attr else {}
+                prev = add(name, "BiasAdd", [prev, next(args)], attrs)
+            elif op in _UNARY:
+                prev = add(name, op, [prev])
+            elif op == "LeakyRelu":
+                prev = add(name, "LeakyRelu", [prev], {"alpha": AttrValue(f=node.attr["leakyrelu_alpha"].f)})
+            elif op == "Prelu":
+                prev = prelu(name, prev, next(args))
+            else:
+                raise FerError(f"cannot run the TF.js op {node.op} with {op} in Python; use --eval none")
+    return out
 
 
 def keras_predictor(model: Any, *, batch_size: int = 256) -> Predictor:

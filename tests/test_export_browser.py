@@ -1,0 +1,178 @@
+"""Numerical round trip through the real runtime: exported TF.js graph models in headless
+Chromium with the vendored tfjs 4.22 (wasm backend), compared with Keras.
+
+Also checks that the Python runner used to measure quantised accuracy
+(`training.export.load_tfjs_graph_model`) computes what the browser computes.
+Files are served from a tiny HTTP server on 127.0.0.1 in a thread, with the
+same COOP/COEP headers as the real server.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VENDOR = Path(__file__).resolve().parents[1] / "web" / "vendor" / "tfjs-4.22.0"
+SCRIPTS = ["tf-core.es2017.min.js", "tf-converter.es2017.min.js", "tf-backend-cpu.es2017.min.js",
+           "tf-backend-wasm.es2017.min.js"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs /usr/bin/chromium"),
+    pytest.mark.skipif(not (VENDOR / SCRIPTS[0]).is_file(), reason="vendored tfjs missing"),
+]
+
+# Browser (wasm, float32) vs Keras (TF CPU, float32): same weights, different kernels.
+FLOAT_TOL = 1e-4
+# uint8 weights: bound on |p_browser - p_keras| and required top-1 agreement.
+UINT8_TOL = 5e-2
+UINT8_MIN_AGREEMENT = 0.9
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".wasm": "application/wasm", ".js": "text/javascript",
+                      ".json": "application/json", ".bin": "application/octet-stream"}
+
+    def end_headers(self):
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        super().end_headers()
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A served folder: /vendor/ (tfjs), /index.html, and /models/<name>/ filled by the tests."""
+    root = tmp_path_factory.mktemp("site")
+    shutil.copytree(VENDOR, root / "vendor")
+    tags = "\n".join(f'<script src="/vendor/{s}"></script>' for s in SCRIPTS)
+    (root / "index.html").write_text(f"<!doctype html><html><head>{tags}</head><body>ok</body></html>")
+    (root / "models").mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(site):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    _, url = site
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page()
+            errors: list[str] = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.goto(url + "/index.html")
+            backend = pg.evaluate(
+                """async () => {
+                    tf.wasm.setWasmPaths('/vendor/');
+                    const ok = await tf.setBackend('wasm');
+                    await tf.ready();
+                    return ok ? tf.getBackend() : 'failed';
+                }"""
+            )
+            assert backend == "wasm", (backend, errors)
+            yield pg
+        finally:
+            browser.close()
+
+
+RUN_JS = """async ({url, data, shape}) => {
+    const model = await tf.loadGraphModel(url);
+    const x = tf.tensor(data, shape, 'float32');
+    const y = model.predict(x);
+    const out = Array.from(await y.data());
+    const outShape = y.shape;
+    tf.dispose([x, y]);
+    model.dispose();
+    return {out, shape: outShape, backend: tf.getBackend()};
+}"""
+
+
+@pytest.fixture(scope="module")
+def model_and_inputs():
+    """A tiny contract-conforming CNN trained briefly on synthetic faces, plus fixed inputs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflowjs")
+    from keras import layers
+
+    from conftest import synthetic_faces
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((48, 48, 1))
+    x = layers.Rescaling(1.0 / 255)(inp)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(4)(x)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(16, 1, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    model = keras.Model(inp, layers.Dense(7, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    xs, ys = synthetic_faces(600, seed=3)
+    model.fit(xs[..., None].astype("float32"), ys, epochs=1, batch_size=64, verbose=0)
+    fixed, _ = synthetic_faces(16, seed=4)
+    fixed = fixed[..., None].astype("float32")
+    fixed[0] = 0.0  # extremes of the input range
+    fixed[1] = 255.0
+    return model, fixed
+
+
+@pytest.mark.parametrize("quantization", ["none", "uint8"])
+def test_browser_matches_keras(site, page, model_and_inputs, quantization):
+    from training.export import convert_keras_to_tfjs, load_tfjs_graph_model
+
+    root, _ = site
+    model, x = model_and_inputs
+    dest = root / "models" / quantization
+    info = convert_keras_to_tfjs(model, dest, quantization)
+
+    result = page.evaluate(
+        RUN_JS, {"url": f"/models/{quantization}/model.json", "data": x.ravel().tolist(), "shape": list(x.shape)}
+    )
+    assert result["backend"] == "wasm"
+    assert result["shape"] == [len(x), 7]
+    browser = np.asarray(result["out"], dtype="float32").reshape(len(x), 7)
+    keras_probs = model.predict(x, verbose=0)
+    python_graph = load_tfjs_graph_model(dest)(x)
+
+    diff_keras = float(np.abs(browser - keras_probs).max())
+    diff_python = float(np.abs(browser - python_graph).max())
+    agree = float((browser.argmax(1) == keras_probs.argmax(1)).mean())
+    print(f"\n{quantization}: bytes={info['bytes']} |browser-keras|max={diff_keras:.2e} "
+          f"|browser-python_graph|max={diff_python:.2e} top1_agree={agree:.3f}")
+    np.testing.assert_allclose(browser.sum(1), 1.0, atol=1e-4)
+    # The Python runner of the (dequantised) graph is what export uses to measure accuracy.
+    assert diff_python <= FLOAT_TOL
+    if quantization == "none":
+        assert diff_keras <= FLOAT_TOL
+        assert agree == 1.0
+    else:
+        assert diff_keras <= UINT8_TOL
+        assert agree >= UINT8_MIN_AGREEMENT
