@@ -228,6 +228,8 @@ def test_cli_from_saved_predictions_only(tmp_path, val_y):
     assert report["members"][2]["weight"] == 0 and report["selection"]["method"] == "greedy"
     md = (out / "ensemble.md").read_text()
     assert "PrivateTest (test) was never used for selection" in md
+    assert report["export_command"].startswith("fer-hybrid export ")
+    assert report["export_command"] in md and "run-bad" not in report["export_command"]
     assert "| **ensemble** |" in md and "run-bad" in md and "confusion_test.png" in md
 
     res = CliRunner().invoke(

@@ -11,6 +11,7 @@ receives nothing but the members' validation probabilities and labels, and
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,6 +314,7 @@ def build_ensemble(
             for r in rows
             if r["weight"] > 0
         ],
+        "export_command": export_command(rows),
         "members": rows,
         "ensemble": ens,
         "confusion_matrix": {
@@ -324,6 +326,14 @@ def build_ensemble(
             "counts": full["test"]["confusion_matrix"],
         },
     }
+
+
+def export_command(rows: Sequence[dict]) -> str:
+    """The `fer-hybrid export` line that ships the selected members with these weights."""
+    chosen = [r for r in rows if r["weight"] > 0]
+    paths = " ".join(shlex.quote(r["path"]) for r in chosen)
+    weights = ",".join(f"{r['weight']:g}" for r in chosen)
+    return f"fer-hybrid export {paths} --weights {weights}"
 
 
 def _fmt_w(w: float) -> str:
@@ -393,6 +403,14 @@ def render_markdown(report: dict) -> str:
             ),
             "",
         ]
+    lines += [
+        "To ship the selected members with these weights:",
+        "",
+        "```",
+        report["export_command"],
+        "```",
+        "",
+    ]
     recall = e["test"]["per_class_recall"]
     lines += [
         f"## Ensemble per-class recall on test ({'flip TTA' if tta else 'no TTA'})",
