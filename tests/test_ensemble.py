@@ -284,3 +284,16 @@ def test_missing_predictions_are_computed_from_best_keras(tmp_path):
     ).is_file()
     files = write_ensemble_report(build_ensemble([member]), tmp_path / "rep")
     assert files["markdown"].is_file()
+
+
+def test_real_cli_reports_fer_error_in_one_line(tmp_path, monkeypatch, capsys):
+    try:
+        from training import cli
+    except ImportError as err:  # other commands not written yet
+        pytest.skip(f"training.cli not importable yet: {err}")
+    monkeypatch.setattr("sys.argv", ["fer-hybrid", "ensemble", str(tmp_path / "ghost")])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "does not exist" in err and "\n" not in err
