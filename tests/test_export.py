@@ -233,6 +233,29 @@ def test_cli_prints_table(trained, tmp_path):
     assert "--quantize" in help_text and "--eval" in help_text
 
 
+def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
+    """Default --eval: PrivateTest via load_eval_split (stubbed with synthetic arrays here)."""
+    import typer
+    from typer.testing import CliRunner
+
+    import training.export as ex
+    from training.commands.export import export
+
+    xy = (trained["x_test"], trained["y_test"])
+    monkeypatch.setattr(ex, "load_eval_split", lambda split, data_options=None: xy)
+    app = typer.Typer()
+    app.command("export")(export)
+    app.command("other")(lambda: None)
+    out = tmp_path / "models"
+    result = CliRunner().invoke(app, ["export", str(trained["keras"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["metrics"]["split"] == "PrivateTest" and doc["metrics"]["n"] == len(xy[1])
+    assert "test_accuracy_tta" in doc["members"][0]["metrics"]
+    assert "ensemble on PrivateTest" in result.output and "quant+tta" in result.output
+    assert f"{100 * doc['metrics']['accuracy_quantized_tta']:5.1f}%" in result.output
+
+
 @pytest.mark.realdata
 def test_real_data_quantised_within_tolerance(shared_data, tmp_path):
     """FER2013: a tiny CNN trained briefly; uint8 ensemble within 1 point of float on PrivateTest."""

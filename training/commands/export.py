@@ -145,7 +145,7 @@ def export(
         try:
             split = load_eval_split("test", data_options)  # (x, y); loaded once, reused below
             split_key = "test"
-        except FerError as err:
+        except (FerError, OSError) as err:
             typer.echo(f"note: not measuring accuracy ({err})", err=True)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
