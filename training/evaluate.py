@@ -236,8 +236,8 @@ def _data_kwargs(fn: Callable, *, data_dir: Path | None, fer2013: Path | None) -
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs: dict = {}
     for value, names in (
-        (data_dir, ("data_dir", "data_root", "root")),
-        (fer2013, ("fer2013", "fer2013_csv", "fer2013_path", "csv_path")),
+        (data_dir, ("data_dir", "data_root", "datasets_dir", "data_path", "root")),
+        (fer2013, ("fer2013", "fer2013_csv", "fer2013_path", "fer2013_file", "csv_path")),
     ):
         if value is None:
             continue
