@@ -176,3 +176,59 @@ def test_browser_matches_keras(site, page, model_and_inputs, quantization):
     else:
         assert diff_keras <= UINT8_TOL
         assert agree >= UINT8_MIN_AGREEMENT
+
+
+ENSEMBLE_JS = """async ({base, data, shape}) => {
+    const manifest = await (await fetch(base + '/manifest.json')).json();
+    const models = await Promise.all(manifest.members.map(m => tf.loadGraphModel(base + '/' + m.path)));
+    const x = tf.tensor(data, shape, 'float32');
+    const total = manifest.members.reduce((s, m) => s + m.weight, 0);
+    const p = tf.tidy(() => {
+        // Functional ops only: the vendored tf-core bundle has no chained tensor methods.
+        let acc = tf.zeros([shape[0], manifest.labels.length]);
+        models.forEach((model, i) => {
+            let probs = model.predict(x);
+            if (manifest.ensemble.tta_flip) {
+                probs = tf.div(tf.add(probs, model.predict(tf.reverse(x, 2))), 2);
+            }
+            acc = tf.add(acc, tf.mul(probs, manifest.members[i].weight));
+        });
+        return tf.div(acc, total);
+    });
+    const out = Array.from(await p.data());
+    tf.dispose([x, p]);
+    models.forEach(m => m.dispose());
+    return out;
+}"""
+
+
+def test_browser_ensemble_follows_manifest(site, page, model_and_inputs):
+    """The page's recipe (weighted soft voting + flip TTA, driven by manifest.json) in the
+    browser equals the Python measurement that export writes into the manifest."""
+    import keras
+
+    from training.export import export_ensemble, load_tfjs_graph_model, soft_vote
+
+    root, _ = site
+    model, x = model_and_inputs
+    keras.utils.set_random_seed(7)
+    other = keras.models.clone_model(model)  # same architecture, fresh random weights
+    paths = []
+    for i, m in enumerate((model, other)):
+        paths.append(root / f"m{i}.keras")
+        m.save(paths[-1])
+    out = root / "models" / "ensemble"
+    export_ensemble(paths, out, quantization="uint8", weights=[2.0, 1.0], names=["first", "second"])
+
+    browser = np.asarray(
+        page.evaluate(ENSEMBLE_JS, {"base": "/models/ensemble", "data": x.ravel().tolist(),
+                                    "shape": list(x.shape)}),
+        dtype="float32",
+    ).reshape(len(x), 7)
+    runners = [load_tfjs_graph_model(out / name) for name in ("first", "second")]
+    flipped = np.ascontiguousarray(x[:, :, ::-1, :])
+    python = soft_vote([(r(x) + r(flipped)) / 2 for r in runners], [2.0, 1.0])
+    diff = float(np.abs(browser - python).max())
+    print(f"\nensemble: |browser-python|max={diff:.2e}")
+    assert diff <= FLOAT_TOL
+    assert (browser.argmax(1) == python.argmax(1)).all()
