@@ -136,7 +136,7 @@ def model_and_inputs():
     model = keras.Model(inp, layers.Dense(7, activation="softmax")(x))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     xs, ys = synthetic_faces(600, seed=3)
-    model.fit(xs[..., None].astype("float32"), ys, epochs=1, batch_size=64, verbose=0)
+    model.fit(xs[..., None].astype("float32"), ys, epochs=4, batch_size=32, verbose=0)
     fixed, _ = synthetic_faces(16, seed=4)
     fixed = fixed[..., None].astype("float32")
     fixed[0] = 0.0  # extremes of the input range
