@@ -1,0 +1,223 @@
+"""Helpers for the browser end-to-end tests (tests/test_e2e_*.py).
+
+* Y4M writer (Chromium's fake camera reads `--use-file-for-fake-video-capture=FILE.y4m`)
+* astronaut frames (single face / several faces on one canvas)
+* a tiny Keras expression model exported as a TF.js ensemble (fixture models folder)
+* a live Uvicorn server running the real backend in a thread
+* headless Chromium launch (Debian's /usr/bin/chromium; `playwright install` is never needed)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+CHROMIUM = Path("/usr/bin/chromium")
+LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
+
+
+# ---------------------------------------------------------------- video
+def rgb_to_i420(rgb: np.ndarray) -> bytes:
+    """RGB uint8 (H, W, 3), even H and W -> planar I420 (BT.601 full range, as C420jpeg means)."""
+    h, w, _ = rgb.shape
+    assert h % 2 == 0 and w % 2 == 0, "I420 needs even sizes"
+    f = rgb.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    u = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    v = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    planes = [y, sub(u), sub(v)]
+    return b"".join(np.clip(np.rint(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """Write RGB frames as a YUV4MPEG2 (I420) file."""
+    h, w, _ = frames[0].shape
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for fr in frames:
+            f.write(b"FRAME\n")
+            f.write(rgb_to_i420(fr))
+    return path
+
+
+def resize_rgb(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    return (resize(img, (h, w), anti_aliasing=True, preserve_range=True)).astype(np.uint8)
+
+
+def single_face_frame(astronaut: np.ndarray) -> np.ndarray:
+    """640x480 frame: the astronaut photo's upper part (her face large and frontal)."""
+    crop = astronaut[0:384, 0:512]  # 4:3, face around the centre-left
+    return resize_rgb(crop, 480, 640)
+
+
+def multi_face_frame(astronaut: np.ndarray) -> np.ndarray:
+    """640x480 frame with the astronaut's face twice: the original and a mirrored copy side by side."""
+    face = astronaut[0:300, 60:300]  # head and shoulders (300x240)
+    half = resize_rgb(face, 400, 320)
+    canvas = np.full((480, 640, 3), 40, np.uint8)
+    canvas[40:440, 0:320] = half
+    canvas[40:440, 320:640] = half[:, ::-1]
+    return canvas
+
+
+def frames_with_jitter(frame: np.ndarray, n: int = 10) -> list[np.ndarray]:
+    """A few frames with a 1-2 px shift so the fake camera shows a (barely) moving picture."""
+    return [np.roll(frame, shift=(i % 3) - 1, axis=1) for i in range(n)]
+
+
+# ---------------------------------------------------------------- models
+def build_fixture_models(out_dir: Path, work_dir: Path) -> Path:
+    """A tiny untrained-but-valid expression model exported as a TF.js uint8 ensemble; returns manifest path."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((48, 48, 1), name="face")
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(7, activation="softmax")(x)
+    model = keras.Model(inp, out, name="tiny")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    keras_path = work_dir / "tiny_cnn.keras"
+    model.save(keras_path)
+    from training.export import export_ensemble
+
+    return Path(
+        export_ensemble([keras_path], out_dir, quantization="uint8", placeholder=True, notes="e2e fixture")
+    )
+
+
+def page_weight(web_dir: Path, models_dir: Path | None) -> dict[str, int]:
+    """Bytes the live page downloads: our JS/CSS, tfjs JS (4 backends used), the wasm binary, models."""
+    vendor = web_dir / "vendor"
+    out = {
+        "app_js_css": sum(p.stat().st_size for p in (web_dir / "js").glob("*.js"))
+        + (web_dir / "css" / "app.css").stat().st_size,
+        "tfjs_js": sum(p.stat().st_size for p in (vendor / "tfjs-4.22.0").glob("*.js")),
+        "wasm_threaded_simd": (vendor / "tfjs-4.22.0" / "tfjs-backend-wasm-threaded-simd.wasm").stat().st_size,
+        "blazeface": sum(p.stat().st_size for p in (vendor / "human-3.3.6" / "models").iterdir()),
+    }
+    if models_dir and (models_dir / "manifest.json").exists():
+        out["models"] = sum(p.stat().st_size for p in models_dir.rglob("*") if p.is_file())
+    return out
+
+
+# ---------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None):
+    """The real backend under Uvicorn in a daemon thread; yields the base URL."""
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.settings import Settings
+
+    port = free_port()
+    kwargs = dict(host="127.0.0.1", port=port, models_dir=models_dir, custom_dir=custom_dir,
+                  cert_dir=custom_dir.parent / "tls")
+    if web_dir is not None:
+        kwargs["web_dir"] = web_dir
+    settings = Settings(**kwargs)
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+# ---------------------------------------------------------------- browser
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+]
+
+
+@contextmanager
+def browser(video: Path | None = None):
+    """Headless Debian Chromium via Playwright (sync API); fake camera from `video` when given."""
+    from playwright.sync_api import sync_playwright
+
+    args = list(CHROMIUM_ARGS)
+    if video is not None:
+        args.append(f"--use-file-for-fake-video-capture={video}")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class RequestLog:
+    """Every request the page (and its workers) makes: method, URL, post data size."""
+
+    def __init__(self, context):
+        self.requests: list[dict] = []
+        context.on("request", self._on)
+
+    def _on(self, req):
+        try:
+            body = req.post_data_buffer
+        except Exception:  # noqa: BLE001 - some requests have no readable body
+            body = None
+        self.requests.append({"method": req.method, "url": req.url, "body": len(body) if body else 0,
+                              "type": req.resource_type})
+
+    def foreign(self, base: str) -> list[str]:
+        return [r["url"] for r in self.requests
+                if not (r["url"].startswith(base + "/") or r["url"] == base
+                        or r["url"].startswith(("data:", "blob:", "about:")))]
+
+    def non_get(self) -> list[dict]:
+        return [r for r in self.requests if r["method"] != "GET"]
+
+
+def wait_state(page, expr: str, timeout_s: float = 60.0, interval_s: float = 0.25):
+    """Poll the JS expression until truthy; returns its value.
+
+    (page.wait_for_function compiles the predicate with `new Function`, which the page's CSP
+    forbids; page.evaluate goes through the DevTools protocol and is not subject to it.)
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(expr)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            state = page.evaluate("JSON.stringify(window.ferState || window.ferUploadState || null)")
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {expr!r}; state={state[:1500]}")
+        time.sleep(interval_s)
+
+
+def save_json(name: str, data) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / name).write_text(json.dumps(data, indent=2))

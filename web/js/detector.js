@@ -1,0 +1,133 @@
+// BlazeFace (MediaPipe short-range face detector, weights converted by Human 3.3.6) with our own
+// decoder: 896 SSD anchors (16x16x2 + 8x8x6), box = anchor + offsets in input pixels,
+// sigmoid scores, 6 keypoints, greedy NMS. Input: 256x256 RGB scaled to [-1, 1], letterboxed.
+
+export const DETECTOR_URL = '/static/vendor/human-3.3.6/models/blazeface.json';
+export const KEYPOINTS = ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'];
+
+export function generateAnchors(size = 256) {
+  const specs = [{ stride: size / 16, n: 2 }, { stride: size / 8, n: 6 }];
+  const anchors = [];
+  for (const { stride, n } of specs) {
+    const rows = Math.floor((size + stride - 1) / stride);
+    for (let y = 0; y < rows; y++) {
+      for (let x = 0; x < rows; x++) {
+        for (let k = 0; k < n; k++) anchors.push([stride * (x + 0.5), stride * (y + 0.5)]);
+      }
+    }
+  }
+  return anchors;
+}
+
+export function iou(a, b) {
+  const x1 = Math.max(a.x, b.x), y1 = Math.max(a.y, b.y);
+  const x2 = Math.min(a.x + a.w, b.x + b.w), y2 = Math.min(a.y + a.h, b.y + b.h);
+  const inter = Math.max(0, x2 - x1) * Math.max(0, y2 - y1);
+  const union = a.w * a.h + b.w * b.h - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+/** Greedy non-maximum suppression over [{box, score}] (highest score wins). */
+export function nms(dets, iouThreshold = 0.3, maxFaces = 20) {
+  const sorted = [...dets].sort((a, b) => b.score - a.score);
+  const kept = [];
+  for (const d of sorted) {
+    if (kept.length >= maxFaces) break;
+    if (kept.every((k) => iou(k.box, d.box) <= iouThreshold)) kept.push(d);
+  }
+  return kept;
+}
+
+const sigmoid = (v) => 1 / (1 + Math.exp(-v));
+
+export class FaceDetector {
+  constructor({ url = DETECTOR_URL, scoreThreshold = 0.6, iouThreshold = 0.3, maxFaces = 20 } = {}) {
+    Object.assign(this, { url, scoreThreshold, iouThreshold, maxFaces });
+    this.size = 256;
+    this.anchors = generateAnchors(this.size);
+    this.canvas = null;
+    this.model = null;
+  }
+
+  async load() {
+    const tf = globalThis.tf;
+    this.model = await tf.loadGraphModel(this.url);
+    const shape = this.model.inputs[0].shape;
+    if (shape && shape[1] > 0) this.size = shape[1];
+    this.anchors = generateAnchors(this.size);
+    this.canvas = document.createElement('canvas');
+    this.canvas.width = this.canvas.height = this.size;
+    this.ctx = this.canvas.getContext('2d', { willReadFrequently: true });
+    return this;
+  }
+
+  /** Warm-up run on a blank frame (first inference compiles kernels). */
+  async warmup() {
+    this.ctx.fillStyle = '#000';
+    this.ctx.fillRect(0, 0, this.size, this.size);
+    await this._run();
+  }
+
+  async _run() {
+    const tf = globalThis.tf;
+    const outs = tf.tidy(() => {
+      const px = tf.browser.fromPixels(this.canvas);
+      const x = tf.expandDims(tf.sub(tf.div(tf.cast(px, 'float32'), 127.5), 1), 0);
+      let res = this.model.execute(x);
+      if (!Array.isArray(res)) res = [res];
+      return res;
+    });
+    const arrays = await Promise.all(outs.map((t) => t.data()));
+    const shapes = outs.map((t) => t.shape);
+    tf.dispose(outs);
+    return { arrays, shapes };
+  }
+
+  /**
+   * Detect every face in `source` (video, image, canvas, ImageBitmap) of size srcW x srcH.
+   * Returns [{box: {x, y, w, h}, score, keypoints: [[x, y] x 6], rightEye, leftEye}] in source pixels,
+   * sorted by score. rightEye = the subject's right eye (image left on an unmirrored image).
+   */
+  async detect(source, srcW, srcH) {
+    const S = this.size;
+    const scale = S / Math.max(srcW, srcH);
+    const dw = srcW * scale, dh = srcH * scale;
+    const padX = (S - dw) / 2, padY = (S - dh) / 2;
+    this.ctx.fillStyle = '#000';
+    this.ctx.fillRect(0, 0, S, S);
+    this.ctx.drawImage(source, 0, 0, srcW, srcH, padX, padY, dw, dh);
+    const { arrays, shapes } = await this._run();
+    // Outputs: scores [1,512,1], [1,384,1] and regressors [1,512,16], [1,384,16] (any order);
+    // the 512-anchor (stride 16) group comes first, matching generateAnchors().
+    const byN = {};
+    shapes.forEach((s, i) => {
+      const n = s[1], c = s[2];
+      byN[n] = byN[n] || {};
+      byN[n][c === 1 ? 'scores' : 'regs'] = arrays[i];
+      byN[n].c = Math.max(byN[n].c || 0, c === 1 ? 0 : c);
+    });
+    const groups = Object.keys(byN).map(Number).sort((a, b) => b - a);
+    const dets = [];
+    let base = 0;
+    const toSrc = (px, py) => [(px - padX) / scale, (py - padY) / scale];
+    for (const n of groups) {
+      const { scores, regs, c } = byN[n];
+      for (let i = 0; i < n; i++) {
+        const score = sigmoid(Math.max(-80, Math.min(80, scores[i])));
+        if (score < this.scoreThreshold) continue;
+        const [ax, ay] = this.anchors[base + i];
+        const r = i * c;
+        const cx = regs[r] + ax, cy = regs[r + 1] + ay, w = regs[r + 2], h = regs[r + 3];
+        const [x0, y0] = toSrc(cx - w / 2, cy - h / 2);
+        const [x1, y1] = toSrc(cx + w / 2, cy + h / 2);
+        const keypoints = [];
+        for (let k = 0; k < 6; k++) keypoints.push(toSrc(regs[r + 4 + 2 * k] + ax, regs[r + 5 + 2 * k] + ay));
+        dets.push({ box: { x: x0, y: y0, w: x1 - x0, h: y1 - y0 }, score, keypoints });
+      }
+      base += n;
+    }
+    return nms(dets, this.iouThreshold, this.maxFaces)
+      .filter((d) => d.box.w > 4 && d.box.h > 4)
+      .map((d) => ({ ...d, rightEye: d.keypoints[0], leftEye: d.keypoints[1] }));
+  }
+}

@@ -1,0 +1,78 @@
+// Environment checks and TF.js backend set-up (no DOM access except what callers pass in).
+
+export const VENDOR_TFJS = '/static/vendor/tfjs-4.22.0/';
+export const BACKENDS = ['wasm', 'webgl', 'cpu'];
+
+/**
+ * Decide whether the live camera can work here; returns null when it can, otherwise
+ * {code, title, message}. Pure function of plain values so tests can call it directly.
+ *   info = {isSecureContext, hostname, protocol, hasMediaDevices, port}
+ */
+export function cameraProblem(info) {
+  const host = String(info.hostname || '').replace(/^\[|\]$/g, '');
+  const local = host === 'localhost' || host === '127.0.0.1' || host === '::1' || host.endsWith('.localhost');
+  if (!info.isSecureContext && !local) {
+    return {
+      code: 'insecure',
+      title: 'The camera needs HTTPS',
+      message:
+        `This page was opened over plain ${info.protocol || 'http:'}//${host}, and browsers only allow ` +
+        'the camera on secure pages. On the computer run `fer-hybrid serve --host 0.0.0.0 --https` and ' +
+        'open the https:// address it prints (accept the self-signed certificate once). ' +
+        'Opening http://localhost on the computer itself also works. You can still use a still photo below.',
+    };
+  }
+  if (!info.hasMediaDevices) {
+    return {
+      code: 'no-media',
+      title: 'No camera access in this browser',
+      message: 'This browser does not offer camera access (navigator.mediaDevices is missing). ' +
+        'Try a current Chrome, Firefox or Safari, or analyse a still photo below.',
+    };
+  }
+  return null;
+}
+
+/** cameraProblem() for the current window. */
+export function currentCameraProblem() {
+  return cameraProblem({
+    isSecureContext: window.isSecureContext,
+    hostname: location.hostname,
+    protocol: location.protocol,
+    hasMediaDevices: !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia),
+  });
+}
+
+/** Backend requested in the URL (?backend=wasm|webgl|cpu|auto) or null. */
+export function requestedBackend(search = location.search) {
+  const b = new URLSearchParams(search).get('backend');
+  return b && (BACKENDS.includes(b) || b === 'auto') ? b : null;
+}
+
+/** Make sure the vendored tf global exists and switch to `name`; returns the active backend. */
+export async function useBackend(name) {
+  const tf = globalThis.tf;
+  if (!tf) throw new Error('TensorFlow.js did not load (/static/vendor/tfjs-4.22.0/).');
+  if (tf.wasm && tf.wasm.setWasmPaths && !useBackend._pathsSet) {
+    // tfjs-wasm's threaded build starts its workers with importScripts(blob:...), which the page's
+    // CSP (script-src 'self') forbids; use the single-threaded SIMD build unless ?threads=1.
+    if (new URLSearchParams(location.search).get('threads') !== '1') tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    tf.wasm.setWasmPaths(VENDOR_TFJS);
+    useBackend._pathsSet = true;
+  }
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`TF.js backend "${name}" is not available in this browser.`);
+  await tf.ready();
+  return tf.getBackend();
+}
+
+/** Register the service worker (best effort). Returns the registration or null. */
+export async function registerServiceWorker() {
+  if (!('serviceWorker' in navigator) || !window.isSecureContext) return null;
+  try {
+    return await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+  } catch (err) {
+    console.warn('service worker registration failed', err);
+    return null;
+  }
+}

@@ -1,0 +1,217 @@
+// Upload page: detect faces in a photo (in the browser), show the aligned crop, send crop + label
+// with explicit consent to POST /api/uploads; remember deletion tokens in localStorage.
+import { useBackend } from './env.js';
+import { FaceDetector } from './detector.js';
+import { drawAligned, toGray, grayToCanvas } from './align.js';
+
+export const LABELS = ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'];
+export const STORE_KEY = 'fer-hybrid.uploads';
+export const CROP_SIZE = 128;
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  file: $('file'), status: $('status'), preview: $('photo-preview'), cropCard: $('crop-card'), crops: $('crops'),
+  form: $('form'), labels: $('labels'), consent: $('consent'), sendOriginal: $('send-original'), submit: $('submit'),
+  result: $('result'), uploads: $('uploads'), deleteAll: $('delete-all'), deleteResult: $('delete-result'), message: $('message'),
+};
+const state = { ready: false, faces: 0, selected: -1, lastUpload: null, error: null };
+window.ferUploadState = state;
+
+let detector = null;
+let photoFile = null;
+let cropCanvases = [];
+
+export function loadUploads() {
+  try { return JSON.parse(localStorage.getItem(STORE_KEY) || '[]'); } catch { return []; }
+}
+function saveUploads(list) { localStorage.setItem(STORE_KEY, JSON.stringify(list)); renderUploads(); }
+
+function renderUploads() {
+  const list = loadUploads();
+  els.uploads.replaceChildren(...list.map((u) => {
+    const li = document.createElement('li');
+    li.textContent = `${u.label} — ${new Date(u.at).toLocaleString()}${u.duplicate ? ' (already known)' : ''}`;
+    return li;
+  }));
+  els.deleteAll.disabled = list.length === 0;
+}
+
+function showMessage(title, text, kind = 'error') {
+  els.message.hidden = false;
+  els.message.dataset.kind = kind;
+  const h = document.createElement('strong'); h.textContent = title;
+  const p = document.createElement('p'); p.textContent = text;
+  els.message.replaceChildren(h, p);
+}
+
+function selectedLabel() {
+  const r = els.labels.querySelector('input[name="label"]:checked');
+  return r ? r.value : null;
+}
+
+function refreshSubmit() {
+  els.submit.disabled = !(els.consent.checked && selectedLabel() && state.selected >= 0);
+}
+
+function buildLabels() {
+  for (const l of LABELS) {
+    const label = document.createElement('label');
+    const input = document.createElement('input');
+    input.type = 'radio'; input.name = 'label'; input.value = l;
+    input.addEventListener('change', refreshSubmit);
+    label.append(input, document.createTextNode(l));
+    els.labels.append(label);
+  }
+}
+
+function selectCrop(i) {
+  state.selected = i;
+  els.crops.querySelectorAll('button').forEach((b, k) => b.setAttribute('aria-pressed', String(k === i)));
+  refreshSubmit();
+}
+
+async function handleFile(file) {
+  els.result.textContent = '';
+  els.message.hidden = true;
+  photoFile = file || null;
+  state.selected = -1; state.faces = 0; cropCanvases = [];
+  els.crops.replaceChildren();
+  els.cropCard.hidden = true;
+  refreshSubmit();
+  if (!file) return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+  } catch {
+    showMessage('Could not read the photo', 'That file is not an image this browser can decode (try a JPEG or PNG).');
+    return;
+  }
+  const scale = Math.min(1, 1600 / Math.max(bitmap.width, bitmap.height));
+  const w = Math.round(bitmap.width * scale), h = Math.round(bitmap.height * scale);
+  const work = document.createElement('canvas');
+  work.width = w; work.height = h;
+  work.getContext('2d').drawImage(bitmap, 0, 0, w, h);
+  const pv = els.preview, ps = Math.min(1, 480 / Math.max(w, h));
+  pv.width = Math.round(w * ps); pv.height = Math.round(h * ps);
+  const pctx = pv.getContext('2d');
+  pctx.drawImage(work, 0, 0, pv.width, pv.height);
+  if (!detector) { showMessage('Face detector not ready', 'Wait until it has loaded, then choose the photo again.'); return; }
+  els.status.textContent = 'Looking for faces…';
+  const dets = await detector.detect(work, w, h);
+  state.faces = dets.length;
+  document.body.dataset.faces = String(dets.length);
+  pctx.lineWidth = 3; pctx.strokeStyle = '#ffd740';
+  dets.forEach((d) => pctx.strokeRect(d.box.x * ps, d.box.y * ps, d.box.w * ps, d.box.h * ps));
+  if (!dets.length) {
+    els.status.textContent = 'No face found. Try a photo where the face is larger, frontal and well lit.';
+    return;
+  }
+  els.status.textContent = `${dets.length} face(s) found.`;
+  dets.forEach((d, i) => {
+    const rgb = drawAligned(work, d, CROP_SIZE);
+    const gray = toGray(rgb.getContext('2d').getImageData(0, 0, CROP_SIZE, CROP_SIZE));
+    const c = grayToCanvas(gray, CROP_SIZE);
+    cropCanvases.push(c);
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.setAttribute('aria-label', `Face ${i + 1}`);
+    b.append(c);
+    b.addEventListener('click', () => selectCrop(i));
+    els.crops.append(b);
+  });
+  els.cropCard.hidden = false;
+  selectCrop(0);
+}
+
+async function errorText(res) {
+  try {
+    const body = await res.json();
+    if (typeof body.detail === 'string') return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => d.msg || JSON.stringify(d)).join('; ');
+    return JSON.stringify(body);
+  } catch {
+    return `HTTP ${res.status} ${res.statusText}`;
+  }
+}
+
+async function submit(ev) {
+  ev.preventDefault();
+  const label = selectedLabel();
+  if (!els.consent.checked || !label || state.selected < 0) return;
+  els.submit.disabled = true;
+  els.result.textContent = 'Uploading…';
+  const crop = await new Promise((resolve) => cropCanvases[state.selected].toBlob(resolve, 'image/png'));
+  const fd = new FormData();
+  fd.append('crop', crop, 'crop.png');
+  fd.append('label', label);
+  fd.append('consent', 'true');
+  fd.append('source', els.file.hasAttribute('data-camera') ? 'camera' : 'file');
+  if (els.sendOriginal.checked && photoFile) fd.append('original', photoFile, photoFile.name || 'original.jpg');
+  let res;
+  try {
+    res = await fetch('/api/uploads', { method: 'POST', body: fd, credentials: 'same-origin' });
+  } catch (err) {
+    els.result.textContent = '';
+    showMessage('Upload failed', `The server could not be reached (${err.message}).`);
+    refreshSubmit();
+    return;
+  }
+  if (res.status !== 201 && !res.ok) {
+    els.result.textContent = '';
+    state.error = await errorText(res);
+    showMessage(`Upload refused (${res.status})`, state.error);
+    refreshSubmit();
+    return;
+  }
+  const body = await res.json();
+  state.lastUpload = body;
+  const list = loadUploads();
+  list.push({ id: body.id, token: body.deletion_token, label: body.label, duplicate: !!body.duplicate, at: Date.now() });
+  saveUploads(list);
+  els.result.dataset.status = 'ok';
+  els.result.textContent = body.duplicate
+    ? `Thank you! This crop was already in the dataset (label “${body.label}”).`
+    : `Thank you! Uploaded as “${body.label}”.`;
+  refreshSubmit();
+}
+
+async function deleteAll() {
+  const list = loadUploads();
+  const remaining = [];
+  let deleted = 0;
+  const failures = [];
+  for (const u of list) {
+    try {
+      const res = await fetch(`/api/uploads/${encodeURIComponent(u.id)}`, { method: 'DELETE', headers: { 'X-Deletion-Token': u.token } });
+      if (res.status === 204 || res.status === 404) deleted++;
+      else { remaining.push(u); failures.push(await errorText(res)); }
+    } catch (err) {
+      remaining.push(u); failures.push(err.message);
+    }
+  }
+  saveUploads(remaining);
+  els.deleteResult.textContent = `Deleted ${deleted} upload(s).` + (failures.length ? ` ${failures.length} failed: ${failures[0]}` : '');
+}
+
+async function init() {
+  buildLabels();
+  renderUploads();
+  els.consent.addEventListener('change', refreshSubmit);
+  els.file.addEventListener('change', () => handleFile(els.file.files[0]).catch((err) => showMessage('Could not analyse the photo', err.message)));
+  els.form.addEventListener('submit', submit);
+  els.deleteAll.addEventListener('click', deleteAll);
+  try {
+    await useBackend(new URLSearchParams(location.search).get('backend') || 'wasm').catch(() => useBackend('cpu'));
+    detector = await new FaceDetector().load();
+    state.ready = true;
+    document.body.dataset.state = 'ready';
+    els.status.textContent = 'Ready: choose a photo with a face.';
+  } catch (err) {
+    state.error = err.message;
+    document.body.dataset.state = 'error';
+    els.status.textContent = '';
+    showMessage('The face detector failed to load', `${err.message}. Reload the page.`);
+  }
+}
+
+init();
