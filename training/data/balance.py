@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def smote(x: np.ndarray, y: np.ndarray, *, seed: int = 0, k: int = 5,
-          chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def smote(
+    x: np.ndarray, y: np.ndarray, *, seed: int = 0, k: int = 5, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """Oversample every minority class up to the majority count (SMOTE, Chawla et al. 2002).
 
     Each synthetic image is ``x_i + u * (x_nn - x_i)``, u ~ U(0, 1), where x_i is a random
@@ -46,23 +47,23 @@ def smote(x: np.ndarray, y: np.ndarray, *, seed: int = 0, k: int = 5,
         # neighbours of each member once (column 0 is normally the point itself)
         neigh = np.empty((len(idx), kk), np.int64)
         for s in range(0, len(idx), chunk):
-            got = nn.kneighbors(feats[s:s + chunk], return_distance=False)
+            got = nn.kneighbors(feats[s : s + chunk], return_distance=False)
             for r, row in enumerate(got):
                 row = row[row != s + r][:kk]
                 neigh[s + r, : len(row)] = row
                 if len(row) < kk:  # exact duplicates can push the point itself out of column 0
-                    neigh[s + r, len(row):] = row[-1] if len(row) else s + r
+                    neigh[s + r, len(row) :] = row[-1] if len(row) else s + r
         del feats
         pick = neigh[base, rng.integers(0, kk, size=need)]
         gap = rng.random(need, dtype=np.float32)
         out = np.empty((need, *x.shape[1:]), x.dtype)
         for s in range(0, need, chunk):
-            a = members[base[s:s + chunk]].astype(np.float32)
-            b = members[pick[s:s + chunk]].astype(np.float32)
-            v = a + gap[s:s + chunk, None] * (b - a)
+            a = members[base[s : s + chunk]].astype(np.float32)
+            b = members[pick[s : s + chunk]].astype(np.float32)
+            v = a + gap[s : s + chunk, None] * (b - a)
             if info is not None:
                 v = np.clip(np.rint(v), info.min, info.max)
-            out[s:s + chunk] = v.reshape(-1, *x.shape[1:]).astype(x.dtype)
+            out[s : s + chunk] = v.reshape(-1, *x.shape[1:]).astype(x.dtype)
         new_x.append(out)
         new_y.append(np.full(need, c, np.int64))
     return np.concatenate(new_x), np.concatenate(new_y)

@@ -18,8 +18,9 @@ from training.errors import FerError
 DEFAULT_NAMES = ("ckplus48.npz", "CK+48", "ckplus48", "ckplus")
 
 
-def load_ckplus(path: str | Path, *, contempt: str | None = None, progress: bool | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def load_ckplus(
+    path: str | Path, *, contempt: str | None = None, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path).expanduser()
     if path.is_dir():
         x, y, _ = load_class_folder(path, contempt=contempt, progress=progress)

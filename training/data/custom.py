@@ -25,12 +25,15 @@ def default_custom_dir() -> Path:
     return Path(env).expanduser() if env else REPO_ROOT / "data" / "custom"
 
 
-def load_custom(path: str | Path | None = None, *, progress: bool | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def load_custom(
+    path: str | Path | None = None, *, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path).expanduser() if path else default_custom_dir()
     if not path.is_dir():
-        raise FerError(f"custom dataset {path} does not exist; upload labelled faces in the web app "
-                       "first, or set FER_HYBRID_CUSTOM_DIR / --custom")
+        raise FerError(
+            f"custom dataset {path} does not exist; upload labelled faces in the web app "
+            "first, or set FER_HYBRID_CUSTOM_DIR / --custom"
+        )
     x, y, _ = load_class_folder(path, strict=False, progress=progress)
     if not len(y):
         log.warning("custom dataset %s holds no labelled images yet", path)

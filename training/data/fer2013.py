@@ -67,7 +67,9 @@ def _read_bytes(path: Path) -> bytes:
         raise FerError(f"cannot read {path} ({err}); re-download the FER2013 CSV") from None
 
 
-def parse_csv_bytes(raw: bytes, name: str = "fer2013.csv", *, progress: bool | None = None) -> FerArrays:
+def parse_csv_bytes(
+    raw: bytes, name: str = "fer2013.csv", *, progress: bool | None = None
+) -> FerArrays:
     """Parse the canonical CSV content. FerError names the first bad row (1-based data row)."""
     from tqdm import tqdm
 
@@ -90,29 +92,38 @@ def parse_csv_bytes(raw: bytes, name: str = "fer2013.csv", *, progress: bool | N
     usage = np.empty(n, np.uint8)
     pixels: list[bytes] = []
     usage_index = {u.encode(): i for i, u in enumerate(USAGES)}
-    for i, line in enumerate(tqdm(body, desc=f"parse {name}", unit="row", disable=_quiet(progress),
-                                  mininterval=0.5)):
+    for i, line in enumerate(
+        tqdm(body, desc=f"parse {name}", unit="row", disable=_quiet(progress), mininterval=0.5)
+    ):
         parts = line.split(b",")
         if len(parts) != 3:
-            raise FerError(f"{name}: data row {i + 1} has {len(parts)} fields, expected 3 "
-                           "(emotion,pixels,Usage); the file is damaged - re-download it")
+            raise FerError(
+                f"{name}: data row {i + 1} has {len(parts)} fields, expected 3 "
+                "(emotion,pixels,Usage); the file is damaged - re-download it"
+            )
         emo, pix, use = parts
         try:
             labels[i] = int(emo)
         except ValueError:
-            raise FerError(f"{name}: data row {i + 1} has emotion {emo[:20]!r}, expected 0-6") from None
+            raise FerError(
+                f"{name}: data row {i + 1} has emotion {emo[:20]!r}, expected 0-6"
+            ) from None
         u = usage_index.get(use.strip())
         if u is None:
-            raise FerError(f"{name}: data row {i + 1} has Usage {use[:20].decode(errors='replace')!r}, "
-                           f"expected one of {', '.join(USAGES)}")
+            raise FerError(
+                f"{name}: data row {i + 1} has Usage {use[:20].decode(errors='replace')!r}, "
+                f"expected one of {', '.join(USAGES)}"
+            )
         usage[i] = u
         pix = pix.strip()
         count = pix.count(b" ") + 1 if pix else 0
         if count != PIXELS or b"  " in pix:
             count = len(pix.split())
             if count != PIXELS:
-                raise FerError(f"{name}: data row {i + 1} has {count} pixel values, expected "
-                               f"{PIXELS} (48x48); the file is damaged - re-download it")
+                raise FerError(
+                    f"{name}: data row {i + 1} has {count} pixel values, expected "
+                    f"{PIXELS} (48x48); the file is damaged - re-download it"
+                )
         pixels.append(pix)
     if n == 0:
         raise FerError(f"{name}: no data rows; re-download the FER2013 CSV")
@@ -124,8 +135,10 @@ def parse_csv_bytes(raw: bytes, name: str = "fer2013.csv", *, progress: bool | N
         values = np.fromstring(b" ".join(pixels), dtype=np.int16, sep=" ")
     if values.size != n * PIXELS or values.min() < 0 or values.max() > 255:
         row = _find_bad_row(pixels)
-        raise FerError(f"{name}: data row {row} has pixel values that are not integers 0-255; "
-                       "the file is damaged - re-download it")
+        raise FerError(
+            f"{name}: data row {row} has pixel values that are not integers 0-255; "
+            "the file is damaged - re-download it"
+        )
     x = values.astype(np.uint8).reshape(n, 48, 48)
     return FerArrays(x, labels, usage)
 
@@ -145,12 +158,16 @@ def _quiet(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
 
 
-def load_fer2013_csv(path: str | Path, *, cache: bool = True, progress: bool | None = None) -> FerArrays:
+def load_fer2013_csv(
+    path: str | Path, *, cache: bool = True, progress: bool | None = None
+) -> FerArrays:
     """Load the canonical CSV (plain or gzip), using/writing the parsed-array cache."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FerError(f"FER2013 CSV {path} does not exist; pass --fer2013 PATH or --data-dir "
-                       "with fer2013.csv(.gz) in it")
+        raise FerError(
+            f"FER2013 CSV {path} does not exist; pass --fer2013 PATH or --data-dir "
+            "with fer2013.csv(.gz) in it"
+        )
     cpath = _cache_path(path) if cache else None
     if cpath is not None and cpath.is_file():
         try:
@@ -165,7 +182,9 @@ def load_fer2013_csv(path: str | Path, *, cache: bool = True, progress: bool | N
         try:
             write_cache(cpath, arrays)
         except OSError as err:
-            log.warning("could not write the FER2013 cache %s (%s); set FER_HYBRID_CACHE", cpath, err)
+            log.warning(
+                "could not write the FER2013 cache %s (%s); set FER_HYBRID_CACHE", cpath, err
+            )
     return arrays
 
 

@@ -20,9 +20,16 @@ from training.data.images import DEFAULT_SIZE, is_image_file, read_image
 from training.data.labelmap import map_name
 from training.errors import FerError
 
-SPLIT_DIRS = {"train": "Training", "training": "Training", "val": "PublicTest",
-              "valid": "PublicTest", "validation": "PublicTest", "publictest": "PublicTest",
-              "test": "PrivateTest", "privatetest": "PrivateTest"}
+SPLIT_DIRS = {
+    "train": "Training",
+    "training": "Training",
+    "val": "PublicTest",
+    "valid": "PublicTest",
+    "validation": "PublicTest",
+    "publictest": "PublicTest",
+    "test": "PrivateTest",
+    "privatetest": "PrivateTest",
+}
 PREFIXES = {"training": "Training", "publictest": "PublicTest", "privatetest": "PrivateTest"}
 
 
@@ -30,8 +37,9 @@ def _subdirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def list_class_folder(root: Path, *, strict: bool = True, contempt: str | None = None
-                      ) -> tuple[list[Path], list[int]]:
+def list_class_folder(
+    root: Path, *, strict: bool = True, contempt: str | None = None
+) -> tuple[list[Path], list[int]]:
     """Image files and FER2013 labels under root/<class>/.
 
     strict: unknown folder names and empty class folders are errors; otherwise
@@ -52,20 +60,29 @@ def list_class_folder(root: Path, *, strict: bool = True, contempt: str | None =
         imgs = sorted(p for p in sub.iterdir() if is_image_file(p))
         if not imgs:
             if strict:
-                raise FerError(f"class folder {sub} has no images (png/jpg/...); add images or remove it")
+                raise FerError(
+                    f"class folder {sub} has no images (png/jpg/...); add images or remove it"
+                )
             continue
         if label is None:  # e.g. CK+ contempt: known, no FER2013 class
             continue
         files += imgs
         labels += [label] * len(imgs)
     if strict and not files and not _subdirs(root):
-        raise FerError(f"image folder {root} has no class sub-folders; expected {root}/<class>/*.png "
-                       "with class names like angry, happy, ...")
+        raise FerError(
+            f"image folder {root} has no class sub-folders; expected {root}/<class>/*.png "
+            "with class names like angry, happy, ..."
+        )
     return files, labels
 
 
-def read_images(files: list[Path], size: int = DEFAULT_SIZE, *, desc: str = "images",
-                progress: bool | None = None) -> np.ndarray:
+def read_images(
+    files: list[Path],
+    size: int = DEFAULT_SIZE,
+    *,
+    desc: str = "images",
+    progress: bool | None = None,
+) -> np.ndarray:
     """Decode many files in a small thread pool (Pillow releases the GIL while decoding)."""
     from tqdm import tqdm
 
@@ -74,14 +91,27 @@ def read_images(files: list[Path], size: int = DEFAULT_SIZE, *, desc: str = "ima
         return out
     with ThreadPoolExecutor(max_workers=4) as pool:
         it = pool.map(lambda p: read_image(p, size), files, chunksize=64)
-        for i, im in enumerate(tqdm(it, total=len(files), desc=desc, unit="img", mininterval=0.5,
-                                    disable=None if progress is None else not progress)):
+        for i, im in enumerate(
+            tqdm(
+                it,
+                total=len(files),
+                desc=desc,
+                unit="img",
+                mininterval=0.5,
+                disable=None if progress is None else not progress,
+            )
+        ):
             out[i] = im
     return out
 
 
-def load_class_folder(root: str | Path, *, strict: bool = True, contempt: str | None = None,
-                      progress: bool | None = None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def load_class_folder(
+    root: str | Path,
+    *,
+    strict: bool = True,
+    contempt: str | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """(x uint8 (N,48,48), y int64, files) of a class-folder dataset."""
     root = Path(root).expanduser()
     files, labels = list_class_folder(root, strict=strict, contempt=contempt)

@@ -15,7 +15,9 @@ DEFAULT_SIZE = 48
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _resample():

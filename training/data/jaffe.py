@@ -39,12 +39,20 @@ def load_jaffe(path: str | Path, *, progress: bool | None = None) -> tuple[np.nd
             for p in flat:
                 code = code_of(p.name)
                 if code is None:
-                    raise FerError(f"JAFFE file {p} has no expression code in its name "
-                                   "(expected e.g. KA.AN1.39.tiff); rename or remove it")
+                    raise FerError(
+                        f"JAFFE file {p} has no expression code in its name "
+                        "(expected e.g. KA.AN1.39.tiff); rename or remove it"
+                    )
                 labels.append(map_name(code, where=str(p)))
-            return read_images(flat, desc="scan jaffe", progress=progress), np.asarray(labels, np.int64)
+            return read_images(flat, desc="scan jaffe", progress=progress), np.asarray(
+                labels, np.int64
+            )
         files, labels = list_class_folder(path)
-        return read_images(files, desc="scan jaffe", progress=progress), np.asarray(labels, np.int64)
+        return read_images(files, desc="scan jaffe", progress=progress), np.asarray(
+            labels, np.int64
+        )
     if path.exists() or path.suffix == ".npz":
         return load_labelled_npz(path, "JAFFE")
-    raise FerError(f"JAFFE data {path} does not exist; pass --jaffe PATH (jaffe_128.npz or a folder)")
+    raise FerError(
+        f"JAFFE data {path} does not exist; pass --jaffe PATH (jaffe_128.npz or a folder)"
+    )

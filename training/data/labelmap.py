@@ -35,19 +35,39 @@ from training.labels import LABELS
 # name (lower case) -> FER2013 class name
 SYNONYMS: dict[str, str] = {
     # angry
-    "angry": "angry", "anger": "angry", "an": "angry",
+    "angry": "angry",
+    "anger": "angry",
+    "an": "angry",
     # disgust
-    "disgust": "disgust", "disgusted": "disgust", "disgusting": "disgust", "di": "disgust",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "disgusting": "disgust",
+    "di": "disgust",
     # fear
-    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear", "fe": "fear",
+    "fear": "fear",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "fe": "fear",
     # happy
-    "happy": "happy", "happiness": "happy", "joy": "happy", "smile": "happy", "ha": "happy",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "smile": "happy",
+    "ha": "happy",
     # sad
-    "sad": "sad", "sadness": "sad", "sa": "sad",
+    "sad": "sad",
+    "sadness": "sad",
+    "sa": "sad",
     # surprise
-    "surprise": "surprise", "surprised": "surprise", "su": "surprise",
+    "surprise": "surprise",
+    "surprised": "surprise",
+    "su": "surprise",
     # neutral
-    "neutral": "neutral", "neutrality": "neutral", "calm": "neutral", "ne": "neutral",
+    "neutral": "neutral",
+    "neutrality": "neutral",
+    "calm": "neutral",
+    "ne": "neutral",
 }
 
 # Names that are known but have no FER2013 class; they are dropped by default.

@@ -13,8 +13,9 @@ from training.errors import FerError
 REQUIRED = ("x", "y", "class_names")
 
 
-def load_labelled_npz(path: str | Path, what: str, *, contempt: str | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def load_labelled_npz(
+    path: str | Path, what: str, *, contempt: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(x uint8 (N,48,48), y int64 FER2013 indices); classes mapping to None are dropped."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -23,8 +24,10 @@ def load_labelled_npz(path: str | Path, what: str, *, contempt: str | None = Non
         with np.load(path, allow_pickle=False) as d:
             missing = [k for k in REQUIRED if k not in d.files]
             if missing:
-                raise FerError(f"{path} lacks array(s) {', '.join(missing)} (has {', '.join(d.files)}); "
-                               f"a {what} .npz needs x, y and class_names")
+                raise FerError(
+                    f"{path} lacks array(s) {', '.join(missing)} (has {', '.join(d.files)}); "
+                    f"a {what} .npz needs x, y and class_names"
+                )
             x, y, names = d["x"], d["y"], d["class_names"]
     except FerError:
         raise
@@ -33,8 +36,9 @@ def load_labelled_npz(path: str | Path, what: str, *, contempt: str | None = Non
     if x.ndim == 4 and x.shape[-1] in (1, 3):
         x = x.mean(axis=-1) if x.shape[-1] == 3 else x[..., 0]
     if x.ndim != 3 or len(x) != len(y):
-        raise FerError(f"{path}: x has shape {x.shape} and y {y.shape}; expected (N,H,W) images "
-                       "and N labels")
+        raise FerError(
+            f"{path}: x has shape {x.shape} and y {y.shape}; expected (N,H,W) images and N labels"
+        )
     mapping = map_names([str(n) for n in names], contempt=contempt, where=str(path))
     y = np.asarray(y, np.int64)
     if y.size and (y.min() < 0 or y.max() >= len(mapping)):

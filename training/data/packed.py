@@ -47,35 +47,57 @@ def is_packed(path: str | Path) -> bool:
         return False
 
 
-def write_pack(path: str | Path, fer: FerArrays | None, aux: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-               *, progress: bool | None = None) -> int:
+def write_pack(
+    path: str | Path,
+    fer: FerArrays | None,
+    aux: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    *,
+    progress: bool | None = None,
+) -> int:
     """Write the pack atomically; returns the number of bytes written."""
     from tqdm import tqdm
 
     arrays: list[tuple[str, np.ndarray]] = []
     if fer is not None:
-        arrays += [("fer2013/x", fer.x), ("fer2013/y", fer.y.astype(np.uint8)),
-                   ("fer2013/usage", fer.usage.astype(np.uint8))]
+        arrays += [
+            ("fer2013/x", fer.x),
+            ("fer2013/y", fer.y.astype(np.uint8)),
+            ("fer2013/usage", fer.usage.astype(np.uint8)),
+        ]
     for name, (x, y) in (aux or {}).items():
         arrays += [(f"aux/{name}/x", x), (f"aux/{name}/y", np.asarray(y).astype(np.uint8))]
     arrays = [(n, np.ascontiguousarray(a, dtype=np.uint8)) for n, a in arrays]
-    header = json.dumps({
-        "format": FORMAT, "labels": list(LABELS), "usages": list(USAGES),
-        "entries": [{"name": n, "dtype": "uint8", "shape": list(a.shape)} for n, a in arrays],
-    }).encode()
+    header = json.dumps(
+        {
+            "format": FORMAT,
+            "labels": list(LABELS),
+            "usages": list(USAGES),
+            "entries": [{"name": n, "dtype": "uint8", "shape": list(a.shape)} for n, a in arrays],
+        }
+    ).encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     total = sum(a.nbytes for _, a in arrays)
     try:
-        with open(tmp, "wb") as fh, tqdm(total=total, unit="B", unit_scale=True, desc="compress",
-                                         disable=None if progress is None else not progress) as bar:
+        with (
+            open(tmp, "wb") as fh,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc="compress",
+                disable=None if progress is None else not progress,
+            ) as bar,
+        ):
             fh.write(MAGIC + struct.pack("<I", len(header)) + header)
-            comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=FILTERS)
+            comp = lzma.LZMACompressor(
+                format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=FILTERS
+            )
             for _, a in arrays:
                 flat = a.reshape(-1)
                 for start in range(0, flat.size, _CHUNK):
-                    block = flat[start:start + _CHUNK]
+                    block = flat[start : start + _CHUNK]
                     fh.write(comp.compress(block.tobytes()))
                     bar.update(block.size)
             fh.write(comp.flush())
@@ -92,16 +114,24 @@ def read_pack(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as fh:
             if fh.read(len(MAGIC)) != MAGIC:
-                raise FerError(f"{path} is not a fer-hybrid pack; create one with `fer-hybrid data pack`")
+                raise FerError(
+                    f"{path} is not a fer-hybrid pack; create one with `fer-hybrid data pack`"
+                )
             (hlen,) = struct.unpack("<I", fh.read(4))
             header = json.loads(fh.read(hlen))
             payload = lzma.decompress(fh.read(), format=lzma.FORMAT_XZ)
     except FileNotFoundError:
-        raise FerError(f"pack {path} does not exist; create it with `fer-hybrid data pack --out {path}`") from None
+        raise FerError(
+            f"pack {path} does not exist; create it with `fer-hybrid data pack --out {path}`"
+        ) from None
     except (OSError, lzma.LZMAError, ValueError, struct.error) as err:
-        raise FerError(f"pack {path} is damaged ({err}); copy it again or re-run `fer-hybrid data pack`") from None
+        raise FerError(
+            f"pack {path} is damaged ({err}); copy it again or re-run `fer-hybrid data pack`"
+        ) from None
     if header.get("format") != FORMAT or list(header.get("labels", [])) != list(LABELS):
-        raise FerError(f"pack {path} has format {header.get('format')!r}; re-create it with this version")
+        raise FerError(
+            f"pack {path} has format {header.get('format')!r}; re-create it with this version"
+        )
     out: dict[str, np.ndarray] = {}
     pos = 0
     for e in header["entries"]:
@@ -116,9 +146,13 @@ def read_pack(path: str | Path) -> dict[str, np.ndarray]:
 def fer_from_pack(entries: dict[str, np.ndarray], path: str | Path = "pack") -> FerArrays:
     if "fer2013/x" not in entries:
         raise FerError(f"pack {path} holds no FER2013 images; re-create it from the CSV")
-    return FerArrays(entries["fer2013/x"], entries["fer2013/y"].astype(np.int64), entries["fer2013/usage"])
+    return FerArrays(
+        entries["fer2013/x"], entries["fer2013/y"].astype(np.int64), entries["fer2013/usage"]
+    )
 
 
 def aux_from_pack(entries: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     names = {k.split("/")[1] for k in entries if k.startswith("aux/")}
-    return {n: (entries[f"aux/{n}/x"], entries[f"aux/{n}/y"].astype(np.int64)) for n in sorted(names)}
+    return {
+        n: (entries[f"aux/{n}/x"], entries[f"aux/{n}/y"].astype(np.int64)) for n in sorted(names)
+    }

@@ -30,19 +30,24 @@ def find_fer2013(data_dir: Path) -> Path:
     for name in FER_NAMES:
         if (data_dir / name).exists():
             return data_dir / name
-    raise FerError(f"no FER2013 data in {data_dir} (looked for {', '.join(FER_NAMES)}); "
-                   "pass --fer2013 PATH or --data-dir, or set FER_HYBRID_DATA")
+    raise FerError(
+        f"no FER2013 data in {data_dir} (looked for {', '.join(FER_NAMES)}); "
+        "pass --fer2013 PATH or --data-dir, or set FER_HYBRID_DATA"
+    )
 
 
 def _find(data_dir: Path, names: Iterable[str], what: str, flag: str) -> Path:
     for name in names:
         if (data_dir / name).exists():
             return data_dir / name
-    raise FerError(f"no {what} data in {data_dir} (looked for {', '.join(names)}); pass {flag} PATH")
+    raise FerError(
+        f"no {what} data in {data_dir} (looked for {', '.join(names)}); pass {flag} PATH"
+    )
 
 
-def load_fer_source(path: str | Path, *, cache: bool = True, progress: bool | None = None
-                    ) -> tuple[FerArrays, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def load_fer_source(
+    path: str | Path, *, cache: bool = True, progress: bool | None = None
+) -> tuple[FerArrays, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """FER2013 from a CSV(.gz), a pack, or an image folder; plus any aux sets stored in a pack."""
     from training.data.folders import load_fer_folder
     from training.data.packed import aux_from_pack, fer_from_pack, is_packed, read_pack
@@ -51,25 +56,32 @@ def load_fer_source(path: str | Path, *, cache: bool = True, progress: bool | No
     if path.is_dir():
         return load_fer_folder(path, progress=progress), {}
     if not path.exists():
-        raise FerError(f"FER2013 data {path} does not exist; pass --fer2013 PATH (csv, csv.gz, "
-                       "pack or image folder)")
+        raise FerError(
+            f"FER2013 data {path} does not exist; pass --fer2013 PATH (csv, csv.gz, "
+            "pack or image folder)"
+        )
     if is_packed(path):
         entries = read_pack(path)
         return fer_from_pack(entries, path), aux_from_pack(entries)
     return load_fer2013_csv(path, cache=cache, progress=progress), {}
 
 
-def load_aux(name: str, path: str | Path | None, data_dir: Path, *, progress: bool | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
+def load_aux(
+    name: str, path: str | Path | None, data_dir: Path, *, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(x (N,48,48) uint8, y) of one auxiliary source, by name."""
     if name == "ckplus":
         from training.data.ckplus import DEFAULT_NAMES, load_ckplus
 
-        return load_ckplus(path or _find(data_dir, DEFAULT_NAMES, "CK+", "--ckplus"), progress=progress)
+        return load_ckplus(
+            path or _find(data_dir, DEFAULT_NAMES, "CK+", "--ckplus"), progress=progress
+        )
     if name == "jaffe":
         from training.data.jaffe import DEFAULT_NAMES, load_jaffe
 
-        return load_jaffe(path or _find(data_dir, DEFAULT_NAMES, "JAFFE", "--jaffe"), progress=progress)
+        return load_jaffe(
+            path or _find(data_dir, DEFAULT_NAMES, "JAFFE", "--jaffe"), progress=progress
+        )
     if name == "custom":
         from training.data.custom import load_custom
 
@@ -107,8 +119,10 @@ def stratified_sample(ds: Dataset, n: int, seed: int = 0) -> Dataset:
         want[np.argmax(frac)] += 1
     while want.sum() > n:
         want[np.argmax(want)] -= 1
-    idx = [rng.choice(np.flatnonzero(ds.y == c), size=min(k, cnt), replace=False)
-           for c, k, cnt in zip(classes, want, counts)]
+    idx = [
+        rng.choice(np.flatnonzero(ds.y == c), size=min(k, cnt), replace=False)
+        for c, k, cnt in zip(classes, want, counts)
+    ]
     keep = np.sort(np.concatenate(idx))
     return ds.subset(keep)
 
@@ -169,11 +183,17 @@ def load_splits(
 
     train = fer_split("Training")
     val = fer_split("PublicTest")
-    test = fer_split("PrivateTest") if include_test else make(np.zeros((0, 48, 48), np.uint8), [], "fer2013")
+    test = (
+        fer_split("PrivateTest")
+        if include_test
+        else make(np.zeros((0, 48, 48), np.uint8), [], "fer2013")
+    )
     meta: dict = {"fer2013": str(fer_path), "aux": {}, "duplicates_dropped": 0}
     if not len(val) and len(train):
-        log.warning("FER2013 source %s has no PublicTest images; holding out 10%% of Training as val",
-                    fer_path)
+        log.warning(
+            "FER2013 source %s has no PublicTest images; holding out 10%% of Training as val",
+            fer_path,
+        )
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(train))
         cut = max(1, len(train) // 10)
@@ -203,15 +223,21 @@ def load_splits(
             log.info("%s: dropped %d image(s) that duplicate val/test images", src, dropped)
         train = concat([train, kept])
     if aux_parts:
-        log.info("auxiliary training images: %s; %d exact duplicates of val/test dropped",
-                 ", ".join(f"{k} {v['loaded'] - v['duplicates_dropped']}" for k, v in meta["aux"].items()),
-                 meta["duplicates_dropped"])
+        log.info(
+            "auxiliary training images: %s; %d exact duplicates of val/test dropped",
+            ", ".join(
+                f"{k} {v['loaded'] - v['duplicates_dropped']}" for k, v in meta["aux"].items()
+            ),
+            meta["duplicates_dropped"],
+        )
 
     splits = {"train": train, "val": val, "test": test}
     if sample:
         if sample < 1:
             raise FerError(f"sample must be >= 1 (got {sample})")
-        splits = {k: stratified_sample(d, sample, seed + i) for i, (k, d) in enumerate(splits.items())}
+        splits = {
+            k: stratified_sample(d, sample, seed + i) for i, (k, d) in enumerate(splits.items())
+        }
     out = {}
     for k, d in splits.items():
         out[k] = Dataset(finalize(d.x, image_size=image_size, rgb=rgb), d.y, d.source, {})

@@ -1,0 +1,166 @@
+"""`fer-hybrid data ...`: dataset statistics and the compact pack for GPU machines.
+
+Only typer/pathlib/typing at module level; the loaders are imported in the command bodies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+data_app = typer.Typer(
+    name="data",
+    help="Inspect the datasets (class counts per split/source) and pack FER2013 for a GPU machine.",
+    no_args_is_help=True,
+)
+
+DATA_DIR_HELP = "Folder with fer2013.csv(.gz), ckplus48.npz, jaffe_128.npz (default: $FER_HYBRID_DATA or ../shared/data)."
+FER_HELP = "FER2013 source: the Kaggle CSV (plain or .gz), a `data pack` file, or the image folder (train/<class>, test/<class>). Default: found in --data-dir."
+CK_HELP = "CK+ data: ckplus48.npz or a CK+48/<class>/ folder (default: in --data-dir). 'contempt' is dropped."
+JAFFE_HELP = "JAFFE data: jaffe_128.npz or a folder of JAFFE images (default: in --data-dir)."
+CUSTOM_HELP = "Custom dataset from web uploads, <dir>/<label>/*.png (default: $FER_HYBRID_CUSTOM_DIR or data/custom)."
+
+
+def _available_aux(data_dir: Path | None, ckplus, jaffe, custom) -> list[str]:
+    """Aux sets to show by default: those given explicitly or present at their default place."""
+    from training.data.ckplus import DEFAULT_NAMES as CK
+    from training.data.custom import default_custom_dir
+    from training.data.jaffe import DEFAULT_NAMES as JA
+    from training.data.splits import default_data_dir
+
+    d = Path(data_dir) if data_dir else default_data_dir()
+    out = []
+    if ckplus or any((d / n).exists() for n in CK):
+        out.append("ckplus")
+    if jaffe or any((d / n).exists() for n in JA):
+        out.append("jaffe")
+    if custom or default_custom_dir().is_dir():
+        out.append("custom")
+    return out
+
+
+@data_app.command("stats")
+def stats(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    fer2013: Path | None = typer.Option(None, "--fer2013", help=FER_HELP),
+    ckplus: Path | None = typer.Option(None, "--ckplus", help=CK_HELP),
+    jaffe: Path | None = typer.Option(None, "--jaffe", help=JAFFE_HELP),
+    custom: Path | None = typer.Option(None, "--custom", help=CUSTOM_HELP),
+    folder: list[Path] | None = typer.Option(
+        None,
+        "--folder",
+        help="Extra class-folder dataset (<dir>/<class>/*.png) added to train; repeatable.",
+    ),
+    aux: str | None = typer.Option(
+        None,
+        "--aux",
+        help="Comma-separated auxiliary sets to count: ckplus,jaffe,custom; 'none' for "
+        "FER2013 only. Default: every one that is present.",
+    ),
+    sample: int | None = typer.Option(
+        None,
+        "--sample",
+        help="Count a stratified subsample of at most N images per split (as `train --sample`).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also write a bar chart of the counts to this PNG."
+    ),
+) -> None:
+    """Print images per class for train/val/test and per source, with totals.
+
+    train = FER2013 Training + auxiliary sets (exact duplicates of val/test images removed),
+    val = PublicTest, test = PrivateTest.
+    """
+    from training.data import load_splits
+    from training.data.splits import parse_aux
+    from training.data.stats import format_table, plot_counts
+
+    if aux is None:
+        aux_list = _available_aux(data_dir, ckplus, jaffe, custom)
+    elif aux.strip().lower() in ("none", ""):
+        aux_list = []
+    else:
+        aux_list = parse_aux(aux)
+    splits = load_splits(
+        data_dir=data_dir,
+        fer2013=fer2013,
+        aux=aux_list,
+        ckplus=ckplus,
+        jaffe=jaffe,
+        custom=custom,
+        folders=folder or (),
+        sample=sample,
+        seed=seed,
+    )
+    meta = splits["train"].meta
+    typer.echo(f"FER2013: {meta.get('fer2013')}")
+    typer.echo(format_table(splits))
+    for src, info in meta.get("aux", {}).items():
+        typer.echo(
+            f"{src}: {info['loaded']:,} loaded, {info['duplicates_dropped']:,} exact duplicates "
+            "of val/test images dropped"
+        )
+    if "ckplus" in aux_list:
+        typer.echo("note: CK+ 'contempt' has no FER2013 class and is left out.")
+    if plot:
+        typer.echo(f"wrote {plot_counts(splits, plot)}")
+
+
+@data_app.command("pack")
+def pack(
+    out: Path = typer.Option(..., "--out", "-o", help="File to write, e.g. fer2013.pack."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    fer2013: Path | None = typer.Option(None, "--fer2013", help=FER_HELP),
+    no_test: bool = typer.Option(
+        False, "--no-test", help="Leave out PrivateTest (test evaluation runs on the CPU machine)."
+    ),
+    aux: str | None = typer.Option(
+        None,
+        "--aux",
+        help="Also pack these auxiliary sets (48x48, FER2013 labels): ckplus,jaffe,custom.",
+    ),
+    ckplus: Path | None = typer.Option(None, "--ckplus", help=CK_HELP),
+    jaffe: Path | None = typer.Option(None, "--jaffe", help=JAFFE_HELP),
+    custom: Path | None = typer.Option(None, "--custom", help=CUSTOM_HELP),
+) -> None:
+    """Write FER2013 (+ optional aux sets) as one compact file: uint8 images, lzma with a delta filter.
+
+    Any command that takes --fer2013 accepts the pack in place of the CSV, e.g.
+    `fer-hybrid train --fer2013 fer2013.pack --model baseline_cnn` on the GPU machine.
+    """
+    import time
+
+    from training.data.fer2013 import USAGES, FerArrays
+    from training.data.packed import write_pack
+    from training.data.splits import (
+        default_data_dir,
+        find_fer2013,
+        load_aux,
+        load_fer_source,
+        parse_aux,
+    )
+
+    d = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    src = Path(fer2013).expanduser() if fer2013 else find_fer2013(d)
+    fer, packed_aux = load_fer_source(src)
+    if no_test:
+        keep = fer.usage != USAGES.index("PrivateTest")
+        fer = FerArrays(fer.x[keep], fer.y[keep], fer.usage[keep])
+    explicit = {"ckplus": ckplus, "jaffe": jaffe, "custom": custom}
+    aux_sets = {}
+    for name in parse_aux(aux):
+        if explicit[name] is None and name in packed_aux:
+            aux_sets[name] = packed_aux[name]
+        else:
+            aux_sets[name] = load_aux(name, explicit[name], d)
+    t = time.perf_counter()
+    size = write_pack(out, fer, aux_sets)
+    raw = fer.x.nbytes + sum(x.nbytes for x, _ in aux_sets.values())
+    counts = ", ".join(f"{u} {int((fer.usage == i).sum()):,}" for i, u in enumerate(USAGES))
+    extra = "".join(f", {k} {len(v[1]):,}" for k, v in aux_sets.items())
+    typer.echo(
+        f"wrote {out}: {size:,} bytes ({size / 2**20:.1f} MiB; images {raw:,} bytes raw) "
+        f"in {time.perf_counter() - t:.0f}s - {counts}{extra}"
+    )
