@@ -108,7 +108,7 @@ def page_weight(web_dir: Path, models_dir: Path | None) -> dict[str, int]:
         "app_js_css": sum(p.stat().st_size for p in (web_dir / "js").glob("*.js"))
         + (web_dir / "css" / "app.css").stat().st_size,
         "tfjs_js": sum(p.stat().st_size for p in (vendor / "tfjs-4.22.0").glob("*.js")),
-        "wasm_threaded_simd": (vendor / "tfjs-4.22.0" / "tfjs-backend-wasm-threaded-simd.wasm").stat().st_size,
+        "wasm_simd": (vendor / "tfjs-4.22.0" / "tfjs-backend-wasm-simd.wasm").stat().st_size,
         "blazeface": sum(p.stat().st_size for p in (vendor / "human-3.3.6" / "models").iterdir()),
     }
     if models_dir and (models_dir / "manifest.json").exists():
@@ -221,3 +221,46 @@ def wait_state(page, expr: str, timeout_s: float = 60.0, interval_s: float = 0.2
 def save_json(name: str, data) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / name).write_text(json.dumps(data, indent=2))
+
+
+# ---------------------------------------------------------------- pytest fixtures (import into test modules)
+import pytest  # noqa: E402
+
+
+def require_browser() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium not installed")
+    pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="session")
+def e2e_models(tmp_path_factory) -> Path:
+    """models/ folder with a tiny exported ensemble (built once per session)."""
+    require_browser()
+    root = tmp_path_factory.mktemp("e2e_models")
+    pytest.importorskip("training.export")
+    build_fixture_models(root / "models", root / "work")
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
+def e2e_videos(tmp_path_factory, astronaut_rgb) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e_videos")
+    return {
+        "single": write_y4m(root / "single.y4m", frames_with_jitter(single_face_frame(astronaut_rgb), 6)),
+        "multi": write_y4m(root / "multi.y4m", frames_with_jitter(multi_face_frame(astronaut_rgb), 6)),
+    }
+
+
+def js_state(page) -> dict:
+    return page.evaluate(
+        "(() => { const s = window.ferState; return s && {...s, faces: s.faces.map(f => ({...f}))}; })()"
+    )
+
+
+def allowed_live_url(base: str, url: str) -> bool:
+    """URLs the live page may fetch: the page itself, its static files, the SW and models."""
+    if not url.startswith(base):
+        return url.startswith(("data:", "blob:"))
+    path = url[len(base):].split("?")[0]
+    return path in ("/", "/upload", "/sw.js", "/favicon.ico") or path.startswith(("/static/", "/models/"))
