@@ -16,7 +16,7 @@ export function drawOverlay(canvas, faces, labels, { width, height, mirror = fal
   const ctx = canvas.getContext('2d');
   const W = canvas.width, H = canvas.height;
   ctx.clearRect(0, 0, W, H);
-  const unit = Math.max(12, Math.round(Math.min(W, H) / 28));
+  const unit = Math.max(14, Math.round(Math.min(W, H) / 24));
   for (const f of faces) {
     const b = f.box;
     const x = mirror ? W - b.x - b.w : b.x;
@@ -41,7 +41,7 @@ export function drawOverlay(canvas, faces, labels, { width, height, mirror = fal
     ctx.fillText(text, x + unit * 0.4, ty + th / 2);
     if (!f.probs) continue;
     // Bar chart under (or inside) the box.
-    const rowH = Math.max(9, unit * 0.9), chartW = Math.max(b.w, unit * 8);
+    const rowH = Math.max(9, unit * 0.9), chartW = Math.max(b.w, unit * 10);
     const chartH = rowH * labels.length + 4;
     let cy = b.y + b.h + (ty === b.y + b.h ? th : 0) + 4;
     if (cy + chartH > H) cy = Math.max(0, b.y + b.h - chartH);
