@@ -268,3 +268,33 @@ def test_trains_with_the_jax_backend(tmp_path):
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("METRICS")][0]
     assert json.loads(line.split(" ", 1)[1])["backend"] == "jax"
     assert (tmp_path / "jax" / "best.keras").is_file()
+
+
+@pytest.mark.slow
+def test_smote_option_calls_the_data_helper(tmp_path, monkeypatch):
+    import importlib.util
+    import types
+
+    calls = []
+
+    def fake_smote(x, y, *, seed=0, k=5):
+        calls.append((len(y), seed))
+        return np.concatenate([x, x[:10]]), np.concatenate([y, y[:10]])
+
+    if importlib.util.find_spec("training.data") is None:  # the data package is written separately
+        monkeypatch.setitem(sys.modules, "training.data", types.ModuleType("training.data"))
+    module = types.ModuleType("training.data.balance")
+    module.smote = fake_smote
+    monkeypatch.setitem(sys.modules, "training.data.balance", module)
+    train(_config(epochs=1, smote=True, seed=4), _splits(100, 40), tmp_path / "smote", verbose=0)
+    assert calls == [(100, 4)]
+
+
+@pytest.mark.slow
+def test_resume_without_augmentation(tmp_path, splits):
+    run = tmp_path / "noaug"
+    train(_config(epochs=1, augment=False), splits, run, verbose=0)
+    metrics = train(_config(epochs=2, augment=False), splits, run, resume=True, verbose=0)
+    assert metrics["epochs_run"] == 2 and _epochs(run) == [1, 2]
+    best = keras.saving.load_model(run / "best.keras", compile=False)
+    assert best.name == "baseline_cnn"

@@ -200,7 +200,7 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
         train_model = keras.saving.load_model(str(run_dir / "checkpoint" / state["checkpoint_model"]))
-        core = train_model.layers[-1]
+        core = train_model.layers[-1] if config.augment else train_model  # input -> augment -> core
         _say(f"resuming {run_dir} after epoch {state['epoch']} (best val_accuracy "
              f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
     elif resume:

@@ -81,6 +81,7 @@ def train(
     import sys
     import time
 
+    t0 = time.monotonic()  # the --max-minutes budget counts from here (data loading included)
     from training.errors import FerError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -151,6 +152,8 @@ def train(
         verbose = "1" if sys.stdout.isatty() else "2"
 
     splits = _load_data(config.data, config.seed)
+    if max_minutes is not None:
+        max_minutes = max(0.01, max_minutes - (time.monotonic() - t0) / 60.0)
     run_training(config, splits, run_dir, resume=resume, max_minutes=max_minutes,
                  verbose=int(verbose) if verbose.isdigit() else verbose)
 
