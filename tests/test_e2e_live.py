@@ -235,3 +235,33 @@ def test_committed_models_label_the_astronaut(e2e_videos, tmp_path):
         assert errors == []
         assert_private(log, base)
         ctx.close()
+
+
+def test_still_photo_mode_labels_every_face_even_when_dark(e2e_models, astronaut_rgb, tmp_path):
+    """Photo mode (no camera): the normal photo, then a very dark copy (low-light normalisation kicks in)."""
+    require_browser()
+    import numpy as np
+    from PIL import Image
+
+    from e2e_support import multi_face_frame
+
+    bright = tmp_path / "two.png"
+    Image.fromarray(multi_face_frame(astronaut_rgb)).save(bright)
+    dark = tmp_path / "dark.jpg"
+    Image.fromarray((astronaut_rgb.astype(np.float32) * 0.22).astype(np.uint8)).save(dark, quality=92)
+    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
+        ctx, page, log, errors = open_live(b, base)
+        wait_state(page, READY, 60)
+        page.set_input_files("#photo", str(bright))
+        wait_state(page, "window.ferState.mode === 'still' && window.ferState.faces.length >= 2", 60)
+        assert all(f["label"] in LABELS for f in js_state(page)["faces"])
+        assert page.is_visible("#still")
+        page.screenshot(path=str(ARTIFACTS / "still_two_faces.png"))
+        page.set_input_files("#photo", str(dark))
+        wait_state(page, "window.ferState.status === 'ready' && window.ferState.faces.length === 1", 60)
+        face = js_state(page)["faces"][0]
+        assert face["label"] in LABELS
+        assert face["lowlight"] in ("equalize", "stretch")
+        assert errors == []
+        assert log.non_get() == []
+        ctx.close()

@@ -54,7 +54,7 @@ function publishFaces(faces, mode) {
   state.faces = faces.map((f) => {
     const probs = f.probs ? Array.from(f.probs) : null;
     const label = probs && labels ? labels[argmax(probs)] : null;
-    return { id: f.id ?? null, box: { ...f.box }, score: f.score ?? f.det?.score ?? null, label, probs };
+    return { id: f.id ?? null, box: { ...f.box }, score: f.score ?? f.det?.score ?? null, label, probs, lowlight: f.lowlight ?? f.det?.lowlight ?? null };
   });
   document.body.dataset.faces = String(state.faces.length);
   const items = state.faces.map((f, i) => {
