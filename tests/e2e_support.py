@@ -34,7 +34,7 @@ def rgb_to_i420(rgb: np.ndarray) -> bytes:
     y = 0.299 * r + 0.587 * g + 0.114 * b
     u = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
     v = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
-    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
     planes = [y, sub(u), sub(v)]
     return b"".join(np.clip(np.rint(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
 
@@ -132,8 +132,8 @@ def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None)
     from backend.settings import Settings
 
     port = free_port()
-    kwargs = dict(host="127.0.0.1", port=port, models_dir=models_dir, custom_dir=custom_dir,
-                  cert_dir=custom_dir.parent / "tls")
+    kwargs = {"host": "127.0.0.1", "port": port, "models_dir": models_dir, "custom_dir": custom_dir,
+              "cert_dir": custom_dir.parent / "tls"}
     if web_dir is not None:
         kwargs["web_dir"] = web_dir
     settings = Settings(**kwargs)
@@ -224,7 +224,7 @@ def save_json(name: str, data) -> None:
 
 
 # ---------------------------------------------------------------- pytest fixtures (import into test modules)
-import pytest  # noqa: E402
+import pytest
 
 
 def require_browser() -> None:

@@ -10,15 +10,14 @@ import statistics
 import time
 from pathlib import Path
 
+import e2e_support
 import pytest
-from e2e_support import (  # noqa: F401  (fixtures)
+from e2e_support import (
     ARTIFACTS,
     LABELS,
     RequestLog,
     allowed_live_url,
     browser,
-    e2e_models,
-    e2e_videos,
     js_state,
     live_server,
     page_weight,
@@ -28,6 +27,10 @@ from e2e_support import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# Shared session fixtures (assigned, not imported, so they can be used as parameters).
+e2e_models = e2e_support.e2e_models
+e2e_videos = e2e_support.e2e_videos
 
 REPO = Path(__file__).resolve().parents[1]
 READY = "window.ferState && window.ferState.ready"
@@ -109,7 +112,7 @@ def test_live_single_face_labelled_locally(e2e_models, e2e_videos, tmp_path):
         page.click("#toggle")
         wait_state(page, "window.ferState.status === 'ready' && window.ferState.faces.length === 0", 20)
         ctx.close()
-    med = lambda i: statistics.median(x[i] for x in samples if x[i] is not None)  # noqa: E731
+    med = lambda i: statistics.median(x[i] for x in samples if x[i] is not None)
     save_json("e2e_metrics.json", {
         "backend": "wasm (single-threaded SIMD), headless Chromium",
         "first_label_after_load_s": round(first_label_s, 2),
@@ -138,7 +141,7 @@ def test_live_several_faces(e2e_models, e2e_videos, tmp_path):
 def test_service_worker_registers_and_serves_offline(e2e_models, tmp_path):
     require_browser()
     with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
-        ctx, page, log, errors = open_live(b, base)
+        ctx, page, _log, _errors = open_live(b, base)
         wait_state(page, READY, 60)
         scope = page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
         assert scope == base + "/"
@@ -179,9 +182,8 @@ def test_insecure_context_decision(e2e_models, tmp_path):
 def test_insecure_origin_shows_https_hint(e2e_models, tmp_path):
     """Open the page via a non-localhost name over plain HTTP (a phone on the LAN would see this)."""
     require_browser()
-    from playwright.sync_api import sync_playwright
-
     from e2e_support import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
 
     with live_server(e2e_models, tmp_path / "custom") as base, sync_playwright() as p:
         port = base.rsplit(":", 1)[1]
@@ -241,9 +243,8 @@ def test_still_photo_mode_labels_every_face_even_when_dark(e2e_models, astronaut
     """Photo mode (no camera): the normal photo, then a very dark copy (low-light normalisation kicks in)."""
     require_browser()
     import numpy as np
-    from PIL import Image
-
     from e2e_support import multi_face_frame
+    from PIL import Image
 
     bright = tmp_path / "two.png"
     Image.fromarray(multi_face_frame(astronaut_rgb)).save(bright)

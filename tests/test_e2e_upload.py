@@ -6,11 +6,14 @@ import io
 import json
 import time
 
+import e2e_support
 import numpy as np
 import pytest
-from e2e_support import ARTIFACTS, browser, e2e_models, live_server, require_browser, wait_state  # noqa: F401
+from e2e_support import ARTIFACTS, browser, live_server, require_browser, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+e2e_models = e2e_support.e2e_models  # session fixture
 
 UPLOAD_READY = "window.ferUploadState && window.ferUploadState.ready"
 
