@@ -63,3 +63,25 @@ def test_stats_cli_real(shared_data):
         "28,709",
     ]
     assert next(line for line in lines if line.startswith("all")).split()[-1] == "35,887"
+
+
+@pytest.mark.slow
+def test_first_parse_is_fast_and_cache_matches(shared_data, tmp_path, monkeypatch):
+    """An uncached parse of the 301 MB CSV stays well under a minute and equals the cached arrays."""
+    import time
+
+    from training.data.fer2013 import load_fer2013_csv
+
+    cached = load_fer2013_csv(shared_data / "fer2013.csv.gz")
+    monkeypatch.setenv("FER_HYBRID_CACHE", str(tmp_path / "cache"))
+    t = time.perf_counter()
+    fresh = load_fer2013_csv(shared_data / "fer2013.csv.gz")
+    first = time.perf_counter() - t
+    assert first < 60, f"first parse took {first:.1f}s"
+    t = time.perf_counter()
+    again = load_fer2013_csv(shared_data / "fer2013.csv.gz")
+    assert time.perf_counter() - t < first
+    for arrays in (fresh, again):
+        np.testing.assert_array_equal(arrays.x, cached.x)
+        np.testing.assert_array_equal(arrays.y, cached.y)
+        np.testing.assert_array_equal(arrays.usage, cached.usage)
