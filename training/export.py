@@ -228,19 +228,19 @@ def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256
     sig = doc["signature"]
     (inp,) = [v["name"] for v in sig["inputs"].values()]
     (out,) = [v["name"] for v in sig["outputs"].values()]
-    dims = [int(d.get("size", -1)) for d in next(iter(sig["inputs"].values()))["tensorShape"]["dim"]]
-    spec = tf.TensorSpec([None, *dims[1:]], tf.float32)
-
-    def _run(x):
-        return tf.compat.v1.import_graph_def(graph_def, input_map={inp: x}, return_elements=[out], name="")[0]
-
-    fn = tf.function(_run, input_signature=[spec]).get_concrete_function()
+    # A plain v1 Graph + Session rather than tf.function: recurrent members (cnn_lstm) come
+    # out of the converter with v1 control flow (Enter/Exit/Merge), which only runs there.
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    session = tf.compat.v1.Session(graph=graph)
+    inp_t, out_t = graph.get_tensor_by_name(inp), graph.get_tensor_by_name(out)
 
     def predict(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype="float32")
         if x.ndim == 3:
             x = x[..., None]
-        parts = [fn(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        parts = [session.run(out_t, {inp_t: x[i : i + batch_size]}) for i in range(0, len(x), batch_size)]
         return np.concatenate(parts).astype("float32") if parts else np.zeros((0, len(LABELS)), "float32")
 
     return predict
@@ -300,8 +300,9 @@ def _lower_tfjs_ops(graph_def):
         for i, op in enumerate(ops):
             name = node.name if i == len(ops) - 1 else f"{node.name}/_{op.lower()}"
             if op == "BiasAdd":
-                attrs = {"data_format": node.attr["data_format"]} if "data_format" in node.attr else {}
-                prev = add(name, "BiasAdd", [prev, next(args)], attrs)
+                # tfjs also folds residual adds (a full tensor, not a bias) into this slot,
+                # and adds it with broadcasting: AddV2 covers both.
+                prev = add(name, "AddV2", [prev, next(args)])
             elif op in _UNARY:
                 prev = add(name, op, [prev])
             elif op == "LeakyRelu":
