@@ -5,17 +5,22 @@ Each subcommand lives in its own module under `training/commands/` (or
 inside the command body so that `--help` and `serve` never pay for it.
 """
 
+import os
 import sys
 
-import typer
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) buries the
+# progress bars; keep warnings and errors only. Set before any TF import.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from backend.cli import serve
-from training.commands.data import data_app
-from training.commands.ensemble import ensemble
-from training.commands.evaluate import evaluate
-from training.commands.export import export
-from training.commands.train import train
-from training.errors import FerError
+import typer  # noqa: E402
+
+from backend.cli import serve  # noqa: E402
+from training.commands.data import data_app  # noqa: E402
+from training.commands.ensemble import ensemble  # noqa: E402
+from training.commands.evaluate import evaluate  # noqa: E402
+from training.commands.export import export  # noqa: E402
+from training.commands.train import train  # noqa: E402
+from training.errors import FerError  # noqa: E402
 
 app = typer.Typer(
     name="fer-hybrid",
