@@ -73,7 +73,18 @@ def test_pack_no_test_round_trip(data_dir, tmp_path):
     out = tmp_path / "fer.pack"
     result = runner.invoke(
         data_app,
-        ["pack", "--data-dir", str(data_dir), "--out", str(out), "--no-test", "--aux", "ckplus"],
+        [
+            "pack",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--no-test",
+            "--aux",
+            "ckplus",
+            "--level",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert f"{out.stat().st_size:,} bytes" in result.output

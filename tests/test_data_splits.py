@@ -155,6 +155,8 @@ def test_pack_damaged(tmp_path, fer_dir):
     out = tmp_path / "fer.pack"
     write_pack(out, load_fer2013_csv(d / "fer2013.csv.gz"))
     out.write_bytes(out.read_bytes()[:-100])
+    with pytest.raises(FerError, match="level must be 0-9"):
+        write_pack(tmp_path / "x.pack", None, preset=10)
     with pytest.raises(FerError, match="damaged"):
         load_splits(fer2013=out)
 

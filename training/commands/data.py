@@ -50,6 +50,7 @@ def stats(
     folder: list[Path] | None = typer.Option(
         None,
         "--folder",
+        metavar="DIR",
         help="Extra class-folder dataset (<dir>/<class>/*.png) added to train; repeatable.",
     ),
     aux: str | None = typer.Option(
@@ -124,6 +125,14 @@ def pack(
     ckplus: Path | None = typer.Option(None, "--ckplus", help=CK_HELP),
     jaffe: Path | None = typer.Option(None, "--jaffe", help=JAFFE_HELP),
     custom: Path | None = typer.Option(None, "--custom", help=CUSTOM_HELP),
+    level: int = typer.Option(
+        9,
+        "--level",
+        min=0,
+        max=9,
+        help="lzma level: 9 is smallest (~52 MB without PrivateTest) "
+        "but takes minutes; 6 is faster and slightly larger.",
+    ),
 ) -> None:
     """Write FER2013 (+ optional aux sets) as one compact file: uint8 images, lzma with a delta filter.
 
@@ -156,7 +165,7 @@ def pack(
         else:
             aux_sets[name] = load_aux(name, explicit[name], d)
     t = time.perf_counter()
-    size = write_pack(out, fer, aux_sets)
+    size = write_pack(out, fer, aux_sets, preset=level)
     raw = fer.x.nbytes + sum(x.nbytes for x, _ in aux_sets.values())
     counts = ", ".join(f"{u} {int((fer.usage == i).sum()):,}" for i, u in enumerate(USAGES))
     extra = "".join(f", {k} {len(v[1]):,}" for k, v in aux_sets.items())
