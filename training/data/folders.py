@@ -34,7 +34,8 @@ PREFIXES = {"training": "Training", "publictest": "PublicTest", "privatetest": "
 
 
 def _subdirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Sub-folders, without hidden ones and archive debris such as __MACOSX."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
 
 
 def list_class_folder(
