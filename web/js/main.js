@@ -249,6 +249,7 @@ async function init() {
     showMessage(problem.title, problem.message, 'warning');
     els.toggle.disabled = true;
     els.switchCam.disabled = true;
+    $('idle-text').textContent = 'The live camera is not available here; tap Photo to analyse a still picture.';
   }
 
   try {
