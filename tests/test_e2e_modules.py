@@ -1,0 +1,61 @@
+"""The page's pure JS helpers, run in headless Chromium as served by the real backend (one page load)."""
+
+from __future__ import annotations
+
+import math
+
+import e2e_support
+import pytest
+from e2e_support import browser, live_server, require_browser, wait_state
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+e2e_models = e2e_support.e2e_models  # session fixture
+
+JS = """async () => {
+  const det = await import('/static/js/detector.js');
+  const align = await import('/static/js/align.js');
+  const ll = await import('/static/js/lowlight.js');
+  const { Tracker } = await import('/static/js/tracker.js');
+  const anchors = det.generateAnchors(256);
+  const box = (x, y, w, h) => ({ x, y, w, h });
+  const kept = det.nms([
+    { box: box(0, 0, 100, 100), score: 0.9 }, { box: box(5, 5, 100, 100), score: 0.8 },
+    { box: box(300, 0, 100, 100), score: 0.7 }], 0.3);
+  const geo = align.cropGeometry({ keypoints: [[100, 100], [140, 120]], box: box(80, 70, 80, 80) });
+  const level = (v, spread) => Uint8Array.from({ length: 48 * 48 }, (_, i) => v + (i % spread));
+  const t = new Tracker({ alpha: 0.5 });
+  const a = t.update([{ box: box(10, 10, 50, 50), probs: [1, 0, 0, 0, 0, 0, 0] }]);
+  const b = t.update([{ box: box(14, 12, 50, 50), probs: [0, 0, 0, 1, 0, 0, 0] },
+                      { box: box(200, 10, 50, 50), probs: [0, 0, 0, 0, 0, 0, 1] }]);
+  const pooled = align.downsample(Uint8Array.from([0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12]), 4, 2);
+  return {
+    nAnchors: anchors.length, first: anchors[0], last: anchors[anchors.length - 1],
+    kept: kept.map(k => k.score), iou: det.iou(box(0, 0, 10, 10), box(5, 0, 10, 10)),
+    angle: geo.angle, side: geo.side,
+    dark: ll.normalizeLowLight(level(10, 30)).applied, flat: ll.normalizeLowLight(level(120, 40)).applied,
+    normal: ll.normalizeLowLight(level(0, 250)).applied,
+    darkOut: (() => { const r = ll.normalizeLowLight(level(10, 30)).gray; return [Math.min(...r), Math.max(...r)]; })(),
+    ids: [a[0].id, b.map(x => x.id)], smoothed: Array.from(b[0].probs), pooled: Array.from(pooled),
+  };
+}"""
+
+
+def test_js_helpers(e2e_models, tmp_path):
+    require_browser()
+    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
+        page = b.new_page()
+        page.goto(f"{base}/upload?backend=cpu")
+        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
+        r = page.evaluate(JS)
+    assert r["nAnchors"] == 896
+    assert r["first"] == [8, 8] and r["last"] == [240, 240]
+    assert r["kept"] == [0.9, 0.7]
+    assert r["iou"] == pytest.approx(1 / 3)
+    assert r["angle"] == pytest.approx(math.atan2(20, 40))
+    assert r["side"] == pytest.approx(2.6 * math.hypot(40, 20))
+    assert (r["dark"], r["flat"], r["normal"]) == ("equalize", "stretch", "none")
+    assert r["darkOut"][0] == 0 and r["darkOut"][1] == 255
+    assert r["ids"][0] == r["ids"][1][0] and r["ids"][1][1] != r["ids"][0]
+    assert r["smoothed"][0] == pytest.approx(0.5) and r["smoothed"][3] == pytest.approx(0.5)
+    assert r["pooled"] == [2, 10, 2, 10]
