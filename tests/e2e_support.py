@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -223,8 +224,7 @@ def save_json(name: str, data) -> None:
     (ARTIFACTS / name).write_text(json.dumps(data, indent=2))
 
 
-# ---------------------------------------------------------------- pytest fixtures (import into test modules)
-import pytest
+# ---------------------------------------------------------------- pytest fixtures (assign into test modules)
 
 
 def require_browser() -> None:
