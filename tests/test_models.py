@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from training.errors import FerError  # noqa: E402
-from training.models import MODEL_NAMES, RECIPES, build_model  # noqa: E402
+from training.errors import FerError
+from training.models import MODEL_NAMES, RECIPES, build_model
 
 TRANSFER = {"resnet50", "senet50", "vgg16"}
 SMALL = [n for n in MODEL_NAMES if n not in TRANSFER]

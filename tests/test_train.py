@@ -16,10 +16,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import synthetic_faces  # noqa: E402
+from conftest import synthetic_faces
 
-from training.errors import FerError  # noqa: E402
-from training.train import TrainConfig, class_weights_for, train  # noqa: E402
+from training.errors import FerError
+from training.train import TrainConfig, class_weights_for, train
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = ["config.json", "log.csv", "best.keras", "checkpoint/state.json", "metrics.json",
@@ -34,7 +34,7 @@ def _splits(n_train=300, n_val=140):
 
 
 def _config(**kw):
-    base = dict(model="baseline_cnn", epochs=2, batch_size=32, lr=0.05, seed=0)
+    base = {"model": "baseline_cnn", "epochs": 2, "batch_size": 32, "lr": 0.05, "seed": 0}
     return TrainConfig(**{**base, **kw})
 
 
@@ -263,9 +263,9 @@ def test_trains_with_the_jax_backend(tmp_path):
     """)
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("METRICS")][0]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("METRICS"))
     assert json.loads(line.split(" ", 1)[1])["backend"] == "jax"
     assert (tmp_path / "jax" / "best.keras").is_file()
 

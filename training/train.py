@@ -61,7 +61,7 @@ class TrainConfig:
     num_classes: int = NUM_CLASSES
     data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's recipe."""
         from training.models import get_recipe
 
@@ -81,7 +81,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrainConfig":
+    def from_json(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         d["input_shape"] = tuple(d.get("input_shape", (48, 48, 1)))
@@ -305,7 +305,8 @@ def _write_history_png(run_dir: Path) -> None:
     path = run_dir / "log.csv"
     if not path.is_file():
         return
-    rows = list(csv.DictReader(open(path)))
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     if not rows:
         return
     import matplotlib

@@ -7,12 +7,11 @@ Heavy imports (keras, the data loaders) happen inside the command body so that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
-def _split_list(value: Optional[str]) -> list[str]:
+def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
@@ -21,32 +20,32 @@ def requested_opts(requested: dict) -> dict:
 
 
 def train(
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", "-m",
         help="Architecture from the zoo: baseline_cnn, five_layer, vgg, resnet_se, cnn_lstm, "
              "resnet50, senet50, vgg16. Optional with --resume (taken from the run).",
     ),
-    epochs: Optional[int] = typer.Option(
+    epochs: int | None = typer.Option(
         None, help="Total epochs (default: the model's recipe, 100). With --resume this may be "
                    "raised to train a finished run further."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size (default: recipe, 128; 64 for "
+    batch_size: int | None = typer.Option(None, help="Batch size (default: recipe, 128; 64 for "
                                                         "the transfer models)."),
-    lr: Optional[float] = typer.Option(None, help="Initial SGD learning rate (default: recipe, e.g. "
+    lr: float | None = typer.Option(None, help="Initial SGD learning rate (default: recipe, e.g. "
                                                   "0.01 baseline_cnn/vgg, 0.1 five_layer)."),
-    weight_decay: Optional[float] = typer.Option(None, help="Decoupled weight decay of the SGD "
+    weight_decay: float | None = typer.Option(None, help="Decoupled weight decay of the SGD "
                                                             "optimizer (default 1e-4)."),
-    patience: Optional[int] = typer.Option(None, help="Early stopping: epochs without a val_accuracy "
+    patience: int | None = typer.Option(None, help="Early stopping: epochs without a val_accuracy "
                                                       "gain before stopping (default 20; the lr is "
                                                       "halved after 10 such epochs)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: "
+    name: str | None = typer.Option(None, "--name", help="Run folder name (default: "
                                                              "<model>-<UTC timestamp>)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Folder that holds the run folders."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its "
                                                         "checkpoint with its saved configuration."),
-    max_minutes: Optional[float] = typer.Option(
+    max_minutes: float | None = typer.Option(
         None, help="Wall-clock budget: stop cleanly at an epoch boundary before it runs out, "
                    "leaving a checkpoint to --resume (e.g. 9 for a 10-minute GPU slice)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed for weights, shuffling and "
+    seed: int | None = typer.Option(None, help="Random seed for weights, shuffling and "
                                                   "augmentation (default 0)."),
     smote: bool = typer.Option(False, "--smote", help="Oversample minority classes of the training "
                                                       "split with SMOTE before training."),
@@ -55,26 +54,27 @@ def train(
                                                "class frequency (on by default)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Turn off the in-graph flip/rotate/"
                                                                 "zoom/shift augmentation."),
-    weights: Optional[Path] = typer.Option(None, help="Transfer models: local weights file for the "
+    weights: Path | None = typer.Option(None, help="Transfer models: local weights file for the "
                                                       "backbone (default: random init; nothing is "
                                                       "downloaded)."),
-    freeze_first: Optional[int] = typer.Option(None, help="Transfer models: freeze the first N "
+    freeze_first: int | None = typer.Option(None, help="Transfer models: freeze the first N "
                                                           "backbone layers."),
-    width: Optional[float] = typer.Option(None, help="vgg / resnet_se: channel width multiplier "
+    width: float | None = typer.Option(None, help="vgg / resnet_se: channel width multiplier "
                                                      "(e.g. 0.25 or 0.5 for on-device variants)."),
-    sample: Optional[int] = typer.Option(None, help="Use at most N images per split (quick CPU runs)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder with the datasets (default: "
+    sample: int | None = typer.Option(None, help="Use at most N images per split (quick CPU runs)."),
+    data_dir: Path | None = typer.Option(None, help="Folder with the datasets (default: "
                                                        "$FER_HYBRID_DATA or ../shared/data)."),
-    fer2013: Optional[Path] = typer.Option(None, help="Path to fer2013.csv(.gz) if not in --data-dir."),
-    aux: Optional[str] = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
+    fer2013: Path | None = typer.Option(None, help="Path to fer2013.csv(.gz) if not in --data-dir."),
+    aux: str | None = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
                                                  "ckplus,jaffe,custom."),
     verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
                                              "epoch)."),
 ) -> None:
     """Train a model with the paper's recipe into runs/<name>/ (resumable, time-boxable).
 
-    Writes config.json, log.csv, tensorboard/ (when TensorFlow is installed), best.keras,
-    checkpoint/, metrics.json, predictions/{val,test}.npz and history.png.
+    Recipe: SGD momentum 0.9, weight decay 1e-4, lr halved after 10 epochs without a val_accuracy gain, early stopping, class weights, flip/rotate/zoom/shift augmentation.
+
+    Writes config.json, log.csv, tensorboard/ (when TensorFlow is installed), best.keras, checkpoint/, metrics.json, predictions/{val,test}.npz and history.png.
     """
     import json
     import logging
@@ -100,7 +100,8 @@ def train(
 
     from training.models import MODEL_NAMES
     from training.models.registry import model_options
-    from training.train import TrainConfig, train as run_training
+    from training.train import TrainConfig
+    from training.train import train as run_training
 
     if model not in MODEL_NAMES:
         raise FerError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")

@@ -34,7 +34,7 @@ def scaled(filters: int, width: float, minimum: int = 8) -> int:
     """Channel count times a width multiplier, at least `minimum`."""
     if width <= 0:
         raise FerError(f"width must be > 0 (got {width}); try 0.25, 0.5 or 1.0")
-    return max(minimum, int(round(filters * width)))
+    return max(minimum, round(filters * width))
 
 
 def classifier(x, num_classes: int, *, dense=(), dropout: float = 0.5, batchnorm: bool = False):

@@ -12,8 +12,8 @@ an unknown name or option is a `FerError` (a user mistake, not a bug).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from training.errors import FerError
 from training.labels import NUM_CLASSES
@@ -87,7 +87,7 @@ def build_model(name: str, *, input_shape=(48, 48, 1), num_classes: int = NUM_CL
 
 
 # Importing the architecture modules registers them (they import `register` from here).
-from training.models import (  # noqa: E402,F401
+from training.models import (  # noqa: F401
     baseline_cnn,
     cnn_lstm,
     five_layer,
