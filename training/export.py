@@ -184,7 +184,7 @@ def convert_keras_to_tfjs(model: Any, out_dir: str | os.PathLike, quantization: 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fer-savedmodel-") as tmp:
         saved = Path(tmp) / "saved_model"
-        model.export(str(saved), format="tf_saved_model", verbose=False)
+        _unrolled(model).export(str(saved), format="tf_saved_model", verbose=False)
         dtype_map = None if quantization == "none" else {quantization: ["*"]}
         tfjs_conv.convert_tf_saved_model(
             str(saved),
@@ -193,11 +193,65 @@ def convert_keras_to_tfjs(model: Any, out_dir: str | os.PathLike, quantization: 
             skip_op_check=False,
             metadata=None,
         )
-    seconds = time.perf_counter() - start
     model_json = out_dir / "model.json"
     if not model_json.is_file():
         raise FerError(f"the TF.js converter wrote no model.json into {out_dir}; check the log above")
+    _make_browser_safe(model_json)
+    seconds = time.perf_counter() - start
     return {"bytes": member_bytes(model_json), "seconds": seconds, "params": int(model.count_params())}
+
+
+def _unrolled(model):
+    """A copy of `model` with recurrent layers unrolled (same weights), else `model` itself.
+
+    A rolled LSTM becomes a v1 while-loop (Enter/Exit/Merge) that the page's synchronous
+    `model.predict` refuses to run; the sequences here are short (cnn_lstm: 36 steps), so
+    unrolling gives a static graph that runs everywhere.
+    """
+    import keras
+
+    def rolled(layer) -> bool:
+        return isinstance(layer, keras.layers.RNN) and not layer.get_config().get("unroll", False)
+
+    if not any(rolled(layer) for layer in model._flatten_layers(include_self=False)):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if rolled(layer):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+        copy.set_weights(model.get_weights())
+    except Exception as err:  # subclassed models etc.: export as is
+        log.warning("could not unroll the recurrent layers of %s (%s); exporting as is", model.name, err)
+        return model
+    return copy
+
+
+DYNAMIC_OPS = {"Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond", "While", "StatelessWhile",
+               "If", "StatelessIf"}
+
+
+def _make_browser_safe(model_json: Path) -> None:
+    """Split the fused nodes tfjs cannot run (non-constant bias) in an exported model.json."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+
+    doc = json.loads(model_json.read_text())
+    graph_def = json_format.ParseDict(doc["modelTopology"], tf.compat.v1.GraphDef())
+    dynamic = sorted({n.op for n in graph_def.node if n.op in DYNAMIC_OPS})
+    if dynamic:
+        log.warning("%s uses control flow (%s): the page must call executeAsync", model_json, ", ".join(dynamic))
+    lowered = _lower_tfjs_ops(graph_def, only_unsafe=True)
+    if len(lowered.node) == len(graph_def.node):
+        return
+    doc["modelTopology"] = json_format.MessageToDict(lowered)
+    tmp = model_json.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, model_json)
 
 
 def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256) -> Predictor:
@@ -253,14 +307,28 @@ _FUSED_ONLY_ATTRS = {"fused_ops", "num_args", "epsilon", "leakyrelu_alpha", "TAr
 _UNARY = {"Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh"}
 
 
-def _lower_tfjs_ops(graph_def):
+def _lower_tfjs_ops(graph_def, *, only_unsafe: bool = False):
     """Rewrite the converter's TF.js-only ops into plain TensorFlow ops.
 
     The converter fuses Conv2D/DepthwiseConv2dNative/MatMul with bias + activation
     (``FusedDepthwiseConv2dNative`` exists only in tfjs; TF's ``_FusedConv2D`` lacks
     ``Prelu``) and turns Keras PReLU into a tfjs ``Prelu`` op. Each such node becomes
-    the base op, BiasAdd and the activation, the last one keeping the original name.
+    the base op, the add and the activation, the last one keeping the original name.
+
+    With `only_unsafe`, only fused nodes whose "bias" is not a constant are split (and
+    Prelu is kept): grappler also fuses ``MatMul + MatMul`` (LSTM cells) and residual
+    adds, which tfjs rejects ("_FusedMatMul only supports rank-1 bias"); this variant is
+    applied to the exported model.json so the browser can run it.
     """
+    consts = {n.name for n in graph_def.node if n.op == "Const"}
+
+    def unsafe(node) -> bool:
+        ops = [o.decode() if isinstance(o, bytes) else o for o in node.attr["fused_ops"].list.s]
+        data = [i for i in node.input if not i.startswith("^")]
+        if "BiasAdd" not in ops or len(data) < 3:
+            return False
+        return data[2].split(":")[0] not in consts
+
     import tensorflow as tf
 
     NodeDef, AttrValue = tf.compat.v1.NodeDef, tf.compat.v1.AttrValue
@@ -283,10 +351,10 @@ def _lower_tfjs_ops(graph_def):
         return add(name, "Sub", [pos, add(f"{name}/_scaled", "Mul", [alpha, neg])])
 
     for node in graph_def.node:
-        if node.op == "Prelu":
+        if node.op == "Prelu" and not only_unsafe:
             prelu(node.name, node.input[0], node.input[1])
             continue
-        if node.op not in _FUSED_BASE:
+        if node.op not in _FUSED_BASE or (only_unsafe and not unsafe(node)):
             out.node.append(node)
             continue
         data = [i for i in node.input if not i.startswith("^")]
