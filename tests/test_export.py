@@ -17,10 +17,10 @@ import pytest
 pytest.importorskip("tensorflowjs")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from conftest import synthetic_faces  # noqa: E402
+from conftest import synthetic_faces
 
-from training.errors import FerError  # noqa: E402
-from training.manifest import read_manifest, validate_manifest  # noqa: E402
+from training.errors import FerError
+from training.manifest import read_manifest, validate_manifest
 
 pytestmark = pytest.mark.slow
 

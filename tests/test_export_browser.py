@@ -119,9 +119,8 @@ def model_and_inputs():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     keras = pytest.importorskip("keras")
     pytest.importorskip("tensorflowjs")
-    from keras import layers
-
     from conftest import synthetic_faces
+    from keras import layers
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((48, 48, 1))

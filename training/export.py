@@ -41,9 +41,10 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -450,7 +451,7 @@ def compare_float_quantized(
     q = ensemble_accuracy(quant_predictors, x, y, weights)
     metrics = {
         "split": split,
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy_float": f["accuracy"],
         "accuracy_float_tta": f["accuracy_tta"],
         "accuracy_quantized": q["accuracy"],
@@ -505,7 +506,7 @@ def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[f
     pt = soft_vote([(t[0] + t[1]) / 2 for t in loaded], weights)
     return {
         "split": SPLIT_NAMES["test"],
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy_float": float((p.argmax(1) == y).mean()),
         "accuracy_float_tta": float((pt.argmax(1) == y).mean()),
         "source": "float Keras predictions saved by the training runs; quantised accuracy not measured",
@@ -518,9 +519,9 @@ def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[f
 def _member_run_metrics(src: MemberSource) -> dict[str, Any]:
     keep = {}
     for key, value in src.run_metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            if "accuracy" in key or "loss" in key or key in ("best_epoch", "epochs_run"):
-                keep[key] = value
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if numeric and ("accuracy" in key or "loss" in key or key in ("best_epoch", "epochs_run")):
+            keep[key] = value
     return keep
 
 

@@ -6,12 +6,11 @@ Heavy imports (keras, tensorflow, tensorflowjs) happen inside the command body.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
-def _parse_weights(text: Optional[str]) -> Optional[list[float]]:
+def _parse_weights(text: str | None) -> list[float] | None:
     from training.errors import FerError
 
     if not text:
@@ -26,7 +25,7 @@ def _pct(value) -> str:
     return f"{100 * value:5.1f}%" if isinstance(value, (int, float)) else "    -"
 
 
-def format_report(manifest: dict, split_key: Optional[str]) -> str:
+def format_report(manifest: dict, split_key: str | None) -> str:
     """The per-member table printed after an export."""
     lines = []
     head = f"{'member':<28} {'quant':>7} {'params':>10} {'bytes':>11}"
@@ -66,7 +65,7 @@ def format_report(manifest: dict, split_key: Optional[str]) -> str:
 
 
 def export(
-    models: List[Path] = typer.Argument(
+    models: list[Path] = typer.Argument(
         ...,
         help="Run folders (runs/<name>, uses best.keras + metrics.json) and/or .keras files; "
         "each becomes one ensemble member.",
@@ -76,13 +75,13 @@ def export(
     quantize: str = typer.Option(
         "uint8", "--quantize", "-q", help="Weight quantisation: uint8 (~4x smaller), float16 (2x) or none."
     ),
-    weights: Optional[str] = typer.Option(
+    weights: str | None = typer.Option(
         None, help="Comma-separated soft-voting weights, one per model (default: all 1)."
     ),
-    names: Optional[str] = typer.Option(
+    names: str | None = typer.Option(
         None, help="Comma-separated member names (default: run folder name / .keras file stem)."
     ),
-    eval: Optional[str] = typer.Option(
+    eval: str | None = typer.Option(
         None,
         "--eval",
         help="Measure float vs quantised ensemble accuracy on: test (PrivateTest), val (PublicTest) "
@@ -93,10 +92,10 @@ def export(
         False, "--placeholder", help="Flag the models as placeholders (e.g. barely trained) in the manifest."
     ),
     notes: str = typer.Option("", help="Free text for the manifest (default: a generated description)."),
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Folder with the datasets (default: $FER_HYBRID_DATA or ../shared/data)."
     ),
-    fer2013: Optional[Path] = typer.Option(None, "--fer2013", help="Path to fer2013.csv(.gz) if not in --data-dir."),
+    fer2013: Path | None = typer.Option(None, "--fer2013", help="Path to fer2013.csv(.gz) if not in --data-dir."),
 ) -> None:
     """Export trained models as a quantised TF.js ensemble for the web page.
 
@@ -117,8 +116,8 @@ def export(
 
     from training.errors import FerError
     from training.export import (
-        check_writable,
         check_quantization,
+        check_writable,
         export_ensemble,
         load_eval_split,
         parse_weights,
@@ -134,7 +133,7 @@ def export(
     data_options = {"data_dir": str(data_dir) if data_dir else None, "fer2013": str(fer2013) if fer2013 else None}
 
     split: object = None
-    split_key: Optional[str] = None
+    split_key: str | None = None
     requested = (eval or "").lower() or None
     if requested not in (None, "test", "val", "none"):
         raise FerError(f"--eval {eval!r} is not one of test, val, none")
