@@ -9,7 +9,11 @@ Pipeline per member: ``best.keras`` (or a ``.keras`` file) -> ``model.export()``
 (TF SavedModel) -> tensorflowjs' ``convert_tf_saved_model`` (the same code the
 ``tensorflowjs_converter --input_format=tf_saved_model --output_format=tfjs_graph_model``
 CLI runs; called in-process because each CLI start costs ~7 s of imports) ->
-``<out_dir>/<member>/model.json + group1-shard*.bin``.
+``<out_dir>/<member>/model.json + group1-shard*.bin``. Two fixes make every zoo model run in
+the page: recurrent layers are unrolled before export (a rolled LSTM becomes a v1 while-loop
+that `model.predict` refuses), and fused nodes whose "bias" is not a constant (LSTM
+``MatMul + MatMul``, residual adds) are split back, since tfjs rejects them. Identical weight
+tensors (an unrolled LSTM's per-step kernel copies) are stored once.
 
 Measured accuracy of what ships: with `eval_split`, the float Keras ensemble and
 the *quantised* TF.js graph-model ensemble are both scored on that split, with
@@ -247,12 +251,76 @@ def _make_browser_safe(model_json: Path) -> None:
     if dynamic:
         log.warning("%s uses control flow (%s): the page must call executeAsync", model_json, ", ".join(dynamic))
     lowered = _lower_tfjs_ops(graph_def, only_unsafe=True)
-    if len(lowered.node) == len(graph_def.node):
-        return
-    doc["modelTopology"] = json_format.MessageToDict(lowered)
-    tmp = model_json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, model_json)
+    changed = len(lowered.node) != len(graph_def.node)
+    if changed:
+        doc["modelTopology"] = json_format.MessageToDict(lowered)
+    changed = _dedupe_weights(doc, model_json.parent) or changed
+    if changed:
+        tmp = model_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, model_json)
+
+
+_DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2}
+SHARD_BYTES = 4 * 1024 * 1024
+
+
+def _dedupe_weights(doc: dict, folder: Path) -> bool:
+    """Store identical weight tensors once (rewrites doc and the shard files; True if changed).
+
+    Freezing an unrolled LSTM turns every time step's read of the same kernel into its own
+    constant (cnn_lstm: 72 copies of 128x512), which would multiply the download ~10x.
+    """
+    entries = []  # (weight spec, raw bytes)
+    for group in doc["weightsManifest"]:
+        data = b"".join((folder / rel).read_bytes() for rel in group["paths"])
+        offset = 0
+        for spec in group["weights"]:
+            q = spec.get("quantization")
+            dtype = q["dtype"] if q else spec["dtype"]
+            if dtype not in _DTYPE_BYTES:
+                return False  # strings etc.: leave the model alone
+            size = int(np.prod(spec["shape"], dtype=np.int64)) * _DTYPE_BYTES[dtype]
+            entries.append((spec, data[offset : offset + size]))
+            offset += size
+    canonical: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    unique = []
+    for spec, raw in entries:
+        key = (json.dumps({k: v for k, v in spec.items() if k != "name"}, sort_keys=True), raw)
+        if key in canonical:
+            rename[spec["name"]] = canonical[key]
+        else:
+            canonical[key] = spec["name"]
+            unique.append((spec, raw))
+    if not rename:
+        return False
+
+    def renamed(ref: str) -> str:
+        prefix = "^" if ref.startswith("^") else ""
+        name, sep, port = ref[len(prefix):].partition(":")
+        return prefix + rename.get(name, name) + sep + port
+
+    topology = doc["modelTopology"]
+    topology["node"] = [n for n in topology["node"] if n["name"] not in rename]
+    for node in topology["node"]:
+        if "input" in node:
+            node["input"] = [renamed(i) for i in node["input"]]
+    for fn in topology.get("library", {}).get("function", []):
+        for node in fn.get("nodeDef", []):
+            if "input" in node:
+                node["input"] = [renamed(i) for i in node["input"]]
+    for group in doc["weightsManifest"]:
+        for rel in group["paths"]:
+            (folder / rel).unlink()
+    blob = b"".join(raw for _, raw in unique)
+    chunks = [blob[i : i + SHARD_BYTES] for i in range(0, len(blob), SHARD_BYTES)] or [b""]
+    paths = [f"group1-shard{i + 1}of{len(chunks)}.bin" for i in range(len(chunks))]
+    for rel, chunk in zip(paths, chunks):
+        (folder / rel).write_bytes(chunk)
+    doc["weightsManifest"] = [{"paths": paths, "weights": [spec for spec, _ in unique]}]
+    log.info("stored %d duplicated weight tensors once", len(rename))
+    return True
 
 
 def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256) -> Predictor:
