@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from uvicorn_thread import free_port, serve_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -118,18 +117,9 @@ def page_weight(web_dir: Path, models_dir: Path | None) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None):
     """The real backend under Uvicorn in a daemon thread; yields the base URL."""
-    import uvicorn
-
-    from backend.app import create_app
     from backend.settings import Settings
 
     port = free_port()
@@ -137,21 +127,8 @@ def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None)
               "cert_dir": custom_dir.parent / "tls"}
     if web_dir is not None:
         kwargs["web_dir"] = web_dir
-    settings = Settings(**kwargs)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(Settings(**kwargs)):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 # ---------------------------------------------------------------- browser
