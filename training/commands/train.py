@@ -11,10 +11,6 @@ from pathlib import Path
 import typer
 
 
-def _split_list(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
 def requested_opts(requested: dict) -> dict:
     return {k: v for k, v in requested.items() if v is not None}
 
@@ -66,7 +62,7 @@ def train(
                                                        "$FER_HYBRID_DATA or ../shared/data)."),
     fer2013: Path | None = typer.Option(None, help="Path to fer2013.csv(.gz) if not in --data-dir."),
     aux: str | None = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
-                                                 "ckplus,jaffe,custom."),
+                                                 "ckplus,jaffe,custom ('none' or nothing: FER2013 only)."),
     verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
                                              "epoch)."),
 ) -> None:
@@ -120,10 +116,9 @@ def train(
         raise FerError(f"--lr must be > 0 (got {lr})")
     if max_minutes is not None and max_minutes <= 0:
         raise FerError(f"--max-minutes must be > 0 (got {max_minutes})")
-    aux_list = _split_list(aux)
-    bad_aux = [a for a in aux_list if a not in ("ckplus", "jaffe", "custom")]
-    if bad_aux:
-        raise FerError(f"--aux: unknown dataset(s) {', '.join(bad_aux)}; use ckplus, jaffe, custom")
+    from training.data.splits import parse_aux
+
+    aux_list = parse_aux(aux)
 
     data = {"data_dir": str(data_dir) if data_dir else None,
             "fer2013": str(fer2013) if fer2013 else None, "aux": aux_list, "sample": sample}

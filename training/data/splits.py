@@ -90,7 +90,8 @@ def load_aux(
 
 
 def parse_aux(aux: str | Sequence[str] | None) -> list[str]:
-    if aux is None:
+    """'ckplus,jaffe' (or a list) -> validated names; None, '' or 'none' -> []."""
+    if aux is None or (isinstance(aux, str) and aux.strip().lower() in ("", "none")):
         return []
     items = aux.split(",") if isinstance(aux, str) else list(aux)
     out = []
