@@ -50,7 +50,7 @@ def test_data_train_evaluate_ensemble_export(tmp_path, monkeypatch):
 
     run("evaluate", runs / "tiny-0", "--split", "test", *data)
     metrics = json.loads((runs / "tiny-0" / "evaluation" / "metrics_test.json").read_text())
-    assert metrics["n"] == 140 if "n" in metrics else True
+    assert metrics["split"] == "test" and metrics["n"] == 140
     assert (runs / "tiny-0" / "evaluation" / "confusion_test.png").stat().st_size > 1000
 
     report_dir = tmp_path / "report"
