@@ -98,11 +98,14 @@ class RunMonitor(keras.callbacks.Callback):
       lr_patience / lr_factor / min_lr: ReduceLROnPlateau on val_accuracy.
       deadline: `time.monotonic()` value by which training must have stopped (None: no budget).
       reserve_s: seconds kept free before the deadline for the final predictions.
+      adjust_lr: False when an lr schedule (training.recipes.EpochLRSchedule) owns the lr,
+        so the plateau rule does not fight it (the counters are still kept).
     """
 
     def __init__(self, run_dir: Path, core: keras.Model, state: dict, *, epochs: int,
                  patience: int, lr_patience: int, lr_factor: float, min_lr: float,
-                 deadline: float | None = None, reserve_s: float = 0.0, printer=print):
+                 deadline: float | None = None, reserve_s: float = 0.0, printer=print,
+                 adjust_lr: bool = True):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoint"
@@ -116,6 +119,7 @@ class RunMonitor(keras.callbacks.Callback):
         self.deadline = deadline
         self.reserve_s = float(reserve_s)
         self.printer = printer
+        self.adjust_lr = bool(adjust_lr)
         self._epoch_t0 = 0.0
         self._durations: list[float] = []
 
@@ -170,7 +174,7 @@ class RunMonitor(keras.callbacks.Callback):
         else:
             st["plateau_wait"] += 1
             st["early_stop_wait"] += 1
-            if st["plateau_wait"] >= self.lr_patience:
+            if self.adjust_lr and st["plateau_wait"] >= self.lr_patience:
                 new_lr = max(lr * self.lr_factor, self.min_lr)
                 st["plateau_wait"] = 0
                 if new_lr < lr:

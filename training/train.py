@@ -19,6 +19,7 @@ train-epochNNNN.keras}, metrics.json, predictions/{val,test}.npz, history.png.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -34,8 +35,9 @@ from training.labels import NUM_CLASSES
 
 log = logging.getLogger("fer_hybrid.train")
 
-# Options that may differ between the original run and a `--resume` of it.
-RESUME_MUTABLE = ("epochs",)
+# Options that may differ between the original run and a `--resume` of it
+# (`distribute` is about the machine, not the run: resume on one device or many).
+RESUME_MUTABLE = ("epochs", "distribute")
 
 
 @dataclass
@@ -60,6 +62,16 @@ class TrainConfig:
     input_shape: tuple = (48, 48, 1)
     num_classes: int = NUM_CLASSES
     data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
+    # Stronger recipes (training.recipes); the defaults are the paper's recipe. New fields
+    # need defaults so config.json files of older runs still load and resume.
+    label_smoothing: float = 0.0
+    schedule: str = "plateau"  # plateau (paper) | cosine | onecycle
+    mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
+    random_erasing: float = 0.0  # probability per image; 0 = off
+    teachers: list = field(default_factory=list)  # run folders / .keras files (distillation)
+    kd_alpha: float = 0.5  # weight of the hard-label loss when teachers are given
+    kd_temperature: float = 4.0
+    distribute: bool = False  # data-parallel over all local devices
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's recipe."""
@@ -73,7 +85,32 @@ class TrainConfig:
             lr=float(self.lr if self.lr is not None else recipe.lr),
             model_options={k: v for k, v in self.model_options.items() if v is not None},
             input_shape=tuple(self.input_shape),
+            teachers=[str(t) for t in self.teachers],
         )
+
+    @property
+    def uses_trainer(self) -> bool:
+        """Label smoothing, mixup and distillation need the `recipes.Trainer` wrapper."""
+        return bool(self.label_smoothing or self.mixup or self.teachers)
+
+    def check(self, *, teachers: bool = True) -> None:
+        """FerError for recipe options out of range or (teachers=True) missing teacher files.
+
+        Resume skips the teacher check: the checkpoint already holds the teachers."""
+        if self.schedule not in ("plateau", "cosine", "onecycle"):
+            raise FerError(f"--schedule must be plateau, cosine or onecycle (got {self.schedule!r})")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise FerError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing}; "
+                           f"0.1 is a common value)")
+        for flag, v in (("--random-erasing", self.random_erasing), ("--kd-alpha", self.kd_alpha)):
+            if not 0.0 <= v <= 1.0:
+                raise FerError(f"{flag} must be in [0, 1] (got {v})")
+        if self.mixup < 0:
+            raise FerError(f"--mixup must be >= 0 (got {self.mixup}; 0.2 is a common value)")
+        if self.kd_temperature <= 0:
+            raise FerError(f"--kd-temperature must be > 0 (got {self.kd_temperature})")
+        for t in self.teachers if teachers else ():
+            teacher_path(t)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -135,6 +172,85 @@ def _make_optimizer(cfg: TrainConfig):
                                 weight_decay=cfg.weight_decay or None)
 
 
+def teacher_path(spec: str | Path) -> Path:
+    """A run folder (its best.keras) or a .keras file; FerError if neither exists."""
+    p = Path(spec)
+    if p.is_dir():
+        p = p / "best.keras"
+    if not p.is_file():
+        raise FerError(f"--teacher {spec}: no such .keras file or run folder with best.keras; "
+                       f"train the teacher first or fix the path")
+    return p
+
+
+def load_teachers(specs, config: TrainConfig) -> list:
+    """Load the teacher models (frozen); they must honour the same input/output contract."""
+    import keras
+
+    teachers = []
+    for i, spec in enumerate(specs):
+        path = teacher_path(spec)
+        try:
+            t = keras.saving.load_model(str(path), compile=False)
+        except Exception as err:  # any unreadable file is the user's to fix
+            raise FerError(f"--teacher {spec}: cannot load {path} ({err})") from err
+        if tuple(t.input_shape[1:]) != tuple(config.input_shape) or \
+                t.output_shape[-1] != config.num_classes:
+            raise FerError(f"--teacher {spec}: takes {tuple(t.input_shape[1:])} -> "
+                           f"{t.output_shape[-1]} classes, but the student takes "
+                           f"{tuple(config.input_shape)} -> {config.num_classes}; teachers must "
+                           f"follow the model contract (48x48x1 grey levels 0..255 -> 7 probs)")
+        t.trainable = False
+        t.name = f"teacher_{i}"
+        teachers.append(t)
+    return teachers
+
+
+@contextlib.contextmanager
+def distributed(enabled: bool, batch_size: int):
+    """Data-parallel scope over all local devices; yields the number of replicas.
+
+    JAX: keras.distribution.DataParallel (set globally, restored on exit).
+    TensorFlow: tf.distribute.MirroredStrategy scope (tensorflow imported only here).
+    """
+    if not enabled:
+        yield 1
+        return
+    import keras
+
+    def check(n):
+        if batch_size % n:
+            raise FerError(f"--batch-size {batch_size} is not divisible by the {n} devices; "
+                           f"use a multiple of {n} with --distribute")
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        check(len(devices))
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(previous)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        check(strategy.num_replicas_in_sync)
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+    else:
+        raise FerError(f"--distribute supports the jax and tensorflow backends, not {backend}; "
+                       f"set KERAS_BACKEND=jax or tensorflow")
+
+
+def _trim_for_replicas(x, y, batch_size: int, n: int):
+    """Drop < n images so the last batch also splits evenly over n replicas."""
+    extra = (len(x) % batch_size) % n
+    return (x[:len(x) - extra], y[:len(y) - extra]) if extra else (x, y)
+
+
 def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
           max_minutes: float | None = None, verbose: int | str = "auto",
           callbacks: list | tuple = (), predict_batch_size: int = 256,
@@ -150,12 +266,11 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
     t_start = time.monotonic()
     import keras
 
-    from training.augment import with_augmentation
-    from training.callbacks import RunMonitor, atomic_write_json, initial_state, remove_stale_tmp
-    from training.models import build_model
+    from training.callbacks import atomic_write_json, initial_state, remove_stale_tmp
 
     run_dir = Path(run_dir)
     config = config.resolved()
+    config.check(teachers=not resume)
 
     if resume:
         state = _load_state(run_dir)
@@ -164,7 +279,7 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
         if conflicts:
             raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
                            + "); drop those options or start a new run with another --name")
-        config = dataclasses.replace(saved, epochs=config.epochs)
+        config = dataclasses.replace(saved, epochs=config.epochs, distribute=config.distribute)
         if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
             state["stop_reason"] = None
     else:
@@ -196,49 +311,19 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
                        f"{tuple(config.input_shape)}")
     cw = class_weights_for(y_train, config.num_classes) if config.class_weights else None
 
-    # -- model ----------------------------------------------------------------------
-    keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
-    if resume and state["stop_reason"] is None:
-        train_model = keras.saving.load_model(str(run_dir / "checkpoint" / state["checkpoint_model"]))
-        core = train_model.layers[-1] if config.augment else train_model  # input -> augment -> core
-        _say(f"resuming {run_dir} after epoch {state['epoch']} (best val_accuracy "
-             f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
-    elif resume:
-        train_model = core = None  # nothing left to train: only finish the run folder
-    else:
-        core = build_model(config.model, input_shape=config.input_shape,
-                           num_classes=config.num_classes, **config.model_options)
-        train_model = (with_augmentation(core, seed=config.seed) if config.augment
-                       else core)
-        train_model.compile(optimizer=_make_optimizer(config),
-                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    params = int(core.count_params()) if core is not None else state.get("params")
-    state["params"] = params
-
-    # -- fit ------------------------------------------------------------------------
-    if state["stop_reason"] is None and state["epoch"] < config.epochs:
-        deadline = t_start + 60.0 * max_minutes if max_minutes else None
-        monitor = RunMonitor(run_dir, core, state, epochs=config.epochs, patience=config.patience,
-                             lr_patience=config.lr_patience, lr_factor=config.lr_factor,
-                             min_lr=config.min_lr, deadline=deadline,
-                             reserve_s=reserve_s, printer=_say)
-        cbs = [monitor]
-        if importlib.util.find_spec("tensorflow") is not None:
-            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
-                                                   profile_batch=0))
+    # -- model + fit (inside the data-parallel scope when --distribute) -----------------
+    with distributed(config.distribute, config.batch_size) as replicas:
+        if replicas > 1:
+            xt, y_train = _trim_for_replicas(xt, y_train, config.batch_size, replicas)
+            xv, y_val_fit = _trim_for_replicas(xv, y_val, config.batch_size, replicas)
+            _say(f"data-parallel over {replicas} devices ({config.batch_size // replicas} "
+                 f"images per device and step)")
         else:
-            _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
-        cbs.extend(callbacks)
-        _say(f"training {config.model} ({params:,} params) on {len(xt)} images, validating on "
-             f"{len(xv)}; epochs {state['epoch'] + 1}..{config.epochs}, batch {config.batch_size}, "
-             f"lr {state['lr']:.3g}, backend {keras.backend.backend()}")
-        fit_t0 = time.monotonic()
-        train_model.fit(xt, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                        initial_epoch=int(state["epoch"]), validation_data=(xv, y_val),
-                        class_weight=cw, callbacks=cbs, verbose=verbose, shuffle=True)
-        fit_s = time.monotonic() - fit_t0
-        if monitor._durations:
-            state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
+            y_val_fit = y_val
+        _fit(config, state, run_dir, xt, y_train, xv, y_val_fit, cw, resume=resume,
+             t_start=t_start, max_minutes=max_minutes, verbose=verbose, callbacks=callbacks,
+             reserve_s=reserve_s)
+    params = state["params"]
 
     # -- finish ---------------------------------------------------------------------
     metrics = {
@@ -270,6 +355,78 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
     _say(f"done: best val_accuracy {metrics['val_accuracy']:.4f} at epoch {metrics['best_epoch']} "
          f"(flip TTA {metrics['val_accuracy_tta']:.4f}); run folder {run_dir}")
     return metrics
+
+
+def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val, cw, *,
+         resume: bool, t_start: float, max_minutes, verbose, callbacks, reserve_s):
+    """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
+    import keras
+
+    from training.augment import build_augmenter, with_augmentation
+    from training.callbacks import RunMonitor
+    from training.models import build_model
+    from training.recipes import EpochLRSchedule, Trainer
+
+    keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
+    if resume and state["stop_reason"] is None:
+        train_model = keras.saving.load_model(str(run_dir / "checkpoint" / state["checkpoint_model"]))
+        if isinstance(train_model, Trainer):
+            core = train_model.core
+        else:
+            core = train_model.layers[-1] if config.augment else train_model  # input -> augment -> core
+        _say(f"resuming {run_dir} after epoch {state['epoch']} (best val_accuracy "
+             f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
+    elif resume:
+        train_model = core = None  # nothing left to train: only finish the run folder
+    else:
+        core = build_model(config.model, input_shape=config.input_shape,
+                           num_classes=config.num_classes, **config.model_options)
+        if config.uses_trainer:
+            teachers = load_teachers(config.teachers, config)
+            augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing)
+                         if config.augment else None)
+            train_model = Trainer(core, augmenter, teachers, mixup_alpha=config.mixup,
+                                  label_smoothing=config.label_smoothing,
+                                  kd_alpha=config.kd_alpha, kd_temperature=config.kd_temperature,
+                                  seed=config.seed, name=f"train_{core.name}")
+            train_model.compile(optimizer=_make_optimizer(config), metrics=["accuracy"])
+            if teachers:
+                _say(f"distilling from {len(teachers)} teacher(s) (soft-voted), kd_alpha "
+                     f"{config.kd_alpha:g}, temperature {config.kd_temperature:g}")
+        else:
+            train_model = (with_augmentation(core, seed=config.seed, erasing=config.random_erasing)
+                           if config.augment else core)
+            train_model.compile(optimizer=_make_optimizer(config),
+                                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    params = int(core.count_params()) if core is not None else state.get("params")
+    state["params"] = params
+
+    if state["stop_reason"] is None and state["epoch"] < config.epochs:
+        deadline = t_start + 60.0 * max_minutes if max_minutes else None
+        scheduled = config.schedule != "plateau"
+        monitor = RunMonitor(run_dir, core, state, epochs=config.epochs, patience=config.patience,
+                             lr_patience=config.lr_patience, lr_factor=config.lr_factor,
+                             min_lr=config.min_lr, deadline=deadline,
+                             reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled)
+        # The schedule sets the lr at epoch start; RunMonitor then only logs it.
+        cbs = ([EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
+                                min_lr=config.min_lr)] if scheduled else []) + [monitor]
+        if importlib.util.find_spec("tensorflow") is not None:
+            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
+                                                   profile_batch=0))
+        else:
+            _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
+        cbs.extend(callbacks)
+        _say(f"training {config.model} ({params:,} params) on {len(xt)} images, validating on "
+             f"{len(xv)}; epochs {state['epoch'] + 1}..{config.epochs}, batch {config.batch_size}, "
+             f"lr {state['lr']:.3g} ({config.schedule}), backend {keras.backend.backend()}")
+        fit_t0 = time.monotonic()
+        train_model.fit(xt, y_train, batch_size=config.batch_size, epochs=config.epochs,
+                        initial_epoch=int(state["epoch"]), validation_data=(xv, y_val),
+                        class_weight=cw, callbacks=cbs, verbose=verbose, shuffle=True)
+        fit_s = time.monotonic() - fit_t0
+        if monitor._durations:
+            state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
 
 
 def _write_predictions(model, splits: dict, run_dir: Path, batch_size: int) -> dict:

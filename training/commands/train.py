@@ -63,6 +63,32 @@ def train(
     fer2013: Path | None = typer.Option(None, help="Path to fer2013.csv(.gz) if not in --data-dir."),
     aux: str | None = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
                                                  "ckplus,jaffe,custom ('none' or nothing: FER2013 only)."),
+    label_smoothing: float | None = typer.Option(
+        None, help="Recipe: label smoothing of the cross-entropy (e.g. 0.1; default 0 = off)."),
+    schedule: str | None = typer.Option(
+        None, help="Recipe: lr schedule: plateau (paper: halve after 10 stalled epochs; default), "
+                   "cosine (to --min-lr over --epochs) or onecycle (30% warm-up, then cosine). "
+                   "cosine/onecycle turn the plateau halving off."),
+    mixup: float | None = typer.Option(
+        None, help="Recipe: mixup with Beta(ALPHA, ALPHA) mixing weights on each training batch "
+                   "(e.g. 0.2; default 0 = off)."),
+    random_erasing: float | None = typer.Option(
+        None, help="Recipe: probability of erasing a random rectangle (noise-filled) of each "
+                   "training image, in-graph (e.g. 0.5; default 0 = off)."),
+    teacher: list[str] | None = typer.Option(
+        None, "--teacher", help="Knowledge distillation: a teacher run folder (its best.keras) or "
+                                ".keras file; repeat for several (their probabilities are "
+                                "averaged). Teachers are frozen; only the student is saved."),
+    kd_alpha: float | None = typer.Option(
+        None, help="Distillation: weight of the hard-label loss; 1 - KD_ALPHA goes to the "
+                   "teacher's soft targets (default 0.5)."),
+    kd_temperature: float | None = typer.Option(
+        None, help="Distillation: softmax temperature of the soft targets (default 4)."),
+    distribute: bool = typer.Option(
+        False, "--distribute", help="Data-parallel training over all devices of this machine "
+                                    "(JAX: keras.distribution.DataParallel; TensorFlow: "
+                                    "MirroredStrategy). --batch-size must divide by the device "
+                                    "count."),
     verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
                                              "epoch)."),
 ) -> None:
@@ -126,7 +152,11 @@ def train(
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
              "patience": patience, "seed": seed,
              "class_weights": False if no_class_weights else None,
-             "smote": True if smote else None, "augment": False if no_augment else None}
+             "smote": True if smote else None, "augment": False if no_augment else None,
+             "label_smoothing": label_smoothing, "schedule": schedule, "mixup": mixup,
+             "random_erasing": random_erasing, "teachers": list(teacher) if teacher else None,
+             "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
+             "distribute": True if distribute else None}
     given = {k: v for k, v in given.items() if v is not None}
     if resume:
         old = TrainConfig.from_json(saved)
@@ -144,6 +174,7 @@ def train(
     if not resume and ((run_dir / "config.json").exists() or (run_dir / "checkpoint").exists()):
         raise FerError(f"run folder {run_dir} already holds a run; continue it with --resume "
                        f"or pick another --name")
+    config.check(teachers=not resume)  # recipe ranges and teacher paths, before the data is loaded
     if verbose == "auto":
         verbose = "1" if sys.stdout.isatty() else "2"
 

@@ -1,0 +1,171 @@
+"""Stronger recipes (off by default): label smoothing, lr schedules, mixup, random erasing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from conftest import synthetic_faces
+
+from training.errors import FerError
+from training.recipes import RandomErasing, Trainer, scheduled_lr
+from training.train import TrainConfig, train
+
+
+def _splits(n_train=128, n_val=64):
+    x, y = synthetic_faces(n_train, seed=1)
+    xv, yv = synthetic_faces(n_val, seed=2)
+    return {"train": (x, y), "val": (xv, yv)}
+
+
+def _log(run):
+    with open(run / "log.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --- pure pieces -----------------------------------------------------------------------
+
+
+def test_defaults_are_the_papers_recipe_and_old_configs_still_load():
+    cfg = TrainConfig(model="baseline_cnn")
+    assert (cfg.label_smoothing, cfg.schedule, cfg.mixup, cfg.random_erasing) == (0, "plateau", 0, 0)
+    assert cfg.teachers == [] and cfg.distribute is False and not cfg.uses_trainer
+    old = {"model": "vgg", "epochs": 5, "input_shape": [48, 48, 1], "seed": 2}  # pre-recipe file
+    loaded = TrainConfig.from_json(old)
+    assert loaded.schedule == "plateau" and loaded.mixup == 0.0 and loaded.teachers == []
+
+
+@pytest.mark.parametrize("kw, flag", [({"schedule": "step"}, "--schedule"),
+                                      ({"label_smoothing": 1.0}, "--label-smoothing"),
+                                      ({"mixup": -1.0}, "--mixup"),
+                                      ({"random_erasing": 1.5}, "--random-erasing"),
+                                      ({"kd_alpha": 2.0}, "--kd-alpha"),
+                                      ({"kd_temperature": 0.0}, "--kd-temperature"),
+                                      ({"teachers": ["/no/such/run"]}, "--teacher")])
+def test_bad_recipe_options_are_user_errors(kw, flag):
+    with pytest.raises(FerError, match=flag):
+        TrainConfig(model="baseline_cnn", **kw).check()
+
+
+def test_cosine_and_onecycle_schedules():
+    lrs = [scheduled_lr("cosine", e, base_lr=0.1, epochs=11, min_lr=0.001) for e in range(11)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.001)
+    assert all(a > b for a, b in pairwise(lrs))
+    assert lrs[5] == pytest.approx(0.0505)
+    one = [scheduled_lr("onecycle", e, base_lr=0.1, epochs=10) for e in range(10)]
+    assert one[0] == pytest.approx(0.1 / 25) and max(one) == pytest.approx(0.1)
+    peak = one.index(max(one))
+    assert peak == 3  # 30 % warm-up
+    assert all(a < b for a, b in pairwise(one[:peak + 1]))
+    assert all(a > b for a, b in pairwise(one[peak:]))
+    assert scheduled_lr("plateau", 7, base_lr=0.1, epochs=10) == 0.1
+
+
+def test_random_erasing_is_in_graph_and_train_only():
+    x = np.full((8, 48, 48, 1), 128.0, dtype="float32")
+    layer = RandomErasing(1.0, seed=1)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
+    changed = (out != x).reshape(8, -1).mean(axis=1)
+    assert (changed > 0.005).all() and (changed < 0.3).all()  # one rectangle of 2..25 % per image
+    none = keras.ops.convert_to_numpy(RandomErasing(0.0)(x, training=True))
+    assert np.array_equal(none, x)
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert again.p == 1.0
+
+
+def test_augmenter_gets_erasing_only_when_asked():
+    from training.augment import build_augmenter
+
+    assert "random_erasing" not in [l.name for l in build_augmenter(seed=0).layers]
+    assert "random_erasing" in [l.name for l in build_augmenter(seed=0, erasing=0.5).layers]
+
+
+def _core():
+    from training.models import build_model
+
+    return build_model("baseline_cnn")
+
+
+def test_label_smoothing_loss_matches_keras_with_class_weights():
+    trainer = Trainer(_core(), None, label_smoothing=0.1)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=6).astype("float32")
+    y = np.array([0, 1, 2, 3, 4, 6])
+    w = np.array([1.0, 2.0, 0.5, 1.0, 3.0, 1.0], dtype="float32")
+    got = float(keras.ops.convert_to_numpy(
+        trainer.compute_loss(y=y, y_pred={"probs": probs}, sample_weight=w)))
+    ref = keras.losses.CategoricalCrossentropy(label_smoothing=0.1, reduction=None)(
+        keras.ops.one_hot(y, 7), probs)
+    want = float(np.mean(keras.ops.convert_to_numpy(ref) * w))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_mixup_loss_mixes_both_labels():
+    trainer = Trainer(_core(), None, mixup_alpha=0.2)
+    probs = np.array([[0.5, 0.3] + [0.04] * 5, [0.2, 0.6] + [0.04] * 5], dtype="float32")
+    y = np.array([0, 1])
+    pred = {"probs": probs, "lam": np.float32(0.7), "perm": np.array([1, 0])}
+    got = float(keras.ops.convert_to_numpy(trainer.compute_loss(y=y, y_pred=pred)))
+    ce = -np.log(np.clip(probs, 1e-7, 1))
+    want = np.mean([0.7 * ce[0, 0] + 0.3 * ce[0, 1], 0.7 * ce[1, 1] + 0.3 * ce[1, 0]])
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+# --- a run with every recipe on, resumed ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_recipe_run_follows_the_schedule_and_resumes(tmp_path):
+    run = tmp_path / "recipe"
+    cfg = TrainConfig(model="baseline_cnn", epochs=3, batch_size=32, lr=0.02, seed=0,
+                      label_smoothing=0.1, mixup=0.2, random_erasing=0.5, schedule="cosine",
+                      lr_patience=1, min_lr=1e-4)
+    train(cfg, _splits(), run, max_minutes=None, verbose=0, callbacks=[_StopAfter(2)])
+    assert [int(r["epoch"]) for r in _log(run)] == [1, 2]
+    m = train(cfg, _splits(), run, resume=True, verbose=0)
+    assert m["status"] == "complete" and m["epochs_run"] == 3
+    lrs = [float(r["lr"]) for r in _log(run)]
+    want = [scheduled_lr("cosine", e, base_lr=0.02, epochs=3, min_lr=1e-4) for e in range(3)]
+    assert lrs == pytest.approx(want, rel=1e-4)  # lr_patience=1 would have halved it otherwise
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["mixup"] == 0.2 and saved["schedule"] == "cosine"
+    best = keras.saving.load_model(str(run / "best.keras"), compile=False)  # the core only
+    assert best.output_shape == (None, 7)
+    assert "random_erasing" not in [l.name for l in best.layers]
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Simulates an interrupted run: stop fit after `n` epochs (checkpoint already written)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.n:
+            self.model.stop_training = True
+
+
+def test_cli_has_the_recipe_flags():
+    import typer
+    from typer.testing import CliRunner
+
+    from training.commands.train import train as train_cmd
+
+    app = typer.Typer()
+    app.command()(train_cmd)
+    app.command("other")(lambda: None)
+    out = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    for flag in ("--label-smoothing", "--schedule", "--mixup", "--random-erasing", "--teacher",
+                 "--kd-alpha", "--kd-temperature", "--distribute"):
+        assert flag in out
+    result = CliRunner().invoke(app, ["train", "--model", "baseline_cnn", "--schedule", "step"])
+    assert isinstance(result.exception, FerError) and "--schedule" in str(result.exception)

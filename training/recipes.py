@@ -1,0 +1,239 @@
+"""Stronger training recipes, all off by default (the paper's recipe stays the default).
+
+- `RandomErasing`: in-graph cutout (one random rectangle per image, filled with noise).
+- `EpochLRSchedule`: cosine or one-cycle learning rate, set at the start of each epoch
+  from the absolute epoch index, so a resumed run continues the curve where it stopped.
+- `Trainer`: a training-model wrapper for label smoothing, mixup and knowledge
+  distillation. It owns the augmenter, the core (student) and optional frozen
+  teachers; one forward pass per batch augments once, mixes once, and runs the
+  student and the teachers on the *same* images. Only `trainer.core` is ever saved
+  as best.keras or exported.
+
+Everything uses keras.ops / keras.random only, so it runs on every backend.
+
+    trainer = Trainer(core, augmenter, teachers=[t1, t2], mixup_alpha=0.2,
+                      label_smoothing=0.1, kd_alpha=0.5, kd_temperature=4.0)
+    trainer.compile(optimizer=..., metrics=["accuracy"])   # the loss is built in
+    trainer.fit(x, y_int, class_weight=...)                  # sparse labels as usual
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "fer_hybrid"
+SCHEDULES = ("plateau", "cosine", "onecycle")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomErasing(layers.Layer):
+    """With probability `p`, replace one random rectangle of each image by uniform noise.
+
+    Area is 2..`max_area` of the image, aspect ratio 0.3..3.3 (Zhong et al. 2017).
+    Images are NHWC on the 0..255 scale (the model contract); noise is drawn in the
+    same range. Only active with `training=True`.
+    """
+
+    def __init__(self, p: float = 0.5, min_area: float = 0.02, max_area: float = 0.25,
+                 value_range: tuple = (0.0, 255.0), seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.p = float(p)
+        self.min_area = float(min_area)
+        self.max_area = float(max_area)
+        self.value_range = tuple(float(v) for v in value_range)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training or self.p <= 0:
+            return images
+        shape = ops.shape(images)
+        n, h, w = shape[0], shape[1], shape[2]
+        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
+        sg = self.seed_generator
+        area = keras.random.uniform((n,), self.min_area, self.max_area, seed=sg) * hf * wf
+        log_r = keras.random.uniform((n,), math.log(0.3), math.log(1 / 0.3), seed=sg)
+        ratio = ops.exp(log_r)
+        eh = ops.minimum(ops.sqrt(area * ratio), hf)
+        ew = ops.minimum(ops.sqrt(area / ratio), wf)
+        top = keras.random.uniform((n,), seed=sg) * (hf - eh)
+        left = keras.random.uniform((n,), seed=sg) * (wf - ew)
+        rows = ops.cast(ops.arange(h), "float32")[None, :]  # (1, H)
+        cols = ops.cast(ops.arange(w), "float32")[None, :]
+        in_r = ops.logical_and(rows >= top[:, None], rows < (top + eh)[:, None])  # (N, H)
+        in_c = ops.logical_and(cols >= left[:, None], cols < (left + ew)[:, None])  # (N, W)
+        apply = keras.random.uniform((n,), seed=sg) < self.p
+        mask = ops.logical_and(in_r[:, :, None], in_c[:, None, :])
+        mask = ops.logical_and(mask, apply[:, None, None])[..., None]  # (N, H, W, 1)
+        lo, hi = self.value_range
+        noise = keras.random.uniform(ops.shape(images), lo, hi, seed=sg, dtype=images.dtype)
+        return ops.where(mask, noise, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p, "min_area": self.min_area,
+                "max_area": self.max_area, "value_range": list(self.value_range),
+                "seed": self.seed}
+
+
+def scheduled_lr(kind: str, epoch: int, *, base_lr: float, epochs: int,
+                 min_lr: float = 0.0, warmup_frac: float = 0.3) -> float:
+    """Learning rate for 0-based `epoch` of `epochs` (pure function; plateau -> base_lr).
+
+    cosine:   base_lr -> min_lr along half a cosine.
+    onecycle: linear warm-up from base_lr/25 to base_lr over `warmup_frac` of the epochs,
+              then cosine down to min_lr (Smith & Topin 2017, as in fast.ai).
+    """
+    epochs = max(1, int(epochs))
+    if kind == "plateau":
+        return float(base_lr)
+    if kind == "cosine":
+        t = min(epoch, epochs - 1) / max(1, epochs - 1)
+        return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+    if kind == "onecycle":
+        warm = max(1, round(warmup_frac * epochs))
+        start = base_lr / 25.0
+        if epoch < warm:
+            return float(start + (base_lr - start) * epoch / warm)
+        t = min(epoch - warm, epochs - warm - 1) / max(1, epochs - warm - 1)
+        return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+    raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+class EpochLRSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's lr at each epoch start from `scheduled_lr`.
+
+    A per-epoch callback rather than a LearningRateSchedule object: `fit(initial_epoch=k)`
+    hands it the absolute epoch, so resume needs no extra state, and RunMonitor's
+    `get_lr` keeps reading a plain float.
+    """
+
+    def __init__(self, kind: str, *, base_lr: float, epochs: int, min_lr: float = 0.0):
+        super().__init__()
+        self.kind, self.base_lr, self.epochs, self.min_lr = kind, base_lr, epochs, min_lr
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = scheduled_lr(
+            self.kind, epoch, base_lr=self.base_lr, epochs=self.epochs, min_lr=self.min_lr)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Trainer(keras.Model):
+    """Training wrapper: augment -> (mixup) -> student (+ frozen teachers) with a built-in loss.
+
+    Labels stay sparse ints (so `fit(class_weight=...)` keeps working: Keras turns it
+    into per-sample weights); they are one-hot encoded and smoothed inside the loss.
+
+    Loss per sample (hard part, with mixup partner j and mixing weight lam):
+        hard = lam * w_i * CE(smooth(y_i), p) + (1 - lam) * w_j * CE(smooth(y_j), p)
+    With teachers (Hinton et al. 2015, keras.io "Knowledge Distillation"):
+        loss = kd_alpha * hard + (1 - kd_alpha) * T^2 * KL(softmax(z_t/T) || softmax(z_s/T))
+    where z are log-probabilities (our models output softmax; log p is a valid logit)
+    and the teacher is the soft-voted mean of the teachers' probabilities.
+    In inference (`training=False`, e.g. validation) it is just the student.
+    """
+
+    def __init__(self, core, augmenter=None, teachers=None, *, mixup_alpha: float = 0.0,
+                 label_smoothing: float = 0.0, kd_alpha: float = 0.5,
+                 kd_temperature: float = 4.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.core = core
+        self.augmenter = augmenter
+        self.teachers = list(teachers or [])
+        for t in self.teachers:
+            t.trainable = False
+        self.mixup_alpha = float(mixup_alpha)
+        self.label_smoothing = float(label_smoothing)
+        self.kd_alpha = float(kd_alpha)
+        self.kd_temperature = float(kd_temperature)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.num_classes = int(core.output_shape[-1])
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, x, training=False):
+        if not training:
+            return self.core(x, training=False)
+        if self.augmenter is not None:
+            x = self.augmenter(x, training=True)
+        n = ops.shape(x)[0]
+        out = {}
+        if self.mixup_alpha > 0:
+            lam = keras.random.beta((), self.mixup_alpha, self.mixup_alpha,
+                                    seed=self.seed_generator)
+            lam = ops.maximum(lam, 1.0 - lam)  # keep the first image dominant (as in timm)
+            perm = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
+            x = lam * x + (1.0 - lam) * ops.take(x, perm, axis=0)
+            out["lam"], out["perm"] = lam, perm
+        out["probs"] = self.core(x, training=True)
+        if self.teachers:
+            probs = [t(x, training=False) for t in self.teachers]
+            out["teacher"] = ops.stop_gradient(sum(probs[1:], probs[0]) / len(probs))
+        return out
+
+    # -- loss -----------------------------------------------------------------------
+    def _ce(self, y, probs):
+        """Per-sample CE of sparse labels `y` (smoothed) against probabilities."""
+        target = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.num_classes)
+        if self.label_smoothing:
+            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        logp = ops.log(ops.clip(probs, 1e-7, 1.0))
+        return -ops.sum(target * logp, axis=-1)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        extra = ops.sum(ops.stack(self.losses)) if self.losses else 0.0
+        if not isinstance(y_pred, dict):  # validation / evaluate: plain (unsmoothed) CE
+            target = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.num_classes)
+            ce = -ops.sum(target * ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
+            w = ops.ones_like(ce) if sample_weight is None else ops.reshape(sample_weight, (-1,))
+            return ops.sum(ce * w) / ops.maximum(ops.sum(w), 1e-7) + extra
+        probs = y_pred["probs"]
+        n = ops.shape(probs)[0]
+        w = (ops.ones((n,), probs.dtype) if sample_weight is None
+             else ops.cast(ops.reshape(sample_weight, (-1,)), probs.dtype))
+        if "lam" in y_pred:
+            lam, perm = y_pred["lam"], y_pred["perm"]
+            hard = (lam * w * self._ce(y, probs)
+                    + (1.0 - lam) * ops.take(w, perm) * self._ce(ops.take(ops.reshape(y, (-1,)), perm), probs))
+        else:
+            hard = w * self._ce(y, probs)
+        hard = ops.mean(hard)
+        if "teacher" not in y_pred:
+            return hard + extra
+        t = self.kd_temperature
+        log_s = ops.log_softmax(ops.log(ops.clip(probs, 1e-7, 1.0)) / t, axis=-1)
+        log_t = ops.log_softmax(ops.log(ops.clip(y_pred["teacher"], 1e-7, 1.0)) / t, axis=-1)
+        kl = ops.mean(ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1))
+        return self.kd_alpha * hard + (1.0 - self.kd_alpha) * (t * t) * kl + extra
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        probs = y_pred["probs"] if isinstance(y_pred, dict) else y_pred
+        return super().compute_metrics(x, y, probs, sample_weight)
+
+    # -- saving (checkpoints hold the whole trainer so resume restores the optimizer) ---
+    def get_config(self):
+        ser = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "core": ser(self.core),
+            "augmenter": ser(self.augmenter) if self.augmenter is not None else None,
+            "teachers": [ser(t) for t in self.teachers],
+            "mixup_alpha": self.mixup_alpha, "label_smoothing": self.label_smoothing,
+            "kd_alpha": self.kd_alpha, "kd_temperature": self.kd_temperature, "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        de = keras.saving.deserialize_keras_object
+        config = dict(config)
+        core = de(config.pop("core"))
+        aug = config.pop("augmenter")
+        teachers = [de(t) for t in config.pop("teachers")]
+        return cls(core, de(aug) if aug is not None else None, teachers, **config)
