@@ -206,6 +206,20 @@ def load_teachers(specs, config: TrainConfig) -> list:
     return teachers
 
 
+def check_replicas(batch_size: int, n: int | None = None) -> None:
+    """FerError unless the batch splits evenly over `n` devices (default: JAX's device count;
+    TensorFlow's is only known inside its strategy, so `distributed` checks it there)."""
+    if n is None:
+        import keras
+
+        if keras.backend.backend() != "jax":
+            return
+        n = len(keras.distribution.list_devices())
+    if batch_size % n:
+        raise FerError(f"--batch-size {batch_size} is not divisible by the {n} devices; "
+                       f"use a multiple of {n} with --distribute")
+
+
 @contextlib.contextmanager
 def distributed(enabled: bool, batch_size: int):
     """Data-parallel scope over all local devices; yields the number of replicas.
@@ -218,15 +232,10 @@ def distributed(enabled: bool, batch_size: int):
         return
     import keras
 
-    def check(n):
-        if batch_size % n:
-            raise FerError(f"--batch-size {batch_size} is not divisible by the {n} devices; "
-                           f"use a multiple of {n} with --distribute")
-
     backend = keras.backend.backend()
     if backend == "jax":
         devices = keras.distribution.list_devices()
-        check(len(devices))
+        check_replicas(batch_size, len(devices))
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         try:
@@ -237,7 +246,7 @@ def distributed(enabled: bool, batch_size: int):
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
-        check(strategy.num_replicas_in_sync)
+        check_replicas(batch_size, strategy.num_replicas_in_sync)
         with strategy.scope():
             yield strategy.num_replicas_in_sync
     else:
@@ -287,6 +296,11 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
             raise FerError(f"run folder {run_dir} already holds a run; resume it with --resume "
                            f"or pick another --name")
         state = initial_state(config.lr)
+    # Teachers are loaded (and checked against the model contract) before the run folder
+    # exists; a resumed run gets them back from its checkpoint instead.
+    teachers = load_teachers(config.teachers, config) if config.teachers and not resume else []
+    if config.distribute:
+        check_replicas(config.batch_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     for p in remove_stale_tmp(run_dir):
         log.warning("removed a temp file left by an interrupted run: %s", p)
@@ -320,7 +334,7 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
                  f"images per device and step)")
         else:
             y_val_fit = y_val
-        _fit(config, state, run_dir, xt, y_train, xv, y_val_fit, cw, resume=resume,
+        _fit(config, state, run_dir, xt, y_train, xv, y_val_fit, cw, teachers, resume=resume,
              t_start=t_start, max_minutes=max_minutes, verbose=verbose, callbacks=callbacks,
              reserve_s=reserve_s)
     params = state["params"]
@@ -357,7 +371,8 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
     return metrics
 
 
-def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val, cw, *,
+def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val, cw,
+         teachers: list, *,
          resume: bool, t_start: float, max_minutes, verbose, callbacks, reserve_s):
     """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
     import keras
@@ -382,7 +397,6 @@ def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val
         core = build_model(config.model, input_shape=config.input_shape,
                            num_classes=config.num_classes, **config.model_options)
         if config.uses_trainer:
-            teachers = load_teachers(config.teachers, config)
             augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing)
                          if config.augment else None)
             train_model = Trainer(core, augmenter, teachers, mixup_alpha=config.mixup,
