@@ -1,0 +1,102 @@
+"""`fer-hybrid results`: our measured rows next to the published FER2013 numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from training.errors import FerError
+from training.results import PUBLISHED, collect, ensemble_row, render_results, run_row
+
+
+def _run(root, name, *, acc_target, n=100, params=12345, test=True, seed=0):
+    """A run folder whose PrivateTest predictions are right on about `acc_target` of images."""
+    rng = np.random.default_rng(seed)
+    run = root / name
+    (run / "predictions").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"model": "vgg", "params": params}))
+    y = rng.integers(0, 7, n)
+    right = rng.random(n) < acc_target
+    pred = np.where(right, y, (y + 1) % 7)
+    probs = np.full((n, 7), 0.05, dtype="float32")
+    probs[np.arange(n), pred] = 0.7
+    flip = probs.copy()
+    flip[np.arange(n), y] += 1.5  # the mirrored view fixes every mistake (after averaging)
+    if test:
+        np.savez(run / "predictions" / "test.npz", probs=probs, probs_flip=flip, y=y)
+    return run, float((pred == y).mean())
+
+
+def _ensemble_json(root, names):
+    path = root / "ens" / "ensemble.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({
+        "schema": "fer-hybrid/ensemble-report@1",
+        "selection": {"split_name": "PublicTest"},
+        "selected": [{"name": n, "weight": 1.0} for n in names],
+        "ensemble": {"test": {"n": 100, "accuracy": 0.61, "accuracy_tta": 0.63,
+                              "macro_f1": 0.5, "macro_f1_tta": 0.52}},
+    }))
+    return path
+
+
+def test_published_rows_carry_citations():
+    names = " ".join(p.name for p in PUBLISHED)
+    for who in ("Khanzada", "Khaemphukdee", "Pramerdorfer", "Kim"):
+        assert who in names
+    accs = {round(p.accuracy, 4) for p in PUBLISHED}
+    assert {0.758, 0.732, 0.7328, 0.752, 0.737} <= accs
+    assert all(len(p.citation) > 20 for p in PUBLISHED)
+
+
+def test_member_row_scores_plain_and_tta(tmp_path):
+    run, acc = _run(tmp_path, "a", acc_target=0.6)
+    row = run_row(run)
+    assert row["accuracy"] == pytest.approx(acc)
+    assert row["accuracy_tta"] == pytest.approx(1.0)
+    assert 0 < row["macro_f1"] <= 1 and row["params"] == 12345 and row["n"] == 100
+
+
+def test_missing_test_predictions_are_said_not_guessed(tmp_path):
+    run, _ = _run(tmp_path, "b", acc_target=0.5, test=False)
+    row = run_row(run)
+    assert row["accuracy"] is None and "evaluate" in row["note"]
+    with pytest.raises(FerError):
+        run_row(tmp_path / "nope")
+    with pytest.raises(FerError, match="ensemble"):
+        ensemble_row(tmp_path / "nope.json")
+
+
+def test_table_marks_ours_and_published(tmp_path):
+    a, _ = _run(tmp_path, "a", acc_target=0.6, params=1000)
+    b, _ = _run(tmp_path, "b", acc_target=0.4, params=2_500_000, seed=1)
+    ens = _ensemble_json(tmp_path, ["a", "b"])
+    rows = collect([a, b], [ens.parent])
+    assert rows[-1]["params"] == 2_501_000  # summed over the selected members
+    text = render_results(rows)
+    lines = text.splitlines()
+    ours = [ln for ln in lines if ln.startswith("| ours (measured)")]
+    published = [ln for ln in lines if ln.startswith("| published [")]
+    assert len(ours) == 3 and len(published) == len(PUBLISHED)
+    assert "| a |" in ours[0]  # best member first, ensembles after the members
+    assert "ensemble (2: a, b)" in ours[2] and "61.00%" in ours[2] and "63.00%" in ours[2]
+    assert "75.80%" in text and "~73.2%" in text and "arXiv:1612.02903" in text
+    assert "not re-measured" in text and "n test != 3589" in text
+
+
+def test_cli_writes_markdown(tmp_path):
+    from training.cli import app
+
+    a, _ = _run(tmp_path, "a", acc_target=0.6)
+    ens = _ensemble_json(tmp_path, ["a"])
+    out = tmp_path / "docs" / "results.md"
+    result = CliRunner().invoke(app, ["results", str(a), "--ensemble-report", str(ens),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith("# FER2013 PrivateTest results") and "Khanzada" in text
+    result = CliRunner().invoke(app, ["results"])
+    assert isinstance(result.exception, FerError)
