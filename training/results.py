@@ -40,11 +40,9 @@ PUBLISHED: tuple[Published, ...] = (
     Published("Khanzada et al. 2020: best single model", "single", 0.732,
               "A. Khanzada, C. Bai, F. T. Celepcikay, \"Facial Expression Recognition with "
               "Deep Learning\", arXiv:2004.11823, 2020", approx=True),
-    Published("Khaemphukdee & Hlaing: VGGNet", "single", 0.7328,
-              "Khaemphukdee & Hlaing, VGGNet on FER2013, 73.28 % (as cited in the project's "
-              "accuracy issue; the same figure appears in Y. Khaireddin, Z. Chen, \"Facial "
-              "Emotion Recognition: State of the Art Performance on FER2013\", "
-              "arXiv:2105.03588, 2021; check the attribution before publishing)"),
+    Published("Khaireddin & Chen 2021: VGGNet (best single network)", "single", 0.7328,
+              "Y. Khaireddin, Z. Chen, \"Facial Emotion Recognition: State of the Art "
+              "Performance on FER2013\", arXiv:2105.03588, 2021"),
     Published("Pramerdorfer & Kampel 2016: ensemble", "ensemble", 0.752,
               "C. Pramerdorfer, M. Kampel, \"Facial Expression Recognition using Convolutional "
               "Neural Networks: State of the Art\", arXiv:1612.02903, 2016"),

@@ -1,4 +1,4 @@
-"""VGG-style network for 48x48 input (Khaemphukdee & Hlaing: 73.28 % on FER2013).
+"""VGG-style network for 48x48 input (Khaireddin & Chen 2021, "VGGNet": 73.28 % on FER2013).
 
 Four stages of 64/128/256/512 filters, two 3x3 conv + BN + ReLU each, then a
 2x2 max-pool (48 -> 24 -> 12 -> 6 -> 3), then two FC 1024 layers with dropout.
