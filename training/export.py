@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from training.errors import FerError
+from training.evaluate import resolve_target
 from training.labels import LABELS
 from training.manifest import (
     MANIFEST_NAME,
@@ -101,32 +102,21 @@ def resolve_members(members: Sequence[str | os.PathLike], names: Sequence[str] |
     out: list[MemberSource] = []
     used: set[str] = set()
     for i, item in enumerate(members):
-        path = Path(item)
-        run_dir: Path | None = None
+        target = resolve_target(item)  # FerError for a missing/odd path or a run without best.keras
+        keras_path, run_dir = target.model_path, target.run_dir
         metrics: dict[str, Any] = {}
         config: dict[str, Any] = {}
-        if path.is_dir():
-            run_dir = path
-            keras_path = path / "best.keras"
-            if not keras_path.is_file():
-                raise FerError(
-                    f"{path} has no best.keras; train it first (`fer-hybrid train`) or pass a .keras file"
-                )
-            for fname, target in (("metrics.json", metrics), ("config.json", config)):
+        if run_dir is not None:
+            for fname, into in (("metrics.json", metrics), ("config.json", config)):
                 try:
-                    target.update(json.loads((path / fname).read_text()))
+                    into.update(json.loads((run_dir / fname).read_text()))
                 except FileNotFoundError:
                     pass
                 except (OSError, ValueError) as err:
-                    log.warning("ignoring unreadable %s: %s", path / fname, err)
-            default_name = path.resolve().name
-        elif path.is_file() and path.suffix == ".keras":
-            keras_path = path
-            default_name = path.parent.name if path.stem == "best" else path.stem
-        elif path.exists():
-            raise FerError(f"{path} is neither a run folder nor a .keras file; pass runs/<name> or a .keras file")
+                    log.warning("ignoring unreadable %s: %s", run_dir / fname, err)
+            default_name = target.name
         else:
-            raise FerError(f"{path} does not exist; pass an existing run folder (runs/<name>) or .keras file")
+            default_name = keras_path.parent.name if keras_path.stem == "best" else keras_path.stem
         name = _safe_name(names[i] if names is not None else default_name)
         if name == MANIFEST_NAME or name in used:
             n = 2

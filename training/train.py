@@ -174,13 +174,12 @@ def _make_optimizer(cfg: TrainConfig):
 
 def teacher_path(spec: str | Path) -> Path:
     """A run folder (its best.keras) or a .keras file; FerError if neither exists."""
-    p = Path(spec)
-    if p.is_dir():
-        p = p / "best.keras"
-    if not p.is_file():
-        raise FerError(f"--teacher {spec}: no such .keras file or run folder with best.keras; "
-                       f"train the teacher first or fix the path")
-    return p
+    from training.evaluate import resolve_target
+
+    try:
+        return resolve_target(spec).model_path
+    except FerError as err:
+        raise FerError(f"--teacher: {err}") from None
 
 
 def load_teachers(specs, config: TrainConfig) -> list:
