@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
 from training.errors import FerError
-from training.models import MODEL_NAMES, RECIPES, build_model
+from training.models import MODEL_NAMES, build_model, get_recipe
 
 TRANSFER = {"resnet50", "senet50", "vgg16"}
 SMALL = [n for n in MODEL_NAMES if n not in TRANSFER]
@@ -26,8 +25,20 @@ def _check_contract(model):
 def test_registry_lists_every_family():
     assert set(MODEL_NAMES) >= {"baseline_cnn", "five_layer", "vgg", "resnet_se", "cnn_lstm",
                                 "resnet50", "senet50", "vgg16"}
-    assert RECIPES["five_layer"].lr == 0.1
-    assert all(r.batch_size > 0 and r.lr > 0 for r in RECIPES.values())
+    assert get_recipe("five_layer").lr == 0.1
+    assert all(get_recipe(n).batch_size > 0 and get_recipe(n).lr > 0 for n in MODEL_NAMES)
+
+
+def test_model_names_are_known_without_importing_keras():
+    """The CLI rejects a wrong --model before paying for TensorFlow's start-up."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from training.models import MODEL_NAMES, check_model_name; "
+            "check_model_name('vgg'); assert 'keras' not in sys.modules, 'keras imported'; "
+            "print(len(MODEL_NAMES))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == len(MODEL_NAMES)
 
 
 @pytest.mark.parametrize("name", SMALL)

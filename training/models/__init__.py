@@ -7,6 +7,13 @@ Every model normalises its raw 0..255 grey-level input inside its own graph,
 so the page, the server and the exported TF.js files all feed raw pixels.
 """
 
-from training.models.registry import MODEL_NAMES, RECIPES, Recipe, build_model, get_recipe, register
+from training.models.registry import (
+    MODEL_NAMES,
+    Recipe,
+    build_model,
+    check_model_name,
+    get_recipe,
+    register,
+)
 
-__all__ = ["MODEL_NAMES", "RECIPES", "Recipe", "build_model", "get_recipe", "register"]
+__all__ = ["MODEL_NAMES", "Recipe", "build_model", "check_model_name", "get_recipe", "register"]

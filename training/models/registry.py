@@ -7,10 +7,14 @@ A model module registers its builder with a decorator:
 
 `build_model(name, **options)` looks the name up and passes the options on;
 an unknown name or option is a `FerError` (a user mistake, not a bug).
+
+`MODEL_NAMES` is known without importing Keras (each architecture lives in the module of
+the same name, imported on first use), so a CLI can reject a wrong name in milliseconds.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +35,10 @@ class Recipe:
         return asdict(self)
 
 
+# One module per architecture, named after the model it registers (checked when loaded).
+MODEL_NAMES: tuple[str, ...] = ("baseline_cnn", "five_layer", "vgg", "resnet_se", "cnn_lstm",
+                                "sepnet", "resnet50", "senet50", "vgg16")
+
 _BUILDERS: dict[str, Callable] = {}
 RECIPES: dict[str, Recipe] = {}
 
@@ -48,11 +56,23 @@ def register(name: str, **recipe):
     return wrap
 
 
-def _check_name(name: str) -> None:
+def check_model_name(name: str) -> None:
+    """FerError naming the choices for an unknown architecture (imports nothing heavy)."""
+    if name not in MODEL_NAMES:
+        raise FerError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+
+
+def _load(name: str) -> None:
+    """Import the architecture's module (and so Keras) the first time it is needed."""
+    check_model_name(name)
     if name not in _BUILDERS:
-        raise FerError(
-            f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}"
-        )
+        importlib.import_module(f"training.models.{name}")
+        if name not in _BUILDERS:
+            raise RuntimeError(f"training/models/{name}.py does not register a model {name!r}")
+
+
+def _check_name(name: str) -> None:
+    _load(name)
 
 
 def get_recipe(name: str) -> Recipe:
@@ -84,18 +104,3 @@ def build_model(name: str, *, input_shape=(48, 48, 1), num_classes: int = NUM_CL
             f"it takes: {', '.join(valid) or 'no options'}"
         )
     return _BUILDERS[name](tuple(input_shape), int(num_classes), **options)
-
-
-# Importing the architecture modules registers them (they import `register` from here).
-from training.models import (  # noqa: F401
-    baseline_cnn,
-    cnn_lstm,
-    five_layer,
-    resnet50,
-    resnet_se,
-    senet50,
-    vgg,
-    vgg16,
-)
-
-MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
