@@ -43,26 +43,57 @@ app.command("serve")(serve)
 
 
 
-def main() -> None:
-    """Entry point: run the app, turning `FerError`s into one-line messages."""
-    try:
-        app(standalone_mode=False)
-    except FerError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
-    except typer.Abort:
-        typer.echo("Aborted.", err=True)
-        sys.exit(1)
-    except (typer.Exit, SystemExit) as done:  # normal exits carry their code
-        code = getattr(done, "exit_code", getattr(done, "code", 0))
-        sys.exit(code or 0)
-    except Exception as err:  # click's usage errors print themselves
-        import click
+# Modules that only the `[train]` extra installs (see pyproject.toml). A command that needs
+# one of them in a base (server-only) install gets an install hint, not a traceback.
+TRAIN_MODULES = frozenset({"keras", "tensorflow", "tensorflowjs", "tensorflow_decision_forests",
+                           "ydf", "tqdm", "matplotlib", "sklearn", "scipy", "h5py"})
 
-        if isinstance(err, click.ClickException):
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
+    sys.exit(code)
+
+
+def _click_error_line(err: Exception) -> str:
+    """One line for a click usage error, with the command whose --help explains it."""
+    msg = err.format_message()
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None and getattr(ctx, "command_path", None):
+        msg = f"{msg.rstrip('.')} (see '{ctx.command_path} --help')"
+    return msg
+
+
+def main() -> None:
+    """Entry point: every user mistake becomes one `error: …` line and a non-zero exit.
+
+    Click's exceptions are recognised by shape, not class: typer >= 0.2x raises those of its
+    own bundled click (`typer._click`), older typer those of the `click` package.
+    """
+    try:
+        rv = app(standalone_mode=False)
+    except FerError as err:
+        _fail(str(err))
+    except ModuleNotFoundError as err:
+        top = (err.name or "").split(".")[0]
+        if top not in TRAIN_MODULES:
+            raise
+        _fail(f"this command needs the training stack, and {top} is not installed: "
+              f"pip install 'fer-hybrid[train]'")
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as err:
+        kind = {cls.__name__ for cls in type(err).__mro__}
+        if "Exit" in kind:  # typer.Exit / click's Exit carry the intended code
+            sys.exit(getattr(err, "exit_code", 0) or 0)
+        if "Abort" in kind:  # Ctrl-C or EOF at a prompt
+            _fail("aborted", 1)
+        if "NoArgsIsHelpError" in kind:  # `fer-hybrid` alone: the help text is the answer
             err.show()
             sys.exit(err.exit_code)
+        if callable(getattr(err, "format_message", None)) and hasattr(err, "exit_code"):
+            _fail(_click_error_line(err), err.exit_code or 2)
         raise
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
