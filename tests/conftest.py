@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Any skip other than a missing browser or missing real datasets fails (tests/no_silent_skips.py);
+# pytester lets tests/test_install.py check that guard itself.
+pytest_plugins = ["no_silent_skips", "pytester"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FER_HYBRID_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
@@ -28,8 +32,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def astronaut_rgb() -> np.ndarray:
     """scikit-image's astronaut photo (Eileen Collins): a real face shipped in a package."""
-    skimage_data = pytest.importorskip("skimage.data")
-    return skimage_data.astronaut()
+    from skimage import data
+
+    return data.astronaut()
 
 
 def synthetic_faces(n: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -48,3 +53,4 @@ def synthetic_faces(n: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, 
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 10) ** 2))
         x[i] = np.clip(x[i] + 190 * blob, 0, 255).astype("uint8")
     return x, y.astype("int64")
+

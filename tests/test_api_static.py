@@ -190,11 +190,6 @@ def test_api_health_labels_and_docs(site):
     assert client.get("/api/labels").json() == {
         "labels": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     }
-    docs = client.get("/docs")
-    assert docs.status_code == 200
-    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI's CDN
-    assert "cross-origin-embedder-policy" not in docs.headers
-    assert "cdn.jsdelivr.net" not in client.get("/api/health").headers["content-security-policy"]
     spec = client.get("/openapi.json").json()
     post = spec["paths"]["/api/uploads"]["post"]
     assert "201" in post["responses"] and "multipart/form-data" in post["requestBody"]["content"]
@@ -220,8 +215,6 @@ def test_missing_web_and_models_give_json_404s(tmp_path):
 def test_real_web_folder_is_served(repo_root, tmp_path):
     """The project's own web/ (written by the page helper) renders and serves with the right types."""
     web = repo_root / "web"
-    if not (web / "index.html").is_file():
-        pytest.skip("web/index.html not written yet")
     settings = make_settings(tmp_path, web_dir=web, models_dir=repo_root / "models")
     with TestClient(create_app(settings)) as client:
         version = client.app.state.asset_version.get()

@@ -107,11 +107,9 @@ def test_help_texts():
 
 
 def test_root_cli_data_stats(data_dir):
-    """Through the real `fer-hybrid` app (skips while another helper's command module is missing)."""
-    try:
-        from training.cli import app
-    except ImportError as err:
-        pytest.skip(f"training.cli not importable yet: {err}")
+    """Through the real `fer-hybrid` app."""
+    from training.cli import app
+
     result = runner.invoke(app, ["data", "stats", "--data-dir", str(data_dir), "--aux", "none"])
     assert result.exit_code == 0, result.output
     assert "fer2013" in result.output
@@ -122,10 +120,6 @@ def test_root_cli_error_line(tmp_path):
     import subprocess
     import sys
 
-    try:
-        import training.cli  # noqa: F401
-    except ImportError as err:
-        pytest.skip(f"training.cli not importable yet: {err}")
     proc = subprocess.run(
         [
             sys.executable,

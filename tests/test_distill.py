@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from conftest import synthetic_faces
 

@@ -35,7 +35,6 @@ def test_last_batch_is_trimmed_to_split_evenly():
 
 
 def _run_jax(script: str, tmp_path: Path, devices: int = 2) -> subprocess.CompletedProcess:
-    pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "TF_CPP_MIN_LOG_LEVEL": "2"}

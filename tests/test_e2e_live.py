@@ -227,8 +227,6 @@ def test_missing_models_and_denied_camera_show_messages(tmp_path):
 def test_committed_models_label_the_astronaut(e2e_videos, tmp_path):
     """The models committed in models/ (placeholder or real) load and label a real face."""
     models = REPO / "models"
-    if not (models / "manifest.json").exists():
-        pytest.skip("models/manifest.json not committed yet")
     require_browser()
     with live_server(models, tmp_path / "custom") as base, browser(e2e_videos["single"]) as b:
         ctx, page, log, errors = open_live(b, base)

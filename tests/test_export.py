@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflowjs")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from conftest import synthetic_faces
 
+import training.export  # noqa: F401  (fails loudly, never skips, if the converter stack is broken)
 from training.errors import FerError
 from training.manifest import read_manifest, validate_manifest
 
@@ -263,15 +263,13 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
 @pytest.mark.realdata
 def test_real_data_quantised_within_tolerance(shared_data, tmp_path):
     """FER2013: a tiny CNN trained briefly; uint8 ensemble within 1 point of float on PrivateTest."""
-    data = pytest.importorskip("training.data")
-    if not hasattr(data, "load_splits"):
-        pytest.skip("training.data.load_splits is not available")
+    from training.data import load_splits
     from training.export import export_ensemble
 
     try:
-        splits = data.load_splits(data_dir=str(shared_data))
+        splits = load_splits(data_dir=str(shared_data))
     except TypeError:
-        splits = data.load_splits()
+        splits = load_splits()
     train, test = splits["train"], splits["test"]
     keep = np.asarray(train.source) == "fer2013" if getattr(train, "source", None) is not None else slice(None)
     x, y = np.asarray(train.x)[keep][:6000], np.asarray(train.y)[keep][:6000]

@@ -6,11 +6,9 @@ import csv
 import json
 from itertools import pairwise
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-
 from conftest import synthetic_faces
 
 from training.errors import FerError

@@ -11,11 +11,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-
 from conftest import synthetic_faces
 
 from training.errors import FerError
@@ -250,7 +248,6 @@ def test_cli_trains_and_resumes(cli, tmp_path):
 
 @pytest.mark.slow
 def test_trains_with_the_jax_backend(tmp_path):
-    pytest.importorskip("jax")
     script = textwrap.dedent(f"""
         import sys, json
         sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]

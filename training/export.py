@@ -54,6 +54,11 @@ import numpy as np
 
 from training.errors import FerError
 from training.evaluate import resolve_target
+
+# tensorflowjs imports tensorflow_decision_forests, which greets "notebooks" (any process
+# whose stdout is not fd 1/2: pytest's capture, a GUI) by importing IPython, a package
+# nothing else needs. Its documented switch turns the greeting off.
+os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 from training.labels import LABELS
 from training.manifest import (
     MANIFEST_NAME,
