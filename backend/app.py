@@ -71,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=app_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs and /redoc are our own pages (routers/pages.py) on vendored Swagger UI / ReDoc:
+        # FastAPI's defaults load them from a CDN, blank offline and outside our CSP.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store

@@ -27,24 +27,6 @@ CSP = "; ".join(
     ]
 )
 
-# FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from a CDN and run an inline script;
-# only those two pages get this looser policy (and no COEP, which would block the CDN files).
-DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
-DOCS_CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
-        "font-src 'self' https://fonts.gstatic.com",
-        "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
-        "worker-src 'self' blob:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -98,12 +80,7 @@ class SecurityHeadersMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                docs = scope.get("path") in DOCS_PATHS
                 for name, value in SECURITY_HEADERS.items():
-                    if docs and name == "cross-origin-embedder-policy":
-                        continue
-                    if docs and name == "content-security-policy":
-                        value = DOCS_CSP
                     if name not in headers:
                         headers[name] = value
                 if scope.get("scheme") == "https":

@@ -28,14 +28,14 @@ def _env(web_dir: Path) -> Environment:
     return env
 
 
-def _render(request: Request, settings, asset_version, name: str) -> Response:
+def _render(request: Request, settings, asset_version, name: str, **context) -> Response:
     try:
         template = _env(Path(settings.web_dir)).get_template(name)
     except TemplateNotFound as err:
         raise HTTPException(
             404, f"page template web/{name} not found in {settings.web_dir}"
         ) from err
-    html = template.render(asset_version=asset_version.get(), request=request)
+    html = template.render(asset_version=asset_version.get(), request=request, **context)
     body = html.encode("utf-8")
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     if etag in [
@@ -61,6 +61,20 @@ def upload_page(
     return _render(request, settings, asset_version, "upload.html")
 
 
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+def swagger_docs(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+    """API documentation (Swagger UI, vendored in web/vendor/)."""
+    return _render(request, settings, asset_version, "docs.html",
+                   openapi_url=request.app.openapi_url)
+
+
+@router.get("/redoc", response_class=HTMLResponse, include_in_schema=False)
+def redoc_docs(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+    """API documentation (ReDoc, vendored in web/vendor/)."""
+    return _render(request, settings, asset_version, "redoc.html",
+                   openapi_url=request.app.openapi_url)
+
+
 @router.get(
     "/sw.js",
     summary="The service worker (root scope)",
@@ -78,5 +92,6 @@ def service_worker(settings: SettingsDep) -> Response:
 
 
 # HEAD answers like GET (no body), kept out of the OpenAPI schema to avoid duplicate operations.
-for _path, _endpoint in (("/", index), ("/upload", upload_page), ("/sw.js", service_worker)):
+for _path, _endpoint in (("/", index), ("/upload", upload_page), ("/docs", swagger_docs),
+                         ("/redoc", redoc_docs), ("/sw.js", service_worker)):
     router.add_api_route(_path, _endpoint, methods=["HEAD"], include_in_schema=False)

@@ -5,6 +5,8 @@
 set -euo pipefail
 TFJS=4.22.0
 HUMAN=3.3.6
+SWAGGER=5.35.0  # the API docs at /docs (FastAPI's default page loads the same package from a CDN)
+REDOC=2.5.4     # the API docs at /redoc
 here="$(cd "$(dirname "$0")/.." && pwd)"
 vendor="$here/vendor"
 work="$(mktemp -d)"
@@ -15,8 +17,8 @@ fetch() {  # fetch NAME@VERSION -> unpacked into $work/<dir>/package
   (cd "$work" && npm pack --silent "$spec" >/dev/null && mkdir -p "$dir" && tar xzf ./*.tgz -C "$dir" && rm ./*.tgz)
 }
 
-rm -rf "$vendor/tfjs-$TFJS" "$vendor/human-$HUMAN"
-mkdir -p "$vendor/tfjs-$TFJS" "$vendor/human-$HUMAN/models"
+rm -rf "$vendor/tfjs-$TFJS" "$vendor/human-$HUMAN" "$vendor/swagger-ui-$SWAGGER" "$vendor/redoc-$REDOC"
+mkdir -p "$vendor/tfjs-$TFJS" "$vendor/human-$HUMAN/models" "$vendor/swagger-ui-$SWAGGER" "$vendor/redoc-$REDOC"
 
 # TensorFlow.js, split packages (core + converter + backends) instead of the
 # full bundle: the page never needs tfjs-layers, which saves ~0.5 MB.
@@ -36,6 +38,14 @@ cp "$work/backend-wasm/package/dist/"tfjs-backend-wasm*.wasm "$vendor/tfjs-$TFJS
 fetch "@vladmandic/human@$HUMAN" human
 cp "$work/human/package/models/blazeface.json" "$work/human/package/models/blazeface.bin" "$vendor/human-$HUMAN/models/"
 cp "$work/human/package/LICENSE" "$vendor/human-$HUMAN/LICENSE"
+
+# API documentation pages, served by the app itself so /docs and /redoc work offline.
+fetch "swagger-ui-dist@$SWAGGER" swagger
+cp "$work/swagger/package/"{swagger-ui-bundle.js,swagger-ui-bundle.js.LICENSE.txt,swagger-ui.css,LICENSE,NOTICE} \
+   "$vendor/swagger-ui-$SWAGGER/"
+fetch "redoc@$REDOC" redoc
+cp "$work/redoc/package/bundles/"{redoc.standalone.js,redoc.standalone.js.LICENSE.txt} \
+   "$work/redoc/package/LICENSE" "$vendor/redoc-$REDOC/"
 
 (cd "$vendor" && find . -type f ! -name SHA256SUMS ! -name README.md | sort | xargs sha256sum > SHA256SUMS)
 echo "vendored into $vendor:"
