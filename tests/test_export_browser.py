@@ -271,3 +271,40 @@ def test_browser_runs_recurrent_and_residual_model(site, page):
     print(f"\nrecurrent+residual: |browser-keras|max={diff:.2e} weight_bytes={weight_bytes}")
     assert diff <= FLOAT_TOL
     assert float(np.abs(browser - python_graph).max()) <= FLOAT_TOL
+
+
+@pytest.mark.parametrize("name", ["sepnet"])
+def test_browser_runs_zoo_model(site, page, name):
+    """A phone-sized zoo architecture (separable convs, residual adds, max-pools) converts and
+    gives Keras' numbers in tfjs-wasm. Random weights, with BatchNorm statistics and the
+    classifier scaled so the probabilities are far from uniform (a real comparison)."""
+    import keras
+
+    from training.export import convert_keras_to_tfjs
+    from training.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model(name)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
+                               rng.normal(0, 0.1, beta.shape).astype("float32"),
+                               rng.normal(0, 0.1, mean.shape).astype("float32"),
+                               rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+    head = model.get_layer("probs")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 20.0, bias])
+    x_in = rng.uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    expected = model.predict(x_in, verbose=0)
+    assert float(expected.max(axis=1).min()) > 0.3  # not a near-uniform output
+    root, _ = site
+    convert_keras_to_tfjs(model, root / "models" / name, "none")
+    result = page.evaluate(RUN_JS, {"url": f"/models/{name}/model.json",
+                                    "data": x_in.ravel().tolist(), "shape": list(x_in.shape)})
+    browser = np.asarray(result["out"], dtype="float32").reshape(4, 7)
+    diff = float(np.abs(browser - expected).max())
+    print(f"\n{name}: |browser-keras|max={diff:.2e}")
+    assert diff <= FLOAT_TOL
+    assert (browser.argmax(1) == expected.argmax(1)).all()

@@ -118,7 +118,7 @@ def test_help_exits_zero():
 @pytest.mark.parametrize("args", [
     ["train", "--model", "baseline_cnn", "--sample", "10"],
     ["evaluate", "model.keras"],
-    ["data", "stats"],
+    ["export", "model.keras", "--eval", "none"],
 ])
 def test_base_install_gets_an_install_hint(args, tmp_path):
     """A server-only install (no [train] extra) asks for it instead of crashing on imports.
