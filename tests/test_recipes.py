@@ -45,10 +45,25 @@ def test_defaults_are_the_papers_recipe_and_old_configs_still_load():
                                       ({"random_erasing": 1.5}, "--random-erasing"),
                                       ({"kd_alpha": 2.0}, "--kd-alpha"),
                                       ({"kd_temperature": 0.0}, "--kd-temperature"),
+                                      ({"optimizer": "adam"}, "--optimizer"),
                                       ({"teachers": ["/no/such/run"]}, "--teacher")])
 def test_bad_recipe_options_are_user_errors(kw, flag):
     with pytest.raises(FerError, match=flag):
         TrainConfig(model="baseline_cnn", **kw).check()
+
+
+def test_optimizer_choice():
+    """sgd stays the paper's default; adamw carries the lr and the decoupled weight decay."""
+    from training.train import _make_optimizer
+
+    assert TrainConfig(model="vgg").optimizer == "sgd"
+    sgd = _make_optimizer(TrainConfig(model="vgg", lr=0.01).resolved())
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9
+    adamw = _make_optimizer(TrainConfig(model="sepnet", optimizer="adamw", lr=0.002,
+                                        weight_decay=0.01).resolved())
+    assert isinstance(adamw, keras.optimizers.AdamW)
+    assert adamw.weight_decay == pytest.approx(0.01)
+    assert float(keras.ops.convert_to_numpy(adamw.learning_rate)) == pytest.approx(0.002)
 
 
 def test_cosine_and_onecycle_schedules():

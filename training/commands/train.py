@@ -58,8 +58,9 @@ def train(
                                                       "downloaded)."),
     freeze_first: int | None = typer.Option(None, help="Transfer models: freeze the first N "
                                                           "backbone layers."),
-    width: float | None = typer.Option(None, help="vgg / resnet_se / sepnet: channel width multiplier "
-                                                     "(e.g. 0.25 or 0.5 for on-device variants)."),
+    width: float | None = typer.Option(None, help="vgg / resnet_se / sepnet: channel width "
+                                                     "multiplier (e.g. 0.25 or 0.5 for on-device "
+                                                     "variants)."),
     sample: int | None = typer.Option(None, help="Use at most N images per split (quick CPU runs)."),
     data_dir: Path | None = typer.Option(None, help="Folder with the datasets (default: "
                                                        "$FER_HYBRID_DATA or ../shared/data)."),

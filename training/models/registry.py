@@ -71,19 +71,15 @@ def _load(name: str) -> None:
             raise RuntimeError(f"training/models/{name}.py does not register a model {name!r}")
 
 
-def _check_name(name: str) -> None:
-    _load(name)
-
-
 def get_recipe(name: str) -> Recipe:
     """Per-model training defaults (lr, batch size, epochs)."""
-    _check_name(name)
+    _load(name)
     return RECIPES[name]
 
 
 def model_options(name: str) -> list[str]:
     """Keyword options the builder of `name` accepts."""
-    _check_name(name)
+    _load(name)
     sig = inspect.signature(_BUILDERS[name])
     return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
@@ -94,7 +90,7 @@ def build_model(name: str, *, input_shape=(48, 48, 1), num_classes: int = NUM_CL
     Options that are None are dropped (so a CLI can pass every flag through);
     an option the architecture does not take is a FerError naming the valid ones.
     """
-    _check_name(name)
+    _load(name)
     options = {k: v for k, v in options.items() if v is not None}
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
