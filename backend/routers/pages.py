@@ -62,14 +62,18 @@ def upload_page(
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
-def swagger_docs(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+def swagger_docs(
+    request: Request, settings: SettingsDep, asset_version: AssetVersionDep
+) -> Response:
     """API documentation (Swagger UI, vendored in web/vendor/)."""
     return _render(request, settings, asset_version, "docs.html",
                    openapi_url=request.app.openapi_url)
 
 
 @router.get("/redoc", response_class=HTMLResponse, include_in_schema=False)
-def redoc_docs(request: Request, settings: SettingsDep, asset_version: AssetVersionDep) -> Response:
+def redoc_docs(
+    request: Request, settings: SettingsDep, asset_version: AssetVersionDep
+) -> Response:
     """API documentation (ReDoc, vendored in web/vendor/)."""
     return _render(request, settings, asset_version, "redoc.html",
                    openapi_url=request.app.openapi_url)
