@@ -61,8 +61,8 @@ def test_default_cdn_routes_are_gone(client):
 def test_docs_render_with_no_network(repo_root, tmp_path):
     """Headless Chromium with every non-local request aborted: both pages render the API."""
     require_browser()
-    with live_server(repo_root / "models", tmp_path / "custom", web_dir=repo_root / "web") as base, \
-            browser() as b:
+    web = repo_root / "web"
+    with live_server(repo_root / "models", tmp_path / "custom", web_dir=web) as base, browser() as b:
         ctx = b.new_context()
         log = RequestLog(ctx)
         ctx.route(re.compile(r"^(?!http://127\.0\.0\.1:).*"), lambda route: route.abort())

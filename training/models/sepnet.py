@@ -34,7 +34,7 @@ def sep_block(x, filters: int):
 def sepnet(input_shape, num_classes, *, width: float = 1.0, stages=(64, 128, 256, 512),
            stem: int = 32, dropout: float = 0.3):
     inputs, x = grey_input(input_shape)
-    x = conv_bn_relu(x, scaled(stem // 2, width), 3)  # full-resolution edges (cheap: 1 input channel)
+    x = conv_bn_relu(x, scaled(stem // 2, width), 3)  # full-resolution edges (1 input channel)
     x = conv_bn_relu(x, scaled(stem, width), 3, strides=2)  # 48 -> 24
     for filters in stages:
         x = sep_block(x, scaled(filters, width))  # 24 -> 12 -> 6 -> 3 -> 2
