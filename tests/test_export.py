@@ -18,7 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from conftest import synthetic_faces
 
-import training.export  # noqa: F401  (fails loudly, never skips, if the converter stack is broken)
 from training.errors import FerError
 from training.manifest import read_manifest, validate_manifest
 

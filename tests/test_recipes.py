@@ -56,7 +56,10 @@ def test_optimizer_choice():
     """sgd stays the paper's default; adamw carries the lr and the decoupled weight decay."""
     from training.train import _make_optimizer
 
-    assert TrainConfig(model="vgg").optimizer == "sgd"
+    assert TrainConfig(model="vgg").resolved().optimizer == "sgd"
+    recipe = TrainConfig(model="sepnet").resolved()  # the lr 0.002 belongs with AdamW
+    assert (recipe.optimizer, recipe.lr, recipe.weight_decay) == ("adamw", 0.002, 0.01)
+    assert TrainConfig(model="sepnet", optimizer="sgd").resolved().optimizer == "sgd"
     sgd = _make_optimizer(TrainConfig(model="vgg", lr=0.01).resolved())
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9
     adamw = _make_optimizer(TrainConfig(model="sepnet", optimizer="adamw", lr=0.002,

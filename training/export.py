@@ -54,11 +54,6 @@ import numpy as np
 
 from training.errors import FerError
 from training.evaluate import resolve_target
-
-# tensorflowjs imports tensorflow_decision_forests, which greets "notebooks" (any process
-# whose stdout is not fd 1/2: pytest's capture, a GUI) by importing IPython, a package
-# nothing else needs. Its documented switch turns the greeting off.
-os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 from training.labels import LABELS
 from training.manifest import (
     MANIFEST_NAME,
@@ -169,13 +164,29 @@ def check_writable(out_dir: Path) -> None:
 # --------------------------------------------------------------------------- conversion
 
 
+def import_tensorflowjs():
+    """tensorflowjs, imported without needing IPython.
+
+    tensorflowjs imports tensorflow_decision_forests, which greets "notebooks" (any process
+    whose stdout is not fd 1/2: pytest's capture, a GUI) by importing IPython, a package nothing
+    else needs. Its documented switch turns the greeting off; it is set here, right before the
+    import, because an environment restored by a caller in between would undo an earlier one.
+    """
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    import tensorflowjs
+    import tensorflowjs.converters.tf_saved_model_conversion_v2
+
+    return tensorflowjs
+
+
 def convert_keras_to_tfjs(model: Any, out_dir: str | os.PathLike, quantization: str = "uint8") -> dict[str, Any]:
     """Convert one Keras model (object or .keras path) to a TF.js graph model in `out_dir`.
 
     Returns {"bytes", "seconds", "params"}. `out_dir` must not exist yet or be empty.
     """
     import keras
-    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
+
+    tfjs_conv = import_tensorflowjs().converters.tf_saved_model_conversion_v2
 
     quantization = check_quantization(quantization)
     if not isinstance(model, keras.Model):
@@ -326,7 +337,7 @@ def load_tfjs_graph_model(model_dir: str | os.PathLike, *, batch_size: int = 256
     """
     import tensorflow as tf
     from google.protobuf import json_format
-    from tensorflowjs import read_weights
+    read_weights = import_tensorflowjs().read_weights
 
     model_dir = Path(model_dir)
     doc = json.loads((model_dir / "model.json").read_text())

@@ -50,7 +50,7 @@ class TrainConfig:
     epochs: int | None = None  # None: the model's recipe default
     batch_size: int | None = None
     lr: float | None = None
-    weight_decay: float = 1e-4
+    weight_decay: float | None = None  # None: the model's recipe (1e-4 unless noted)
     momentum: float = 0.9
     patience: int = 20  # early stopping
     lr_patience: int = 10  # ReduceLROnPlateau on val_accuracy
@@ -73,7 +73,7 @@ class TrainConfig:
     kd_alpha: float = 0.5  # weight of the hard-label loss when teachers are given
     kd_temperature: float = 4.0
     distribute: bool = False  # data-parallel over all local devices
-    optimizer: str = "sgd"  # sgd (paper: momentum, decoupled weight decay) | adamw
+    optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: recipe
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's recipe."""
@@ -85,6 +85,9 @@ class TrainConfig:
             epochs=int(self.epochs if self.epochs is not None else recipe.epochs),
             batch_size=int(self.batch_size if self.batch_size is not None else recipe.batch_size),
             lr=float(self.lr if self.lr is not None else recipe.lr),
+            optimizer=self.optimizer or recipe.optimizer,
+            weight_decay=float(self.weight_decay if self.weight_decay is not None
+                               else recipe.weight_decay),
             model_options={k: v for k, v in self.model_options.items() if v is not None},
             input_shape=tuple(self.input_shape),
             teachers=[str(t) for t in self.teachers],
@@ -99,7 +102,7 @@ class TrainConfig:
         """FerError for recipe options out of range or (teachers=True) missing teacher files.
 
         Resume skips the teacher check: the checkpoint already holds the teachers."""
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise FerError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} "
                            f"(got {self.optimizer!r})")
         if self.schedule not in ("plateau", "cosine", "onecycle"):

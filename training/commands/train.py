@@ -29,10 +29,12 @@ def train(
     lr: float | None = typer.Option(None, help="Initial learning rate (default: recipe, e.g. "
                                                   "0.01 baseline_cnn/vgg, 0.1 five_layer)."),
     weight_decay: float | None = typer.Option(None, help="Decoupled weight decay of the "
-                                                            "optimizer (default 1e-4)."),
+                                                            "optimizer (default: recipe, 1e-4; "
+                                                            "0.01 sepnet)."),
     optimizer: str | None = typer.Option(
-        None, help="sgd (the paper's: momentum 0.9; default) or adamw (Adam with decoupled weight "
-                   "decay: converges in far fewer epochs, the CPU recipe)."),
+        None, help="sgd (the paper's: momentum 0.9) or adamw (Adam with decoupled weight decay: "
+                   "far fewer epochs, the CPU recipe). Default: the model's recipe (sgd; adamw "
+                   "for sepnet)."),
     patience: int | None = typer.Option(None, help="Early stopping: epochs without a val_accuracy "
                                                       "gain before stopping (default 20; the lr is "
                                                       "halved after 10 such epochs)."),

@@ -30,6 +30,8 @@ class Recipe:
     lr: float = 0.01
     batch_size: int = 128
     epochs: int = 100
+    optimizer: str = "sgd"  # the lr only means something together with its optimizer
+    weight_decay: float = 1e-4
 
     def as_dict(self) -> dict:
         return asdict(self)
