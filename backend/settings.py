@@ -13,8 +13,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The repository (or installed project) root: backend/ lives directly below it.
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from contract import REPO_ROOT, default_custom_dir
 
 
 class Settings(BaseSettings):
@@ -31,7 +30,7 @@ class Settings(BaseSettings):
         REPO_ROOT / "models", description="Exported TF.js models + manifest.json."
     )
     custom_dir: Path = Field(
-        REPO_ROOT / "data" / "custom",
+        default_factory=default_custom_dir,
         description="User-contributed dataset: <label>/<sha256>.png, originals/, uploads.sqlite.",
     )
     max_upload_bytes: int = Field(

@@ -40,15 +40,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from training.labels import LABELS
+from contract import LABELS, ORIGINALS
+from contract.files import TMP_PREFIX, atomic_write, temp_path
 
 from .images import CleanImage
 
 log = logging.getLogger("fer_hybrid.storage")
 
-ORIGINALS = "originals"
 DB_NAME = "uploads.sqlite"
-TMP_SUFFIX = ".fer-tmp"
 OUR_FILE = re.compile(r"^[0-9a-f]{64}\.(png|jpg|webp)$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -112,30 +111,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported everywhere (e.g. Windows)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 class UploadStore:
@@ -283,7 +258,7 @@ class UploadStore:
                     doomed.append(self.crop_path(row[0], row[1]))
                 for path in doomed:
                     if path.exists():
-                        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+                        tmp = temp_path(path)
                         os.replace(path, tmp)
                         aside.append((path, tmp))
         except BaseException:
@@ -321,7 +296,7 @@ class UploadStore:
         with self._write_txn() as conn:
             for folder in folders:
                 if folder.is_dir():
-                    for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+                    for tmp in folder.glob(f"{TMP_PREFIX}*"):
                         with contextlib.suppress(OSError):
                             tmp.unlink()
                             report.temp_files.append(str(tmp))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from contract.files import atomic_write
+
 CERT_NAME = "cert.pem"
 KEY_NAME = "key.pem"
 VALID_FOR = timedelta(days=365)
@@ -78,19 +80,6 @@ def certificate_covers(cert_path: Path, ips: set[str], dns: tuple[str, ...] = DN
     return ips <= have_ips and set(dns) <= have_dns
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)  # in case the umask narrowed/widened it
-    os.replace(tmp, path)
-
-
 def generate_certificate(cert_path: Path, key_path: Path, ips: set[str]) -> None:
     """Write a fresh self-signed ECDSA P-256 server certificate for localhost + `ips`."""
     from cryptography import x509
@@ -142,8 +131,8 @@ def generate_certificate(cert_path: Path, key_path: Path, ips: set[str]) -> None
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(key_path, key_pem, 0o600)
-    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    atomic_write(key_path, key_pem, mode=0o600)
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
 
 
 def ensure_certificate(cert_dir: Path, lan_ips: list[str] | None = None) -> CertInfo:

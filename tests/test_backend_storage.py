@@ -61,7 +61,7 @@ def test_failure_after_file_write_leaves_nothing(tmp_path, monkeypatch):
         )
     assert stored_files(store.root) == []
     assert store.rows() == [] and store.claim_count() == 0
-    assert not [p for p in store.root.rglob("*") if p.name.endswith(storage.TMP_SUFFIX)]
+    assert not [p for p in store.root.rglob("*") if p.name.startswith(storage.TMP_PREFIX)]
 
 
 def test_failure_during_replace_leaves_no_temp_file(tmp_path, monkeypatch):
@@ -75,7 +75,7 @@ def test_failure_during_replace_leaves_no_temp_file(tmp_path, monkeypatch):
         store.add(crop(4), "fear", consent=True)
     monkeypatch.undo()
     assert stored_files(store.root) == [] and store.rows() == []
-    assert not list(store.root.rglob(f"*{storage.TMP_SUFFIX}"))
+    assert not list(store.root.rglob(f"{storage.TMP_PREFIX}*"))
 
 
 def test_failed_delete_commit_restores_the_file(tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_recovery_removes_orphans_but_keeps_foreign_files(tmp_path):
     orphan = store.crop_path("neutral", "ab" * 32)  # file without row
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(image_bytes(seed=12))
-    temp = store.root / "happy" / f".{'cd' * 32}.png.123{storage.TMP_SUFFIX}"  # half-written
+    temp = store.root / "happy" / f"{storage.TMP_PREFIX}123-{'cd' * 32}.png"  # half-written
     temp.write_bytes(b"\x89PNG half")
     orig = store.original_path("ef" * 32, "jpg")  # unreferenced original
     orig.parent.mkdir(parents=True, exist_ok=True)

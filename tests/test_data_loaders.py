@@ -11,6 +11,7 @@ import pytest
 from conftest import synthetic_faces
 from PIL import Image
 
+from contract import LABELS
 from training.data.ckplus import load_ckplus
 from training.data.custom import load_custom
 from training.data.fer2013 import USAGES, load_fer2013_csv, parse_csv_bytes
@@ -18,7 +19,6 @@ from training.data.folders import load_class_folder, load_fer_folder
 from training.data.jaffe import code_of, load_jaffe
 from training.data.labelmap import map_name
 from training.errors import FerError
-from training.labels import LABELS
 
 
 @pytest.fixture(autouse=True)

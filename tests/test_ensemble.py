@@ -21,7 +21,7 @@ from training.ensemble import (
     write_ensemble_report,
 )
 from training.errors import FerError
-from training.evaluate import Predictions, save_predictions
+from training.runs import Predictions, save_predictions
 
 N = 90
 

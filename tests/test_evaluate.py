@@ -11,10 +11,9 @@ from typer.testing import CliRunner
 
 from training.commands.evaluate import evaluate as evaluate_command
 from training.errors import FerError
-from training.evaluate import (
+from training.evaluate import evaluate_target, format_summary
+from training.runs import (
     Predictions,
-    evaluate_target,
-    format_summary,
     load_predictions,
     normalise_split,
     resolve_target,

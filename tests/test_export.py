@@ -18,8 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from conftest import synthetic_faces
 
+from contract.manifest import read_manifest, validate_manifest
 from training.errors import FerError
-from training.manifest import read_manifest, validate_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from training.errors import FerError
-from training.labels import LABELS
-from training.manifest import (
+from contract import LABELS
+from contract.manifest import (
     SCHEMA,
     Manifest,
+    ManifestError,
     Member,
     manifest_from_dict,
     member_bytes,
@@ -146,14 +146,14 @@ def test_disk_checks(models_dir: Path):
 
 
 def test_read_manifest_errors_are_fer_errors(models_dir: Path, tmp_path: Path):
-    with pytest.raises(FerError, match="no manifest"):
+    with pytest.raises(ManifestError, match="no manifest"):
         read_manifest(tmp_path / "empty")
     (models_dir / "a" / "model.json").unlink()
-    with pytest.raises(FerError, match="does not exist"):
+    with pytest.raises(ManifestError, match="does not exist"):
         read_manifest(models_dir / "manifest.json")
     assert read_manifest(models_dir, check_files=False).members[0].name == "a"
     (models_dir / "manifest.json").write_text("{not json")
-    with pytest.raises(FerError, match="cannot read"):
+    with pytest.raises(ManifestError, match="cannot read"):
         read_manifest(models_dir)
 
 
@@ -161,7 +161,7 @@ def test_write_manifest_refuses_invalid_and_keeps_old(models_dir: Path):
     before = (models_dir / "manifest.json").read_text()
     bad = _doc(models_dir)
     bad["members"] = []
-    with pytest.raises(FerError, match="members"):
+    with pytest.raises(ManifestError, match="members"):
         write_manifest(bad, models_dir / "manifest.json")
     assert (models_dir / "manifest.json").read_text() == before
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".manifest-")]
@@ -170,6 +170,6 @@ def test_write_manifest_refuses_invalid_and_keeps_old(models_dir: Path):
 def test_manifest_module_does_not_import_tensorflow():
     import subprocess
 
-    code = "import sys, training.manifest; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, contract.manifest; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0

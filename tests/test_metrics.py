@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.labels import LABELS
+from contract import LABELS
 from training.metrics import (
     accuracy,
     classification_metrics,

@@ -13,86 +13,35 @@ never leaves a half-written best.keras or checkpoint behind.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
 
 import keras
 
+from contract.files import atomic_output
+from training.runs import RunFolder
+
 LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-TMP_PREFIX = ".tmp-"
-
-
-def _tmp_for(path: Path) -> Path:
-    # Keras insists on the .keras suffix for model files, so keep the real suffix last.
-    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
-
-
-def _write_keras(model: keras.Model, path: Path) -> None:
-    model.save(str(path))
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    """model.save to a temp file next to `path`, then os.replace it over `path`."""
-    path = Path(path)
-    tmp = _tmp_for(path)
-    try:
-        _write_keras(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_json(obj, path: Path) -> None:
-    path = Path(path)
-    tmp = _tmp_for(path)
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def remove_stale_tmp(run_dir: Path) -> list[Path]:
-    """Delete temp files a killed process left behind (never a finished file)."""
-    removed = []
-    for p in Path(run_dir).rglob(f"{TMP_PREFIX}*"):
-        if p.is_file():
-            p.unlink()
-            removed.append(p)
-    return removed
+    """model.save to a temporary sibling, then replace `path` with it."""
+    with atomic_output(path) as tmp:
+        model.save(str(tmp))
 
 
 def get_lr(model: keras.Model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def initial_state(lr: float) -> dict:
-    return {
-        "epoch": 0,  # epochs completed
-        "best_val_accuracy": None,
-        "best_epoch": 0,
-        "plateau_wait": 0,
-        "early_stop_wait": 0,
-        "lr": float(lr),
-        "train_seconds": 0.0,
-        "stop_reason": None,  # None | "completed" | "early_stopping" | "time_budget"
-        "checkpoint_model": None,
-    }
-
-
 class RunMonitor(keras.callbacks.Callback):
     """Logs, tracks the best model, halves the lr on plateaus, stops early, checkpoints.
 
     Args:
-      run_dir: the run folder (log.csv, best.keras, checkpoint/ live there).
+      run: the run folder (log.csv, best.keras, checkpoint/ live there).
       core: the model to save as best.keras (the training model minus the augmenter).
-      state: resumable counters (see `initial_state`); updated in place and saved every epoch.
+      state: resumable counters (see `training.runs.initial_state`); updated in place and saved every epoch.
       epochs: total epochs of the run.
       patience: epochs without a val_accuracy improvement before stopping.
       lr_patience / lr_factor / min_lr: ReduceLROnPlateau on val_accuracy.
@@ -102,13 +51,12 @@ class RunMonitor(keras.callbacks.Callback):
         so the plateau rule does not fight it (the counters are still kept).
     """
 
-    def __init__(self, run_dir: Path, core: keras.Model, state: dict, *, epochs: int,
+    def __init__(self, run: RunFolder, core: keras.Model, state: dict, *, epochs: int,
                  patience: int, lr_patience: int, lr_factor: float, min_lr: float,
                  deadline: float | None = None, reserve_s: float = 0.0, printer=print,
                  adjust_lr: bool = True):
         super().__init__()
-        self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoint"
+        self.run = run
         self.core = core
         self.state = state
         self.epochs = int(epochs)
@@ -125,7 +73,7 @@ class RunMonitor(keras.callbacks.Callback):
 
     # -- helpers ---------------------------------------------------------------
     def _append_log(self, row: dict) -> None:
-        path = self.run_dir / "log.csv"
+        path = self.run.log_csv
         new = not path.exists() or path.stat().st_size == 0
         with open(path, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
@@ -138,13 +86,12 @@ class RunMonitor(keras.callbacks.Callback):
     def save_checkpoint(self) -> None:
         """Training model (weights + optimizer) then state.json, both atomic and consistent:
         the state names the model file it belongs to; older model files are removed after."""
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        name = f"train-epoch{self.state['epoch']:04d}.keras"
-        atomic_save_model(self.model, self.ckpt_dir / name)
-        self.state["checkpoint_model"] = name
-        atomic_write_json(self.state, self.ckpt_dir / "state.json")
-        for old in self.ckpt_dir.glob("train-epoch*.keras"):
-            if old.name != name:
+        path = self.run.checkpoint_model(self.state["epoch"])
+        atomic_save_model(self.model, path)
+        self.state["checkpoint_model"] = path.name
+        self.run.write_state(self.state)
+        for old in self.run.checkpoint_dir.glob("train-epoch*.keras"):
+            if old != path:
                 old.unlink(missing_ok=True)
 
     # -- Keras hooks -----------------------------------------------------------
@@ -169,7 +116,7 @@ class RunMonitor(keras.callbacks.Callback):
         if best is None or val_acc > best:
             st["best_val_accuracy"], st["best_epoch"] = val_acc, done
             st["plateau_wait"] = st["early_stop_wait"] = 0
-            atomic_save_model(self.core, self.run_dir / "best.keras")
+            atomic_save_model(self.core, self.run.best_model)
             note = " (new best, saved best.keras)"
         else:
             st["plateau_wait"] += 1

@@ -21,6 +21,7 @@ from training.commands.evaluate import evaluate  # noqa: E402
 from training.commands.export import export  # noqa: E402
 from training.commands.results import results  # noqa: E402
 from training.commands.train import train  # noqa: E402
+from contract.manifest import ManifestError  # noqa: E402
 from training.errors import FerError  # noqa: E402
 
 app = typer.Typer(
@@ -71,7 +72,7 @@ def main() -> None:
     """
     try:
         rv = app(standalone_mode=False)
-    except FerError as err:
+    except (FerError, ManifestError) as err:
         _fail(str(err))
     except ModuleNotFoundError as err:
         top = (err.name or "").split(".")[0]

@@ -18,18 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import LABELS, SPLIT_TITLES, utc_now
+from contract.files import atomic_write
 from training.errors import FerError
-from training.evaluate import (
-    SPLIT_TITLES,
-    DataLoader,
-    Predictions,
-    Target,
-    get_predictions,
-    resolve_target,
-)
-from training.labels import LABELS
-from training.metrics import evaluate_probs
-from training.report import atomic_write_text, markdown_table, pct, utc_now, write_json
+from training.evaluate import DataLoader, get_predictions
+from training.runs import Predictions, Target, resolve_target
+from training.metrics import evaluate_probs, top1_accuracy
+from training.report import markdown_table, pct, write_json
 
 SELECTION_NOTE = (
     "Members and weights were selected on PublicTest (val) only; PrivateTest (test) "
@@ -52,10 +47,6 @@ def weighted_average(probs_list: Sequence[np.ndarray], weights: Sequence[float])
         if wi:
             total += wi * np.asarray(p, dtype="float64")
     return total / w.sum()
-
-
-def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(probs.argmax(axis=1) == y))
 
 
 def _nll(probs: np.ndarray, y: np.ndarray) -> float:
@@ -106,7 +97,7 @@ def greedy_select(
             if counts[i] == 0 and max_members is not None and distinct >= max_members:
                 continue
             cand = (total + p) / (sum(counts) + 1)
-            key = (_accuracy(cand, y), -_nll(cand, y), -i)
+            key = (top1_accuracy(cand, y), -_nll(cand, y), -i)
             if best is None or key > best:
                 best = key
         if best is None or best[0] <= best_acc:
@@ -119,20 +110,31 @@ def greedy_select(
     return GreedyResult(weights=counts, val_accuracy=best_acc, history=history)
 
 
-def parse_weights(text: str, n_members: int) -> list[float]:
-    """'1,2,0.5' -> [1.0, 2.0, 0.5]; FerError on a bad count or value."""
+def check_weights(weights: Sequence[float], count: int, *, allow_zero: bool) -> list[float]:
+    """One finite soft-voting weight per member, with a positive sum; FerError otherwise.
+
+    allow_zero: a zero weight leaves a member out (an ensemble report may); every member an
+    export ships must count, so there weights must be > 0.
+    """
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise FerError(f"--weights has {len(weights)} values but there are {count} members; "
+                       "give exactly one weight per model")
+    if any(not np.isfinite(w) or w < 0 or (w == 0 and not allow_zero) for w in weights) \
+            or sum(weights) <= 0:
+        raise FerError("--weights must be non-negative numbers with a positive sum"
+                       if allow_zero else "weights must be positive numbers, e.g. --weights 1,1,0.5")
+    return weights
+
+
+def parse_weights(text: str, count: int, *, allow_zero: bool = True) -> list[float]:
+    """'1,2,0.5' (the --weights option) -> [1.0, 2.0, 0.5], checked by `check_weights`."""
     parts = [s.strip() for s in str(text).split(",") if s.strip()]
     try:
         weights = [float(s) for s in parts]
     except ValueError:
         raise FerError(f"--weights {text!r}: give comma-separated numbers, e.g. 1,2,1") from None
-    if len(weights) != n_members:
-        raise FerError(
-            f"--weights has {len(weights)} values but there are {n_members} members; give one per RUN"
-        )
-    if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise FerError("--weights must be non-negative numbers with a positive sum")
-    return weights
+    return check_weights(weights, count, allow_zero=allow_zero)
 
 
 # --------------------------------------------------------------------------- members
@@ -227,15 +229,11 @@ def choose_weights(
     """Weights per member from validation arrays only -> (weights, method, greedy history)."""
     n = len(val_probs)
     if weights is not None:
-        if len(weights) != n:
-            raise FerError(f"{len(weights)} weights for {n} members; give one per member")
-        if any(not np.isfinite(x) or x < 0 for x in weights) or sum(weights) <= 0:
-            raise FerError("weights must be non-negative numbers with a positive sum")
-        return [float(w) for w in weights], "weights", []
+        return check_weights(weights, n, allow_zero=True), "weights", []
     if select == "all":
         if max_members is None or max_members >= n:
             return [1.0] * n, "all", []
-        accs = [_accuracy(np.asarray(p), np.asarray(val_y)) for p in val_probs]
+        accs = [top1_accuracy(np.asarray(p), np.asarray(val_y)) for p in val_probs]
         keep = set(np.argsort(-np.asarray(accs), kind="stable")[:max_members].tolist())
         return [1.0 if i in keep else 0.0 for i in range(n)], "all", []
     if select == "greedy":
@@ -425,23 +423,15 @@ def render_markdown(report: dict) -> str:
 
 def write_ensemble_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     """ensemble.json, ensemble.md, confusion_test.png, confusion_test.json in `out_dir` (atomic)."""
-    from training.plots import plot_confusion_matrix
+    from training.plots import write_confusion
 
     out_dir = Path(out_dir)
-    files = {
-        "json": out_dir / "ensemble.json",
-        "markdown": out_dir / "ensemble.md",
-        "confusion_png": out_dir / "confusion_test.png",
-        "confusion_json": out_dir / "confusion_test.json",
-    }
+    files = {"json": out_dir / "ensemble.json", "markdown": out_dir / "ensemble.md"}
     cm = report["confusion_matrix"]
     acc = report["ensemble"]["test"]["accuracy_tta" if report["tta_flip"] else "accuracy"]
-    plot_confusion_matrix(
-        np.asarray(cm["counts"]),
-        files["confusion_png"],
-        title=f"Ensemble: PrivateTest ({'flip TTA' if cm['tta'] else 'no TTA'}), acc {pct(acc)}",
-    )
-    write_json(files["confusion_json"], {"labels": report["labels"], **cm})
+    files.update(write_confusion(
+        cm["counts"], out_dir, "test", tta=cm["tta"],
+        title=f"Ensemble: PrivateTest ({'flip TTA' if cm['tta'] else 'no TTA'}), acc {pct(acc)}"))
     write_json(files["json"], report)
-    atomic_write_text(files["markdown"], render_markdown(report))
+    atomic_write(files["markdown"], render_markdown(report))
     return files

@@ -52,21 +52,21 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import FerError
-from training.evaluate import resolve_target
-from training.labels import LABELS
-from training.manifest import (
+from contract import LABELS, input_spec, utc_now
+from contract.manifest import (
     MANIFEST_NAME,
     QUANTIZATIONS,
     SPLIT_NAMES,
     Manifest,
     Member,
-    default_input_spec,
     member_bytes,
-    utc_now_iso,
     validate_manifest,
     write_manifest,
 )
+from training.ensemble import check_weights, weighted_average
+from training.errors import FerError
+from training.metrics import top1_accuracy
+from training.runs import RunFolder, load_predictions, resolve_target
 
 log = logging.getLogger("training.export")
 
@@ -105,15 +105,8 @@ def resolve_members(members: Sequence[str | os.PathLike], names: Sequence[str] |
         target = resolve_target(item)  # FerError for a missing/odd path or a run without best.keras
         keras_path, run_dir = target.model_path, target.run_dir
         metrics: dict[str, Any] = {}
-        config: dict[str, Any] = {}
-        if run_dir is not None:
-            for fname, into in (("metrics.json", metrics), ("config.json", config)):
-                try:
-                    into.update(json.loads((run_dir / fname).read_text()))
-                except FileNotFoundError:
-                    pass
-                except (OSError, ValueError) as err:
-                    log.warning("ignoring unreadable %s: %s", run_dir / fname, err)
+        if target.run is not None:
+            metrics = target.run.read_summary()
             default_name = target.name
         else:
             default_name = keras_path.parent.name if keras_path.stem == "best" else keras_path.stem
@@ -124,20 +117,14 @@ def resolve_members(members: Sequence[str | os.PathLike], names: Sequence[str] |
                 n += 1
             name = f"{name}_{n}"
         used.add(name)
-        arch = str(metrics.get("model") or config.get("model") or config.get("model_name") or name)
+        arch = str(metrics.get("model") or name)
         out.append(MemberSource(name, keras_path, run_dir, arch, metrics))
     return out
 
 
 def parse_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    if weights is None:
-        return [1.0] * count
-    weights = [float(w) for w in weights]
-    if len(weights) != count:
-        raise FerError(f"got {len(weights)} weights for {count} models; give exactly one weight per model")
-    if any(not math.isfinite(w) or w <= 0 for w in weights):
-        raise FerError("weights must be positive numbers, e.g. --weights 1,1,0.5")
-    return weights
+    """Soft-voting weights of the members (default 1 each); every shipped member counts."""
+    return [1.0] * count if weights is None else check_weights(weights, count, allow_zero=False)
 
 
 def check_quantization(quantization: str) -> str:
@@ -468,10 +455,8 @@ def keras_predictor(model: Any, *, batch_size: int = 256) -> Predictor:
 
 
 def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Weighted mean of member probabilities (the page does the same)."""
-    w = np.asarray(weights, dtype="float64")
-    stacked = np.stack([np.asarray(p, "float64") for p in probs])
-    return (np.tensordot(w, stacked, axes=1) / w.sum()).astype("float32")
+    """The ensemble's probabilities as float32, as the page computes them."""
+    return weighted_average(probs, weights).astype("float32")
 
 
 def ensemble_accuracy(
@@ -482,7 +467,8 @@ def ensemble_accuracy(
     Returns {"accuracy", "accuracy_tta", "members": [{"accuracy", "accuracy_tta"}...],
     "probs", "probs_tta"} where the TTA variant averages plain and mirrored inputs.
     """
-    from training.predict import to_model_input, tta_average
+    from training.metrics import tta_average
+    from training.predict import to_model_input
 
     weights = list(weights) if weights is not None else [1.0] * len(predictors)
     inputs = to_model_input(x)
@@ -495,12 +481,12 @@ def ensemble_accuracy(
         plain.append(p)
         tta.append(pt)
         members.append(
-            {"accuracy": float((p.argmax(1) == y).mean()), "accuracy_tta": float((pt.argmax(1) == y).mean())}
+            {"accuracy": top1_accuracy(p, y), "accuracy_tta": top1_accuracy(pt, y)}
         )
     probs, probs_tta = soft_vote(plain, weights), soft_vote(tta, weights)
     return {
-        "accuracy": float((probs.argmax(1) == y).mean()),
-        "accuracy_tta": float((probs_tta.argmax(1) == y).mean()),
+        "accuracy": top1_accuracy(probs, y),
+        "accuracy_tta": top1_accuracy(probs_tta, y),
         "members": members,
         "probs": probs,
         "probs_tta": probs_tta,
@@ -568,21 +554,20 @@ def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[f
     """Float ensemble accuracy on PrivateTest from the runs' saved predictions (no quantised numbers)."""
     loaded = []
     for src in sources:
-        npz = src.run_dir / "predictions" / "test.npz" if src.run_dir else None
+        npz = RunFolder(src.run_dir).predictions("test") if src.run_dir else None
         if npz is None or not npz.is_file():
             return None
-        with np.load(npz) as d:
-            loaded.append((d["probs"], d["probs_flip"], d["y"]))
-    y = loaded[0][2]
-    if any(len(t[2]) != len(y) or not np.array_equal(t[2], y) for t in loaded):
+        loaded.append(load_predictions(npz))
+    y = loaded[0].y
+    if any(not np.array_equal(t.y, y) for t in loaded):
         return None
-    p = soft_vote([t[0] for t in loaded], weights)
-    pt = soft_vote([(t[0] + t[1]) / 2 for t in loaded], weights)
+    p = soft_vote([t.probs for t in loaded], weights)
+    pt = soft_vote([t.scored(tta=True) for t in loaded], weights)
     return {
         "split": SPLIT_NAMES["test"],
         "n": len(y),
-        "accuracy_float": float((p.argmax(1) == y).mean()),
-        "accuracy_float_tta": float((pt.argmax(1) == y).mean()),
+        "accuracy_float": top1_accuracy(p, y),
+        "accuracy_float_tta": top1_accuracy(pt, y),
         "source": "float Keras predictions saved by the training runs; quantised accuracy not measured",
     }
 
@@ -735,11 +720,11 @@ def export_ensemble(
             )
         manifest = Manifest(
             members=entries,
-            input=default_input_spec(h, w, c),
+            input=input_spec(h, w, c),
             metrics=metrics,
             placeholder=bool(placeholder),
             notes=notes,
-            created=utc_now_iso(),
+            created=utc_now(),
         )
         data = manifest.to_dict()
         problems = validate_manifest(data, tmp_dir)

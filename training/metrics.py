@@ -13,17 +13,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.labels import LABELS, NUM_CLASSES
+from contract import LABELS, NUM_CLASSES
+
+
+def tta_average(probs: np.ndarray, probs_flip: np.ndarray) -> np.ndarray:
+    """Flip TTA (the paper's): the mean of the plain and the mirrored image's probabilities."""
+    return (np.asarray(probs, dtype="float64") + np.asarray(probs_flip, dtype="float64")) / 2.0
 
 
 def combine_tta(probs: np.ndarray, probs_flip: np.ndarray | None, tta: bool) -> np.ndarray:
     """The probabilities to score: `probs`, or with `tta` the mean of plain and mirrored."""
-    probs = np.asarray(probs, dtype="float64")
     if not tta:
-        return probs
+        return np.asarray(probs, dtype="float64")
     if probs_flip is None:
         raise ValueError("flip TTA needs probs_flip")
-    return (probs + np.asarray(probs_flip, dtype="float64")) / 2.0
+    return tta_average(probs, probs_flip)
 
 
 def confusion_matrix(
@@ -39,6 +43,11 @@ def confusion_matrix(
             raise ValueError(f"{name} has labels outside 0..{num_classes - 1}")
     flat = y_true * num_classes + y_pred
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def top1_accuracy(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Share of rows whose highest probability is the true class."""
+    return accuracy(y_true, np.asarray(probs).argmax(axis=1))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.labels import LABELS
+from contract import LABELS, SPLIT_TITLES
+from contract.files import atomic_write
 from training.metrics import row_normalise
-from training.report import atomic_write_bytes
+from training.report import write_json
 
 
 def plot_confusion_matrix(
@@ -62,4 +63,18 @@ def plot_confusion_matrix(
         fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
+
+
+def write_confusion(counts, folder: str | Path, split: str, *, tta: bool,
+                    title: str) -> dict[str, Path]:
+    """confusion_<split>.png and confusion_<split>.json (the counts) in `folder`."""
+    folder = Path(folder)
+    files = {"confusion_png": folder / f"confusion_{split}.png",
+             "confusion_json": folder / f"confusion_{split}.json"}
+    plot_confusion_matrix(np.asarray(counts), files["confusion_png"], title=title)
+    write_json(files["confusion_json"], {
+        "labels": list(LABELS), "rows": "true", "columns": "predicted", "split": split,
+        "split_name": SPLIT_TITLES[split], "tta": bool(tta), "counts": np.asarray(counts).tolist(),
+    })
+    return files

@@ -25,15 +25,10 @@ def predict_probs(model, x: np.ndarray, *, batch_size: int = 256, flip: bool = F
     """Class probabilities (N, num_classes) for uint8 images `x`.
 
     With `flip=True` the images are mirrored left-right first; averaging the
-    plain and flipped outputs is the flip TTA the paper used.
+    plain and flipped outputs (`training.metrics.tta_average`) is the paper's flip TTA.
     """
     inputs = to_model_input(x)
     if flip:
         inputs = inputs[:, :, ::-1, :]
     probs = model.predict(inputs, batch_size=batch_size, verbose=0)
     return np.asarray(probs, dtype="float32")
-
-
-def tta_average(probs: np.ndarray, probs_flip: np.ndarray) -> np.ndarray:
-    """Flip TTA: the mean of the plain and mirrored predictions."""
-    return (np.asarray(probs) + np.asarray(probs_flip)) / 2.0

@@ -1,50 +1,15 @@
-"""Atomic report writing (JSON, Markdown, text) and small Markdown helpers.
-
-Every file is written to a temporary sibling first and moved into place with
-`os.replace`, so a crash never leaves a half-written report behind.
-"""
+"""Reports: strict JSON files (written atomically) and small Markdown/terminal tables."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _tmp_sibling(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    tmp = _tmp_sibling(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+from contract.files import atomic_write
 
 
 def _json_default(obj: Any):
@@ -60,23 +25,9 @@ def _json_default(obj: Any):
 
 
 def write_json(path: str | Path, data: Any) -> Path:
+    """Strict JSON (no NaN: browsers and `jq` refuse it), numpy values converted, atomic."""
     text = json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n"
-    return atomic_write_text(path, text)
-
-
-def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    """np.savez to a temp file then os.replace (np.savez is given a file object,
-    so it does not append its own `.npz`)."""
-    path = Path(path)
-    tmp = _tmp_sibling(path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, text)
 
 
 def pct(value: float | None, digits: int = 2) -> str:

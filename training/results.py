@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from training.errors import FerError
-from training.report import markdown_table, pct, utc_now
+from contract import utc_now
+from training.report import markdown_table, pct
 
 
 @dataclass(frozen=True)

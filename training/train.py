@@ -12,9 +12,10 @@ val_accuracy has not improved for 10 epochs, early stopping after `patience`
 epochs without improvement, class weights inversely proportional to class
 frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds.
 
-Run folder (see fer_contracts.md): config.json, log.csv, tensorboard/ (only
-when TensorFlow is importable), best.keras, checkpoint/{state.json,
-train-epochNNNN.keras}, metrics.json, predictions/{val,test}.npz, history.png.
+It writes a run folder (`training.runs`: config.json, log.csv, best.keras, checkpoint/,
+metrics.json, predictions/, history.png). `prepare_run` makes every check that can fail
+before the data is loaded; the `fer-hybrid train` command calls it, loads the data the
+configuration names, then `train_prepared`.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
-import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from contract import INPUT_SHAPE, NUM_CLASSES
+from contract.files import remove_stale_tmp
 from training.errors import FerError
-from training.labels import NUM_CLASSES
+from training.metrics import top1_accuracy
+from training.runs import RunFolder, initial_state, save_predictions
 
 log = logging.getLogger("fer_hybrid.train")
 
@@ -60,7 +64,7 @@ class TrainConfig:
     smote: bool = False
     augment: bool = True
     seed: int = 0
-    input_shape: tuple = (48, 48, 1)
+    input_shape: tuple = INPUT_SHAPE
     num_classes: int = NUM_CLASSES
     data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
     # Stronger recipes (training.recipes); the defaults are the paper's recipe. New fields
@@ -99,13 +103,29 @@ class TrainConfig:
         return bool(self.label_smoothing or self.mixup or self.teachers)
 
     def check(self, *, teachers: bool = True) -> None:
-        """FerError for recipe options out of range or (teachers=True) missing teacher files.
+        """FerError for options out of range, options the model does not take, missing files.
 
-        Resume skips the teacher check: the checkpoint already holds the teachers."""
+        Resume skips the teacher check (teachers=False): the checkpoint already holds them."""
+        from training.models.registry import model_options
+        from training.recipes import SCHEDULES
+
+        valid = model_options(self.model)  # FerError for an unknown model, before Keras loads
+        bad = [f"--{k.replace('_', '-')}" for k in self.model_options if k not in valid]
+        if bad:
+            raise FerError(f"{', '.join(bad)} does not apply to {self.model} (it takes: "
+                           f"{', '.join(valid) or 'no options'})")
+        weights = self.model_options.get("weights")
+        if weights is not None and not Path(weights).is_file():
+            raise FerError(f"--weights {weights}: no such file")
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if value is not None and value < 1:
+                raise FerError(f"{flag} must be >= 1 (got {value})")
+        if self.lr is not None and self.lr <= 0:
+            raise FerError(f"--lr must be > 0 (got {self.lr})")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise FerError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} "
                            f"(got {self.optimizer!r})")
-        if self.schedule not in ("plateau", "cosine", "onecycle"):
+        if self.schedule not in SCHEDULES:
             raise FerError(f"--schedule must be plateau, cosine or onecycle (got {self.schedule!r})")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise FerError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing}; "
@@ -129,7 +149,7 @@ class TrainConfig:
     def from_json(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
-        d["input_shape"] = tuple(d.get("input_shape", (48, 48, 1)))
+        d["input_shape"] = tuple(d.get("input_shape", INPUT_SHAPE))
         return cls(**d)
 
 
@@ -161,18 +181,6 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _load_state(run_dir: Path) -> dict:
-    state_path = run_dir / "checkpoint" / "state.json"
-    if not state_path.is_file() or not (run_dir / "config.json").is_file():
-        raise FerError(f"nothing to resume in {run_dir}: no checkpoint/state.json or config.json; "
-                       f"start a new run without --resume")
-    state = json.loads(state_path.read_text())
-    if not state.get("checkpoint_model") or not (run_dir / "checkpoint" / state["checkpoint_model"]).is_file():
-        raise FerError(f"checkpoint in {run_dir / 'checkpoint'} is incomplete (model file missing); "
-                       f"start a new run")
-    return state
-
-
 def _make_optimizer(cfg: TrainConfig):
     import keras
 
@@ -186,7 +194,7 @@ def _make_optimizer(cfg: TrainConfig):
 
 def teacher_path(spec: str | Path) -> Path:
     """A run folder (its best.keras) or a .keras file; FerError if neither exists."""
-    from training.evaluate import resolve_target
+    from training.runs import resolve_target
 
     try:
         return resolve_target(spec).model_path
@@ -271,51 +279,79 @@ def _trim_for_replicas(x, y, batch_size: int, n: int):
     return (x[:len(x) - extra], y[:len(y) - extra]) if extra else (x, y)
 
 
+def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
+                given: Iterable[str] | None = None) -> tuple[TrainConfig, dict]:
+    """The configuration a run will use and the state it starts from; every check that can
+    fail before the data is loaded (a wrong model name, a conflicting resume, ...).
+
+    resume: continue the run in `run` from its checkpoint, with its saved configuration;
+            only `epochs` and `distribute` may change (`RESUME_MUTABLE`).
+    given:  the fields of `config` the user actually set (a command line); on resume only
+            those are compared with and laid over the saved configuration. None: all of them.
+    """
+    if not resume:
+        run.check_new()
+        config = config.resolved()
+        config.check(teachers=True)
+        return config, initial_state(config.lr)
+    state = run.read_state()
+    saved = TrainConfig.from_json(run.read_config()).resolved()
+    if given is None:
+        requested = config.resolved()
+    else:
+        changes = {}
+        for name in given:  # dicts (model options, data) merge key by key
+            value = getattr(config, name)
+            changes[name] = ({**getattr(saved, name), **value} if isinstance(value, dict)
+                             else value)
+        requested = dataclasses.replace(saved, **changes).resolved()
+    requested.check(teachers=False)  # the checkpoint already holds the teachers
+    conflicts = config_conflicts(saved, requested)
+    if conflicts:
+        raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
+                       + "); drop those options or start a new run with another --name")
+    config = dataclasses.replace(saved, epochs=requested.epochs, distribute=requested.distribute)
+    if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
+        state["stop_reason"] = None
+    return config, state
+
+
 def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
-          max_minutes: float | None = None, verbose: int | str = "auto",
-          callbacks: list | tuple = (), predict_batch_size: int = 256,
-          reserve_s: float = 30.0) -> dict:
+          max_minutes: float | None = None, **options) -> dict:
     """Train `config.model` on `splits` in `run_dir`; return the metrics dict.
 
     resume:       continue from run_dir/checkpoint (config must match, except `epochs`).
     max_minutes:  stop cleanly at an epoch boundary before this wall-clock budget is used,
                   leaving a resumable checkpoint (status "incomplete" in metrics.json).
+    options:      those of `train_prepared`.
+    """
+    deadline = time.monotonic() + 60.0 * max_minutes if max_minutes else None
+    run = RunFolder(run_dir)
+    config, state = prepare_run(config, run, resume=resume)
+    return train_prepared(config, state, splits, run, resume=resume, deadline=deadline, **options)
+
+
+def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolder, *,
+                   resume: bool = False, deadline: float | None = None,
+                   verbose: int | str = "auto", callbacks: list | tuple = (),
+                   predict_batch_size: int = 256, reserve_s: float = 30.0) -> dict:
+    """Train a run `prepare_run` checked; return the metrics dict.
+
+    deadline:     `time.monotonic()` by which training must have stopped (None: no budget).
     callbacks:    extra Keras callbacks (run after the run-folder bookkeeping).
     reserve_s:    seconds of the budget kept for saving and the final predictions.
     """
-    t_start = time.monotonic()
     import keras
 
-    from training.callbacks import atomic_write_json, initial_state, remove_stale_tmp
-
-    run_dir = Path(run_dir)
-    config = config.resolved()
-    config.check(teachers=not resume)
-
-    if resume:
-        state = _load_state(run_dir)
-        saved = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text())).resolved()
-        conflicts = config_conflicts(saved, config)
-        if conflicts:
-            raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
-                           + "); drop those options or start a new run with another --name")
-        config = dataclasses.replace(saved, epochs=config.epochs, distribute=config.distribute)
-        if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
-            state["stop_reason"] = None
-    else:
-        if (run_dir / "config.json").exists() or (run_dir / "checkpoint").exists():
-            raise FerError(f"run folder {run_dir} already holds a run; resume it with --resume "
-                           f"or pick another --name")
-        state = initial_state(config.lr)
     # Teachers are loaded (and checked against the model contract) before the run folder
     # exists; a resumed run gets them back from its checkpoint instead.
     teachers = load_teachers(config.teachers, config) if config.teachers and not resume else []
     if config.distribute:
         check_replicas(config.batch_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_tmp(run_dir):
+    run.path.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_tmp(run.path):
         log.warning("removed a temp file left by an interrupted run: %s", p)
-    atomic_write_json(config.to_json(), run_dir / "config.json")
+    run.write_config(config.to_json())
 
     # -- data -------------------------------------------------------------------
     x_train, y_train = _xy(splits["train"])
@@ -345,9 +381,8 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
                  f"images per device and step)")
         else:
             y_val_fit = y_val
-        _fit(config, state, run_dir, xt, y_train, xv, y_val_fit, cw, teachers, resume=resume,
-             t_start=t_start, max_minutes=max_minutes, verbose=verbose, callbacks=callbacks,
-             reserve_s=reserve_s)
+        _fit(config, state, run, xt, y_train, xv, y_val_fit, cw, teachers, resume=resume,
+             deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s)
     params = state["params"]
 
     # -- finish ---------------------------------------------------------------------
@@ -360,31 +395,31 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
         "train_seconds": round(float(state["train_seconds"]), 2),
         "backend": keras.backend.backend(),
         "stop_reason": state["stop_reason"],
-        "run": run_dir.name,
+        "run": run.name,
     }
     if "img_per_s" in state:
         metrics["train_images_per_second"] = round(state["img_per_s"], 1)
-    _write_history_png(run_dir)
+    _write_history_png(run)
     if state["stop_reason"] == "time_budget":
         metrics["status"] = "incomplete"
-        atomic_write_json(metrics, run_dir / "metrics.json")
+        run.write_metrics(metrics)
         _say(f"stopped after epoch {state['epoch']}/{config.epochs} to stay inside the time budget; "
-             f"continue with: fer-hybrid train --resume --name {run_dir.name} "
-             f"--runs-dir {run_dir.parent}")
+             f"continue with: fer-hybrid train --resume --name {run.path.name} "
+             f"--runs-dir {run.path.parent}")
         return metrics
 
-    best = keras.saving.load_model(str(run_dir / "best.keras"), compile=False)
-    metrics.update(_write_predictions(best, splits, run_dir, predict_batch_size))
+    best = keras.saving.load_model(str(run.best_model), compile=False)
+    metrics.update(_write_predictions(best, splits, run, predict_batch_size))
     metrics["status"] = "complete"
-    atomic_write_json(metrics, run_dir / "metrics.json")
+    run.write_metrics(metrics)
     _say(f"done: best val_accuracy {metrics['val_accuracy']:.4f} at epoch {metrics['best_epoch']} "
-         f"(flip TTA {metrics['val_accuracy_tta']:.4f}); run folder {run_dir}")
+         f"(flip TTA {metrics['val_accuracy_tta']:.4f}); run folder {run.path}")
     return metrics
 
 
-def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val, cw,
-         teachers: list, *,
-         resume: bool, t_start: float, max_minutes, verbose, callbacks, reserve_s):
+def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_val, cw,
+         teachers: list, *, resume: bool, deadline: float | None, verbose, callbacks,
+         reserve_s: float):
     """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
     import keras
 
@@ -395,12 +430,12 @@ def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val
 
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
-        train_model = keras.saving.load_model(str(run_dir / "checkpoint" / state["checkpoint_model"]))
+        train_model = keras.saving.load_model(str(run.checkpoint_dir / state["checkpoint_model"]))
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:
             core = train_model.layers[-1] if config.augment else train_model  # input -> augment -> core
-        _say(f"resuming {run_dir} after epoch {state['epoch']} (best val_accuracy "
+        _say(f"resuming {run.path} after epoch {state['epoch']} (best val_accuracy "
              f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
     elif resume:
         train_model = core = None  # nothing left to train: only finish the run folder
@@ -427,9 +462,8 @@ def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val
     state["params"] = params
 
     if state["stop_reason"] is None and state["epoch"] < config.epochs:
-        deadline = t_start + 60.0 * max_minutes if max_minutes else None
         scheduled = config.schedule != "plateau"
-        monitor = RunMonitor(run_dir, core, state, epochs=config.epochs, patience=config.patience,
+        monitor = RunMonitor(run, core, state, epochs=config.epochs, patience=config.patience,
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
                              min_lr=config.min_lr, deadline=deadline,
                              reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled)
@@ -437,7 +471,7 @@ def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val
         cbs = ([EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
                                 min_lr=config.min_lr)] if scheduled else []) + [monitor]
         if importlib.util.find_spec("tensorflow") is not None:
-            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False,
+            cbs.append(keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
                                                    profile_batch=0))
         else:
             _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
@@ -454,37 +488,30 @@ def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val
             state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
 
 
-def _write_predictions(model, splits: dict, run_dir: Path, batch_size: int) -> dict:
+def _write_predictions(model, splits: dict, run: RunFolder, batch_size: int) -> dict:
     """predictions/{val,test}.npz (probs, probs_flip, y) from the best model; their accuracies."""
-    from training.callbacks import TMP_PREFIX
-    from training.predict import predict_probs, tta_average
+    from training.evaluate import predict_split
 
-    out = run_dir / "predictions"
-    out.mkdir(exist_ok=True)
     result = {}
     for split in ("val", "test"):
         x, y = _xy(splits.get(split))
         if x is None or len(x) == 0:
-            (out / f"{split}.npz").unlink(missing_ok=True)  # never leave another model's predictions
+            run.predictions(split).unlink(missing_ok=True)  # never leave another model's
             continue
-        probs = predict_probs(model, x, batch_size=batch_size, flip=False)
-        probs_flip = predict_probs(model, x, batch_size=batch_size, flip=True)
-        tmp = out / f"{TMP_PREFIX}{split}.npz"
-        np.savez(tmp, probs=probs, probs_flip=probs_flip, y=np.asarray(y, dtype="int64"))
-        tmp.replace(out / f"{split}.npz")
-        result[f"{split}_accuracy_final"] = float((probs.argmax(1) == y).mean())
-        result[f"{split}_accuracy_tta"] = float((tta_average(probs, probs_flip).argmax(1) == y).mean())
-        if split == "test":
-            result["test_accuracy"] = result.pop("test_accuracy_final")
-    result.pop("val_accuracy_final", None)
+        preds = predict_split(model, x, y, batch_size=batch_size)
+        save_predictions(run.predictions(split), preds)
+        plain = "test_accuracy" if split == "test" else None  # val's is the best epoch's
+        if plain:
+            result[plain] = top1_accuracy(preds.probs, preds.y)
+        result[f"{split}_accuracy_tta"] = top1_accuracy(preds.scored(tta=True), preds.y)
     return result
 
 
-def _write_history_png(run_dir: Path) -> None:
+def _write_history_png(run: RunFolder) -> None:
     """Loss/accuracy curves from log.csv (matplotlib Agg, imported only here)."""
     import csv
 
-    path = run_dir / "log.csv"
+    path = run.log_csv
     if not path.is_file():
         return
     with open(path, newline="") as fh:
@@ -511,7 +538,7 @@ def _write_history_png(run_dir: Path) -> None:
     for a in (a1, a2):
         a.legend()
         a.grid(alpha=0.3)
-    fig.suptitle(run_dir.name)
+    fig.suptitle(run.name)
     fig.tight_layout()
-    fig.savefig(run_dir / "history.png", dpi=90)
+    fig.savefig(run.history_png, dpi=90)
     plt.close(fig)

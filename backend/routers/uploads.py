@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
-from training.labels import LABELS
+from contract import LABELS
 
 from ..dependencies import SettingsDep, StoreDep
 from ..images import ImageRejected, clean_crop, clean_original

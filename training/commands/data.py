@@ -9,14 +9,14 @@ from pathlib import Path
 
 import typer
 
+from training.commands.options import DataDir, Fer2013
+
 data_app = typer.Typer(
     name="data",
     help="Inspect the datasets (class counts per split/source) and pack FER2013 for a GPU machine.",
     no_args_is_help=True,
 )
 
-DATA_DIR_HELP = "Folder with fer2013.csv(.gz), ckplus48.npz, jaffe_128.npz (default: $FER_HYBRID_DATA or ../shared/data)."
-FER_HELP = "FER2013 source: the Kaggle CSV (plain or .gz), a `data pack` file, or the image folder (train/<class>, test/<class>). Default: found in --data-dir."
 CK_HELP = "CK+ data: ckplus48.npz or a CK+48/<class>/ folder (default: in --data-dir). 'contempt' is dropped."
 JAFFE_HELP = "JAFFE data: jaffe_128.npz or a folder of JAFFE images (default: in --data-dir)."
 CUSTOM_HELP = "Custom dataset from web uploads, <dir>/<label>/*.png (default: $FER_HYBRID_CUSTOM_DIR or data/custom)."
@@ -25,7 +25,7 @@ CUSTOM_HELP = "Custom dataset from web uploads, <dir>/<label>/*.png (default: $F
 def _available_aux(data_dir: Path | None, ckplus, jaffe, custom) -> list[str]:
     """Aux sets to show by default: those given explicitly or present at their default place."""
     from training.data.ckplus import DEFAULT_NAMES as CK
-    from training.data.custom import default_custom_dir
+    from contract import default_custom_dir
     from training.data.jaffe import DEFAULT_NAMES as JA
     from training.data.splits import default_data_dir
 
@@ -42,8 +42,8 @@ def _available_aux(data_dir: Path | None, ckplus, jaffe, custom) -> list[str]:
 
 @data_app.command("stats")
 def stats(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    fer2013: Path | None = typer.Option(None, "--fer2013", help=FER_HELP),
+    data_dir: DataDir = None,
+    fer2013: Fer2013 = None,
     ckplus: Path | None = typer.Option(None, "--ckplus", help=CK_HELP),
     jaffe: Path | None = typer.Option(None, "--jaffe", help=JAFFE_HELP),
     custom: Path | None = typer.Option(None, "--custom", help=CUSTOM_HELP),
@@ -112,8 +112,8 @@ def stats(
 @data_app.command("pack")
 def pack(
     out: Path = typer.Option(..., "--out", "-o", help="File to write, e.g. fer2013.pack."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    fer2013: Path | None = typer.Option(None, "--fer2013", help=FER_HELP),
+    data_dir: DataDir = None,
+    fer2013: Fer2013 = None,
     no_test: bool = typer.Option(
         False, "--no-test", help="Leave out PrivateTest (test evaluation runs on the CPU machine)."
     ),

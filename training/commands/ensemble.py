@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from training.commands.options import DataDir, Fer2013
+
 
 def ensemble(
     runs: Annotated[
@@ -34,16 +36,8 @@ def ensemble(
         int | None, typer.Option("--max-members", min=1, help="At most K distinct members.")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/ensemble"),
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir", help="Datasets folder, only used to compute missing predictions."
-        ),
-    ] = None,
-    fer2013: Annotated[
-        Path | None,
-        typer.Option("--fer2013", help="Path of fer2013.csv(.gz), only for missing predictions."),
-    ] = None,
+    data_dir: DataDir = None,  # only read to compute missing predictions
+    fer2013: Fer2013 = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prediction batch size.")] = 256,
 ) -> None:
     """Combine trained runs by soft voting and report members and ensemble side by side.

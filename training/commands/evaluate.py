@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from training.commands.options import DataDir, Fer2013
+
 
 def evaluate(
     targets: Annotated[
@@ -33,16 +35,8 @@ def evaluate(
             help="Output folder (default: <run>/evaluation, or <model>_evaluation beside a .keras file).",
         ),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir", help="Datasets folder (default: $FER_HYBRID_DATA or ../shared/data)."
-        ),
-    ] = None,
-    fer2013: Annotated[
-        Path | None,
-        typer.Option("--fer2013", help="Path of fer2013.csv(.gz), if not in the datasets folder."),
-    ] = None,
+    data_dir: DataDir = None,
+    fer2013: Fer2013 = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prediction batch size.")] = 256,
 ) -> None:
     """Evaluate run folders or .keras models on one split (default: test = PrivateTest).
@@ -50,13 +44,8 @@ def evaluate(
     A run folder's predictions/<split>.npz is reused, or computed and saved.
     Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json.
     """
-    from training.evaluate import (
-        evaluate_target,
-        format_summary,
-        make_data_loader,
-        normalise_split,
-        resolve_target,
-    )
+    from training.evaluate import evaluate_target, format_summary, make_data_loader
+    from training.runs import normalise_split, resolve_target
 
     split = normalise_split(split)
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist

@@ -9,16 +9,7 @@ from pathlib import Path
 
 import typer
 
-
-def _parse_weights(text: str | None) -> list[float] | None:
-    from training.errors import FerError
-
-    if not text:
-        return None
-    try:
-        return [float(w) for w in text.split(",") if w.strip()]
-    except ValueError as err:
-        raise FerError(f"--weights {text!r} is not a comma-separated list of numbers, e.g. 1,1,0.5") from err
+from training.commands.options import DataDir, Fer2013
 
 
 def _pct(value) -> str:
@@ -92,10 +83,8 @@ def export(
         False, "--placeholder", help="Flag the models as placeholders (e.g. barely trained) in the manifest."
     ),
     notes: str = typer.Option("", help="Free text for the manifest (default: a generated description)."),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Folder with the datasets (default: $FER_HYBRID_DATA or ../shared/data)."
-    ),
-    fer2013: Path | None = typer.Option(None, "--fer2013", help="Path to fer2013.csv(.gz) if not in --data-dir."),
+    data_dir: DataDir = None,
+    fer2013: Fer2013 = None,
 ) -> None:
     """Export trained models as a quantised TF.js ensemble for the web page.
 
@@ -114,21 +103,21 @@ def export(
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+    from training.ensemble import parse_weights
     from training.errors import FerError
     from training.export import (
         check_quantization,
         check_writable,
         export_ensemble,
         load_eval_split,
-        parse_weights,
         resolve_members,
     )
 
     # Check everything cheap before loading data or TensorFlow.
     quantization = check_quantization(quantize)
-    weight_list = _parse_weights(weights)
     name_list = [n.strip() for n in names.split(",")] if names else None
-    parse_weights(weight_list, len(resolve_members([str(m) for m in models], name_list)))
+    count = len(resolve_members([str(m) for m in models], name_list))
+    weight_list = parse_weights(weights, count, allow_zero=False) if weights else None
     check_writable(out)
     data_options = {"data_dir": str(data_dir) if data_dir else None, "fer2013": str(fer2013) if fer2013 else None}
 

@@ -25,7 +25,7 @@ def results(
 ) -> None:
     """PrivateTest accuracy (plain and flip TTA), macro-F1 and params of our runs and ensembles, next to the published FER2013 results (marked as such, with citations)."""
     from training.errors import FerError
-    from training.report import atomic_write_text
+    from contract.files import atomic_write
     from training.results import collect, render_results
 
     if not runs and not ensemble_report:
@@ -34,6 +34,5 @@ def results(
     if out is None:
         typer.echo(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, text)
+        atomic_write(out, text)
         typer.echo(f"wrote {out}")

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import typer
 
-
-def requested_opts(requested: dict) -> dict:
-    return {k: v for k, v in requested.items() if v is not None}
+from training.commands.options import DataDir, Fer2013
 
 
 def train(
@@ -64,9 +62,8 @@ def train(
                                                      "multiplier (e.g. 0.25 or 0.5 for on-device "
                                                      "variants)."),
     sample: int | None = typer.Option(None, help="Use at most N images per split (quick CPU runs)."),
-    data_dir: Path | None = typer.Option(None, help="Folder with the datasets (default: "
-                                                       "$FER_HYBRID_DATA or ../shared/data)."),
-    fer2013: Path | None = typer.Option(None, help="Path to fer2013.csv(.gz) if not in --data-dir."),
+    data_dir: DataDir = None,
+    fer2013: Fer2013 = None,
     aux: str | None = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
                                                  "ckplus,jaffe,custom ('none' or nothing: FER2013 only)."),
     label_smoothing: float | None = typer.Option(
@@ -104,106 +101,55 @@ def train(
 
     Writes config.json, log.csv, tensorboard/ (when TensorFlow is installed), best.keras, checkpoint/, metrics.json, predictions/{val,test}.npz and history.png.
     """
-    import json
     import logging
     import sys
     import time
 
-    t0 = time.monotonic()  # the --max-minutes budget counts from here (data loading included)
+    # One clock for --max-minutes: the budget counts from here (data loading included).
+    deadline = time.monotonic() + 60.0 * max_minutes if max_minutes else None
     from training.errors import FerError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if resume and not name:
         raise FerError("--resume needs --name of the run to continue (a folder in --runs-dir)")
-    run_dir = Path(runs_dir) / name if name else None
-    saved = None
-    if resume:
-        cfg_path = run_dir / "config.json"
-        if not cfg_path.is_file():
-            raise FerError(f"nothing to resume: {cfg_path} does not exist; check --name/--runs-dir")
-        saved = json.loads(cfg_path.read_text())
-        model = model or saved.get("model")
-    if not model:
+    if not resume and not model:
         raise FerError("--model is required (e.g. --model baseline_cnn); see --help for the list")
+    for flag, value in (("--sample", sample), ("--max-minutes", max_minutes)):
+        if value is not None and value <= 0:
+            raise FerError(f"{flag} must be > 0 (got {value})")
 
-    from training.models import check_model_name
-
-    check_model_name(model)  # before anything imports Keras (seconds of TensorFlow start-up)
-    from training.models.registry import model_options
-    from training.train import TrainConfig
-    from training.train import train as run_training
-
-    requested = {"weights": str(weights) if weights else None, "freeze_first": freeze_first,
-                 "width": width}
-    valid = model_options(model)
-    bad = [f"--{k.replace('_', '-')}" for k, v in requested.items() if v is not None and k not in valid]
-    if bad:
-        raise FerError(f"{', '.join(bad)} does not apply to {model} (it takes: {', '.join(valid)})")
-    if weights is not None and not weights.is_file():
-        raise FerError(f"--weights {weights}: no such file")
-    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--sample", sample)):
-        if value is not None and value < 1:
-            raise FerError(f"{flag} must be >= 1 (got {value})")
-    if lr is not None and lr <= 0:
-        raise FerError(f"--lr must be > 0 (got {lr})")
-    if max_minutes is not None and max_minutes <= 0:
-        raise FerError(f"--max-minutes must be > 0 (got {max_minutes})")
     from training.data.splits import parse_aux
+    from training.runs import RunFolder
+    from training.train import TrainConfig, prepare_run, train_prepared
 
-    aux_list = parse_aux(aux)
-
+    # Only what was given on the command line; on --resume the rest comes from the run.
     data = {"data_dir": str(data_dir) if data_dir else None,
-            "fer2013": str(fer2013) if fer2013 else None, "aux": aux_list, "sample": sample}
-    # Only what was given on the command line; the rest comes from the run (resume) or defaults.
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-             "patience": patience, "seed": seed,
+            "fer2013": str(fer2013) if fer2013 else None,
+            "aux": parse_aux(aux) or None, "sample": sample}
+    options = {"weights": str(weights) if weights else None, "freeze_first": freeze_first,
+               "width": width}
+    given = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "weight_decay": weight_decay, "patience": patience, "seed": seed,
              "class_weights": False if no_class_weights else None,
              "smote": True if smote else None, "augment": False if no_augment else None,
              "label_smoothing": label_smoothing, "schedule": schedule, "mixup": mixup,
              "random_erasing": random_erasing, "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
-             "distribute": True if distribute else None, "optimizer": optimizer}
+             "distribute": True if distribute else None, "optimizer": optimizer,
+             "model_options": {k: v for k, v in options.items() if v is not None} or None,
+             "data": {k: v for k, v in data.items() if v is not None} or None}
     given = {k: v for k, v in given.items() if v is not None}
-    if resume:
-        old = TrainConfig.from_json(saved)
-        config = TrainConfig.from_json({
-            **old.to_json(), **given,
-            "model": model,
-            "model_options": {**old.model_options, **requested_opts(requested)},
-            "data": {k: (v if v not in (None, []) else old.data.get(k)) for k, v in data.items()},
-        })
-    else:
-        config = TrainConfig(model=model, model_options=requested_opts(requested), data=data,
-                             **given)
-    if run_dir is None:
-        run_dir = Path(runs_dir) / f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    if not resume and ((run_dir / "config.json").exists() or (run_dir / "checkpoint").exists()):
-        raise FerError(f"run folder {run_dir} already holds a run; continue it with --resume "
-                       f"or pick another --name")
-    config.check(teachers=not resume)  # recipe ranges and teacher paths, before the data is loaded
+    if not name:
+        name = f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    run = RunFolder(Path(runs_dir) / name)
+    config, state = prepare_run(TrainConfig(**{"model": model or "", **given}), run,
+                                resume=resume, given=given)
     if verbose == "auto":
         verbose = "1" if sys.stdout.isatty() else "2"
 
-    splits = _load_data(config.data, config.seed)
-    if max_minutes is not None:
-        max_minutes = max(0.01, max_minutes - (time.monotonic() - t0) / 60.0)
-    run_training(config, splits, run_dir, resume=resume, max_minutes=max_minutes,
-                 verbose=int(verbose) if verbose.isdigit() else verbose)
+    from training.data import load_splits
 
-
-def _load_data(data: dict, seed: int) -> dict:
-    """Call training.data.load_splits with the options it accepts."""
-    import inspect
-
-    from training.errors import FerError
-
-    try:
-        from training.data import load_splits
-    except ImportError as err:
-        raise FerError(f"the data loaders are not installed ({err}); reinstall fer-hybrid") from err
-    wanted = {**data, "seed": seed}
-    params = inspect.signature(load_splits).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in wanted.items()
-              if v not in (None, []) and (takes_any or k in params)}
-    return load_splits(**kwargs)
+    splits = load_splits(**{k: v for k, v in config.data.items() if v not in (None, [])},
+                         seed=config.seed)
+    train_prepared(config, state, splits, run, resume=resume, deadline=deadline,
+                   verbose=int(verbose) if verbose.isdigit() else verbose)

@@ -4,7 +4,7 @@ Public API::
 
     from training.data import Dataset, load_splits
     splits = load_splits(data_dir=None, fer2013=None, aux=("ckplus", "jaffe"), sample=None, seed=0)
-    splits["train"].x  # uint8 (N, 48, 48), .y int64 index into training.labels.LABELS, .source str
+    splits["train"].x  # uint8 (N, 48, 48), .y int64 index into contract.LABELS, .source str
 
     from training.data.balance import smote       # smote(x, y, *, seed=0, k=5) -> (x, y)
     from training.data.packed import write_pack   # the `fer-hybrid data pack` format

@@ -8,21 +8,15 @@ folders. Images of any size/mode are converted to 48x48 grayscale.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from contract import default_custom_dir
 from training.data.folders import load_class_folder
 from training.errors import FerError
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_custom_dir() -> Path:
-    env = os.environ.get("FER_HYBRID_CUSTOM_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "data" / "custom"
 
 
 def load_custom(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.labels import LABELS
+from contract import IMAGE_SIZE, LABELS
 
 
 @dataclass
@@ -44,11 +44,11 @@ def make(x: np.ndarray, y, source: str | np.ndarray) -> Dataset:
     return Dataset(x, y, np.asarray(source, dtype=str))
 
 
-def empty(shape=(48, 48)) -> Dataset:
+def empty(shape=(IMAGE_SIZE, IMAGE_SIZE)) -> Dataset:
     return make(np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype="<U1"))
 
 
-def concat(parts: list[Dataset], shape=(48, 48)) -> Dataset:
+def concat(parts: list[Dataset], shape=(IMAGE_SIZE, IMAGE_SIZE)) -> Dataset:
     parts = [p for p in parts if len(p)]
     if not parts:
         return empty(shape)

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 SPLIT_OF_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 HEADER = b"emotion,pixels,Usage"
-PIXELS = 48 * 48
+SIZE = 48  # the Kaggle CSV's images are 48x48, whatever size the models take
+PIXELS = SIZE * SIZE
 CACHE_VERSION = 1
 
 
@@ -139,7 +140,7 @@ def parse_csv_bytes(
             f"{name}: data row {row} has pixel values that are not integers 0-255; "
             "the file is damaged - re-download it"
         )
-    x = values.astype(np.uint8).reshape(n, 48, 48)
+    x = values.astype(np.uint8).reshape(n, SIZE, SIZE)
     return FerArrays(x, labels, usage)
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import IMAGE_SIZE
 from training.errors import FerError
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 )
-DEFAULT_SIZE = 48
+DEFAULT_SIZE = IMAGE_SIZE
 
 
 def is_image_file(path: Path) -> bool:

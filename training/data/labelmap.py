@@ -1,6 +1,6 @@
 """Explicit mapping of every dataset's label names onto the 7 FER2013 classes.
 
-FER2013 order (``training.labels.LABELS``) is the target::
+FER2013 order (``contract.LABELS``) is the target::
 
     0 angry  1 disgust  2 fear  3 happy  4 sad  5 surprise  6 neutral
 
@@ -29,8 +29,8 @@ into a class instead for those who want the images anyway.
 
 from __future__ import annotations
 
+from contract import LABELS
 from training.errors import FerError
-from training.labels import LABELS
 
 # name (lower case) -> FER2013 class name
 SYNONYMS: dict[str, str] = {

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.fer2013 import USAGES, FerArrays
+from contract import LABELS
+from training.data.fer2013 import SIZE, USAGES, FerArrays
 from training.errors import FerError
-from training.labels import LABELS
 
 MAGIC = b"FERHYPK1"
 FORMAT = "fer-hybrid/pack@1"
@@ -37,7 +37,7 @@ DEFAULT_PRESET = 9
 
 def filters(preset: int = DEFAULT_PRESET) -> list[dict]:
     """delta(dist=48) + lzma2; preset 9 (64 MiB dictionary) is the smallest but slowest."""
-    return [{"id": lzma.FILTER_DELTA, "dist": 48}, {"id": lzma.FILTER_LZMA2, "preset": preset}]
+    return [{"id": lzma.FILTER_DELTA, "dist": SIZE}, {"id": lzma.FILTER_LZMA2, "preset": preset}]
 
 
 _CHUNK = 1 << 22

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import IMAGE_SIZE, REPO_ROOT
 from training.data.dataset import Dataset, concat, make
 from training.data.fer2013 import FerArrays, load_fer2013_csv
 from training.data.images import finalize, pixel_hashes
@@ -16,7 +17,6 @@ from training.errors import FerError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 AUX_SOURCES = ("ckplus", "jaffe", "custom")
 FER_NAMES = ("fer2013.csv", "fer2013.csv.gz", "fer2013.pack", "fer2013.ferpack")
 
@@ -150,7 +150,7 @@ def load_splits(
     folders: Sequence[str | Path] = (),
     sample: int | None = None,
     seed: int = 0,
-    image_size: int = 48,
+    image_size: int = IMAGE_SIZE,
     rgb: bool = False,
     include_test: bool = True,
     cache: bool = True,
@@ -187,7 +187,7 @@ def load_splits(
     test = (
         fer_split("PrivateTest")
         if include_test
-        else make(np.zeros((0, 48, 48), np.uint8), [], "fer2013")
+        else make(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), [], "fer2013")
     )
     meta: dict = {"fer2013": str(fer_path), "aux": {}, "duplicates_dropped": 0}
     if not len(val) and len(train):

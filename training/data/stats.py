@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import LABELS
 from training.data.dataset import Dataset
-from training.labels import LABELS
 
 SPLIT_TITLES = {
     "train": "train (Training+aux)",

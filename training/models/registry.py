@@ -19,8 +19,8 @@ import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from contract import INPUT_SHAPE, NUM_CLASSES
 from training.errors import FerError
-from training.labels import NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def model_options(name: str) -> list[str]:
     return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def build_model(name: str, *, input_shape=(48, 48, 1), num_classes: int = NUM_CLASSES, **options):
+def build_model(name: str, *, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, **options):
     """Build the uncompiled keras.Model registered as `name`.
 
     Options that are None are dropped (so a CLI can pass every flag through);

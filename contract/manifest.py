@@ -1,8 +1,8 @@
 """The model manifest (`models/manifest.json`): types, writing, reading, validation.
 
-`fer-hybrid export` writes it; the web page and the server read the same JSON
-(see the "Manifest contract" in the project docs). This module is pure Python
-(stdlib + `training.labels`), so the server can import it without TensorFlow.
+`fer-hybrid export` writes it; the web page and the server read the same JSON.
+Standard library only (it is part of `contract`), so the server imports it without
+TensorFlow.
 
 Shape (schema ``fer-hybrid/manifest@1``)::
 
@@ -29,10 +29,9 @@ Conventions:
 - `metrics` (top level) always has `split` (``"PrivateTest"``, ``"PublicTest"``
   or ``null`` when nothing was measured); the accuracy keys are present when measured.
 
-Public helpers: `Manifest`, `Member`, `build_manifest`, `manifest_to_dict`,
-`manifest_from_dict`, `validate_manifest` (returns a list of problems),
-`write_manifest` (atomic), `read_manifest` (raises `FerError` when invalid),
-`member_bytes`.
+Public helpers: `Manifest`, `Member`, `manifest_to_dict`, `manifest_from_dict`,
+`validate_manifest` (returns a list of problems), `write_manifest` (atomic),
+`read_manifest` (raises `ManifestError` when invalid), `member_bytes`.
 """
 
 from __future__ import annotations
@@ -40,34 +39,24 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from training.errors import FerError
-from training.labels import LABELS
+from contract import LABELS, SPLIT_TITLES, input_spec, utc_now
+from contract.files import atomic_write
 
 SCHEMA = "fer-hybrid/manifest@1"
 MANIFEST_NAME = "manifest.json"
 MODEL_FORMAT = "tfjs_graph_model"
 QUANTIZATIONS = ("uint8", "float16", "none")
 ENSEMBLE_METHOD = "soft_voting"
-SPLIT_NAMES = {"test": "PrivateTest", "val": "PublicTest"}
+#: The splits a manifest's metrics can be measured on.
+SPLIT_NAMES = {k: SPLIT_TITLES[k] for k in ("test", "val")}
 
 
-def default_input_spec(height: int = 48, width: int = 48, channels: int = 1) -> dict[str, Any]:
-    """The model contract's input: raw grey levels 0..255, float32 NHWC."""
-    return {
-        "height": height,
-        "width": width,
-        "channels": channels,
-        "color": "grayscale" if channels == 1 else "rgb",
-        "dtype": "float32",
-        "range": [0, 255],
-        "layout": "NHWC",
-    }
+class ManifestError(ValueError):
+    """A manifest that is missing, unreadable or breaks the contract (the message says how)."""
 
 
 @dataclass
@@ -91,7 +80,7 @@ class Manifest:
 
     members: list[Member]
     labels: list[str] = field(default_factory=lambda: list(LABELS))
-    input: dict[str, Any] = field(default_factory=default_input_spec)
+    input: dict[str, Any] = field(default_factory=input_spec)
     ensemble: dict[str, Any] = field(
         default_factory=lambda: {"method": ENSEMBLE_METHOD, "tta_flip": True}
     )
@@ -105,15 +94,11 @@ class Manifest:
         return manifest_to_dict(self)
 
 
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
     """JSON-ready dict with the contract's key order."""
     return {
         "schema": manifest.schema,
-        "created": manifest.created or utc_now_iso(),
+        "created": manifest.created or utc_now(),
         "labels": list(manifest.labels),
         "input": dict(manifest.input),
         "ensemble": dict(manifest.ensemble),
@@ -131,7 +116,7 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     return Manifest(
         members=members,
         labels=list(data["labels"]),
-        input=dict(data.get("input") or default_input_spec()),
+        input=dict(data.get("input") or input_spec()),
         ensemble=dict(data.get("ensemble") or {"method": ENSEMBLE_METHOD, "tta_flip": True}),
         metrics=dict(data.get("metrics") or {"split": None}),
         placeholder=bool(data.get("placeholder", False)),
@@ -302,37 +287,27 @@ def write_manifest(manifest: Manifest | dict[str, Any], path: str | os.PathLike)
     data = manifest.to_dict() if isinstance(manifest, Manifest) else dict(manifest)
     problems = validate_manifest(data)
     if problems:
-        raise FerError("refusing to write an invalid manifest: " + "; ".join(problems))
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the server must read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        raise ManifestError("refusing to write an invalid manifest: " + "; ".join(problems))
+    # 0o644: the server (maybe another user) must read it.
+    return atomic_write(path, json.dumps(data, indent=2) + "\n", mode=0o644)
 
 
 def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manifest:
     """Read and validate a manifest (a file or the folder holding manifest.json).
 
-    Raises `FerError` naming every problem. With `check_files` the member files
+    Raises `ManifestError` naming every problem. With `check_files` the member files
     and their byte counts are checked against the disk too.
     """
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
     if not path.is_file():
-        raise FerError(f"no manifest at {path}; run `fer-hybrid export RUN...` to create one")
+        raise ManifestError(f"no manifest at {path}; run `fer-hybrid export RUN...` to create one")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise FerError(f"cannot read {path}: {err}; re-run `fer-hybrid export`") from err
+        raise ManifestError(f"cannot read {path}: {err}; re-run `fer-hybrid export`") from err
     problems = validate_manifest(data, path.parent if check_files else None)
     if problems:
-        raise FerError(f"invalid manifest {path}: " + "; ".join(problems) + "; re-run `fer-hybrid export`")
+        raise ManifestError(f"invalid manifest {path}: " + "; ".join(problems) + "; re-run `fer-hybrid export`")
     return manifest_from_dict(data)
