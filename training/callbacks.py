@@ -25,10 +25,14 @@ from training.runs import RunFolder
 LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
+def _write_keras(model: keras.Model, path: Path) -> None:
+    model.save(str(path))
+
+
 def atomic_save_model(model: keras.Model, path: Path) -> None:
     """model.save to a temporary sibling, then replace `path` with it."""
     with atomic_output(path) as tmp:
-        model.save(str(tmp))
+        _write_keras(model, tmp)
 
 
 def get_lr(model: keras.Model) -> float:

@@ -147,9 +147,13 @@ def train(
     if verbose == "auto":
         verbose = "1" if sys.stdout.isatty() else "2"
 
-    from training.data import load_splits
-
-    splits = load_splits(**{k: v for k, v in config.data.items() if v not in (None, [])},
-                         seed=config.seed)
+    splits = _load_data(config.data, config.seed)
     train_prepared(config, state, splits, run, resume=resume, deadline=deadline,
                    verbose=int(verbose) if verbose.isdigit() else verbose)
+
+
+def _load_data(data: dict, seed: int) -> dict:
+    """The splits a run's `data` options name (`TrainConfig.data`: load_splits' keywords)."""
+    from training.data import load_splits
+
+    return load_splits(**{k: v for k, v in data.items() if v not in (None, [])}, seed=seed)
