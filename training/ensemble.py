@@ -22,9 +22,9 @@ from contract import LABELS, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
 from training.errors import FerError
 from training.evaluate import DataLoader, get_predictions
-from training.runs import Predictions, Target, resolve_target
 from training.metrics import evaluate_probs, top1_accuracy
 from training.report import markdown_table, pct, write_json
+from training.runs import Predictions, Target, resolve_target
 
 SELECTION_NOTE = (
     "Members and weights were selected on PublicTest (val) only; PrivateTest (test) "

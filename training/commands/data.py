@@ -24,8 +24,8 @@ CUSTOM_HELP = "Custom dataset from web uploads, <dir>/<label>/*.png (default: $F
 
 def _available_aux(data_dir: Path | None, ckplus, jaffe, custom) -> list[str]:
     """Aux sets to show by default: those given explicitly or present at their default place."""
-    from training.data.ckplus import DEFAULT_NAMES as CK
     from contract import default_custom_dir
+    from training.data.ckplus import DEFAULT_NAMES as CK
     from training.data.jaffe import DEFAULT_NAMES as JA
     from training.data.splits import default_data_dir
 

@@ -24,8 +24,8 @@ def results(
     ] = None,
 ) -> None:
     """PrivateTest accuracy (plain and flip TTA), macro-F1 and params of our runs and ensembles, next to the published FER2013 results (marked as such, with citations)."""
-    from training.errors import FerError
     from contract.files import atomic_write
+    from training.errors import FerError
     from training.results import collect, render_results
 
     if not runs and not ensemble_report:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import atomic_output
 from training.errors import FerError
 
 log = logging.getLogger(__name__)
@@ -190,12 +191,5 @@ def load_fer2013_csv(
 
 
 def write_cache(cpath: Path, arrays: FerArrays) -> None:
-    cpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, x=arrays.x, y=arrays.y.astype(np.uint8), usage=arrays.usage)
-        os.replace(tmp, cpath)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(cpath) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, x=arrays.x, y=arrays.y.astype(np.uint8), usage=arrays.usage)

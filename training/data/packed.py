@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import lzma
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from contract import LABELS
+from contract.files import atomic_output
 from training.data.fer2013 import SIZE, USAGES, FerArrays
 from training.errors import FerError
 
@@ -86,35 +86,29 @@ def write_pack(
         }
     ).encode()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     total = sum(a.nbytes for _, a in arrays)
-    try:
-        with (
-            open(tmp, "wb") as fh,
-            tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc="compress",
-                disable=None if progress is None else not progress,
-            ) as bar,
-        ):
-            fh.write(MAGIC + struct.pack("<I", len(header)) + header)
-            comp = lzma.LZMACompressor(
-                format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters(preset)
-            )
-            for _, a in arrays:
-                flat = a.reshape(-1)
-                for start in range(0, flat.size, _CHUNK):
-                    block = flat[start : start + _CHUNK]
-                    fh.write(comp.compress(block.tobytes()))
-                    bar.update(block.size)
-            fh.write(comp.flush())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with (
+        atomic_output(path) as tmp,
+        open(tmp, "wb") as fh,
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="compress",
+            disable=None if progress is None else not progress,
+        ) as bar,
+    ):
+        fh.write(MAGIC + struct.pack("<I", len(header)) + header)
+        comp = lzma.LZMACompressor(
+            format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters(preset)
+        )
+        for _, a in arrays:
+            flat = a.reshape(-1)
+            for start in range(0, flat.size, _CHUNK):
+                block = flat[start : start + _CHUNK]
+                fh.write(comp.compress(block.tobytes()))
+                bar.update(block.size)
+        fh.write(comp.flush())
     return path.stat().st_size
 
 
