@@ -13,7 +13,8 @@ const SHELL_URLS = [
   '/', '/upload', '/static/css/app.css', '/static/manifest.webmanifest', '/static/icon.svg',
   '/static/js/main.js', '/static/js/env.js', '/static/js/camera.js', '/static/js/detector.js',
   '/static/js/align.js', '/static/js/lowlight.js', '/static/js/classifier.js', '/static/js/tracker.js',
-  '/static/js/overlay.js', '/static/js/pipeline.js', '/static/js/upload.js',
+  '/static/js/overlay.js', '/static/js/pipeline.js', '/static/js/upload.js', '/static/js/photo.js',
+  '/static/js/message.js',
 ];
 const TF = '/static/vendor/tfjs-4.22.0/';
 const VENDOR_URLS = [

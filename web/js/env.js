@@ -66,6 +66,25 @@ export async function useBackend(name) {
   return tf.getBackend();
 }
 
+/**
+ * Start TF.js on the backend asked for in the URL (?backend=), else on wasm with cpu as the
+ * fallback; returns the active backend. A requested backend that fails is reported (the live
+ * page tells the user to try another) unless `fallbackOnRequest`, which falls back to cpu as
+ * well (the upload page only detects faces and loads no WebGL backend, so any backend will do).
+ */
+export async function chooseBackend({ fallbackOnRequest = false } = {}) {
+  const req = requestedBackend();
+  if (req && req !== 'auto') {
+    return fallbackOnRequest ? useBackend(req).catch(() => useBackend('cpu')) : useBackend(req);
+  }
+  try {
+    return await useBackend('wasm');
+  } catch (err) {
+    console.warn(err);
+    return useBackend('cpu');
+  }
+}
+
 /** Register the service worker (best effort). Returns the registration or null. */
 export async function registerServiceWorker() {
   if (!('serviceWorker' in navigator) || !window.isSecureContext) return null;
