@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
 from test_backend_helpers import make_settings
 
 from backend.app import create_app
+from backend.assets import TFJS_DIR, TFJS_URL
 
 MANIFEST = {
     "schema": "fer-hybrid/manifest@1",
@@ -230,3 +232,19 @@ def test_real_web_folder_is_served(repo_root, tmp_path):
             r = client.get(f"/static/{wasm.relative_to(web).as_posix()}")
             assert r.headers["content-type"] == "application/wasm"
             assert "immutable" in r.headers["cache-control"]
+
+
+def test_pages_load_tfjs_from_the_pinned_folder(repo_root, tmp_path):
+    """The real pages take the vendored TF.js folder from backend/assets.py (script tags and the
+    <meta> that env.js reads), and every tfjs script they name is served."""
+    web = repo_root / "web"
+    assert (web / TFJS_DIR).is_dir()
+    settings = make_settings(tmp_path, web_dir=web, models_dir=repo_root / "models")
+    with TestClient(create_app(settings)) as client:
+        for page in ("/", "/upload"):
+            html = client.get(page).text
+            assert f'<meta name="fer-tfjs" content="{TFJS_URL}">' in html, page
+            scripts = re.findall(r'<script defer src="([^"]+)"', html)
+            assert len(scripts) >= 4 and all(s.startswith(TFJS_URL) for s in scripts), page
+            for src in scripts:
+                assert client.get(src).status_code == 200, src

@@ -8,6 +8,8 @@ import e2e_support
 import pytest
 from e2e_support import browser, live_server, require_browser, wait_state
 
+from backend.assets import TFJS_URL
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 e2e_models = e2e_support.e2e_models  # session fixture
@@ -74,6 +76,9 @@ def test_photo_message_and_backend_choice_shared_by_both_pages(e2e_models, tmp_p
         page.goto(f"{base}/upload?backend=webgl")
         wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
         assert page.evaluate("tf.getBackend()") == "cpu"
+        # env.js finds the wasm binaries through the folder the server wrote into the page.
+        folder = page.evaluate("import('/static/js/env.js').then((m) => m.tfjsFolder())")
+        assert folder == TFJS_URL
         choice = page.evaluate("""import('/static/js/env.js').then(async (m) => ({
             strict: await m.chooseBackend().then(() => 'switched', (e) => e.message),
             lenient: await m.chooseBackend({ fallbackOnRequest: true }) }))""")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, select_autoescape
 
+from ..assets import TFJS_URL
 from ..dependencies import AssetVersionDep, SettingsDep
 
 router = APIRouter(tags=["pages"])
@@ -35,7 +36,9 @@ def _render(request: Request, settings, asset_version, name: str, **context) -> 
         raise HTTPException(
             404, f"page template web/{name} not found in {settings.web_dir}"
         ) from err
-    html = template.render(asset_version=asset_version.get(), request=request, **context)
+    html = template.render(
+        asset_version=asset_version.get(), tfjs=TFJS_URL, request=request, **context
+    )
     body = html.encode("utf-8")
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     if etag in [
