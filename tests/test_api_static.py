@@ -308,3 +308,15 @@ def test_tfjs_version_is_written_once(repo_root):
             if TFJS_VERSION in path.read_text(encoding="utf-8", errors="ignore"):
                 where.append(rel.as_posix())
     assert where == ["backend/assets.py"]
+
+
+def test_upload_page_offers_the_servers_labels(repo_root, tmp_path):
+    """The upload form's choices are the server's label list (what GET /api/labels returns),
+    rendered into the page, in order, instead of a copy in upload.js."""
+    web = repo_root / "web"
+    settings = make_settings(tmp_path, web_dir=web, models_dir=repo_root / "models")
+    with TestClient(create_app(settings)) as client:
+        html = client.get("/upload").text
+        labels = client.get("/api/labels").json()["labels"]
+    assert re.findall(r'<input type="radio" name="label" value="([^"]+)">', html) == labels
+    assert "'happy'" not in (web / "js" / "upload.js").read_text()

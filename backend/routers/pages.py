@@ -9,6 +9,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, select_autoescape
 
+from training.labels import LABELS
+
 from ..assets import TFJS_URL
 from ..dependencies import AssetVersionDep, SettingsDep
 from ..precache import shell_urls, vendor_urls
@@ -75,7 +77,9 @@ def index(request: Request, settings: SettingsDep, asset_version: AssetVersionDe
 def upload_page(
     request: Request, settings: SettingsDep, asset_version: AssetVersionDep
 ) -> Response:
-    return _render(request, settings, asset_version, "upload.html")
+    # The label choices come from the server's list (the one GET /api/labels returns), rendered
+    # into the page so that the form also works offline from the service worker's cache.
+    return _render(request, settings, asset_version, "upload.html", labels=list(LABELS))
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)

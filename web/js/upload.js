@@ -6,7 +6,6 @@ import { drawAligned, toGray, grayToCanvas } from './align.js';
 import { drawPhoto, PhotoError } from './photo.js';
 import { showMessage as showIn, hideMessage } from './message.js';
 
-export const LABELS = ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'];
 export const STORE_KEY = 'fer-hybrid.uploads';
 export const CROP_SIZE = 128;
 
@@ -47,17 +46,6 @@ function selectedLabel() {
 
 function refreshSubmit() {
   els.submit.disabled = !(els.consent.checked && selectedLabel() && state.selected >= 0);
-}
-
-function buildLabels() {
-  for (const l of LABELS) {
-    const label = document.createElement('label');
-    const input = document.createElement('input');
-    input.type = 'radio'; input.name = 'label'; input.value = l;
-    input.addEventListener('change', refreshSubmit);
-    label.append(input, document.createTextNode(l));
-    els.labels.append(label);
-  }
 }
 
 function selectCrop(i) {
@@ -187,7 +175,8 @@ async function deleteAll() {
 }
 
 async function init() {
-  buildLabels();
+  // The label radios are rendered by the server from its label list (see upload.html).
+  els.labels.addEventListener('change', refreshSubmit);
   renderUploads();
   els.consent.addEventListener('change', refreshSubmit);
   els.file.addEventListener('change', () => handleFile(els.file.files[0]).catch((err) => showMessage('Could not analyse the photo', err.message)));
