@@ -1,4 +1,4 @@
-"""Asset version (cache-busting) and MIME types for the page's files.
+"""Asset version (cache-busting), MIME types and the vendored TF.js folder for the page's files.
 
 `asset_version` is a short hash of every file under web/ plus models/manifest.json,
 recomputed only when a file's size/mtime changes. Pages put it into URLs
@@ -12,6 +12,13 @@ import mimetypes
 import os
 import threading
 from pathlib import Path
+
+#: The vendored TF.js release, written here only: web/scripts/vendor.sh fetches this version,
+#: the page templates get `tfjs` (TFJS_URL) from routers/pages.py, env.js reads it from the
+#: pages' <meta name="fer-tfjs">, and the service worker's precache list is derived from it.
+TFJS_VERSION = "4.22.0"
+TFJS_DIR = f"vendor/tfjs-{TFJS_VERSION}"  # relative to web/
+TFJS_URL = f"/static/{TFJS_DIR}/"
 
 # Deterministic types whatever /etc/mime.types says (StaticFiles uses `mimetypes`).
 MIME_TYPES = {

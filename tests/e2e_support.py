@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from uvicorn_thread import free_port, serve_in_thread
 
+from backend.assets import TFJS_DIR
+
 CHROMIUM = Path("/usr/bin/chromium")
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
@@ -107,8 +109,8 @@ def page_weight(web_dir: Path, models_dir: Path | None) -> dict[str, int]:
     out = {
         "app_js_css": sum(p.stat().st_size for p in (web_dir / "js").glob("*.js"))
         + (web_dir / "css" / "app.css").stat().st_size,
-        "tfjs_js": sum(p.stat().st_size for p in (vendor / "tfjs-4.22.0").glob("*.js")),
-        "wasm_simd": (vendor / "tfjs-4.22.0" / "tfjs-backend-wasm-simd.wasm").stat().st_size,
+        "tfjs_js": sum(p.stat().st_size for p in (web_dir / TFJS_DIR).glob("*.js")),
+        "wasm_simd": (web_dir / TFJS_DIR / "tfjs-backend-wasm-simd.wasm").stat().st_size,
         "blazeface": sum(p.stat().st_size for p in (vendor / "human-3.3.6" / "models").iterdir()),
     }
     if models_dir and (models_dir / "manifest.json").exists():

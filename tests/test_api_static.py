@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
 from test_backend_helpers import make_settings
 
 from backend.app import create_app
+from backend.assets import TFJS_DIR, TFJS_URL, TFJS_VERSION
 
 MANIFEST = {
     "schema": "fer-hybrid/manifest@1",
@@ -230,3 +232,91 @@ def test_real_web_folder_is_served(repo_root, tmp_path):
             r = client.get(f"/static/{wasm.relative_to(web).as_posix()}")
             assert r.headers["content-type"] == "application/wasm"
             assert "immutable" in r.headers["cache-control"]
+
+
+def test_pages_load_tfjs_from_the_pinned_folder(repo_root, tmp_path):
+    """The real pages take the vendored TF.js folder from backend/assets.py (script tags and the
+    <meta> that env.js reads), and every tfjs script they name is served."""
+    web = repo_root / "web"
+    assert (web / TFJS_DIR).is_dir()
+    settings = make_settings(tmp_path, web_dir=web, models_dir=repo_root / "models")
+    with TestClient(create_app(settings)) as client:
+        for page in ("/", "/upload"):
+            html = client.get(page).text
+            assert f'<meta name="fer-tfjs" content="{TFJS_URL}">' in html, page
+            scripts = re.findall(r'<script defer src="([^"]+)"', html)
+            assert len(scripts) >= 4 and all(s.startswith(TFJS_URL) for s in scripts), page
+            for src in scripts:
+                assert client.get(src).status_code == 200, src
+
+
+def _sw_list(js: str, name: str) -> list[str]:
+    match = re.search(rf"^const {name} = (\[.*\]);$", js, re.M)
+    assert match, f"{name} not found in the rendered sw.js"
+    return json.loads(match.group(1))
+
+
+def test_service_worker_precaches_every_module_and_vendored_file(repo_root, tmp_path):
+    """/sw.js is rendered with lists derived from web/: no module under web/js/ can be missing
+    (offline, the page would not start), and every listed URL is really served."""
+    web = repo_root / "web"
+    settings = make_settings(tmp_path, web_dir=web, models_dir=repo_root / "models")
+    with TestClient(create_app(settings)) as client:
+        sw = client.get("/sw.js")
+        assert sw.status_code == 200 and "{{" not in sw.text and "{%" not in sw.text
+        assert sw.headers["content-type"].split(";")[0] == "text/javascript"
+        assert sw.headers["service-worker-allowed"] == "/"
+        assert sw.headers["cache-control"] == "no-cache"
+        again = client.get("/sw.js", headers={"If-None-Match": sw.headers["etag"]})
+        assert again.status_code == 304
+        shell, vendor = _sw_list(sw.text, "SHELL_URLS"), _sw_list(sw.text, "VENDOR_URLS")
+        modules = [p for p in (web / "js").rglob("*") if p.suffix in (".js", ".mjs")]
+        assert len(modules) >= 10
+        for module in modules:
+            assert f"/static/{module.relative_to(web).as_posix()}" in shell, module
+        assert {"/", "/upload", "/static/css/app.css"} <= set(shell)
+        for name in ("tf-core.es2017.min.js", "tf-backend-wasm.es2017.min.js",
+                     "tfjs-backend-wasm-simd.wasm", "tfjs-backend-wasm.wasm"):
+            assert TFJS_URL + name in vendor
+        assert any(u.endswith("/models/blazeface.json") for u in vendor)
+        assert any(u.endswith("/models/blazeface.bin") for u in vendor)
+        for url in shell + vendor:
+            assert client.get(url).status_code == 200, url
+
+
+def test_service_worker_list_follows_the_files(site):
+    """A module added under web/js/ is precached without editing any list."""
+    client, settings = site
+    web = settings.web_dir
+    (web / "sw.js").write_text("const SHELL_URLS = {{ shell_urls | tojson }};\n")
+    (web / "js" / "later").mkdir()
+    (web / "js" / "later" / "added.js").write_text("export const y = 2;\n")
+    shell = _sw_list(client.get("/sw.js").text, "SHELL_URLS")
+    expected = {"/static/js/main.js", "/static/js/worker.mjs", "/static/js/later/added.js"}
+    assert expected <= set(shell)
+
+
+def test_tfjs_version_is_written_once(repo_root):
+    """The tfjs pin lives in backend/assets.py; pages, env.js, sw.js, vendor.sh read it there."""
+    where = []
+    for root in (repo_root / "web", repo_root / "backend"):
+        for path in root.rglob("*"):
+            rel = path.relative_to(repo_root)
+            skipped = rel.parts[:2] == ("web", "vendor") or "__pycache__" in rel.parts
+            if skipped or not path.is_file():
+                continue
+            if TFJS_VERSION in path.read_text(encoding="utf-8", errors="ignore"):
+                where.append(rel.as_posix())
+    assert where == ["backend/assets.py"]
+
+
+def test_upload_page_offers_the_servers_labels(repo_root, tmp_path):
+    """The upload form's choices are the server's label list (what GET /api/labels returns),
+    rendered into the page, in order, instead of a copy in upload.js."""
+    web = repo_root / "web"
+    settings = make_settings(tmp_path, web_dir=web, models_dir=repo_root / "models")
+    with TestClient(create_app(settings)) as client:
+        html = client.get("/upload").text
+        labels = client.get("/api/labels").json()["labels"]
+    assert re.findall(r'<input type="radio" name="label" value="([^"]+)">', html) == labels
+    assert "'happy'" not in (web / "js" / "upload.js").read_text()

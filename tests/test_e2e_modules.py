@@ -8,6 +8,8 @@ import e2e_support
 import pytest
 from e2e_support import browser, live_server, require_browser, wait_state
 
+from backend.assets import TFJS_URL
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 e2e_models = e2e_support.e2e_models  # session fixture
@@ -59,3 +61,38 @@ def test_js_helpers(e2e_models, tmp_path):
     assert r["ids"][0] == r["ids"][1][0] and r["ids"][1][1] != r["ids"][0]
     assert r["smoothed"][0] == pytest.approx(0.5) and r["smoothed"][3] == pytest.approx(0.5)
     assert r["pooled"] == [2, 10, 2, 10]
+
+
+def test_photo_message_and_backend_choice_shared_by_both_pages(e2e_models, tmp_path):
+    """photo.js, message.js and env.chooseBackend serve both pages; their one difference (the
+    upload page falls back to cpu when the requested backend fails) is a parameter."""
+    require_browser()
+    junk = tmp_path / "not-a-photo.png"
+    junk.write_bytes(b"this is not an image")
+    shown = "document.getElementById('message').hidden === false"
+    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
+        page = b.new_page()
+        # The upload page loads no WebGL backend: asking for it falls back to cpu there.
+        page.goto(f"{base}/upload?backend=webgl")
+        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
+        assert page.evaluate("tf.getBackend()") == "cpu"
+        # env.js finds the wasm binaries through the folder the server wrote into the page.
+        folder = page.evaluate("import('/static/js/env.js').then((m) => m.tfjsFolder())")
+        assert folder == TFJS_URL
+        choice = page.evaluate("""import('/static/js/env.js').then(async (m) => ({
+            strict: await m.chooseBackend().then(() => 'switched', (e) => e.message),
+            lenient: await m.chooseBackend({ fallbackOnRequest: true }) }))""")
+        assert "webgl" in choice["strict"] and choice["lenient"] == "cpu"
+        page.set_input_files("#file", str(junk))
+        wait_state(page, shown, 30)
+        assert page.inner_text("#message").startswith("Could not read the photo")
+        assert page.get_attribute("#message", "data-kind") == "error"
+
+        page.goto(f"{base}/?backend=cpu")
+        wait_state(page, "window.ferState && window.ferState.ready", 60)
+        assert page.is_hidden("#message")
+        page.set_input_files("#photo", str(junk))
+        wait_state(page, shown, 30)
+        assert page.inner_text("#message").startswith("Could not read the photo")
+        assert "JPEG or PNG" in page.inner_text("#message")
+        assert page.is_hidden("#still")

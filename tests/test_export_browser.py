@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend.assets import TFJS_DIR
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VENDOR = Path(__file__).resolve().parents[1] / "web" / "vendor" / "tfjs-4.22.0"
+VENDOR = Path(__file__).resolve().parents[1] / "web" / TFJS_DIR
 SCRIPTS = ["tf-core.es2017.min.js", "tf-converter.es2017.min.js", "tf-backend-cpu.es2017.min.js",
            "tf-backend-wasm.es2017.min.js"]
 

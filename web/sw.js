@@ -9,19 +9,11 @@ const SHELL = `${VERSION}-shell`;
 const VENDOR = `${VERSION}-vendor`;
 const MODELS = `${VERSION}-models`;
 
-const SHELL_URLS = [
-  '/', '/upload', '/static/css/app.css', '/static/manifest.webmanifest', '/static/icon.svg',
-  '/static/js/main.js', '/static/js/env.js', '/static/js/camera.js', '/static/js/detector.js',
-  '/static/js/align.js', '/static/js/lowlight.js', '/static/js/classifier.js', '/static/js/tracker.js',
-  '/static/js/overlay.js', '/static/js/pipeline.js', '/static/js/upload.js',
-];
-const TF = '/static/vendor/tfjs-4.22.0/';
-const VENDOR_URLS = [
-  `${TF}tf-core.es2017.min.js`, `${TF}tf-converter.es2017.min.js`, `${TF}tf-backend-cpu.es2017.min.js`,
-  `${TF}tf-backend-webgl.es2017.min.js`, `${TF}tf-backend-wasm.es2017.min.js`,
-  `${TF}tfjs-backend-wasm.wasm`, `${TF}tfjs-backend-wasm-simd.wasm`, `${TF}tfjs-backend-wasm-threaded-simd.wasm`,
-  '/static/vendor/human-3.3.6/models/blazeface.json', '/static/vendor/human-3.3.6/models/blazeface.bin',
-];
+// Rendered by the server (backend/routers/pages.py) with lists derived from the files under web/
+// (backend/precache.py): every module under web/js/, the vendored TF.js folder pinned in
+// backend/assets.py and the detector weights. A Jinja template, so not valid JS until served.
+const SHELL_URLS = {{ shell_urls | tojson }};
+const VENDOR_URLS = {{ vendor_urls | tojson }};
 
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {

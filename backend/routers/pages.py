@@ -1,4 +1,4 @@
-"""The HTML pages (Jinja2 templates from web/) and the root-scoped service worker."""
+"""The HTML pages and the root-scoped service worker, all Jinja2 templates from web/."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ import hashlib
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, select_autoescape
 
+from training.labels import LABELS
+
+from ..assets import TFJS_URL
 from ..dependencies import AssetVersionDep, SettingsDep
+from ..precache import shell_urls, vendor_urls
 
 router = APIRouter(tags=["pages"])
 
 _envs: dict[Path, Environment] = {}
+
+
+class JavaScriptResponse(Response):
+    media_type = "text/javascript"
 
 
 def _env(web_dir: Path) -> Environment:
@@ -28,21 +36,32 @@ def _env(web_dir: Path) -> Environment:
     return env
 
 
-def _render(request: Request, settings, asset_version, name: str, **context) -> Response:
+def _render(
+    request: Request,
+    settings,
+    asset_version,
+    name: str,
+    response_class: type[Response] = HTMLResponse,
+    headers: dict[str, str] | None = None,
+    **context,
+) -> Response:
     try:
         template = _env(Path(settings.web_dir)).get_template(name)
     except TemplateNotFound as err:
         raise HTTPException(
             404, f"page template web/{name} not found in {settings.web_dir}"
         ) from err
-    html = template.render(asset_version=asset_version.get(), request=request, **context)
+    html = template.render(
+        asset_version=asset_version.get(), tfjs=TFJS_URL, request=request, **context
+    )
     body = html.encode("utf-8")
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {**(headers or {}), "etag": etag}
     if etag in [
         t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")
     ]:
-        return Response(status_code=304, headers={"etag": etag})
-    return HTMLResponse(body, headers={"etag": etag})
+        return Response(status_code=304, headers=headers)
+    return response_class(body, headers=headers)
 
 
 @router.get("/", response_class=HTMLResponse, summary="The camera page")
@@ -58,7 +77,9 @@ def index(request: Request, settings: SettingsDep, asset_version: AssetVersionDe
 def upload_page(
     request: Request, settings: SettingsDep, asset_version: AssetVersionDep
 ) -> Response:
-    return _render(request, settings, asset_version, "upload.html")
+    # The label choices come from the server's list (the one GET /api/labels returns), rendered
+    # into the page so that the form also works offline from the service worker's cache.
+    return _render(request, settings, asset_version, "upload.html", labels=list(LABELS))
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -82,16 +103,18 @@ def redoc_docs(
 @router.get(
     "/sw.js",
     summary="The service worker (root scope)",
-    response_class=FileResponse,
+    response_class=JavaScriptResponse,
 )
-def service_worker(settings: SettingsDep) -> Response:
-    path = Path(settings.web_dir) / "sw.js"
-    if not path.is_file():
-        raise HTTPException(404, "web/sw.js not found")
-    return FileResponse(
-        path,
-        media_type="text/javascript",
+def service_worker(
+    request: Request, settings: SettingsDep, asset_version: AssetVersionDep
+) -> Response:
+    """web/sw.js with its precache lists filled in from the files on disk (backend/precache.py)."""
+    web = Path(settings.web_dir)
+    return _render(
+        request, settings, asset_version, "sw.js",
+        response_class=JavaScriptResponse,
         headers={"service-worker-allowed": "/", "cache-control": "no-cache"},
+        shell_urls=shell_urls(web), vendor_urls=vendor_urls(web),
     )
 
 

@@ -1,6 +1,6 @@
-// Environment checks and TF.js backend set-up (no DOM access except what callers pass in).
+// Environment checks and TF.js backend set-up (the only DOM it reads is the page's
+// <meta name="fer-tfjs">; everything else comes from what callers pass in).
 
-export const VENDOR_TFJS = '/static/vendor/tfjs-4.22.0/';
 export const BACKENDS = ['wasm', 'webgl', 'cpu'];
 
 /**
@@ -49,21 +49,49 @@ export function requestedBackend(search = location.search) {
   return b && (BACKENDS.includes(b) || b === 'auto') ? b : null;
 }
 
+/**
+ * URL of the vendored TF.js folder (its wasm binaries live there), or null. The server writes
+ * it into each page from backend/assets.py, so the TF.js version is spelled in one place.
+ */
+export function tfjsFolder(doc = document) {
+  const meta = doc.querySelector('meta[name="fer-tfjs"]');
+  return meta ? meta.content : null;
+}
+
 /** Make sure the vendored tf global exists and switch to `name`; returns the active backend. */
 export async function useBackend(name) {
   const tf = globalThis.tf;
-  if (!tf) throw new Error('TensorFlow.js did not load (/static/vendor/tfjs-4.22.0/).');
+  if (!tf) throw new Error(`TensorFlow.js did not load (${tfjsFolder()}).`);
   if (tf.wasm && tf.wasm.setWasmPaths && !useBackend._pathsSet) {
     // tfjs-wasm's threaded build starts its workers with importScripts(blob:...), which the page's
     // CSP (script-src 'self') forbids; use the single-threaded SIMD build unless ?threads=1.
     if (new URLSearchParams(location.search).get('threads') !== '1') tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-    tf.wasm.setWasmPaths(VENDOR_TFJS);
+    tf.wasm.setWasmPaths(tfjsFolder());
     useBackend._pathsSet = true;
   }
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`TF.js backend "${name}" is not available in this browser.`);
   await tf.ready();
   return tf.getBackend();
+}
+
+/**
+ * Start TF.js on the backend asked for in the URL (?backend=), else on wasm with cpu as the
+ * fallback; returns the active backend. A requested backend that fails is reported (the live
+ * page tells the user to try another) unless `fallbackOnRequest`, which falls back to cpu as
+ * well (the upload page only detects faces and loads no WebGL backend, so any backend will do).
+ */
+export async function chooseBackend({ fallbackOnRequest = false } = {}) {
+  const req = requestedBackend();
+  if (req && req !== 'auto') {
+    return fallbackOnRequest ? useBackend(req).catch(() => useBackend('cpu')) : useBackend(req);
+  }
+  try {
+    return await useBackend('wasm');
+  } catch (err) {
+    console.warn(err);
+    return useBackend('cpu');
+  }
 }
 
 /** Register the service worker (best effort). Returns the registration or null. */

@@ -1,11 +1,15 @@
 // Live page wiring: environment checks, backend choice, model loading, camera loop, still photos.
-import { currentCameraProblem, requestedBackend, useBackend, registerServiceWorker } from './env.js';
+import {
+  currentCameraProblem, requestedBackend, useBackend, chooseBackend, registerServiceWorker,
+} from './env.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
 import { Ensemble, argmax } from './classifier.js';
 import { Tracker } from './tracker.js';
 import { drawOverlay } from './overlay.js';
 import { analyse } from './pipeline.js';
+import { drawPhoto, PhotoError } from './photo.js';
+import { showMessage as showIn, hideMessage as hideIn } from './message.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -33,18 +37,8 @@ function setStatus(status, text) {
   if (text !== undefined) els.status.textContent = text;
 }
 
-function showMessage(title, text, kind = 'error') {
-  els.message.hidden = false;
-  els.message.dataset.kind = kind;
-  els.message.replaceChildren();
-  const h = document.createElement('strong');
-  h.textContent = title;
-  const p = document.createElement('p');
-  p.textContent = text;
-  els.message.append(h, p);
-}
-
-function hideMessage() { els.message.hidden = true; }
+const showMessage = (title, text, kind) => showIn(els.message, title, text, kind);
+const hideMessage = () => hideIn(els.message);
 
 function labelsOrDefault() { return classifier ? classifier.labels : ['face']; }
 
@@ -166,19 +160,15 @@ async function analysePhoto(file) {
   if (!file) return;
   if (running) stop();
   hideMessage();
-  let bitmap;
+  const c = els.stillImage;
   try {
-    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
-  } catch {
-    showMessage('Could not read the photo', 'That file is not an image this browser can decode.');
+    await drawPhoto(file, c);
+  } catch (err) {
+    if (!(err instanceof PhotoError)) throw err;
+    showMessage(err.title, err.message);
     return;
   }
-  const scale = Math.min(1, 1600 / Math.max(bitmap.width, bitmap.height));
-  const w = Math.round(bitmap.width * scale), h = Math.round(bitmap.height * scale);
-  const c = els.stillImage;
-  c.width = w; c.height = h;
-  c.getContext('2d').drawImage(bitmap, 0, 0, w, h);
-  bitmap.close && bitmap.close();
+  const w = c.width, h = c.height;
   els.stillWrap.hidden = false;
   document.body.classList.add('still-mode');
   setStatus('analysing', 'Analysing photo…');
@@ -191,14 +181,6 @@ async function analysePhoto(file) {
 }
 
 // ---- start-up ----
-async function chooseBackend() {
-  const req = requestedBackend();
-  if (req && req !== 'auto') return useBackend(req);
-  let b;
-  try { b = await useBackend('wasm'); } catch (err) { console.warn(err); b = await useBackend('cpu'); }
-  return b;
-}
-
 /** Time detector (+ classifier) on the current backend after warm-up; ms per run. */
 async function benchmark(runs = 3) {
   const c = document.createElement('canvas');

@@ -1,10 +1,11 @@
 // Upload page: detect faces in a photo (in the browser), show the aligned crop, send crop + label
 // with explicit consent to POST /api/uploads; remember deletion tokens in localStorage.
-import { useBackend } from './env.js';
+import { chooseBackend } from './env.js';
 import { FaceDetector } from './detector.js';
 import { drawAligned, toGray, grayToCanvas } from './align.js';
+import { drawPhoto, PhotoError } from './photo.js';
+import { showMessage as showIn, hideMessage } from './message.js';
 
-export const LABELS = ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'];
 export const STORE_KEY = 'fer-hybrid.uploads';
 export const CROP_SIZE = 128;
 
@@ -36,13 +37,7 @@ function renderUploads() {
   els.deleteAll.disabled = list.length === 0;
 }
 
-function showMessage(title, text, kind = 'error') {
-  els.message.hidden = false;
-  els.message.dataset.kind = kind;
-  const h = document.createElement('strong'); h.textContent = title;
-  const p = document.createElement('p'); p.textContent = text;
-  els.message.replaceChildren(h, p);
-}
+const showMessage = (title, text, kind) => showIn(els.message, title, text, kind);
 
 function selectedLabel() {
   const r = els.labels.querySelector('input[name="label"]:checked');
@@ -53,17 +48,6 @@ function refreshSubmit() {
   els.submit.disabled = !(els.consent.checked && selectedLabel() && state.selected >= 0);
 }
 
-function buildLabels() {
-  for (const l of LABELS) {
-    const label = document.createElement('label');
-    const input = document.createElement('input');
-    input.type = 'radio'; input.name = 'label'; input.value = l;
-    input.addEventListener('change', refreshSubmit);
-    label.append(input, document.createTextNode(l));
-    els.labels.append(label);
-  }
-}
-
 function selectCrop(i) {
   state.selected = i;
   els.crops.querySelectorAll('button').forEach((b, k) => b.setAttribute('aria-pressed', String(k === i)));
@@ -72,25 +56,22 @@ function selectCrop(i) {
 
 async function handleFile(file) {
   els.result.textContent = '';
-  els.message.hidden = true;
+  hideMessage(els.message);
   photoFile = file || null;
   state.selected = -1; state.faces = 0; cropCanvases = [];
   els.crops.replaceChildren();
   els.cropCard.hidden = true;
   refreshSubmit();
   if (!file) return;
-  let bitmap;
+  let work;
   try {
-    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
-  } catch {
-    showMessage('Could not read the photo', 'That file is not an image this browser can decode (try a JPEG or PNG).');
+    work = await drawPhoto(file);
+  } catch (err) {
+    if (!(err instanceof PhotoError)) throw err;
+    showMessage(err.title, err.message);
     return;
   }
-  const scale = Math.min(1, 1600 / Math.max(bitmap.width, bitmap.height));
-  const w = Math.round(bitmap.width * scale), h = Math.round(bitmap.height * scale);
-  const work = document.createElement('canvas');
-  work.width = w; work.height = h;
-  work.getContext('2d').drawImage(bitmap, 0, 0, w, h);
+  const w = work.width, h = work.height;
   const pv = els.preview, ps = Math.min(1, 480 / Math.max(w, h));
   pv.width = Math.round(w * ps); pv.height = Math.round(h * ps);
   const pctx = pv.getContext('2d');
@@ -194,14 +175,15 @@ async function deleteAll() {
 }
 
 async function init() {
-  buildLabels();
+  // The label radios are rendered by the server from its label list (see upload.html).
+  els.labels.addEventListener('change', refreshSubmit);
   renderUploads();
   els.consent.addEventListener('change', refreshSubmit);
   els.file.addEventListener('change', () => handleFile(els.file.files[0]).catch((err) => showMessage('Could not analyse the photo', err.message)));
   els.form.addEventListener('submit', submit);
   els.deleteAll.addEventListener('click', deleteAll);
   try {
-    await useBackend(new URLSearchParams(location.search).get('backend') || 'wasm').catch(() => useBackend('cpu'));
+    await chooseBackend({ fallbackOnRequest: true });
     detector = await new FaceDetector().load();
     state.ready = true;
     document.body.dataset.state = 'ready';

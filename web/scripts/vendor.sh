@@ -3,11 +3,12 @@
 # only the files the page needs, with each package's licence and a SHA256SUMS.
 # Usage: bash web/scripts/vendor.sh      (needs node/npm; run from anywhere)
 set -euo pipefail
-TFJS=4.22.0
+here="$(cd "$(dirname "$0")/.." && pwd)"
+# The tfjs pin lives in backend/assets.py: the server writes the pages' tfjs paths from it.
+TFJS="$(cd "$here/.." && python3 -c 'from backend.assets import TFJS_VERSION; print(TFJS_VERSION)')"
 HUMAN=3.3.6
 SWAGGER=5.35.0  # the API docs at /docs (FastAPI's default page loads the same package from a CDN)
 REDOC=2.5.4     # the API docs at /redoc
-here="$(cd "$(dirname "$0")/.." && pwd)"
 vendor="$here/vendor"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -1,0 +1,15 @@
+// The pages' message box (a `role="alert"` element): a bold title and one paragraph. Text only,
+// never HTML, since messages often carry server or exception text.
+
+/** Show `title` and `text` in `box`; `kind` ('error' | 'warning' | 'ok') picks the styling. */
+export function showMessage(box, title, text, kind = 'error') {
+  const h = document.createElement('strong');
+  h.textContent = title;
+  const p = document.createElement('p');
+  p.textContent = text;
+  box.replaceChildren(h, p);
+  box.dataset.kind = kind;
+  box.hidden = false;
+}
+
+export function hideMessage(box) { box.hidden = true; }
