@@ -1,7 +1,7 @@
 """Export: Keras -> quantised TF.js graph models + manifest, measured in Python.
 
 The quantised graphs are run with TensorFlow from their dequantised weights
-(`training.export.load_tfjs_graph_model`); test_export_browser.py checks the
+(`training.tfjs.load_tfjs_graph_model`); test_export_browser.py checks the
 same files in headless Chromium with the vendored tfjs.
 """
 
@@ -122,7 +122,7 @@ def test_quantised_ensemble_accuracy_within_tolerance(trained, tmp_path):
 )
 def test_graph_model_matches_keras(trained, tmp_path, quantization, max_abs, min_agree):
     """Each quantisation, run from the dequantised TF.js weights, against Keras; logs sizes/times."""
-    from training.export import convert_keras_to_tfjs, load_tfjs_graph_model
+    from training.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
 
     model = trained["models"][0]
     info = convert_keras_to_tfjs(model, tmp_path / "m", quantization)

@@ -116,13 +116,13 @@ def export(
 
     from training.errors import FerError
     from training.export import (
-        check_quantization,
         check_writable,
         export_ensemble,
         load_eval_split,
         parse_weights,
         resolve_members,
     )
+    from training.tfjs import check_quantization
 
     # Check everything cheap before loading data or TensorFlow.
     quantization = check_quantization(quantize)
