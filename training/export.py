@@ -3,7 +3,7 @@
 Public API::
 
     export_ensemble(members, out_dir, *, quantization="uint8", weights=None, names=None,
-                    placeholder=False, notes="", eval_split=None, data_options=None) -> Path
+                    placeholder=False, notes="", eval_split=None) -> Path
 
 Pipeline per member: ``best.keras`` (or a ``.keras`` file) -> a TF.js graph model in
 ``<out_dir>/<member>/`` (training.tfjs: conversion, the fixes that make it run in the page, and
@@ -232,8 +232,34 @@ def compare_float_quantized(
     return metrics, members
 
 
-def load_eval_split(split: str, data_options: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of split "test" (PrivateTest) or "val" (PublicTest) via training.data.load_splits."""
+@dataclass
+class EvalData:
+    """Labelled images to measure the export on, loaded by the caller.
+
+    The caller loads them (`load_eval_split` for a dataset split) before the slow conversion,
+    so a missing dataset fails fast. split_key names the metrics: "test" (PrivateTest) and
+    "val" (PublicTest) are the dataset's splits, "sample" any other labelled arrays.
+    """
+
+    split_key: str
+    x: np.ndarray  # uint8 (N, H, W) grey images
+    y: np.ndarray  # (N,) class indices
+
+    def __post_init__(self) -> None:
+        if self.split_key not in (*SPLIT_NAMES, "sample"):
+            raise FerError(f"unknown evaluation split {self.split_key!r}; use test, val or sample")
+        self.x, self.y = np.asarray(self.x), np.asarray(self.y)
+        if len(self.x) == 0 or len(self.x) != len(self.y):
+            raise FerError("the evaluation split is empty or x/y lengths differ; check the dataset")
+
+    @property
+    def split_name(self) -> str:
+        """The name the manifest records: PrivateTest, PublicTest or sample."""
+        return SPLIT_NAMES.get(self.split_key, self.split_key)
+
+
+def load_eval_split(split: str, data_options: dict[str, Any] | None = None) -> EvalData:
+    """Split "test" (PrivateTest) or "val" (PublicTest) via training.data.load_splits."""
     if split not in SPLIT_NAMES:
         raise FerError(f"unknown evaluation split {split!r}; use test, val or none")
     try:
@@ -248,7 +274,7 @@ def load_eval_split(split: str, data_options: dict[str, Any] | None = None) -> t
         options = {k: v for k, v in options.items() if k in params}
     splits = load_splits(**options)
     ds = splits[split]
-    return np.asarray(ds.x), np.asarray(ds.y)
+    return EvalData(split, ds.x, ds.y)
 
 
 def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[float]) -> dict[str, Any] | None:
@@ -312,8 +338,7 @@ def export_ensemble(
     names: Sequence[str] | None = None,
     placeholder: bool = False,
     notes: str = "",
-    eval_split: str | tuple | None = None,
-    data_options: dict[str, Any] | None = None,
+    eval_split: EvalData | None = None,
 ) -> Path:
     """Export Keras models as a TF.js graph-model ensemble; returns the manifest path.
 
@@ -325,42 +350,20 @@ def export_ensemble(
     names:        member folder names (default: run folder name / .keras stem).
     placeholder:  mark the models as placeholders (e.g. barely trained) in the manifest.
     notes:        free text for the manifest (default: a generated description).
-    eval_split:   None (no measurement), "test" (PrivateTest) or "val" (PublicTest) loaded with
-                  training.data.load_splits(**data_options); or arrays: (x uint8 (N,48,48), y)
-                  (recorded as split "sample") or ("test"|"val", x, y) when already loaded.
+    eval_split:   None (no measurement) or `EvalData` (e.g. from load_eval_split("test")).
                   Float and quantised ensemble accuracy (with/without flip TTA) go into
                   manifest["metrics"] and each member's metrics as "<split>_accuracy[_tta]"
                   (quantised) and "<split>_accuracy_float[_tta]".
     Raises FerError for user mistakes (missing run/best.keras, bad weights, unknown quantisation,
     unwritable out_dir).
     """
+    if eval_split is not None and not isinstance(eval_split, EvalData):  # fail before converting
+        raise TypeError("eval_split must be an EvalData or None, e.g. load_eval_split('test')")
     quantization = check_quantization(quantization)
     sources = resolve_members(members, names)
     weights = parse_weights(weights, len(sources))
     out_dir = Path(out_dir)
     check_writable(out_dir)
-
-    # Resolve the evaluation data before the slow conversion, so a missing dataset fails fast.
-    eval_x = eval_y = None
-    split_key = split_name = None
-    if eval_split is not None:
-        if isinstance(eval_split, str):
-            if eval_split == "none":
-                eval_split = None
-            else:
-                eval_x, eval_y = load_eval_split(eval_split, data_options)
-                split_key, split_name = eval_split, SPLIT_NAMES[eval_split]
-        elif len(eval_split) == 3:  # (split key, x, y): arrays already loaded for that split
-            key, eval_x, eval_y = eval_split
-            if key not in SPLIT_NAMES:
-                raise FerError(f"unknown evaluation split {key!r}; use test or val")
-            eval_x, eval_y = np.asarray(eval_x), np.asarray(eval_y)
-            split_key, split_name = key, SPLIT_NAMES[key]
-        else:  # (x, y): an arbitrary labelled sample
-            eval_x, eval_y = (np.asarray(a) for a in eval_split)
-            split_key, split_name = "sample", "sample"
-        if eval_x is not None and (len(eval_x) == 0 or len(eval_x) != len(eval_y)):
-            raise FerError("the evaluation split is empty or x/y lengths differ; check the dataset")
 
     import keras
 
@@ -402,14 +405,15 @@ def export_ensemble(
                 )
             )
 
-        if eval_x is not None:
-            log.info("measuring float vs quantised accuracy on %s (%d images)", split_name, len(eval_x))
+        if eval_split is not None:
+            ev = eval_split
+            log.info("measuring float vs quantised accuracy on %s (%d images)", ev.split_name, len(ev.x))
             quant = [load_tfjs_graph_model(tmp_dir / e.name) for e in entries]
             metrics, per_member = compare_float_quantized(
-                [keras_predictor(m) for m in keras_models], quant, eval_x, eval_y, weights, split=split_name
+                [keras_predictor(m) for m in keras_models], quant, ev.x, ev.y, weights, split=ev.split_name
             )
             for entry, member_metrics in zip(entries, per_member):
-                entry.metrics.update({f"{split_key}_{k}": v for k, v in member_metrics.items()})
+                entry.metrics.update({f"{ev.split_key}_{k}": v for k, v in member_metrics.items()})
         else:
             metrics = _run_prediction_metrics(sources, weights) or {"split": None}
 
