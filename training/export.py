@@ -365,87 +365,139 @@ def export_ensemble(
     out_dir = Path(out_dir)
     check_writable(out_dir)
 
-    import keras
-
     tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
     try:
-        entries: list[Member] = []
-        keras_models = []
-        input_shape = None
-        for src, weight in zip(sources, weights):
-            log.info("converting %s (%s) with quantisation %s", src.name, src.keras_path, quantization)
-            try:
-                model = keras.models.load_model(src.keras_path, compile=False)
-            except Exception as err:  # corrupt / incompatible file: user-fixable
-                raise FerError(f"cannot load {src.keras_path}: {err}; re-train or pass another model") from err
-            shape = tuple(model.input_shape[1:])
-            if input_shape is None:
-                input_shape = shape
-            if shape != input_shape or len(shape) != 3:
-                raise FerError(
-                    f"{src.name} takes input {shape} but the ensemble uses {input_shape}; "
-                    "export models with the same input size together"
-                )
-            out_shape = tuple(model.output_shape[1:])
-            if out_shape != (len(LABELS),):
-                raise FerError(f"{src.name} outputs {out_shape}, expected ({len(LABELS)},) class probabilities")
-            info = convert_keras_to_tfjs(model, tmp_dir / src.name, quantization)
-            log.info("%s: %d bytes in %.1f s", src.name, info["bytes"], info["seconds"])
-            keras_models.append(model)
-            entries.append(
-                Member(
-                    name=src.name,
-                    architecture=src.architecture,
-                    path=f"{src.name}/model.json",
-                    weight=weight,
-                    quantization=quantization,
-                    bytes=info["bytes"],
-                    params=info["params"],
-                    metrics=_member_run_metrics(src),
-                )
-            )
-
-        if eval_split is not None:
-            ev = eval_split
-            log.info("measuring float vs quantised accuracy on %s (%d images)", ev.split_name, len(ev.x))
-            quant = [load_tfjs_graph_model(tmp_dir / e.name) for e in entries]
-            metrics, per_member = compare_float_quantized(
-                [keras_predictor(m) for m in keras_models], quant, ev.x, ev.y, weights, split=ev.split_name
-            )
-            for entry, member_metrics in zip(entries, per_member):
-                entry.metrics.update({f"{ev.split_key}_{k}": v for k, v in member_metrics.items()})
-        else:
-            metrics = _run_prediction_metrics(sources, weights) or {"split": None}
-
-        h, w, c = input_shape
-        if not notes:
-            notes = (
-                f"Soft-voting ensemble of {len(entries)} Keras model(s) "
-                f"({', '.join(e.architecture for e in entries)}), exported to TF.js graph models "
-                f"with {quantization} weight quantisation by `fer-hybrid export`."
-            )
-        manifest = Manifest(
-            members=entries,
-            input=default_input_spec(h, w, c),
-            metrics=metrics,
-            placeholder=bool(placeholder),
-            notes=notes,
-            created=utc_now_iso(),
-        )
-        data = manifest.to_dict()
-        problems = validate_manifest(data, tmp_dir)
-        if problems:
-            raise FerError("the exported manifest is invalid: " + "; ".join(problems))
-        write_manifest(data, tmp_dir / MANIFEST_NAME)
-
-        # Carry over the old folder's top-level files (model card, .gitkeep, ...).
-        if out_dir.is_dir():
-            for old in out_dir.iterdir():
-                if old.is_file() and old.name != MANIFEST_NAME and not (tmp_dir / old.name).exists():
-                    shutil.copy2(old, tmp_dir / old.name)
-        os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
-        _swap_in(tmp_dir, out_dir)
+        models = _load_members(sources)
+        entries = _convert_members(sources, models, weights, quantization, tmp_dir)
+        metrics = _measure(entries, models, sources, weights, eval_split, tmp_dir)
+        input_shape = tuple(models[0].input_shape[1:])
+        _write_manifest(tmp_dir, entries, input_shape, metrics,
+                        quantization=quantization, placeholder=placeholder, notes=notes)
+        _publish(tmp_dir, out_dir)
     except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # the old out_dir was never touched
         raise
     return out_dir / MANIFEST_NAME
+
+
+def _load_members(sources: Sequence[MemberSource]) -> list[Any]:
+    """Each member's Keras model, checked to fit one ensemble: same input, 7 probabilities out."""
+    import keras
+
+    models: list[Any] = []
+    for src in sources:
+        try:
+            model = keras.models.load_model(src.keras_path, compile=False)
+        except Exception as err:  # corrupt / incompatible file: user-fixable
+            raise FerError(
+                f"cannot load {src.keras_path}: {err}; re-train or pass another model"
+            ) from err
+        shape = tuple(model.input_shape[1:])
+        first = tuple(models[0].input_shape[1:]) if models else shape
+        if shape != first or len(shape) != 3:
+            raise FerError(
+                f"{src.name} takes input {shape} but the ensemble uses {first}; "
+                "export models with the same input size together"
+            )
+        out_shape = tuple(model.output_shape[1:])
+        if out_shape != (len(LABELS),):
+            raise FerError(
+                f"{src.name} outputs {out_shape}, expected ({len(LABELS)},) class probabilities"
+            )
+        models.append(model)
+    return models
+
+
+def _convert_members(
+    sources: Sequence[MemberSource],
+    models: Sequence[Any],
+    weights: Sequence[float],
+    quantization: str,
+    folder: Path,
+) -> list[Member]:
+    """Convert each model into folder/<member>/; returns their manifest entries."""
+    entries = []
+    for src, model, weight in zip(sources, models, weights):
+        log.info("converting %s (%s) with quantisation %s", src.name, src.keras_path, quantization)
+        info = convert_keras_to_tfjs(model, folder / src.name, quantization)
+        log.info("%s: %d bytes in %.1f s", src.name, info["bytes"], info["seconds"])
+        entries.append(
+            Member(
+                name=src.name,
+                architecture=src.architecture,
+                path=f"{src.name}/model.json",
+                weight=weight,
+                quantization=quantization,
+                bytes=info["bytes"],
+                params=info["params"],
+                metrics=_member_run_metrics(src),
+            )
+        )
+    return entries
+
+
+def _measure(
+    entries: Sequence[Member],
+    models: Sequence[Any],
+    sources: Sequence[MemberSource],
+    weights: Sequence[float],
+    eval_split: EvalData | None,
+    folder: Path,
+) -> dict[str, Any]:
+    """The manifest's metrics; with eval_split also each entry's "<split>_accuracy..." metrics.
+
+    Without eval_split, the runs' saved float predictions are the best available number.
+    """
+    if eval_split is None:
+        return _run_prediction_metrics(sources, weights) or {"split": None}
+    ev = eval_split
+    log.info("measuring float vs quantised accuracy on %s (%d images)", ev.split_name, len(ev.x))
+    quant = [load_tfjs_graph_model(folder / e.name) for e in entries]
+    metrics, per_member = compare_float_quantized(
+        [keras_predictor(m) for m in models], quant, ev.x, ev.y, weights, split=ev.split_name
+    )
+    for entry, member_metrics in zip(entries, per_member):
+        entry.metrics.update({f"{ev.split_key}_{k}": v for k, v in member_metrics.items()})
+    return metrics
+
+
+def _write_manifest(
+    folder: Path,
+    entries: list[Member],
+    input_shape: tuple[int, ...],
+    metrics: dict[str, Any],
+    *,
+    quantization: str,
+    placeholder: bool,
+    notes: str,
+) -> None:
+    """folder/manifest.json, validated against the files just written."""
+    if not notes:
+        notes = (
+            f"Soft-voting ensemble of {len(entries)} Keras model(s) "
+            f"({', '.join(e.architecture for e in entries)}), exported to TF.js graph models "
+            f"with {quantization} weight quantisation by `fer-hybrid export`."
+        )
+    manifest = Manifest(
+        members=entries,
+        input=default_input_spec(*input_shape),
+        metrics=metrics,
+        placeholder=bool(placeholder),
+        notes=notes,
+        created=utc_now_iso(),
+    )
+    data = manifest.to_dict()
+    problems = validate_manifest(data, folder)
+    if problems:
+        raise FerError("the exported manifest is invalid: " + "; ".join(problems))
+    write_manifest(data, folder / MANIFEST_NAME)
+
+
+def _publish(tmp_dir: Path, out_dir: Path) -> None:
+    """Carry the old folder's top-level files (model card, .gitkeep, ...) over, then swap in."""
+    if out_dir.is_dir():
+        for old in out_dir.iterdir():
+            if old.is_file() and old.name != MANIFEST_NAME and not (tmp_dir / old.name).exists():
+                shutil.copy2(old, tmp_dir / old.name)
+    os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
+    _swap_in(tmp_dir, out_dir)
