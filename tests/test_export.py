@@ -1,7 +1,7 @@
 """Export: Keras -> quantised TF.js graph models + manifest, measured in Python.
 
 The quantised graphs are run with TensorFlow from their dequantised weights
-(`training.export.load_tfjs_graph_model`); test_export_browser.py checks the
+(`training.tfjs.load_tfjs_graph_model`); test_export_browser.py checks the
 same files in headless Chromium with the vendored tfjs.
 """
 
@@ -81,12 +81,13 @@ def trained(tmp_path_factory):
 
 def test_quantised_ensemble_accuracy_within_tolerance(trained, tmp_path):
     """Synthetic learnable data: uint8 ensemble within 1 point of the float ensemble."""
-    from training.export import export_ensemble
+    from training.export import EvalData, export_ensemble
 
     out = tmp_path / "models"
     manifest_path = export_ensemble(
         [trained["run"], trained["keras"]], out, quantization="uint8", weights=[1.0, 2.0],
-        eval_split=(trained["x_test"], trained["y_test"]), notes="tiny test models", placeholder=True,
+        eval_split=EvalData("sample", trained["x_test"], trained["y_test"]),
+        notes="tiny test models", placeholder=True,
     )
     doc = json.loads(manifest_path.read_text())
     assert validate_manifest(doc, out) == []
@@ -122,7 +123,7 @@ def test_quantised_ensemble_accuracy_within_tolerance(trained, tmp_path):
 )
 def test_graph_model_matches_keras(trained, tmp_path, quantization, max_abs, min_agree):
     """Each quantisation, run from the dequantised TF.js weights, against Keras; logs sizes/times."""
-    from training.export import convert_keras_to_tfjs, load_tfjs_graph_model
+    from training.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
 
     model = trained["models"][0]
     info = convert_keras_to_tfjs(model, tmp_path / "m", quantization)
@@ -186,7 +187,7 @@ def test_atomic_replace_keeps_model_card_and_survives_failures(trained, tmp_path
 
 
 def test_user_errors_are_fer_errors(trained, tmp_path):
-    from training.export import export_ensemble
+    from training.export import EvalData, export_ensemble
 
     with pytest.raises(FerError, match="does not exist"):
         export_ensemble([tmp_path / "runs" / "missing"], tmp_path / "out")
@@ -205,7 +206,8 @@ def test_user_errors_are_fer_errors(trained, tmp_path):
     with pytest.raises(FerError, match="cannot create|not writable"):
         export_ensemble([trained["run"]], tmp_path / "a_file" / "models")
     with pytest.raises(FerError, match="split"):
-        export_ensemble([trained["run"]], tmp_path / "out", eval_split="train")
+        export_ensemble([trained["run"]], tmp_path / "out",
+                        eval_split=EvalData("train", trained["x_test"], trained["y_test"]))
     assert not (tmp_path / "out").exists()
 
 
@@ -245,7 +247,11 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
     from training.commands.export import export
 
     xy = (trained["x_test"], trained["y_test"])
-    monkeypatch.setattr(ex, "load_eval_split", lambda split, data_options=None: xy)
+
+    def stub(split, **data_options):
+        return ex.EvalData(split, *xy)
+
+    monkeypatch.setattr(ex, "load_eval_split", stub)
     app = typer.Typer()
     app.command("export")(export)
     app.command("other")(lambda: None)
@@ -263,7 +269,7 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
 def test_real_data_quantised_within_tolerance(shared_data, tmp_path):
     """FER2013: a tiny CNN trained briefly; uint8 ensemble within 1 point of float on PrivateTest."""
     from training.data import load_splits
-    from training.export import export_ensemble
+    from training.export import EvalData, export_ensemble
 
     try:
         splits = load_splits(data_dir=str(shared_data))
@@ -276,7 +282,8 @@ def test_real_data_quantised_within_tolerance(shared_data, tmp_path):
     path = tmp_path / "fer_tiny.keras"
     model.save(path)
     x_test, y_test = np.asarray(test.x)[:1500], np.asarray(test.y)[:1500]
-    doc = json.loads(export_ensemble([path], tmp_path / "m", eval_split=("test", x_test, y_test)).read_text())
+    manifest = export_ensemble([path], tmp_path / "m", eval_split=EvalData("test", x_test, y_test))
+    doc = json.loads(manifest.read_text())
     met = doc["metrics"]
     print("\nreal-data metrics:", json.dumps(met))
     assert met["split"] == "PrivateTest"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, select_autoescape
 
-from training.labels import LABELS
+from contract import LABELS
 
 from ..assets import TFJS_URL
 from ..dependencies import AssetVersionDep, SettingsDep

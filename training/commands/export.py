@@ -106,12 +106,12 @@ def export(
     from training.ensemble import parse_weights
     from training.errors import FerError
     from training.export import (
-        check_quantization,
         check_writable,
         export_ensemble,
         load_eval_split,
         resolve_members,
     )
+    from training.tfjs import check_quantization
 
     # Check everything cheap before loading data or TensorFlow.
     quantization = check_quantization(quantize)
@@ -119,30 +119,26 @@ def export(
     count = len(resolve_members([str(m) for m in models], name_list))
     weight_list = parse_weights(weights, count, allow_zero=False) if weights else None
     check_writable(out)
-    data_options = {"data_dir": str(data_dir) if data_dir else None, "fer2013": str(fer2013) if fer2013 else None}
-
-    split: object = None
-    split_key: str | None = None
     requested = (eval or "").lower() or None
     if requested not in (None, "test", "val", "none"):
         raise FerError(f"--eval {eval!r} is not one of test, val, none")
-    if requested in ("test", "val"):
-        split, split_key = requested, requested
-    elif requested is None:
-        # Default: PrivateTest if the dataset can be loaded; otherwise say so and carry on.
-        try:
-            split = load_eval_split("test", data_options)  # (x, y); loaded once, reused below
-            split_key = "test"
-        except (FerError, OSError) as err:
-            typer.echo(f"note: not measuring accuracy ({err})", err=True)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
+    # Load the evaluation split now, before TensorFlow and the slow conversion.
+    eval_data = None
+    if requested in ("test", "val"):
+        eval_data = load_eval_split(requested, data_dir=data_dir, fer2013=fer2013)
+    elif requested is None:
+        # Default: PrivateTest if the dataset can be loaded; otherwise say so and carry on.
+        try:
+            eval_data = load_eval_split("test", data_dir=data_dir, fer2013=fer2013)
+        except (FerError, OSError) as err:
+            typer.echo(f"note: not measuring accuracy ({err})", err=True)
+
     start = time.perf_counter()
-    if isinstance(split, tuple):
-        split = ("test", *split)  # loaded above for the default --eval; labelled PrivateTest
     manifest_path = export_ensemble(
         [str(m) for m in models],
         out,
@@ -151,12 +147,11 @@ def export(
         names=name_list,
         placeholder=placeholder,
         notes=notes,
-        eval_split=split,
-        data_options=data_options,
+        eval_split=eval_data,
     )
     seconds = time.perf_counter() - start
     manifest = json.loads(Path(manifest_path).read_text())
     typer.echo("")
-    typer.echo(format_report(manifest, split_key))
+    typer.echo(format_report(manifest, eval_data.split_key if eval_data else None))
     typer.echo(f"wrote {manifest_path} in {seconds:.1f} s")
 
