@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from contract import LABELS
+from contract.files import atomic_write
+from contract.manifest import QUANTIZATIONS, member_bytes
 from training.errors import FerError
-from training.labels import LABELS
-from training.manifest import QUANTIZATIONS, member_bytes
 
 log = logging.getLogger("training.tfjs")
 
@@ -166,9 +167,7 @@ def _make_browser_safe(model_json: Path) -> None:
         doc["modelTopology"] = json_format.MessageToDict(lowered)
     changed = _dedupe_weights(doc, model_json.parent) or changed
     if changed:
-        tmp = model_json.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, model_json)
+        atomic_write(model_json, json.dumps(doc))
 
 
 _DTYPE_BYTES = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2}
