@@ -51,7 +51,7 @@ def test_teacher_must_follow_the_model_contract(tmp_path):
 
 def test_distillation_loss_is_temperature_scaled_kl():
     from training.models import build_model
-    from training.recipes import Trainer
+    from training.trainer import Trainer
 
     trainer = Trainer(build_model("baseline_cnn"), None, [_dummy()], kd_alpha=0.0,
                       kd_temperature=2.0)

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
+from training.augment import RandomErasing
 from training.errors import FerError
-from training.recipes import RandomErasing, Trainer, scheduled_lr
+from training.schedules import scheduled_lr
 from training.train import TrainConfig, train
+from training.trainer import Trainer
 
 
 def _splits(n_train=128, n_val=64):

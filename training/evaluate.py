@@ -19,6 +19,7 @@ from training.errors import FerError
 from training.labels import LABELS, NUM_CLASSES
 from training.metrics import evaluate_probs
 from training.report import atomic_save_npz, pct, text_table, utc_now, write_json
+from training.serialization import register_custom_objects
 
 SPLITS = ("test", "val", "train")
 SPLIT_TITLES = {"test": "PrivateTest", "val": "PublicTest", "train": "Training"}
@@ -173,16 +174,9 @@ def load_model(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise FerError(f"model file {path} not found")
-    import importlib
-
-    for module in ("training.models", "training.models.registry"):
-        # custom layers of the model zoo register themselves on import; a plain
-        # Keras model loads without them, so a broken/missing zoo is not fatal here
-        try:
-            importlib.import_module(module)
-        except ImportError:  # pragma: no cover
-            continue
     import keras
+
+    register_custom_objects()  # a training checkpoint may hold a Trainer and RandomErasing
 
     try:
         return keras.saving.load_model(path, compile=False)

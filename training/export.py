@@ -67,6 +67,7 @@ from training.manifest import (
     validate_manifest,
     write_manifest,
 )
+from training.serialization import register_custom_objects
 
 log = logging.getLogger("training.export")
 
@@ -190,6 +191,7 @@ def convert_keras_to_tfjs(model: Any, out_dir: str | os.PathLike, quantization: 
 
     quantization = check_quantization(quantization)
     if not isinstance(model, keras.Model):
+        register_custom_objects()  # our own layers must be known before the load
         model = keras.models.load_model(model, compile=False)
     out_dir = Path(out_dir)
     start = time.perf_counter()
@@ -677,6 +679,7 @@ def export_ensemble(
 
     import keras
 
+    register_custom_objects()  # our own layers must be known before a member loads
     tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
     try:
         entries: list[Member] = []

@@ -63,8 +63,9 @@ class TrainConfig:
     input_shape: tuple = (48, 48, 1)
     num_classes: int = NUM_CLASSES
     data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
-    # Stronger recipes (training.recipes); the defaults are the paper's recipe. New fields
-    # need defaults so config.json files of older runs still load and resume.
+    # Stronger recipes (training.trainer, training.schedules, training.augment); the defaults
+    # are the paper's recipe. New fields need defaults so config.json files of older runs
+    # still load and resume.
     label_smoothing: float = 0.0
     schedule: str = "plateau"  # plateau (paper) | cosine | onecycle
     mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
@@ -95,7 +96,7 @@ class TrainConfig:
 
     @property
     def uses_trainer(self) -> bool:
-        """Label smoothing, mixup and distillation need the `recipes.Trainer` wrapper."""
+        """Label smoothing, mixup and distillation need the `training.trainer.Trainer` wrapper."""
         return bool(self.label_smoothing or self.mixup or self.teachers)
 
     def check(self, *, teachers: bool = True) -> None:
@@ -198,6 +199,9 @@ def load_teachers(specs, config: TrainConfig) -> list:
     """Load the teacher models (frozen); they must honour the same input/output contract."""
     import keras
 
+    from training.serialization import register_custom_objects
+
+    register_custom_objects()  # a teacher file may be any of our .keras files
     teachers = []
     for i, spec in enumerate(specs):
         path = teacher_path(spec)
@@ -391,11 +395,15 @@ def _fit(config: TrainConfig, state: dict, run_dir: Path, xt, y_train, xv, y_val
     from training.augment import build_augmenter, with_augmentation
     from training.callbacks import RunMonitor
     from training.models import build_model
-    from training.recipes import EpochLRSchedule, Trainer
+    from training.schedules import EpochLRSchedule
+    from training.serialization import register_custom_objects
+    from training.trainer import Trainer
 
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
-        train_model = keras.saving.load_model(str(run_dir / "checkpoint" / state["checkpoint_model"]))
+        register_custom_objects()  # the checkpoint may hold a Trainer and RandomErasing
+        checkpoint = run_dir / "checkpoint" / state["checkpoint_model"]
+        train_model = keras.saving.load_model(str(checkpoint))
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:
