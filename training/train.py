@@ -6,8 +6,8 @@
 `splits` maps "train"/"val" (and optionally "test") to `training.data.Dataset`
 objects or `(x, y)` pairs of uint8 (N, 48, 48) images and int labels.
 
-Recipe defaults (the paper's): SGD with momentum 0.9, batch 128, decoupled weight
-decay 1e-4, per-model learning rate (`training.models.get_recipe`), lr halved when
+Defaults (the paper's recipe): SGD with momentum 0.9, batch 128, decoupled weight
+decay 1e-4, per-model learning rate (`training.models.get_defaults`), lr halved when
 val_accuracy has not improved for 10 epochs, early stopping after `patience`
 epochs without improvement, class weights inversely proportional to class
 frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds.
@@ -47,10 +47,10 @@ class TrainConfig:
 
     model: str
     model_options: dict = field(default_factory=dict)
-    epochs: int | None = None  # None: the model's recipe default
+    epochs: int | None = None  # None: the model's default
     batch_size: int | None = None
     lr: float | None = None
-    weight_decay: float | None = None  # None: the model's recipe (1e-4 unless noted)
+    weight_decay: float | None = None  # None: the model's default (1e-4 unless noted)
     momentum: float = 0.9
     patience: int = 20  # early stopping
     lr_patience: int = 10  # ReduceLROnPlateau on val_accuracy
@@ -74,21 +74,22 @@ class TrainConfig:
     kd_alpha: float = 0.5  # weight of the hard-label loss when teachers are given
     kd_temperature: float = 4.0
     distribute: bool = False  # data-parallel over all local devices
-    optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: recipe
+    optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: model's
 
     def resolved(self) -> TrainConfig:
-        """A copy with None hyper-parameters filled from the model's recipe."""
-        from training.models import get_recipe
+        """A copy with None hyper-parameters filled from the model's training defaults."""
+        from training.models import get_defaults
 
-        recipe = get_recipe(self.model)
+        defaults = get_defaults(self.model)
         return dataclasses.replace(
             self,
-            epochs=int(self.epochs if self.epochs is not None else recipe.epochs),
-            batch_size=int(self.batch_size if self.batch_size is not None else recipe.batch_size),
-            lr=float(self.lr if self.lr is not None else recipe.lr),
-            optimizer=self.optimizer or recipe.optimizer,
+            epochs=int(self.epochs if self.epochs is not None else defaults.epochs),
+            batch_size=int(self.batch_size if self.batch_size is not None
+                           else defaults.batch_size),
+            lr=float(self.lr if self.lr is not None else defaults.lr),
+            optimizer=self.optimizer or defaults.optimizer,
             weight_decay=float(self.weight_decay if self.weight_decay is not None
-                               else recipe.weight_decay),
+                               else defaults.weight_decay),
             model_options={k: v for k, v in self.model_options.items() if v is not None},
             input_shape=tuple(self.input_shape),
             teachers=[str(t) for t in self.teachers],
