@@ -41,6 +41,20 @@ def test_model_names_are_known_without_importing_keras():
     assert int(out.stdout) == len(MODEL_NAMES)
 
 
+def test_registry_imports_no_model_module():
+    """No import circle: the model modules import the registry to register themselves, so the
+    registry must load them lazily (importlib, on first use), never at import time."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; import training.models.registry; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.startswith(('training.models.', 'keras')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == ["training.models.registry"]
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_small_models_build_and_predict(name):
     model = build_model(name)
