@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
-
-import keras
-
 from conftest import synthetic_faces
 
 from training.errors import FerError
@@ -51,7 +49,7 @@ def test_teacher_must_follow_the_model_contract(tmp_path):
 
 def test_distillation_loss_is_temperature_scaled_kl():
     from training.models import build_model
-    from training.recipes import Trainer
+    from training.trainer import Trainer
 
     trainer = Trainer(build_model("baseline_cnn"), None, [_dummy()], kd_alpha=0.0,
                       kd_temperature=2.0)

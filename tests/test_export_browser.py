@@ -283,8 +283,8 @@ def test_browser_runs_zoo_model(site, page, name):
     classifier scaled so the probabilities are far from uniform (a real comparison)."""
     import keras
 
-    from training.tfjs import convert_keras_to_tfjs
     from training.models import build_model
+    from training.tfjs import convert_keras_to_tfjs
 
     keras.utils.set_random_seed(3)
     model = build_model(name)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training.errors import FerError
-from training.models import MODEL_NAMES, build_model, get_recipe
+from training.models import MODEL_NAMES, build_model, get_defaults
 
 TRANSFER = {"resnet50", "senet50", "vgg16"}
 SMALL = [n for n in MODEL_NAMES if n not in TRANSFER]
@@ -25,8 +25,8 @@ def _check_contract(model):
 def test_registry_lists_every_family():
     assert set(MODEL_NAMES) >= {"baseline_cnn", "five_layer", "vgg", "resnet_se", "cnn_lstm",
                                 "resnet50", "senet50", "vgg16"}
-    assert get_recipe("five_layer").lr == 0.1
-    assert all(get_recipe(n).batch_size > 0 and get_recipe(n).lr > 0 for n in MODEL_NAMES)
+    assert get_defaults("five_layer").lr == 0.1
+    assert all(get_defaults(n).batch_size > 0 and get_defaults(n).lr > 0 for n in MODEL_NAMES)
 
 
 def test_model_names_are_known_without_importing_keras():
@@ -39,6 +39,20 @@ def test_model_names_are_known_without_importing_keras():
             "print(len(MODEL_NAMES))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == len(MODEL_NAMES)
+
+
+def test_registry_imports_no_model_module():
+    """No import circle: the model modules import the registry to register themselves, so the
+    registry must load them lazily (importlib, on first use), never at import time."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; import training.models.registry; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.startswith(('training.models.', 'keras')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == ["training.models.registry"]
 
 
 @pytest.mark.parametrize("name", SMALL)

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
+from training.augment import RandomErasing
 from training.errors import FerError
-from training.recipes import RandomErasing, Trainer, scheduled_lr
+from training.schedules import scheduled_lr
 from training.train import TrainConfig, train
+from training.trainer import Trainer
 
 
 def _splits(n_train=128, n_val=64):
@@ -185,3 +187,29 @@ def test_cli_has_the_recipe_flags():
         assert flag in out
     result = CliRunner().invoke(app, ["train", "--model", "baseline_cnn", "--schedule", "step"])
     assert isinstance(result.exception, FerError) and "--schedule" in str(result.exception)
+
+
+# --- saved checkpoints name our classes ---------------------------------------------------
+
+
+def test_every_registered_class_is_found_by_the_loaders(repo_root):
+    """Checkpoints name "fer_hybrid>Trainer" / "fer_hybrid>RandomErasing"; the loaders
+    (resume, evaluate, export) call `register_custom_objects`, so it must import every module
+    that registers a class, in a fresh process where nothing else has imported them."""
+    import subprocess
+    import sys
+
+    from training.serialization import PACKAGE, REGISTERING_MODULES
+
+    registering = sorted(
+        ".".join(p.relative_to(repo_root).with_suffix("").parts)
+        for p in (repo_root / "training").rglob("*.py")
+        if "@keras.saving.register_keras_serializable" in p.read_text(encoding="utf-8"))
+    assert registering == sorted(REGISTERING_MODULES)
+    code = ("import keras; from training.serialization import register_custom_objects; "
+            "register_custom_objects(); "
+            f"print(keras.saving.get_registered_object('{PACKAGE}>Trainer').__module__, "
+            f"keras.saving.get_registered_object('{PACKAGE}>RandomErasing').__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=repo_root).stdout
+    assert out.split()[-2:] == ["training.trainer", "training.augment"]

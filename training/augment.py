@@ -3,6 +3,7 @@
 The paper's augmentation: random horizontal flip, +/-10 degree rotation,
 +/-10 % zoom and +/-10 % horizontal/vertical shift. The layers are active only
 when called with `training=True`, so the wrapped model evaluates unaugmented.
+`RandomErasing` (cutout filled with noise) is the one opt-in extra, off by default.
 
 Only the *core* model is ever saved, checkpointed as `best.keras` or exported;
 the augmenter wraps it for training:
@@ -12,8 +13,12 @@ the augmenter wraps it for training:
 
 from __future__ import annotations
 
+import math
+
 import keras
-from keras import layers
+from keras import layers, ops
+
+from training.serialization import PACKAGE
 
 
 def build_augmenter(*, seed: int | None = None, flip: bool = True, rotation_deg: float = 10.0,
@@ -39,8 +44,6 @@ def build_augmenter(*, seed: int | None = None, flip: bool = True, rotation_deg:
     if shift:
         steps.append(layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=s(4)))
     if erasing:
-        from training.recipes import RandomErasing
-
         steps.append(RandomErasing(erasing, seed=s(5), name="random_erasing"))
     return keras.Sequential(steps, name=name)
 
@@ -52,3 +55,56 @@ def with_augmentation(core: keras.Model, augmenter: keras.Layer | None = None, *
     inputs = keras.Input(shape=core.input_shape[1:], name="pixels")
     outputs = core(augmenter(inputs))
     return keras.Model(inputs, outputs, name=f"train_{core.name}")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomErasing(layers.Layer):
+    """With probability `p`, replace one random rectangle of each image by uniform noise.
+
+    Area is 2..`max_area` of the image, aspect ratio 0.3..3.3 (Zhong et al. 2017).
+    Images are NHWC on the 0..255 scale (the model contract); noise is drawn in the
+    same range. Only active with `training=True`.
+    """
+
+    def __init__(self, p: float = 0.5, min_area: float = 0.02, max_area: float = 0.25,
+                 value_range: tuple = (0.0, 255.0), seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.p = float(p)
+        self.min_area = float(min_area)
+        self.max_area = float(max_area)
+        self.value_range = tuple(float(v) for v in value_range)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training or self.p <= 0:
+            return images
+        shape = ops.shape(images)
+        n, h, w = shape[0], shape[1], shape[2]
+        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
+        sg = self.seed_generator
+        area = keras.random.uniform((n,), self.min_area, self.max_area, seed=sg) * hf * wf
+        log_r = keras.random.uniform((n,), math.log(0.3), math.log(1 / 0.3), seed=sg)
+        ratio = ops.exp(log_r)
+        eh = ops.minimum(ops.sqrt(area * ratio), hf)
+        ew = ops.minimum(ops.sqrt(area / ratio), wf)
+        top = keras.random.uniform((n,), seed=sg) * (hf - eh)
+        left = keras.random.uniform((n,), seed=sg) * (wf - ew)
+        rows = ops.cast(ops.arange(h), "float32")[None, :]  # (1, H)
+        cols = ops.cast(ops.arange(w), "float32")[None, :]
+        in_r = ops.logical_and(rows >= top[:, None], rows < (top + eh)[:, None])  # (N, H)
+        in_c = ops.logical_and(cols >= left[:, None], cols < (left + ew)[:, None])  # (N, W)
+        apply = keras.random.uniform((n,), seed=sg) < self.p
+        mask = ops.logical_and(in_r[:, :, None], in_c[:, None, :])
+        mask = ops.logical_and(mask, apply[:, None, None])[..., None]  # (N, H, W, 1)
+        lo, hi = self.value_range
+        noise = keras.random.uniform(ops.shape(images), lo, hi, seed=sg, dtype=images.dtype)
+        return ops.where(mask, noise, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p, "min_area": self.min_area,
+                "max_area": self.max_area, "value_range": list(self.value_range),
+                "seed": self.seed}

@@ -51,7 +51,7 @@ class RunMonitor(keras.callbacks.Callback):
       lr_patience / lr_factor / min_lr: ReduceLROnPlateau on val_accuracy.
       deadline: `time.monotonic()` value by which training must have stopped (None: no budget).
       reserve_s: seconds kept free before the deadline for the final predictions.
-      adjust_lr: False when an lr schedule (training.recipes.EpochLRSchedule) owns the lr,
+      adjust_lr: False when an lr schedule (training.schedules.EpochLRSchedule) owns the lr,
         so the plateau rule does not fight it (the counters are still kept).
     """
 

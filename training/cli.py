@@ -15,13 +15,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import typer  # noqa: E402
 
 from backend.cli import serve  # noqa: E402
+from contract.manifest import ManifestError  # noqa: E402
 from training.commands.data import data_app  # noqa: E402
 from training.commands.ensemble import ensemble  # noqa: E402
 from training.commands.evaluate import evaluate  # noqa: E402
 from training.commands.export import export  # noqa: E402
 from training.commands.results import results  # noqa: E402
 from training.commands.train import train  # noqa: E402
-from contract.manifest import ManifestError  # noqa: E402
 from training.errors import FerError  # noqa: E402
 
 app = typer.Typer(

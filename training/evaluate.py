@@ -25,31 +25,10 @@ from training.runs import (
     save_predictions,
     split_title,
 )
+from training.serialization import load_model
 
 # split name -> (x uint8 (N,48,48), y int64 (N,))
 DataLoader = Callable[[str], "tuple[np.ndarray, np.ndarray]"]
-
-
-def load_model(path: str | Path):
-    """Load a .keras model (Keras imported lazily). FerError if it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FerError(f"model file {path} not found")
-    import importlib
-
-    for module in ("training.models", "training.models.registry"):
-        # custom layers of the model zoo register themselves on import; a plain
-        # Keras model loads without them, so a broken/missing zoo is not fatal here
-        try:
-            importlib.import_module(module)
-        except ImportError:  # pragma: no cover
-            continue
-    import keras
-
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as err:
-        raise FerError(f"cannot load model {path}: {err}") from err
 
 
 def predict_split(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> Predictions:

@@ -51,6 +51,7 @@ from training.ensemble import check_weights, weighted_average
 from training.errors import FerError
 from training.metrics import top1_accuracy
 from training.runs import RunFolder, load_predictions, resolve_target
+from training.serialization import load_model
 from training.tfjs import (
     Predictor,
     check_quantization,
@@ -357,16 +358,9 @@ def export_ensemble(
 
 def _load_members(sources: Sequence[MemberSource]) -> list[Any]:
     """Each member's Keras model, checked to fit one ensemble: same input, 7 probabilities out."""
-    import keras
-
     models: list[Any] = []
     for src in sources:
-        try:
-            model = keras.models.load_model(src.keras_path, compile=False)
-        except Exception as err:  # corrupt / incompatible file: user-fixable
-            raise FerError(
-                f"cannot load {src.keras_path}: {err}; re-train or pass another model"
-            ) from err
+        model = load_model(src.keras_path)  # FerError for a corrupt or incompatible file
         shape = tuple(model.input_shape[1:])
         first = tuple(models[0].input_shape[1:]) if models else shape
         if shape != first or len(shape) != 3:

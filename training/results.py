@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import FerError
 from contract import utc_now
+from training.errors import FerError
 from training.report import markdown_table, pct
 
 

@@ -39,6 +39,7 @@ from contract import LABELS
 from contract.files import atomic_write
 from contract.manifest import QUANTIZATIONS, member_bytes
 from training.errors import FerError
+from training.serialization import load_model
 
 log = logging.getLogger("training.tfjs")
 
@@ -89,7 +90,7 @@ def convert_keras_to_tfjs(
 
     quantization = check_quantization(quantization)
     if not isinstance(model, keras.Model):
-        model = keras.models.load_model(model, compile=False)
+        model = load_model(model)
     out_dir = Path(out_dir)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fer-savedmodel-") as tmp:

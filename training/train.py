@@ -6,8 +6,8 @@
 `splits` maps "train"/"val" (and optionally "test") to `training.data.Dataset`
 objects or `(x, y)` pairs of uint8 (N, 48, 48) images and int labels.
 
-Recipe defaults (the paper's): SGD with momentum 0.9, batch 128, decoupled weight
-decay 1e-4, per-model learning rate (`training.models.get_recipe`), lr halved when
+Defaults (the paper's recipe): SGD with momentum 0.9, batch 128, decoupled weight
+decay 1e-4, per-model learning rate (`training.models.get_defaults`), lr halved when
 val_accuracy has not improved for 10 epochs, early stopping after `patience`
 epochs without improvement, class weights inversely proportional to class
 frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds.
@@ -36,6 +36,7 @@ from contract.files import remove_stale_tmp
 from training.errors import FerError
 from training.metrics import top1_accuracy
 from training.runs import RunFolder, initial_state, save_predictions
+from training.serialization import load_model
 
 log = logging.getLogger("fer_hybrid.train")
 
@@ -51,10 +52,10 @@ class TrainConfig:
 
     model: str
     model_options: dict = field(default_factory=dict)
-    epochs: int | None = None  # None: the model's recipe default
+    epochs: int | None = None  # None: the model's default
     batch_size: int | None = None
     lr: float | None = None
-    weight_decay: float | None = None  # None: the model's recipe (1e-4 unless noted)
+    weight_decay: float | None = None  # None: the model's default (1e-4 unless noted)
     momentum: float = 0.9
     patience: int = 20  # early stopping
     lr_patience: int = 10  # ReduceLROnPlateau on val_accuracy
@@ -67,8 +68,9 @@ class TrainConfig:
     input_shape: tuple = INPUT_SHAPE
     num_classes: int = NUM_CLASSES
     data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
-    # Stronger recipes (training.recipes); the defaults are the paper's recipe. New fields
-    # need defaults so config.json files of older runs still load and resume.
+    # Stronger recipes (training.trainer, training.schedules, training.augment); the defaults
+    # are the paper's recipe. New fields need defaults so config.json files of older runs
+    # still load and resume.
     label_smoothing: float = 0.0
     schedule: str = "plateau"  # plateau (paper) | cosine | onecycle
     mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
@@ -77,21 +79,22 @@ class TrainConfig:
     kd_alpha: float = 0.5  # weight of the hard-label loss when teachers are given
     kd_temperature: float = 4.0
     distribute: bool = False  # data-parallel over all local devices
-    optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: recipe
+    optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: model's
 
     def resolved(self) -> TrainConfig:
-        """A copy with None hyper-parameters filled from the model's recipe."""
-        from training.models import get_recipe
+        """A copy with None hyper-parameters filled from the model's training defaults."""
+        from training.models import get_defaults
 
-        recipe = get_recipe(self.model)
+        defaults = get_defaults(self.model)
         return dataclasses.replace(
             self,
-            epochs=int(self.epochs if self.epochs is not None else recipe.epochs),
-            batch_size=int(self.batch_size if self.batch_size is not None else recipe.batch_size),
-            lr=float(self.lr if self.lr is not None else recipe.lr),
-            optimizer=self.optimizer or recipe.optimizer,
+            epochs=int(self.epochs if self.epochs is not None else defaults.epochs),
+            batch_size=int(self.batch_size if self.batch_size is not None
+                           else defaults.batch_size),
+            lr=float(self.lr if self.lr is not None else defaults.lr),
+            optimizer=self.optimizer or defaults.optimizer,
             weight_decay=float(self.weight_decay if self.weight_decay is not None
-                               else recipe.weight_decay),
+                               else defaults.weight_decay),
             model_options={k: v for k, v in self.model_options.items() if v is not None},
             input_shape=tuple(self.input_shape),
             teachers=[str(t) for t in self.teachers],
@@ -99,7 +102,7 @@ class TrainConfig:
 
     @property
     def uses_trainer(self) -> bool:
-        """Label smoothing, mixup and distillation need the `recipes.Trainer` wrapper."""
+        """Label smoothing, mixup and distillation need the `training.trainer.Trainer` wrapper."""
         return bool(self.label_smoothing or self.mixup or self.teachers)
 
     def check(self, *, teachers: bool = True) -> None:
@@ -204,15 +207,12 @@ def teacher_path(spec: str | Path) -> Path:
 
 def load_teachers(specs, config: TrainConfig) -> list:
     """Load the teacher models (frozen); they must honour the same input/output contract."""
-    import keras
-
     teachers = []
     for i, spec in enumerate(specs):
-        path = teacher_path(spec)
         try:
-            t = keras.saving.load_model(str(path), compile=False)
-        except Exception as err:  # any unreadable file is the user's to fix
-            raise FerError(f"--teacher {spec}: cannot load {path} ({err})") from err
+            t = load_model(teacher_path(spec))
+        except FerError as err:
+            raise FerError(f"--teacher {spec}: {err}") from err
         if tuple(t.input_shape[1:]) != tuple(config.input_shape) or \
                 t.output_shape[-1] != config.num_classes:
             raise FerError(f"--teacher {spec}: takes {tuple(t.input_shape[1:])} -> "
@@ -408,7 +408,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
              f"--runs-dir {run.path.parent}")
         return metrics
 
-    best = keras.saving.load_model(str(run.best_model), compile=False)
+    best = load_model(run.best_model)
     metrics.update(_write_predictions(best, splits, run, predict_batch_size))
     metrics["status"] = "complete"
     run.write_metrics(metrics)
@@ -426,11 +426,13 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
     from training.augment import build_augmenter, with_augmentation
     from training.callbacks import RunMonitor
     from training.models import build_model
-    from training.recipes import EpochLRSchedule, Trainer
+    from training.schedules import EpochLRSchedule
+    from training.trainer import Trainer
 
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
-        train_model = keras.saving.load_model(str(run.checkpoint_dir / state["checkpoint_model"]))
+        # The training model with its optimizer state (compiled), maybe a Trainer.
+        train_model = load_model(run.checkpoint_dir / state["checkpoint_model"], compile=True)
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:

@@ -20,19 +20,20 @@ def train(
              "resnet50, senet50, vgg16. Optional with --resume (taken from the run).",
     ),
     epochs: int | None = typer.Option(
-        None, help="Total epochs (default: the model's recipe, 100). With --resume this may be "
+        None, help="Total epochs (default: the model's defaults, 100). With --resume this may be "
                    "raised to train a finished run further."),
-    batch_size: int | None = typer.Option(None, help="Batch size (default: recipe, 128; 64 for "
-                                                        "the transfer models)."),
-    lr: float | None = typer.Option(None, help="Initial learning rate (default: recipe, e.g. "
-                                                  "0.01 baseline_cnn/vgg, 0.1 five_layer)."),
+    batch_size: int | None = typer.Option(None, help="Batch size (default: the model's defaults, "
+                                                        "128; 64 for the transfer models)."),
+    lr: float | None = typer.Option(None, help="Initial learning rate (default: the model's "
+                                                  "defaults, e.g. 0.01 baseline_cnn/vgg, 0.1 "
+                                                  "five_layer)."),
     weight_decay: float | None = typer.Option(None, help="Decoupled weight decay of the "
-                                                            "optimizer (default: recipe, 1e-4; "
-                                                            "0.01 sepnet)."),
+                                                            "optimizer (default: the model's "
+                                                            "defaults, 1e-4; 0.01 sepnet)."),
     optimizer: str | None = typer.Option(
         None, help="sgd (the paper's: momentum 0.9) or adamw (Adam with decoupled weight decay: "
-                   "far fewer epochs, the CPU recipe). Default: the model's recipe (sgd; adamw "
-                   "for sepnet)."),
+                   "far fewer epochs, the CPU recipe). Default: the model's defaults (sgd; "
+                   "adamw for sepnet)."),
     patience: int | None = typer.Option(None, help="Early stopping: epochs without a val_accuracy "
                                                       "gain before stopping (default 20; the lr is "
                                                       "halved after 10 such epochs)."),

@@ -9,11 +9,12 @@ so the page, the server and the exported TF.js files all feed raw pixels.
 
 from training.models.registry import (
     MODEL_NAMES,
-    Recipe,
+    TrainingDefaults,
     build_model,
     check_model_name,
-    get_recipe,
+    get_defaults,
     register,
 )
 
-__all__ = ["MODEL_NAMES", "Recipe", "build_model", "check_model_name", "get_recipe", "register"]
+__all__ = ["MODEL_NAMES", "TrainingDefaults", "build_model", "check_model_name", "get_defaults",
+           "register"]

@@ -1,9 +1,12 @@
-"""Name -> builder registry for the model zoo, with per-model training recipes.
+"""Name -> builder registry for the model zoo, with per-model training defaults.
 
 A model module registers its builder with a decorator:
 
     @register("baseline_cnn", lr=0.01)
     def baseline_cnn(input_shape, num_classes, *, dropout=0.5): ...
+
+The keywords of `register` are the model's `TrainingDefaults` (`get_defaults(name)`): what
+`fer-hybrid train` uses for every hyper-parameter the user leaves out.
 
 `build_model(name, **options)` looks the name up and passes the options on;
 an unknown name or option is a `FerError` (a user mistake, not a bug).
@@ -24,7 +27,7 @@ from training.errors import FerError
 
 
 @dataclass(frozen=True)
-class Recipe:
+class TrainingDefaults:
     """Training defaults for one architecture (the paper's recipe unless noted)."""
 
     lr: float = 0.01
@@ -42,17 +45,17 @@ MODEL_NAMES: tuple[str, ...] = ("baseline_cnn", "five_layer", "vgg", "resnet_se"
                                 "sepnet", "resnet50", "senet50", "vgg16")
 
 _BUILDERS: dict[str, Callable] = {}
-RECIPES: dict[str, Recipe] = {}
+DEFAULTS: dict[str, TrainingDefaults] = {}
 
 
-def register(name: str, **recipe):
-    """Class decorator-style registration: `@register("vgg", lr=0.01)`."""
+def register(name: str, **defaults):
+    """Decorator registering a builder and its training defaults: `@register("vgg", lr=0.01)`."""
 
     def wrap(fn: Callable) -> Callable:
         if name in _BUILDERS:
             raise ValueError(f"model {name!r} registered twice")
         _BUILDERS[name] = fn
-        RECIPES[name] = Recipe(**recipe)
+        DEFAULTS[name] = TrainingDefaults(**defaults)
         return fn
 
     return wrap
@@ -73,10 +76,10 @@ def _load(name: str) -> None:
             raise RuntimeError(f"training/models/{name}.py does not register a model {name!r}")
 
 
-def get_recipe(name: str) -> Recipe:
-    """Per-model training defaults (lr, batch size, epochs)."""
+def get_defaults(name: str) -> TrainingDefaults:
+    """Per-model training defaults (lr, batch size, epochs, optimizer, weight decay)."""
     _load(name)
-    return RECIPES[name]
+    return DEFAULTS[name]
 
 
 def model_options(name: str) -> list[str]:

@@ -1,15 +1,11 @@
-"""Stronger training recipes, all off by default (the paper's recipe stays the default).
+"""`Trainer`: the training-model wrapper for label smoothing, mixup and distillation.
 
-- `RandomErasing`: in-graph cutout (one random rectangle per image, filled with noise).
-- `EpochLRSchedule`: cosine or one-cycle learning rate, set at the start of each epoch
-  from the absolute epoch index, so a resumed run continues the curve where it stopped.
-- `Trainer`: a training-model wrapper for label smoothing, mixup and knowledge
-  distillation. It owns the augmenter, the core (student) and optional frozen
-  teachers; one forward pass per batch augments once, mixes once, and runs the
-  student and the teachers on the *same* images. Only `trainer.core` is ever saved
-  as best.keras or exported.
-
-Everything uses keras.ops / keras.random only, so it runs on every backend.
+It owns the augmenter, the core (student) and optional frozen teachers; one forward pass
+per batch augments once, mixes once, and runs the student and the teachers on the *same*
+images. Only `trainer.core` is ever saved as best.keras or exported; checkpoints hold the
+whole trainer (registered as "fer_hybrid>Trainer", see training.serialization) so a
+resume restores the optimizer. Everything uses keras.ops / keras.random only, so it runs
+on every backend.
 
     trainer = Trainer(core, augmenter, teachers=[t1, t2], mixup_alpha=0.2,
                       label_smoothing=0.1, kd_alpha=0.5, kd_temperature=4.0)
@@ -19,107 +15,10 @@ Everything uses keras.ops / keras.random only, so it runs on every backend.
 
 from __future__ import annotations
 
-import math
-
 import keras
-from keras import layers, ops
+from keras import ops
 
-PACKAGE = "fer_hybrid"
-SCHEDULES = ("plateau", "cosine", "onecycle")
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class RandomErasing(layers.Layer):
-    """With probability `p`, replace one random rectangle of each image by uniform noise.
-
-    Area is 2..`max_area` of the image, aspect ratio 0.3..3.3 (Zhong et al. 2017).
-    Images are NHWC on the 0..255 scale (the model contract); noise is drawn in the
-    same range. Only active with `training=True`.
-    """
-
-    def __init__(self, p: float = 0.5, min_area: float = 0.02, max_area: float = 0.25,
-                 value_range: tuple = (0.0, 255.0), seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.p = float(p)
-        self.min_area = float(min_area)
-        self.max_area = float(max_area)
-        self.value_range = tuple(float(v) for v in value_range)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=False):
-        if not training or self.p <= 0:
-            return images
-        shape = ops.shape(images)
-        n, h, w = shape[0], shape[1], shape[2]
-        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
-        sg = self.seed_generator
-        area = keras.random.uniform((n,), self.min_area, self.max_area, seed=sg) * hf * wf
-        log_r = keras.random.uniform((n,), math.log(0.3), math.log(1 / 0.3), seed=sg)
-        ratio = ops.exp(log_r)
-        eh = ops.minimum(ops.sqrt(area * ratio), hf)
-        ew = ops.minimum(ops.sqrt(area / ratio), wf)
-        top = keras.random.uniform((n,), seed=sg) * (hf - eh)
-        left = keras.random.uniform((n,), seed=sg) * (wf - ew)
-        rows = ops.cast(ops.arange(h), "float32")[None, :]  # (1, H)
-        cols = ops.cast(ops.arange(w), "float32")[None, :]
-        in_r = ops.logical_and(rows >= top[:, None], rows < (top + eh)[:, None])  # (N, H)
-        in_c = ops.logical_and(cols >= left[:, None], cols < (left + ew)[:, None])  # (N, W)
-        apply = keras.random.uniform((n,), seed=sg) < self.p
-        mask = ops.logical_and(in_r[:, :, None], in_c[:, None, :])
-        mask = ops.logical_and(mask, apply[:, None, None])[..., None]  # (N, H, W, 1)
-        lo, hi = self.value_range
-        noise = keras.random.uniform(ops.shape(images), lo, hi, seed=sg, dtype=images.dtype)
-        return ops.where(mask, noise, images)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "p": self.p, "min_area": self.min_area,
-                "max_area": self.max_area, "value_range": list(self.value_range),
-                "seed": self.seed}
-
-
-def scheduled_lr(kind: str, epoch: int, *, base_lr: float, epochs: int,
-                 min_lr: float = 0.0, warmup_frac: float = 0.3) -> float:
-    """Learning rate for 0-based `epoch` of `epochs` (pure function; plateau -> base_lr).
-
-    cosine:   base_lr -> min_lr along half a cosine.
-    onecycle: linear warm-up from base_lr/25 to base_lr over `warmup_frac` of the epochs,
-              then cosine down to min_lr (Smith & Topin 2017, as in fast.ai).
-    """
-    epochs = max(1, int(epochs))
-    if kind == "plateau":
-        return float(base_lr)
-    if kind == "cosine":
-        t = min(epoch, epochs - 1) / max(1, epochs - 1)
-        return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
-    if kind == "onecycle":
-        warm = max(1, round(warmup_frac * epochs))
-        start = base_lr / 25.0
-        if epoch < warm:
-            return float(start + (base_lr - start) * epoch / warm)
-        t = min(epoch - warm, epochs - warm - 1) / max(1, epochs - warm - 1)
-        return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
-    raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
-
-
-class EpochLRSchedule(keras.callbacks.Callback):
-    """Sets the optimizer's lr at each epoch start from `scheduled_lr`.
-
-    A per-epoch callback rather than a LearningRateSchedule object: `fit(initial_epoch=k)`
-    hands it the absolute epoch, so resume needs no extra state, and RunMonitor's
-    `get_lr` keeps reading a plain float.
-    """
-
-    def __init__(self, kind: str, *, base_lr: float, epochs: int, min_lr: float = 0.0):
-        super().__init__()
-        self.kind, self.base_lr, self.epochs, self.min_lr = kind, base_lr, epochs, min_lr
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = scheduled_lr(
-            self.kind, epoch, base_lr=self.base_lr, epochs=self.epochs, min_lr=self.min_lr)
+from training.serialization import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -200,8 +99,9 @@ class Trainer(keras.Model):
              else ops.cast(ops.reshape(sample_weight, (-1,)), probs.dtype))
         if "lam" in y_pred:
             lam, perm = y_pred["lam"], y_pred["perm"]
+            y_partner = ops.take(ops.reshape(y, (-1,)), perm)
             hard = (lam * w * self._ce(y, probs)
-                    + (1.0 - lam) * ops.take(w, perm) * self._ce(ops.take(ops.reshape(y, (-1,)), perm), probs))
+                    + (1.0 - lam) * ops.take(w, perm) * self._ce(y_partner, probs))
         else:
             hard = w * self._ce(y, probs)
         hard = ops.mean(hard)
