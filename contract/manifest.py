@@ -292,22 +292,36 @@ def write_manifest(manifest: Manifest | dict[str, Any], path: str | os.PathLike)
     return atomic_write(path, json.dumps(data, indent=2) + "\n", mode=0o644)
 
 
+def manifest_path(path: str | os.PathLike) -> Path:
+    """The manifest file: `path` itself, or manifest.json inside the folder `path`."""
+    path = Path(path)
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def read_manifest_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest document as JSON, not validated; ManifestError if missing or unreadable."""
+    path = manifest_path(path)
+    if not path.is_file():
+        raise ManifestError(f"no manifest at {path}; run `fer-hybrid export RUN...` to create one")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ManifestError(f"cannot read {path}: {err}; re-run `fer-hybrid export`") from err
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path} is not a JSON object; re-run `fer-hybrid export`")
+    return data
+
+
 def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manifest:
     """Read and validate a manifest (a file or the folder holding manifest.json).
 
     Raises `ManifestError` naming every problem. With `check_files` the member files
     and their byte counts are checked against the disk too.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / MANIFEST_NAME
-    if not path.is_file():
-        raise ManifestError(f"no manifest at {path}; run `fer-hybrid export RUN...` to create one")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ManifestError(f"cannot read {path}: {err}; re-run `fer-hybrid export`") from err
+    path = manifest_path(path)
+    data = read_manifest_json(path)
     problems = validate_manifest(data, path.parent if check_files else None)
     if problems:
-        raise ManifestError(f"invalid manifest {path}: " + "; ".join(problems) + "; re-run `fer-hybrid export`")
+        raise ManifestError(f"invalid manifest {path}: " + "; ".join(problems)
+                            + "; re-run `fer-hybrid export`")
     return manifest_from_dict(data)

@@ -110,7 +110,7 @@ class TrainConfig:
 
         Resume skips the teacher check (teachers=False): the checkpoint already holds them."""
         from training.models.registry import model_options
-        from training.recipes import SCHEDULES
+        from training.schedules import SCHEDULES
 
         valid = model_options(self.model)  # FerError for an unknown model, before Keras loads
         bad = [f"--{k.replace('_', '-')}" for k in self.model_options if k not in valid]
