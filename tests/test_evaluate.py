@@ -143,9 +143,9 @@ def test_save_predictions_roundtrip(tmp_path):
 
 
 def test_cli(run_dir, data, monkeypatch, tmp_path):
-    import training.evaluate as ev
+    import training.data.splits as splits
 
-    monkeypatch.setattr(ev, "make_data_loader", lambda **kw: data.__getitem__)
+    monkeypatch.setattr(splits, "split_loader", lambda **kw: data.__getitem__)
     runner = CliRunner()
     res = runner.invoke(
         _app(),

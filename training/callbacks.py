@@ -94,7 +94,7 @@ class RunMonitor(keras.callbacks.Callback):
         atomic_save_model(self.model, path)
         self.state["checkpoint_model"] = path.name
         self.run.write_state(self.state)
-        for old in self.run.checkpoint_dir.glob("train-epoch*.keras"):
+        for old in self.run.checkpoint_models():
             if old != path:
                 old.unlink(missing_ok=True)
 

@@ -20,8 +20,9 @@ import numpy as np
 
 from contract import LABELS, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
+from training.data.splits import SplitLoader
 from training.errors import FerError
-from training.evaluate import DataLoader, get_predictions
+from training.evaluate import get_predictions
 from training.metrics import evaluate_probs, top1_accuracy
 from training.report import markdown_table, pct, write_json
 from training.runs import Predictions, Target, resolve_target
@@ -173,7 +174,7 @@ def check_members(members: Sequence[Member]) -> None:
 def load_members(
     paths: Sequence[str | Path],
     *,
-    data_loader: DataLoader | None = None,
+    data_loader: SplitLoader | None = None,
     batch_size: int = 256,
 ) -> list[Member]:
     """Members from run folders (or .keras files) with their val and test predictions.

@@ -8,14 +8,13 @@ to be run, so everything that works from saved predictions stays light.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from contract import LABELS, SPLIT_TITLES, utc_now
+from training.data.splits import SplitLoader
 from training.errors import FerError
 from training.metrics import evaluate_probs
+from training.predict import predict_split
 from training.report import pct, text_table, write_json
 from training.runs import (
     Predictions,
@@ -27,47 +26,13 @@ from training.runs import (
 )
 from training.serialization import load_model
 
-# split name -> (x uint8 (N,48,48), y int64 (N,))
-DataLoader = Callable[[str], "tuple[np.ndarray, np.ndarray]"]
-
-
-def predict_split(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> Predictions:
-    """Plain and mirrored probabilities of `model` on images `x`."""
-    from training.predict import predict_probs
-
-    probs = predict_probs(model, x, batch_size=batch_size, flip=False)
-    probs_flip = predict_probs(model, x, batch_size=batch_size, flip=True)
-    return Predictions(probs=probs, probs_flip=probs_flip, y=np.asarray(y, dtype="int64"))
-
-
-# --------------------------------------------------------------------------- data
-
-
-def make_data_loader(data_dir: Path | None = None, fer2013: Path | None = None) -> DataLoader:
-    """A loader split -> (x, y) backed by `training.data.load_splits`, loading once."""
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def load(split: str) -> tuple[np.ndarray, np.ndarray]:
-        split = normalise_split(split)
-        if not cache:
-            from training.data import load_splits
-
-            for key, ds in load_splits(data_dir=data_dir, fer2013=fer2013).items():
-                cache[key] = (np.asarray(ds.x), np.asarray(ds.y, dtype="int64"))
-        if split not in cache:
-            raise FerError(f"the data loader returned no {split_title(split)} split")
-        return cache[split]
-
-    return load
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
 def get_predictions(
     target: Target,
     split: str,
-    data_loader: DataLoader | None,
+    data_loader: SplitLoader | None,
     *,
     batch_size: int = 256,
     model_cache: dict | None = None,
@@ -116,7 +81,7 @@ def evaluate_target(
     *,
     tta: bool = True,
     out_dir: Path | None = None,
-    data_loader: DataLoader | None = None,
+    data_loader: SplitLoader | None = None,
     batch_size: int = 256,
 ) -> dict:
     """Score one target on one split and write its reports.

@@ -249,9 +249,9 @@ def load_eval_split(split: str, *, data_dir: Path | None = None,
     """Split "test" (PrivateTest) or "val" (PublicTest) of the dataset, ready to measure on."""
     if split not in SPLIT_NAMES:
         raise FerError(f"unknown evaluation split {split!r}; use test, val or none")
-    from training.evaluate import make_data_loader
+    from training.data.splits import split_loader
 
-    return EvalData(split, *make_data_loader(data_dir, fer2013)(split))
+    return EvalData(split, *split_loader(data_dir, fer2013)(split))
 
 
 def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[float]) -> dict[str, Any] | None:

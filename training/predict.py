@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.runs import Predictions
+
 
 def to_model_input(x: np.ndarray) -> np.ndarray:
     """uint8 images (N, H, W) or (N, H, W, C) -> float32 NHWC in [0, 255].
@@ -32,3 +34,10 @@ def predict_probs(model, x: np.ndarray, *, batch_size: int = 256, flip: bool = F
         inputs = inputs[:, :, ::-1, :]
     probs = model.predict(inputs, batch_size=batch_size, verbose=0)
     return np.asarray(probs, dtype="float32")
+
+
+def predict_split(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> Predictions:
+    """Plain and mirrored probabilities of `model` on images `x` (what a run folder saves)."""
+    probs = predict_probs(model, x, batch_size=batch_size, flip=False)
+    probs_flip = predict_probs(model, x, batch_size=batch_size, flip=True)
+    return Predictions(probs=probs, probs_flip=probs_flip, y=np.asarray(y, dtype="int64"))

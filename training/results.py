@@ -22,6 +22,7 @@ import numpy as np
 from contract import utc_now
 from training.errors import FerError
 from training.report import markdown_table, pct
+from training.runs import RunFolder, load_predictions
 
 
 @dataclass(frozen=True)
@@ -65,21 +66,18 @@ def _scores(y: np.ndarray, probs: np.ndarray, probs_flip: np.ndarray | None) -> 
 
 def run_row(run_dir: str | Path) -> dict:
     """One member: PrivateTest scores from predictions/test.npz, params from metrics.json."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FerError(f"{run}: not a run folder; pass runs/<name> folders written by "
+    run = RunFolder(run_dir)
+    if not run.path.is_dir():
+        raise FerError(f"{run.path}: not a run folder; pass runs/<name> folders written by "
                        f"`fer-hybrid train`")
-    metrics_path = run / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    row = {"name": run.name, "kind": "member", "model": metrics.get("model", "?"),
-           "params": metrics.get("params"), "source": str(run), "n": None,
+    metrics = run.read_metrics()
+    row = {"name": run.path.name, "kind": "member", "model": metrics.get("model", "?"),
+           "params": metrics.get("params"), "source": str(run.path), "n": None,
            "accuracy": None, "accuracy_tta": None, "macro_f1": None, "macro_f1_tta": None,
            "note": ""}
-    test = run / "predictions" / "test.npz"
-    if test.is_file():
-        with np.load(test) as z:
-            flip = z["probs_flip"] if "probs_flip" in z.files else None
-            row.update(_scores(z["y"], z["probs"], flip))
+    if run.predictions("test").is_file():
+        preds = load_predictions(run.predictions("test"))
+        row.update(_scores(preds.y, preds.probs, preds.probs_flip))
     else:
         row["note"] = "no predictions/test.npz (run `fer-hybrid evaluate` on it)"
     return row

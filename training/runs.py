@@ -92,6 +92,10 @@ class RunFolder:
     def checkpoint_model(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"train-epoch{epoch:04d}.keras"
 
+    def checkpoint_models(self) -> list[Path]:
+        """Every checkpoint model file (only the newest is kept once a save completes)."""
+        return sorted(self.checkpoint_dir.glob("train-epoch*.keras"))
+
     def holds_run(self) -> bool:
         """True once a run started here (a new run must not overwrite it)."""
         return self.config.exists() or self.checkpoint_dir.exists()

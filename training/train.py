@@ -492,7 +492,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
 
 def _write_predictions(model, splits: dict, run: RunFolder, batch_size: int) -> dict:
     """predictions/{val,test}.npz (probs, probs_flip, y) from the best model; their accuracies."""
-    from training.evaluate import predict_split
+    from training.predict import predict_split
 
     result = {}
     for split in ("val", "test"):

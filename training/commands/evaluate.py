@@ -44,13 +44,14 @@ def evaluate(
     A run folder's predictions/<split>.npz is reused, or computed and saved.
     Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json.
     """
-    from training.evaluate import evaluate_target, format_summary, make_data_loader
+    from training.data import splits
+    from training.evaluate import evaluate_target, format_summary
     from training.runs import normalise_split, resolve_target
 
     split = normalise_split(split)
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist
     resolved = [resolve_target(t, need_model=False) for t in targets]
-    loader = make_data_loader(data_dir=data_dir, fer2013=fer2013)
+    loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
     many = len(resolved) > 1
     for target in resolved:
         out_dir = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +244,27 @@ def load_splits(
         out[k] = Dataset(finalize(d.x, image_size=image_size, rgb=rgb), d.y, d.source, {})
     out["train"].meta = meta
     return out
+
+
+# split name -> (x uint8 (N, 48, 48), y int64 (N,))
+SplitLoader = Callable[[str], "tuple[np.ndarray, np.ndarray]"]
+
+
+def split_loader(data_dir: str | Path | None = None,
+                 fer2013: str | Path | None = None) -> SplitLoader:
+    """split name ('test', 'PublicTest', ...) -> (x, y), loading the dataset once, on first use
+    (commands that may find every prediction saved never read the dataset at all)."""
+    from training.runs import normalise_split, split_title
+
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(split: str) -> tuple[np.ndarray, np.ndarray]:
+        split = normalise_split(split)
+        if not cache:
+            for key, ds in load_splits(data_dir=data_dir, fer2013=fer2013).items():
+                cache[key] = (np.asarray(ds.x), np.asarray(ds.y, dtype="int64"))
+        if split not in cache:
+            raise FerError(f"the dataset has no {split_title(split)} split")
+        return cache[split]
+
+    return load
