@@ -128,14 +128,18 @@ def check_weights(weights: Sequence[float], count: int, *, allow_zero: bool) -> 
     return weights
 
 
-def parse_weights(text: str, count: int, *, allow_zero: bool = True) -> list[float]:
-    """'1,2,0.5' (the --weights option) -> [1.0, 2.0, 0.5], checked by `check_weights`."""
+def parse_numbers(text: str) -> list[float]:
+    """'1,2,0.5' (the --weights option) -> [1.0, 2.0, 0.5]; FerError for anything else."""
     parts = [s.strip() for s in str(text).split(",") if s.strip()]
     try:
-        weights = [float(s) for s in parts]
+        return [float(s) for s in parts]
     except ValueError:
         raise FerError(f"--weights {text!r}: give comma-separated numbers, e.g. 1,2,1") from None
-    return check_weights(weights, count, allow_zero=allow_zero)
+
+
+def parse_weights(text: str, count: int) -> list[float]:
+    """--weights of an ensemble report: numbers, one per run, zero leaving a run out."""
+    return check_weights(parse_numbers(text), count, allow_zero=True)
 
 
 # --------------------------------------------------------------------------- members

@@ -50,7 +50,7 @@ from contract.manifest import (
 from training.ensemble import check_weights, weighted_average
 from training.errors import FerError
 from training.metrics import top1_accuracy
-from training.runs import RunFolder, load_predictions, resolve_target
+from training.runs import RunFolder, load_predictions, normalise_split, resolve_target
 from training.serialization import load_model
 from training.tfjs import (
     Predictor,
@@ -108,11 +108,6 @@ def resolve_members(members: Sequence[str | os.PathLike], names: Sequence[str] |
         arch = str(metrics.get("model") or name)
         out.append(MemberSource(name, keras_path, run_dir, arch, metrics))
     return out
-
-
-def parse_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """Soft-voting weights of the members (default 1 each); every shipped member counts."""
-    return [1.0] * count if weights is None else check_weights(weights, count, allow_zero=False)
 
 
 def check_writable(out_dir: Path) -> None:
@@ -246,10 +241,12 @@ class EvalData:
 
 def load_eval_split(split: str, *, data_dir: Path | None = None,
                     fer2013: Path | None = None) -> EvalData:
-    """Split "test" (PrivateTest) or "val" (PublicTest) of the dataset, ready to measure on."""
+    """Split "test"/"PrivateTest" or "val"/"PublicTest" of the dataset, ready to measure on."""
+    from training.data.splits import split_loader
+
+    split = normalise_split(split)
     if split not in SPLIT_NAMES:
         raise FerError(f"unknown evaluation split {split!r}; use test, val or none")
-    from training.data.splits import split_loader
 
     return EvalData(split, *split_loader(data_dir, fer2013)(split))
 
@@ -305,6 +302,35 @@ def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+@dataclass
+class ExportPlan:
+    """What an export will do, every cheap check made (`plan_export`)."""
+
+    sources: list[MemberSource]
+    weights: list[float]
+    quantization: str
+    out_dir: Path
+
+
+def plan_export(
+    members: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    quantization: str = "uint8",
+    weights: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+) -> ExportPlan:
+    """Resolve the members and check the options and --out before anything slow runs."""
+    quantization = check_quantization(quantization)
+    sources = resolve_members(members, names)
+    # Every shipped member must count: weights > 0 (1 each by default).
+    weights = ([1.0] * len(sources) if weights is None
+               else check_weights(weights, len(sources), allow_zero=False))
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    return ExportPlan(sources, weights, quantization, out_dir)
+
+
 def export_ensemble(
     members: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -333,14 +359,17 @@ def export_ensemble(
     Raises FerError for user mistakes (missing run/best.keras, bad weights, unknown quantisation,
     unwritable out_dir).
     """
+    plan = plan_export(members, out_dir, quantization=quantization, weights=weights, names=names)
+    return export_planned(plan, placeholder=placeholder, notes=notes, eval_split=eval_split)
+
+
+def export_planned(plan: ExportPlan, *, placeholder: bool = False, notes: str = "",
+                   eval_split: EvalData | None = None) -> Path:
+    """Convert, measure and publish what `plan_export` planned; returns the manifest path."""
     if eval_split is not None and not isinstance(eval_split, EvalData):  # fail before converting
         raise TypeError("eval_split must be an EvalData or None, e.g. load_eval_split('test')")
-    quantization = check_quantization(quantization)
-    sources = resolve_members(members, names)
-    weights = parse_weights(weights, len(sources))
-    out_dir = Path(out_dir)
-    check_writable(out_dir)
-
+    sources, weights, quantization, out_dir = (plan.sources, plan.weights, plan.quantization,
+                                               plan.out_dir)
     tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
     try:
         models = _load_members(sources)

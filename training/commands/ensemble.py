@@ -48,11 +48,8 @@ def ensemble(
     """
     from training.data import splits
     from training.ensemble import build_ensemble, load_members, parse_weights, write_ensemble_report
-    from training.errors import FerError
     from training.report import pct, text_table
 
-    if select not in ("greedy", "all"):
-        raise FerError(f"unknown --select {select!r}; use greedy or all")
     parsed = parse_weights(weights, len(runs)) if weights is not None else None
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
     members = load_members(runs, data_loader=loader, batch_size=batch_size)

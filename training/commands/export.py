@@ -96,32 +96,22 @@ def export(
 
       fer-hybrid export model.keras --quantize float16 --eval none --placeholder
     """
-    import json
     import logging
     import os
     import time
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from training.ensemble import parse_weights
+    from contract.manifest import read_manifest_json
+    from training.ensemble import parse_numbers
     from training.errors import FerError
-    from training.export import (
-        check_writable,
-        export_ensemble,
-        load_eval_split,
-        resolve_members,
-    )
-    from training.tfjs import check_quantization
+    from training.export import export_planned, load_eval_split, plan_export
 
     # Check everything cheap before loading data or TensorFlow.
-    quantization = check_quantization(quantize)
-    name_list = [n.strip() for n in names.split(",")] if names else None
-    count = len(resolve_members([str(m) for m in models], name_list))
-    weight_list = parse_weights(weights, count, allow_zero=False) if weights else None
-    check_writable(out)
-    requested = (eval or "").lower() or None
-    if requested not in (None, "test", "val", "none"):
-        raise FerError(f"--eval {eval!r} is not one of test, val, none")
+    plan = plan_export([str(m) for m in models], out, quantization=quantize,
+                       weights=parse_numbers(weights) if weights else None,
+                       names=[n.strip() for n in names.split(",")] if names else None)
+    requested = None if eval is None or eval.lower() == "none" else eval
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("tensorflow", "absl", "h5py"):
@@ -129,9 +119,9 @@ def export(
 
     # Load the evaluation split now, before TensorFlow and the slow conversion.
     eval_data = None
-    if requested in ("test", "val"):
+    if requested is not None:
         eval_data = load_eval_split(requested, data_dir=data_dir, fer2013=fer2013)
-    elif requested is None:
+    elif eval is None:
         # Default: PrivateTest if the dataset can be loaded; otherwise say so and carry on.
         try:
             eval_data = load_eval_split("test", data_dir=data_dir, fer2013=fer2013)
@@ -139,18 +129,10 @@ def export(
             typer.echo(f"note: not measuring accuracy ({err})", err=True)
 
     start = time.perf_counter()
-    manifest_path = export_ensemble(
-        [str(m) for m in models],
-        out,
-        quantization=quantization,
-        weights=weight_list,
-        names=name_list,
-        placeholder=placeholder,
-        notes=notes,
-        eval_split=eval_data,
-    )
+    manifest_path = export_planned(plan, placeholder=placeholder, notes=notes,
+                                   eval_split=eval_data)
     seconds = time.perf_counter() - start
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = read_manifest_json(manifest_path)
     typer.echo("")
     typer.echo(format_report(manifest, eval_data.split_key if eval_data else None))
     typer.echo(f"wrote {manifest_path} in {seconds:.1f} s")
