@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def split_title(split: str) -> str:
 
 
 # -- the folder ------------------------------------------------------------------------------
+
+
+def default_run_name(model: str) -> str:
+    """`<model>-<UTC time>`: the name of a run started without --name."""
+    return f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 class RunFolder:

@@ -125,11 +125,15 @@ class TrainConfig:
                 raise FerError(f"{flag} must be >= 1 (got {value})")
         if self.lr is not None and self.lr <= 0:
             raise FerError(f"--lr must be > 0 (got {self.lr})")
+        sample = self.data.get("sample")
+        if sample is not None and sample < 1:
+            raise FerError(f"--sample must be >= 1 (got {sample})")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise FerError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} "
                            f"(got {self.optimizer!r})")
         if self.schedule not in SCHEDULES:
-            raise FerError(f"--schedule must be plateau, cosine or onecycle (got {self.schedule!r})")
+            raise FerError(f"--schedule must be one of {', '.join(SCHEDULES)} "
+                           f"(got {self.schedule!r})")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise FerError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing}; "
                            f"0.1 is a common value)")
@@ -218,7 +222,7 @@ def load_teachers(specs, config: TrainConfig) -> list:
             raise FerError(f"--teacher {spec}: takes {tuple(t.input_shape[1:])} -> "
                            f"{t.output_shape[-1]} classes, but the student takes "
                            f"{tuple(config.input_shape)} -> {config.num_classes}; teachers must "
-                           f"follow the model contract (48x48x1 grey levels 0..255 -> 7 probs)")
+                           f"follow the model contract (grey levels 0..255 -> class probabilities)")
         t.trainable = False
         t.name = f"teacher_{i}"
         teachers.append(t)
@@ -279,6 +283,15 @@ def _trim_for_replicas(x, y, batch_size: int, n: int):
     return (x[:len(x) - extra], y[:len(y) - extra]) if extra else (x, y)
 
 
+def deadline_after(max_minutes: float | None) -> float | None:
+    """The `time.monotonic()` by which a --max-minutes budget starting now runs out."""
+    if max_minutes is None:
+        return None
+    if max_minutes <= 0:
+        raise FerError(f"--max-minutes must be > 0 (got {max_minutes})")
+    return time.monotonic() + 60.0 * max_minutes
+
+
 def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
                 given: Iterable[str] | None = None) -> tuple[TrainConfig, dict]:
     """The configuration a run will use and the state it starts from; every check that can
@@ -290,6 +303,9 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
             those are compared with and laid over the saved configuration. None: all of them.
     """
     if not resume:
+        if not config.model:
+            raise FerError("--model is required (e.g. --model baseline_cnn); see --help for the "
+                           "list")
         run.check_new()
         config = config.resolved()
         config.check(teachers=True)
@@ -325,7 +341,7 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
                   leaving a resumable checkpoint (status "incomplete" in metrics.json).
     options:      those of `train_prepared`.
     """
-    deadline = time.monotonic() + 60.0 * max_minutes if max_minutes else None
+    deadline = deadline_after(max_minutes)
     run = RunFolder(run_dir)
     config, state = prepare_run(config, run, resume=resume)
     return train_prepared(config, state, splits, run, resume=resume, deadline=deadline, **options)

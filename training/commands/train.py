@@ -11,13 +11,14 @@ from pathlib import Path
 import typer
 
 from training.commands.options import DataDir, Fer2013
+from training.models.registry import MODEL_NAMES
 
 
 def train(
     model: str | None = typer.Option(
         None, "--model", "-m",
-        help="Architecture from the zoo: baseline_cnn, five_layer, vgg, resnet_se, cnn_lstm, "
-             "resnet50, senet50, vgg16. Optional with --resume (taken from the run).",
+        help=f"Architecture from the zoo: {', '.join(MODEL_NAMES)}. Optional with --resume "
+             "(taken from the run).",
     ),
     epochs: int | None = typer.Option(
         None, help="Total epochs (default: the model's defaults, 100). With --resume this may be "
@@ -104,26 +105,19 @@ def train(
     """
     import logging
     import sys
-    import time
 
-    # One clock for --max-minutes: the budget counts from here (data loading included).
-    deadline = time.monotonic() + 60.0 * max_minutes if max_minutes else None
+    from training.train import TrainConfig, deadline_after, prepare_run, train_prepared
+
+    deadline = deadline_after(max_minutes)  # the budget counts from here, data loading included
+    from training.data.splits import parse_aux
     from training.errors import FerError
+    from training.runs import RunFolder, default_run_name
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if resume and not name:
         raise FerError("--resume needs --name of the run to continue (a folder in --runs-dir)")
-    if not resume and not model:
-        raise FerError("--model is required (e.g. --model baseline_cnn); see --help for the list")
-    for flag, value in (("--sample", sample), ("--max-minutes", max_minutes)):
-        if value is not None and value <= 0:
-            raise FerError(f"{flag} must be > 0 (got {value})")
 
-    from training.data.splits import parse_aux
-    from training.runs import RunFolder
-    from training.train import TrainConfig, prepare_run, train_prepared
-
-    # Only what was given on the command line; on --resume the rest comes from the run.
+    # The TrainConfig fields given on the command line; on --resume the rest comes from the run.
     data = {"data_dir": str(data_dir) if data_dir else None,
             "fer2013": str(fer2013) if fer2013 else None,
             "aux": parse_aux(aux) or None, "sample": sample}
@@ -140,9 +134,7 @@ def train(
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
     given = {k: v for k, v in given.items() if v is not None}
-    if not name:
-        name = f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    run = RunFolder(Path(runs_dir) / name)
+    run = RunFolder(Path(runs_dir) / (name or default_run_name(model)))
     config, state = prepare_run(TrainConfig(**{"model": model or "", **given}), run,
                                 resume=resume, given=given)
     if verbose == "auto":
