@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from training.commands.options import DataDir, Fer2013
+from training.commands.options import Aux, CkPlus, Custom, DataDir, Fer2013, Jaffe, Sample
 
 data_app = typer.Typer(
     name="data",
@@ -17,9 +17,6 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 
-CK_HELP = "CK+ data: ckplus48.npz or a CK+48/<class>/ folder (default: in --data-dir). 'contempt' is dropped."
-JAFFE_HELP = "JAFFE data: jaffe_128.npz or a folder of JAFFE images (default: in --data-dir)."
-CUSTOM_HELP = "Custom dataset from web uploads, <dir>/<label>/*.png (default: $FER_HYBRID_CUSTOM_DIR or data/custom)."
 
 
 def _available_aux(data_dir: Path | None, ckplus, jaffe, custom) -> list[str]:
@@ -44,26 +41,17 @@ def _available_aux(data_dir: Path | None, ckplus, jaffe, custom) -> list[str]:
 def stats(
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
-    ckplus: Path | None = typer.Option(None, "--ckplus", help=CK_HELP),
-    jaffe: Path | None = typer.Option(None, "--jaffe", help=JAFFE_HELP),
-    custom: Path | None = typer.Option(None, "--custom", help=CUSTOM_HELP),
+    ckplus: CkPlus = None,
+    jaffe: Jaffe = None,
+    custom: Custom = None,
     folder: list[Path] | None = typer.Option(
         None,
         "--folder",
         metavar="DIR",
         help="Extra class-folder dataset (<dir>/<class>/*.png) added to train; repeatable.",
     ),
-    aux: str | None = typer.Option(
-        None,
-        "--aux",
-        help="Comma-separated auxiliary sets to count: ckplus,jaffe,custom; 'none' for "
-        "FER2013 only. Default: every one that is present.",
-    ),
-    sample: int | None = typer.Option(
-        None,
-        "--sample",
-        help="Count a stratified subsample of at most N images per split (as `train --sample`).",
-    ),
+    aux: Aux = None,  # default: every set that is present
+    sample: Sample = None,
     seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
     plot: Path | None = typer.Option(
         None, "--plot", help="Also write a bar chart of the counts to this PNG."
@@ -117,14 +105,10 @@ def pack(
     no_test: bool = typer.Option(
         False, "--no-test", help="Leave out PrivateTest (test evaluation runs on the CPU machine)."
     ),
-    aux: str | None = typer.Option(
-        None,
-        "--aux",
-        help="Also pack these auxiliary sets (48x48, FER2013 labels): ckplus,jaffe,custom.",
-    ),
-    ckplus: Path | None = typer.Option(None, "--ckplus", help=CK_HELP),
-    jaffe: Path | None = typer.Option(None, "--jaffe", help=JAFFE_HELP),
-    custom: Path | None = typer.Option(None, "--custom", help=CUSTOM_HELP),
+    aux: Aux = None,  # default: FER2013 alone
+    ckplus: CkPlus = None,
+    jaffe: Jaffe = None,
+    custom: Custom = None,
     level: int = typer.Option(
         9,
         "--level",

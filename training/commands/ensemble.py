@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013
+from training.commands.options import DataDir, Fer2013, PredictBatch
 
 
 def ensemble(
@@ -38,7 +38,7 @@ def ensemble(
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/ensemble"),
     data_dir: DataDir = None,  # only read to compute missing predictions
     fer2013: Fer2013 = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prediction batch size.")] = 256,
+    batch_size: PredictBatch = 256,
 ) -> None:
     """Combine trained runs by soft voting and report members and ensemble side by side.
 

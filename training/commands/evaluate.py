@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013
+from training.commands.options import DataDir, Fer2013, PredictBatch
 
 
 def evaluate(
@@ -37,7 +37,7 @@ def evaluate(
     ] = None,
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prediction batch size.")] = 256,
+    batch_size: PredictBatch = 256,
 ) -> None:
     """Evaluate run folders or .keras models on one split (default: test = PrivateTest).
 

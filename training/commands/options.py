@@ -16,3 +16,27 @@ Fer2013 = Annotated[Path | None, typer.Option(
     "--fer2013",
     help="FER2013 source: the Kaggle CSV (plain or .gz), a `data pack` file, or the image "
          "folder (train/<class>, test/<class>). Default: found in --data-dir.")]
+
+Aux = Annotated[str | None, typer.Option(
+    "--aux",
+    help="Auxiliary sets (48x48, mapped onto the FER2013 labels), comma-separated: "
+         "ckplus,jaffe,custom; 'none' for FER2013 alone. Exact duplicates of PublicTest/"
+         "PrivateTest images are dropped.")]
+
+CkPlus = Annotated[Path | None, typer.Option(
+    "--ckplus", help="CK+ data: ckplus48.npz or a CK+48/<class>/ folder (default: in "
+                     "--data-dir). 'contempt' is dropped.")]
+
+Jaffe = Annotated[Path | None, typer.Option(
+    "--jaffe", help="JAFFE data: jaffe_128.npz or a folder of JAFFE images (default: in "
+                    "--data-dir).")]
+
+Custom = Annotated[Path | None, typer.Option(
+    "--custom", help="Custom dataset from web uploads, <dir>/<label>/*.png (default: "
+                     "$FER_HYBRID_CUSTOM_DIR or data/custom).")]
+
+Sample = Annotated[int | None, typer.Option(
+    "--sample", help="Use a stratified subsample of at most N images per split (quick runs).")]
+
+PredictBatch = Annotated[int, typer.Option(
+    "--batch-size", help="Images per prediction batch (only when predictions are computed).")]

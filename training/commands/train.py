@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from training.commands.options import DataDir, Fer2013
+from training.commands.options import Aux, DataDir, Fer2013, Sample
 from training.models.registry import MODEL_NAMES
 
 
@@ -63,11 +63,10 @@ def train(
     width: float | None = typer.Option(None, help="vgg / resnet_se / sepnet: channel width "
                                                      "multiplier (e.g. 0.25 or 0.5 for on-device "
                                                      "variants)."),
-    sample: int | None = typer.Option(None, help="Use at most N images per split (quick CPU runs)."),
+    sample: Sample = None,
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
-    aux: str | None = typer.Option(None, help="Comma-separated auxiliary training sets to add: "
-                                                 "ckplus,jaffe,custom ('none' or nothing: FER2013 only)."),
+    aux: Aux = None,
     label_smoothing: float | None = typer.Option(
         None, help="Recipe: label smoothing of the cross-entropy (e.g. 0.1; default 0 = off)."),
     schedule: str | None = typer.Option(
