@@ -13,6 +13,8 @@ import os
 import threading
 from pathlib import Path
 
+from contract.manifest import MANIFEST_NAME
+
 #: The vendored TF.js release, written here only: web/scripts/vendor.sh fetches this version,
 #: the page templates get `tfjs` (TFJS_URL) from routers/pages.py, env.js reads it from the
 #: pages' <meta name="fer-tfjs">, and the service worker's precache list is derived from it.
@@ -54,7 +56,7 @@ class AssetVersion:
 
     def __init__(self, web_dir: Path, models_dir: Path, length: int = 12) -> None:
         self.web_dir = Path(web_dir)
-        self.manifest = Path(models_dir) / "manifest.json"
+        self.manifest = Path(models_dir) / MANIFEST_NAME
         self.length = length
         self._lock = threading.Lock()
         self._signature: tuple | None = None

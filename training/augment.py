@@ -5,8 +5,9 @@ The paper's augmentation: random horizontal flip, +/-10 degree rotation,
 when called with `training=True`, so the wrapped model evaluates unaugmented.
 `RandomErasing` (cutout filled with noise) is the one opt-in extra, off by default.
 
-Only the *core* model is ever saved, checkpointed as `best.keras` or exported;
-the augmenter wraps it for training:
+Only the *core* model is saved as `best.keras` and exported; the training checkpoint
+holds the whole training model (augmenter included, to resume exactly). The augmenter
+wraps the core for training:
 
     train_model = with_augmentation(core, seed=0)   # input -> augmenter -> core
 """

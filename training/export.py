@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from contract import LABELS, input_spec, utc_now
+from contract import LABELS, SPLIT_TITLES, input_spec, utc_now
 from contract.manifest import (
     MANIFEST_NAME,
     SPLIT_NAMES,
@@ -59,7 +59,7 @@ from training.tfjs import (
     load_tfjs_graph_model,
 )
 
-log = logging.getLogger("training.export")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -182,7 +182,7 @@ def compare_float_quantized(
     y: np.ndarray,
     weights: Sequence[float] | None = None,
     *,
-    split: str = "PrivateTest",
+    split: str = SPLIT_TITLES["test"],
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Float vs quantised ensemble on the same arrays -> (manifest metrics, per-member metrics).
 

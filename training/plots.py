@@ -14,6 +14,28 @@ from training.metrics import row_normalise
 from training.report import write_json
 
 
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path, **savefig) -> Path:
+    """The figure as PNG at `path` (written atomically); the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", **savefig)
+    finally:
+        plt.close(fig)
+    return atomic_write(path, buf.getvalue())
+
+
 def plot_confusion_matrix(
     cm: np.ndarray,
     path: str | Path,
@@ -25,11 +47,7 @@ def plot_confusion_matrix(
 
     Each cell shows the row percentage (recall on the diagonal) and the raw count.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     cm = np.asarray(cm)
     norm = row_normalise(cm)
     k = len(labels)
@@ -59,11 +77,10 @@ def plot_confusion_matrix(
                     color=colour,
                 )
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
+    except BaseException:
         plt.close(fig)
-    return atomic_write(path, buf.getvalue())
+        raise
+    return _save(fig, path)
 
 
 def write_confusion(counts, folder: str | Path, split: str, *, tta: bool,
@@ -78,3 +95,39 @@ def write_confusion(counts, folder: str | Path, split: str, *, tta: bool,
         "split_name": SPLIT_TITLES[split], "tta": bool(tta), "counts": np.asarray(counts).tolist(),
     })
     return files
+
+
+def plot_history(log_csv: str | Path, path: str | Path, *, title: str) -> Path | None:
+    """Loss and accuracy curves (train and val) from a run's log.csv; None if it is empty."""
+    import csv
+
+    log_csv = Path(log_csv)
+    if not log_csv.is_file():
+        return None
+    with open(log_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return None
+    plt = _pyplot()
+    ep = [int(r["epoch"]) for r in rows]
+
+    def col(name):
+        return [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        a1.plot(ep, col("loss"), label="train")
+        a1.plot(ep, col("val_loss"), label="val")
+        a1.set(title="loss", xlabel="epoch")
+        a2.plot(ep, col("accuracy"), label="train")
+        a2.plot(ep, col("val_accuracy"), label="val")
+        a2.set(title="accuracy", xlabel="epoch")
+        for a in (a1, a2):
+            a.legend()
+            a.grid(alpha=0.3)
+        fig.suptitle(title)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, path, dpi=90)

@@ -41,7 +41,7 @@ from contract.manifest import QUANTIZATIONS, member_bytes
 from training.errors import FerError
 from training.serialization import load_model
 
-log = logging.getLogger("training.tfjs")
+log = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """float32 NHWC 0..255 batch -> (N, 7) probabilities."""

@@ -35,10 +35,11 @@ from contract import INPUT_SHAPE, NUM_CLASSES
 from contract.files import remove_stale_tmp
 from training.errors import FerError
 from training.metrics import top1_accuracy
+from training.plots import plot_history
 from training.runs import RunFolder, initial_state, save_predictions
 from training.serialization import load_model
 
-log = logging.getLogger("fer_hybrid.train")
+log = logging.getLogger(__name__)
 
 # Options that may differ between the original run and a `--resume` of it
 # (`distribute` is about the machine, not the run: resume on one device or many).
@@ -415,7 +416,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
     }
     if "img_per_s" in state:
         metrics["train_images_per_second"] = round(state["img_per_s"], 1)
-    _write_history_png(run)
+    plot_history(run.log_csv, run.history_png, title=run.name)
     if state["stop_reason"] == "time_budget":
         metrics["status"] = "incomplete"
         run.write_metrics(metrics)
@@ -523,40 +524,3 @@ def _write_predictions(model, splits: dict, run: RunFolder, batch_size: int) -> 
             result[plain] = top1_accuracy(preds.probs, preds.y)
         result[f"{split}_accuracy_tta"] = top1_accuracy(preds.scored(tta=True), preds.y)
     return result
-
-
-def _write_history_png(run: RunFolder) -> None:
-    """Loss/accuracy curves from log.csv (matplotlib Agg, imported only here)."""
-    import csv
-
-    path = run.log_csv
-    if not path.is_file():
-        return
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [int(r["epoch"]) for r in rows]
-
-    def col(name):
-        return [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(ep, col("loss"), label="train")
-    a1.plot(ep, col("val_loss"), label="val")
-    a1.set(title="loss", xlabel="epoch")
-    a2.plot(ep, col("accuracy"), label="train")
-    a2.plot(ep, col("val_accuracy"), label="val")
-    a2.set(title="accuracy", xlabel="epoch")
-    for a in (a1, a2):
-        a.legend()
-        a.grid(alpha=0.3)
-    fig.suptitle(run.name)
-    fig.tight_layout()
-    fig.savefig(run.history_png, dpi=90)
-    plt.close(fig)

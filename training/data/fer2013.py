@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import SPLIT_TITLES
 from contract.files import atomic_output
 from training.errors import FerError
 
 log = logging.getLogger(__name__)
 
-USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
-SPLIT_OF_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+# The CSV's Usage column, in the order its values are coded in FerArrays.usage.
+USAGES: tuple[str, ...] = tuple(SPLIT_TITLES[k] for k in ("train", "val", "test"))
+SPLIT_OF_USAGE = {usage: split for split, usage in SPLIT_TITLES.items()}
 HEADER = b"emotion,pixels,Usage"
 SIZE = 48  # the Kaggle CSV's images are 48x48, whatever size the models take
 PIXELS = SIZE * SIZE

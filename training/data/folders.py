@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import IMAGE_SIZE
 from training.data.fer2013 import USAGES, FerArrays
-from training.data.images import DEFAULT_SIZE, is_image_file, read_image
+from training.data.images import is_image_file, read_image
 from training.data.labelmap import map_name
 from training.errors import FerError
 
@@ -79,7 +80,7 @@ def list_class_folder(
 
 def read_images(
     files: list[Path],
-    size: int = DEFAULT_SIZE,
+    size: int = IMAGE_SIZE,
     *,
     desc: str = "images",
     progress: bool | None = None,

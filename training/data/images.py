@@ -12,7 +12,6 @@ from training.errors import FerError
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 )
-DEFAULT_SIZE = IMAGE_SIZE
 
 
 def is_image_file(path: Path) -> bool:
@@ -27,7 +26,7 @@ def _resample():
     return Image.Resampling.LANCZOS
 
 
-def to_gray_square(img, size: int = DEFAULT_SIZE) -> np.ndarray:
+def to_gray_square(img, size: int = IMAGE_SIZE) -> np.ndarray:
     """PIL image -> (size, size) uint8: convert to L, centre-crop to square, Lanczos resize."""
     from PIL import Image
 
@@ -51,7 +50,7 @@ def to_gray_square(img, size: int = DEFAULT_SIZE) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def read_image(path: Path, size: int = DEFAULT_SIZE) -> np.ndarray:
+def read_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode one image file to (size, size) uint8 grayscale; FerError names a bad file."""
     from PIL import Image, UnidentifiedImageError
 
@@ -82,7 +81,7 @@ def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def finalize(x: np.ndarray, *, image_size: int = DEFAULT_SIZE, rgb: bool = False) -> np.ndarray:
+def finalize(x: np.ndarray, *, image_size: int = IMAGE_SIZE, rgb: bool = False) -> np.ndarray:
     """Resize to image_size and optionally repeat grey to 3 channels -> (N, S, S[, 3])."""
     x = resize_batch(np.asarray(x, np.uint8), image_size)
     if rgb:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.images import DEFAULT_SIZE, resize_batch
+from contract import IMAGE_SIZE
+from training.data.images import resize_batch
 from training.data.labelmap import map_names
 from training.errors import FerError
 
@@ -47,4 +48,4 @@ def load_labelled_npz(
     new_y = fer[y] if y.size else y
     keep = new_y >= 0
     x = np.clip(np.round(x), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
-    return resize_batch(x[keep], DEFAULT_SIZE), new_y[keep]
+    return resize_batch(x[keep], IMAGE_SIZE), new_y[keep]

@@ -14,7 +14,7 @@ from keras import layers
 
 from training.errors import FerError
 
-log = logging.getLogger("fer_hybrid.models")
+log = logging.getLogger(__name__)
 
 
 def grey_input(input_shape):
