@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import training.ensemble as ens
 from training.commands.ensemble import ensemble as ensemble_command
 from training.ensemble import (
-    Member,
+    Candidate,
     build_ensemble,
     greedy_select,
     load_members,
@@ -98,16 +98,16 @@ def test_build_ensemble_never_looks_at_test_for_selection(val_y, monkeypatch):
     perfect_on_test = np.zeros(60, bool)
     all_wrong = np.ones(60, bool)
     members = [
-        Member(
+        Candidate(
             "good", Path("good"), make_preds(val_y, thirds(0), 1), make_preds(test_y, all_wrong, 11)
         ),
-        Member(
+        Candidate(
             "other",
             Path("other"),
             make_preds(val_y, thirds(1), 2),
             make_preds(test_y, all_wrong, 12),
         ),
-        Member(
+        Candidate(
             "bad",
             Path("bad"),
             make_preds(val_y, np.arange(N) % 3 != 0, 3),
@@ -138,8 +138,8 @@ def test_build_ensemble_never_looks_at_test_for_selection(val_y, monkeypatch):
 
 def test_explicit_weights_and_all(val_y):
     members = [
-        Member("a", Path("a"), make_preds(val_y, thirds(0), 1), make_preds(val_y, thirds(0), 4)),
-        Member("b", Path("b"), make_preds(val_y, thirds(1), 2), make_preds(val_y, thirds(1), 5)),
+        Candidate("a", Path("a"), make_preds(val_y, thirds(0), 1), make_preds(val_y, thirds(0), 4)),
+        Candidate("b", Path("b"), make_preds(val_y, thirds(1), 2), make_preds(val_y, thirds(1), 5)),
     ]
     r = build_ensemble(members, weights=[0, 1])
     assert r["selection"]["method"] == "weights"
@@ -165,13 +165,13 @@ def test_errors(val_y):
         parse_weights("-1,2", 2)
     with pytest.raises(FerError, match="non-negative"):
         parse_weights("0,0", 2)
-    a = Member("a", Path("a"), make_preds(val_y, thirds(0), 1), make_preds(val_y, thirds(0), 1))
+    a = Candidate("a", Path("a"), make_preds(val_y, thirds(0), 1), make_preds(val_y, thirds(0), 1))
     other_y = val_y.copy()
     other_y[0] = (other_y[0] + 1) % 7
-    b = Member("b", Path("b"), make_preds(other_y, thirds(0), 1), make_preds(val_y, thirds(0), 1))
+    b = Candidate("b", Path("b"), make_preds(other_y, thirds(0), 1), make_preds(val_y, thirds(0), 1))
     with pytest.raises(FerError, match="labels differ"):
         build_ensemble([a, b])
-    c = Member(
+    c = Candidate(
         "c", Path("c"), make_preds(val_y, thirds(0), 1), make_preds(val_y[:10], thirds(0)[:10], 1)
     )
     with pytest.raises(FerError, match="shape"):

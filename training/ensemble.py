@@ -146,14 +146,16 @@ def parse_weights(text: str, count: int) -> list[float]:
 
 
 @dataclass
-class Member:
+class Candidate:
+    """A run that may join the ensemble, with its PublicTest and PrivateTest predictions."""
+
     name: str
     path: Path
     val: Predictions
     test: Predictions
 
 
-def check_members(members: Sequence[Member]) -> None:
+def check_members(members: Sequence[Candidate]) -> None:
     """All members must share labels and shapes on each split; FerError otherwise."""
     if not members:
         raise FerError("no ensemble members given")
@@ -180,13 +182,13 @@ def load_members(
     *,
     data_loader: SplitLoader | None = None,
     batch_size: int = 256,
-) -> list[Member]:
+) -> list[Candidate]:
     """Members from run folders (or .keras files) with their val and test predictions.
 
     Saved predictions are reused; missing ones are computed from best.keras
     when `data_loader` is given, otherwise a FerError says what to run.
     """
-    members: list[Member] = []
+    members: list[Candidate] = []
     names: set[str] = set()
     for raw in paths:
         target: Target = resolve_target(raw, need_model=False)
@@ -200,7 +202,7 @@ def load_members(
             name = f"{target.name}-{k}"
             k += 1
         names.add(name)
-        members.append(Member(name=name, path=Path(raw), val=val, test=test))
+        members.append(Candidate(name=name, path=Path(raw), val=val, test=test))
     check_members(members)
     return members
 
@@ -248,7 +250,7 @@ def choose_weights(
 
 
 def build_ensemble(
-    members: Sequence[Member],
+    members: Sequence[Candidate],
     *,
     select: str = "greedy",
     weights: Sequence[float] | None = None,
