@@ -20,6 +20,7 @@ from training.commands.data import data_app  # noqa: E402
 from training.commands.ensemble import ensemble  # noqa: E402
 from training.commands.evaluate import evaluate  # noqa: E402
 from training.commands.export import export  # noqa: E402
+from training.commands.gpu import gpu_app  # noqa: E402
 from training.commands.results import results  # noqa: E402
 from training.commands.train import train  # noqa: E402
 from training.errors import FerError  # noqa: E402
@@ -41,6 +42,7 @@ app.command("ensemble")(ensemble)
 app.command("export")(export)
 app.command("results")(results)
 app.command("serve")(serve)
+app.add_typer(gpu_app, name="gpu")
 
 
 

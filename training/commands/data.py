@@ -123,6 +123,13 @@ def pack(
     Any command that takes --fer2013 accepts the pack in place of the CSV, e.g.
     `fer-hybrid train --fer2013 fer2013.pack --model baseline_cnn` on the GPU machine.
     """
+    typer.echo(write_data_pack(out, data_dir=data_dir, fer2013=fer2013, no_test=no_test,
+                               aux=aux, ckplus=ckplus, jaffe=jaffe, custom=custom, level=level))
+
+
+def write_data_pack(out: Path, *, data_dir=None, fer2013=None, no_test: bool = False, aux=None,
+                    ckplus=None, jaffe=None, custom=None, level: int = 9) -> str:
+    """Write the pack `data pack` describes (also used by `gpu prepare`); one summary line."""
     import time
 
     from training.data.fer2013 import USAGES, FerArrays
@@ -153,7 +160,5 @@ def pack(
     raw = fer.x.nbytes + sum(x.nbytes for x, _ in aux_sets.values())
     counts = ", ".join(f"{u} {int((fer.usage == i).sum()):,}" for i, u in enumerate(USAGES))
     extra = "".join(f", {k} {len(v[1]):,}" for k, v in aux_sets.items())
-    typer.echo(
-        f"wrote {out}: {size:,} bytes ({size / 2**20:.1f} MiB; images {raw:,} bytes raw) "
-        f"in {time.perf_counter() - t:.0f}s - {counts}{extra}"
-    )
+    return (f"wrote {out}: {size:,} bytes ({size / 2**20:.1f} MiB; images {raw:,} bytes raw) "
+            f"in {time.perf_counter() - t:.0f}s - {counts}{extra}")
