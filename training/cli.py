@@ -21,6 +21,7 @@ from training.commands.ensemble import ensemble  # noqa: E402
 from training.commands.evaluate import evaluate  # noqa: E402
 from training.commands.export import export  # noqa: E402
 from training.commands.results import results  # noqa: E402
+from training.commands.runs import runs_app  # noqa: E402
 from training.commands.train import train  # noqa: E402
 from training.errors import FerError  # noqa: E402
 
@@ -35,6 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("ensemble")(ensemble)
