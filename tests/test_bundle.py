@@ -16,7 +16,7 @@ import pytest
 from conftest import synthetic_faces
 from typer.testing import CliRunner
 
-from training.bundle import plan, precision
+from training.bundle import keras_file, plan, precision
 from training.bundle.manifest import sha256_file
 from training.bundle.unpack import unbundle
 from training.errors import FerError
@@ -153,6 +153,8 @@ def test_unbundles_from_two_folders_and_the_run_works(tiny, tmp_path):
     # best.keras: a float32 .keras file, predicting within the measured float16 tolerance
     check = _manifest(tiny["root"] / "b16")["runs"][0]["weights"]["check"]
     model = load_model(restored.best_model)
+    weights = _manifest(tiny["root"] / "b16")["runs"][0]["weights"]
+    assert sha256_file(restored.best_model) == weights["restored_sha256"]  # same HDF5 here
     assert {w.dtype for w in model.get_weights()} == {np.dtype("float32")}
     x = tiny["splits"]["val"].x
     p_orig = predict_probs(keras.saving.load_model(original.best_model), x)
@@ -272,3 +274,41 @@ def test_unbundle_needs_a_folder_with_a_manifest(tmp_path):
     (tmp_path / "fer-bundle-abc.json").write_text("{not json")
     with pytest.raises(FerError, match="cannot read the bundle manifest"):
         unbundle([tmp_path], tmp_path / "runs", say=lambda _: None)
+
+
+def test_compact_weights_are_deterministic_and_round_to_float16(repo_root):
+    original = (repo_root / "training/checkpoints/cpu-sepnet/best.keras").read_bytes()
+    compact = keras_file.compact_keras(original, "float16")
+    assert compact == keras_file.compact_keras(original, "float16")  # same weights, same bytes
+    assert len(compact) < 0.51 * len(original)
+    rebuilt = keras_file.rebuild_keras(compact)
+    assert keras_file.holds_weights(rebuilt, compact)
+    _, before = keras_file.read_weights(original)
+    _, after = keras_file.read_weights(rebuilt)
+    assert [p for p, _ in before] == [p for p, _ in after]
+    assert all(a.dtype == np.float32 and np.array_equal(a, b.astype(np.float16).astype(np.float32))
+               for (_, b), (_, a) in zip(before, after))
+    assert any(not np.array_equal(a, b) for (_, b), (_, a) in zip(before, after))
+    exact = keras_file.rebuild_keras(keras_file.compact_keras(original, "float32"))
+    assert all(np.array_equal(a, b) for (_, b), (_, a) in
+               zip(before, keras_file.read_weights(exact)[1]))
+    assert not keras_file.holds_weights(exact, compact)
+    with pytest.raises(FerError, match="not a .keras zip"):
+        keras_file.compact_keras(b"not a zip", "float16")
+
+
+def test_probe_set_when_the_data_found_is_not_what_the_run_validated_on(tmp_path, monkeypatch):
+    from training.runs import Predictions, save_predictions
+
+    monkeypatch.setenv("FER_HYBRID_CACHE", str(tmp_path / "cache"))  # not the user's cache
+    csv = tmp_path / "fer2013.csv"
+    _write_fer_csv(csv)
+    run = RunFolder(tmp_path / "r")
+    run.write_config({"model": "baseline_cnn", "seed": 0, "data": {"fer2013": str(csv)}})
+    images = precision.run_images(run)
+    assert images.y is not None and len(images.y) == 140 and images.source.startswith("val:")
+    y = (images.y + 1) % 7  # other labels: another dataset than the run's
+    probs = np.full((140, 7), 1 / 7, dtype="float32")
+    save_predictions(run.predictions("val"), Predictions(probs, probs, y))
+    images = precision.run_images(run)
+    assert images.y is None and "does not match the labels" in images.source

@@ -93,21 +93,43 @@ def compact_keras(keras_bytes: bytes, storage: str) -> bytes:
         arrays[f"w{i}"] = arr
     layout["storage"] = storage
     arrays[_LAYOUT_KEY] = np.frombuffer(json.dumps(layout).encode("utf-8"), dtype=np.uint8)
+    # An .npz written by hand: np.savez stamps the current time into the zip, and the same
+    # weights must give the same bytes (the bundle's id is its stream's sha256). Uncompressed:
+    # the bundle stream may be lzma'd as a whole.
     buf = io.BytesIO()
-    np.savez(buf, **arrays)  # uncompressed: the bundle stream may be lzma'd as a whole
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as archive:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
+            with archive.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
     return buf.getvalue()
+
+
+def stored_arrays(compact: bytes) -> tuple[dict, list[np.ndarray]]:
+    """(layout, arrays as stored) of `compact_keras`'s output."""
+    try:
+        with np.load(io.BytesIO(compact), allow_pickle=False) as npz:
+            layout = json.loads(bytes(npz[_LAYOUT_KEY]).decode("utf-8"))
+            return layout, [npz[f"w{i}"] for i in range(len(layout["datasets"]))]
+    except Exception as err:  # a damaged file: the bundle's checksums should have caught it
+        raise FerError(f"compact model weights are unreadable ({err})") from err
+
+
+def holds_weights(keras_bytes: bytes, compact: bytes) -> bool:
+    """True if the .keras file's weights are exactly the compact form's (in their dtypes)."""
+    layout, stored = stored_arrays(compact)
+    _, found = read_weights(keras_bytes)
+    if [path for path, _ in found] != [d[0] for d in layout["datasets"]]:
+        return False
+    return all(arr.dtype == np.dtype(dtype) and np.array_equal(arr, kept.astype(dtype))
+               for (_, arr), kept, (_, dtype, _) in zip(found, stored, layout["datasets"]))
 
 
 def rebuild_keras(compact: bytes) -> bytes:
     """A normal .keras file (float32 weights) from `compact_keras`'s output."""
     import h5py
 
-    try:
-        with np.load(io.BytesIO(compact), allow_pickle=False) as npz:
-            layout = json.loads(bytes(npz[_LAYOUT_KEY]).decode("utf-8"))
-            arrays = [npz[f"w{i}"] for i in range(len(layout["datasets"]))]
-    except Exception as err:  # a damaged file: the bundle's checksums should have caught it
-        raise FerError(f"compact model weights are unreadable ({err})") from err
+    layout, arrays = stored_arrays(compact)
     h5_buf = io.BytesIO()
     with h5py.File(h5_buf, "w", track_order=True) as h5:
         h5.attrs.update(layout["groups"].get("", {}))

@@ -91,19 +91,21 @@ def _model_entry(run: RunFolder, opts: BundleOptions, say) -> tuple[str, bytes, 
               "original_sha256": manifest.sha256_bytes(original), "check": None}
     if opts.weights == "float32":
         return "best.keras", original, {**record, "storage": "float32",
-                                        "reason": "asked for (--weights float32)"}
+                                        "reason": "asked for (--weights float32)",
+                                        "restored_sha256": record["original_sha256"]}
     try:
         compact = keras_file.compact_keras(original, "float16")
     except FerError as err:  # an unusual .keras layout or weights beyond float16's range
         if opts.weights == "float16":
             raise FerError(f"{run.name}: cannot store best.keras as float16: {err}") from err
         return "best.keras", original, {**record, "storage": "float32",
-                                        "reason": f"float16 not possible: {err}"}
+                                        "reason": f"float16 not possible: {err}",
+                                        "restored_sha256": record["original_sha256"]}
     images = precision.run_images(run)
     say(f"{run.name}: measuring float16 weights on {len(images.x)} images "
         f"({images.source.split(':')[0]}) ...")
-    check = precision.measure(run.best_model, keras_file.rebuild_keras(compact), images,
-                              batch_size=opts.batch_size)
+    rebuilt = keras_file.rebuild_keras(compact)  # what unbundling will write
+    check = precision.measure(run.best_model, rebuilt, images, batch_size=opts.batch_size)
     storage, reason = precision.decide(check, min_agreement=opts.min_agreement,
                                        max_accuracy_change=opts.max_accuracy_change,
                                        max_prob_change=opts.max_prob_change)
@@ -112,8 +114,11 @@ def _model_entry(run: RunFolder, opts: BundleOptions, say) -> tuple[str, bytes, 
     say(f"{run.name}: {storage} weights ({reason})")
     record = {**record, "storage": storage, "reason": reason, "check": check}
     if storage == "float32":
-        return "best.keras", original, record
-    return "best.keras" + COMPACT_SUFFIX, compact, record
+        return "best.keras", original, {**record, "restored_sha256": record["original_sha256"]}
+    # For the record: another HDF5 library may write the same weights as other bytes, so
+    # unbundling checks the weights themselves (keras_file.holds_weights), not this digest.
+    return "best.keras" + COMPACT_SUFFIX, compact, {
+        **record, "restored_sha256": manifest.sha256_bytes(rebuilt)}
 
 
 def _left_out(run: RunFolder, kept: set[str]) -> list[str]:
@@ -164,10 +169,15 @@ def _write_stream(runs: list[RunFolder], opts: BundleOptions, tar_file, say) -> 
     return records
 
 
+# Measured on cpu-sepnet's float16 weights: preset 0 saves 13.9 %, preset 6 15.6 % at half
+# the speed (float weights hardly compress); bundling runs inside a time-boxed GPU call.
+LZMA_PRESET = 0
+
+
 def _compress(src, dst, compression: str) -> None:
     src.seek(0)
     if compression == "lzma":
-        with lzma.open(dst, "wb", preset=6, check=lzma.CHECK_CRC64) as out:
+        with lzma.open(dst, "wb", preset=LZMA_PRESET, check=lzma.CHECK_CRC64) as out:
             while block := src.read(2**20):
                 out.write(block)
     else:

@@ -159,8 +159,11 @@ def unbundle(folders: list[Path], runs_dir: Path, *, force: bool = False,
             for record in body["runs"]:
                 run = RunFolder(staging[record["name"]])
                 for rel, data in compact.get(record["name"], {}).items():
-                    best = run.path / rel.removesuffix(COMPACT_SUFFIX)
-                    atomic_write(best, keras_file.rebuild_keras(data))
+                    rebuilt = keras_file.rebuild_keras(data)
+                    if not keras_file.holds_weights(rebuilt, data):  # never ship a bad rebuild
+                        raise FerError(f"{record['name']}: the rebuilt best.keras does not hold "
+                                       "the bundled weights; please report this bug")
+                    atomic_write(run.path / rel.removesuffix(COMPACT_SUFFIX), rebuilt)
                 if check_load and run.best_model.is_file():
                     _check_loads(run.best_model)
                 _redraw_history(run, say)
