@@ -22,6 +22,7 @@ from training.commands.evaluate import evaluate  # noqa: E402
 from training.commands.export import export  # noqa: E402
 from training.commands.gpu import gpu_app  # noqa: E402
 from training.commands.results import results  # noqa: E402
+from training.commands.runs import runs_app  # noqa: E402
 from training.commands.train import train  # noqa: E402
 from training.errors import FerError  # noqa: E402
 
@@ -36,6 +37,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("ensemble")(ensemble)
