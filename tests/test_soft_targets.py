@@ -249,6 +249,10 @@ def test_ensemble_writes_the_soft_vote_and_a_student_trains_and_resumes_on_it(tm
     _invoke(*resume, "--epochs", 2, "--soft-targets", moved)  # same content, new place
     assert json.loads((runs / "student" / "metrics.json").read_text())["epochs_run"] == 2
 
+    with pytest.raises(FerError, match="soft_targets: run has none"):  # "a" trained without
+        _invoke("train", "--resume", "--name", "a", "--runs-dir", runs, "--epochs", 2,
+                "--soft-targets", moved)
+
     st.save(moved, st.from_images(train_x, _onehot(np.zeros(80, int)), {}))  # other content
     with pytest.raises(FerError, match="changed since the run started"):
         _invoke(*resume, "--epochs", 3, "--soft-targets", moved)

@@ -341,6 +341,8 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
         requested = dataclasses.replace(saved, **changes).resolved()
     requested.check(teachers=False)  # the checkpoint already holds the teachers
     conflicts = config_conflicts(saved, requested)
+    if requested.soft_targets and not saved.soft_targets:  # a new path is fine, a new KD is not
+        conflicts.append(f"soft_targets: run has none, you asked for {requested.soft_targets!r}")
     if conflicts:
         raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
                        + "); drop those options or start a new run with another --name")
