@@ -42,8 +42,9 @@ from training.serialization import load_model
 log = logging.getLogger(__name__)
 
 # Options that may differ between the original run and a `--resume` of it
-# (`distribute` is about the machine, not the run: resume on one device or many).
-RESUME_MUTABLE = ("epochs", "distribute")
+# (`distribute` is about the machine, not the run: resume on one device or many;
+# `soft_targets` is where the file lies on this machine: its content is pinned by sha256).
+RESUME_MUTABLE = ("epochs", "distribute", "soft_targets")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -81,6 +82,10 @@ class TrainConfig:
     kd_temperature: float = 4.0
     distribute: bool = False  # data-parallel over all local devices
     optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: model's
+    # Offline distillation (training.soft_targets): a file of teacher probabilities instead
+    # of live teachers; its sha256 is recorded when the run starts and checked on resume.
+    soft_targets: str | None = None
+    soft_targets_sha256: str | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's training defaults."""
@@ -104,7 +109,7 @@ class TrainConfig:
     @property
     def uses_trainer(self) -> bool:
         """Label smoothing, mixup and distillation need the `training.trainer.Trainer` wrapper."""
-        return bool(self.label_smoothing or self.mixup or self.teachers)
+        return bool(self.label_smoothing or self.mixup or self.teachers or self.soft_targets)
 
     def check(self, *, teachers: bool = True) -> None:
         """FerError for options out of range, options the model does not take, missing files.
@@ -145,8 +150,15 @@ class TrainConfig:
             raise FerError(f"--mixup must be >= 0 (got {self.mixup}; 0.2 is a common value)")
         if self.kd_temperature <= 0:
             raise FerError(f"--kd-temperature must be > 0 (got {self.kd_temperature})")
+        if self.soft_targets and self.teachers:
+            raise FerError("--soft-targets and --teacher are two sources of the same teacher "
+                           "signal; give one of them")
         for t in self.teachers if teachers else ():
             teacher_path(t)
+        if self.soft_targets:
+            from training.soft_targets import load
+
+            load(self.soft_targets, sha256=self.soft_targets_sha256)  # exists, readable, same
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -310,6 +322,11 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
         run.check_new()
         config = config.resolved()
         config.check(teachers=True)
+        if config.soft_targets:  # pin the file's content: resume checks it is the same
+            from training.soft_targets import file_sha256
+
+            config = dataclasses.replace(config, soft_targets_sha256=file_sha256(
+                config.soft_targets))
         return config, initial_state(config.lr)
     state = run.read_state()
     saved = TrainConfig.from_json(run.read_config()).resolved()
@@ -324,10 +341,13 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
         requested = dataclasses.replace(saved, **changes).resolved()
     requested.check(teachers=False)  # the checkpoint already holds the teachers
     conflicts = config_conflicts(saved, requested)
+    if requested.soft_targets and not saved.soft_targets:  # a new path is fine, a new KD is not
+        conflicts.append(f"soft_targets: run has none, you asked for {requested.soft_targets!r}")
     if conflicts:
         raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
                        + "); drop those options or start a new run with another --name")
-    config = dataclasses.replace(saved, epochs=requested.epochs, distribute=requested.distribute)
+    config = dataclasses.replace(saved, epochs=requested.epochs, distribute=requested.distribute,
+                                 soft_targets=requested.soft_targets)
     if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
         state["stop_reason"] = None
     return config, state
@@ -381,6 +401,12 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         n0 = len(y_train)
         x_train, y_train = smote(x_train, y_train, seed=config.seed)
         _say(f"SMOTE: {n0} -> {len(y_train)} training images")
+    soft = None
+    if config.soft_targets:  # matched by image content, after SMOTE (its images: hard loss)
+        from training.soft_targets import training_targets
+
+        soft = training_targets(config.soft_targets, x_train,
+                                sha256=config.soft_targets_sha256, say=_say)
     from training.predict import to_model_input
 
     xt, xv = to_model_input(x_train), to_model_input(x_val)
@@ -399,7 +425,8 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         else:
             y_val_fit = y_val
         _fit(config, state, run, xt, y_train, xv, y_val_fit, cw, teachers, resume=resume,
-             deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s)
+             deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s,
+             soft=soft)
     params = state["params"]
 
     # -- finish ---------------------------------------------------------------------
@@ -436,7 +463,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
 
 def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_val, cw,
          teachers: list, *, resume: bool, deadline: float | None, verbose, callbacks,
-         reserve_s: float):
+         reserve_s: float, soft=None):
     """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
     import keras
 
@@ -469,9 +496,11 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                                   kd_alpha=config.kd_alpha, kd_temperature=config.kd_temperature,
                                   seed=config.seed, name=f"train_{core.name}")
             train_model.compile(optimizer=_make_optimizer(config), metrics=["accuracy"])
-            if teachers:
-                _say(f"distilling from {len(teachers)} teacher(s) (soft-voted), kd_alpha "
-                     f"{config.kd_alpha:g}, temperature {config.kd_temperature:g}")
+            if teachers or soft is not None:
+                source = (f"{len(teachers)} teacher(s) (soft-voted)" if teachers
+                          else f"the soft targets in {config.soft_targets}")
+                _say(f"distilling from {source}, kd_alpha {config.kd_alpha:g}, temperature "
+                     f"{config.kd_temperature:g}")
         else:
             train_model = (with_augmentation(core, seed=config.seed, erasing=config.random_erasing)
                            if config.augment else core)
@@ -499,7 +528,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
              f"{len(xv)}; epochs {state['epoch'] + 1}..{config.epochs}, batch {config.batch_size}, "
              f"lr {state['lr']:.3g} ({config.schedule}), backend {keras.backend.backend()}")
         fit_t0 = time.monotonic()
-        train_model.fit(xt, y_train, batch_size=config.batch_size, epochs=config.epochs,
+        inputs = xt if soft is None else Trainer.inputs(xt, soft[:len(xt)])  # --distribute trims
+        train_model.fit(inputs, y_train, batch_size=config.batch_size, epochs=config.epochs,
                         initial_epoch=int(state["epoch"]), validation_data=(xv, y_val),
                         class_weight=cw, callbacks=cbs, verbose=verbose, shuffle=True)
         fit_s = time.monotonic() - fit_t0

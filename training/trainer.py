@@ -11,6 +11,10 @@ on every backend.
                       label_smoothing=0.1, kd_alpha=0.5, kd_temperature=4.0)
     trainer.compile(optimizer=..., metrics=["accuracy"])   # the loss is built in
     trainer.fit(x, y_int, class_weight=...)                  # sparse labels as usual
+
+Offline distillation (no teacher models): per-image teacher probabilities come in with the
+images, `trainer.fit(Trainer.inputs(x, soft), y_int, ...)`, so Keras shuffles them with
+their images; `training.soft_targets` reads them from a file by image content.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import keras
 from keras import ops
 
 from training.serialization import PACKAGE
+
+IMAGES, SOFT_TARGETS = "images", "soft_targets"  # the input keys of offline distillation
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -32,8 +38,13 @@ class Trainer(keras.Model):
         hard = lam * w_i * CE(smooth(y_i), p) + (1 - lam) * w_j * CE(smooth(y_j), p)
     With teachers (Hinton et al. 2015, keras.io "Knowledge Distillation"):
         loss = kd_alpha * hard + (1 - kd_alpha) * T^2 * KL(softmax(z_t/T) || softmax(z_s/T))
-    where z are log-probabilities (our models output softmax; log p is a valid logit)
-    and the teacher is the soft-voted mean of the teachers' probabilities.
+    where z are log-probabilities (our models output softmax; log p is a valid logit).
+    The teacher is either the soft-voted mean of live `teachers`' probabilities on the very
+    images the student sees (augmented and mixed), or per-sample soft targets given as input
+    (`Trainer.inputs`), made on the un-augmented images; with mixup those are mixed with the
+    same lam and partner as their images. A sample whose soft-target row is all zero (not
+    covered, see `training.soft_targets`) gets the hard loss alone, at full weight; so does a
+    mixed sample whose partner is not covered.
     In inference (`training=False`, e.g. validation) it is just the student.
     """
 
@@ -57,13 +68,23 @@ class Trainer(keras.Model):
     def build(self, input_shape):
         self.built = True
 
+    @staticmethod
+    def inputs(images, soft_targets=None):
+        """What to `fit`: the images alone, or with per-sample teacher probabilities (N, K)
+        (offline distillation; an all-zero row marks an image without a teacher signal)."""
+        return images if soft_targets is None else {IMAGES: images, SOFT_TARGETS: soft_targets}
+
     def call(self, x, training=False):
+        x, soft = (x[IMAGES], x.get(SOFT_TARGETS)) if isinstance(x, dict) else (x, None)
         if not training:
             return self.core(x, training=False)
         if self.augmenter is not None:
             x = self.augmenter(x, training=True)
         n = ops.shape(x)[0]
         out = {}
+        if soft is not None:
+            soft = ops.cast(soft, x.dtype)
+            covered = ops.cast(ops.sum(soft, axis=-1) > 0.5, x.dtype)
         if self.mixup_alpha > 0:
             lam = keras.random.beta((), self.mixup_alpha, self.mixup_alpha,
                                     seed=self.seed_generator)
@@ -71,10 +92,15 @@ class Trainer(keras.Model):
             perm = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
             x = lam * x + (1.0 - lam) * ops.take(x, perm, axis=0)
             out["lam"], out["perm"] = lam, perm
+            if soft is not None:  # the targets follow their images into the mix
+                soft = lam * soft + (1.0 - lam) * ops.take(soft, perm, axis=0)
+                covered = covered * ops.take(covered, perm, axis=0)
         out["probs"] = self.core(x, training=True)
         if self.teachers:
             probs = [t(x, training=False) for t in self.teachers]
             out["teacher"] = ops.stop_gradient(sum(probs[1:], probs[0]) / len(probs))
+        elif soft is not None:
+            out["teacher"], out["teacher_mask"] = soft, covered
         return out
 
     # -- loss -----------------------------------------------------------------------
@@ -104,14 +130,19 @@ class Trainer(keras.Model):
                     + (1.0 - lam) * ops.take(w, perm) * self._ce(y_partner, probs))
         else:
             hard = w * self._ce(y, probs)
-        hard = ops.mean(hard)
         if "teacher" not in y_pred:
-            return hard + extra
+            return ops.mean(hard) + extra
+        # Per sample, so samples without a teacher signal (mask 0) keep the hard loss alone;
+        # with live teachers every sample has one and this is kd_alpha*mean(hard) + ... .
         t = self.kd_temperature
         log_s = ops.log_softmax(ops.log(ops.clip(probs, 1e-7, 1.0)) / t, axis=-1)
         log_t = ops.log_softmax(ops.log(ops.clip(y_pred["teacher"], 1e-7, 1.0)) / t, axis=-1)
-        kl = ops.mean(ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1))
-        return self.kd_alpha * hard + (1.0 - self.kd_alpha) * (t * t) * kl + extra
+        kl = ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1)
+        kd = self.kd_alpha * hard + (1.0 - self.kd_alpha) * (t * t) * kl
+        mask = y_pred.get("teacher_mask")
+        if mask is not None:
+            kd = mask * kd + (1.0 - mask) * hard
+        return ops.mean(kd) + extra
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         probs = y_pred["probs"] if isinstance(y_pred, dict) else y_pred

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013, PredictBatch
+from training.commands.options import Aux, DataDir, Fer2013, PredictBatch, Sample
 
 
 def ensemble(
@@ -36,15 +36,29 @@ def ensemble(
         int | None, typer.Option("--max-members", min=1, help="At most K distinct members.")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/ensemble"),
-    data_dir: DataDir = None,  # only read to compute missing predictions
+    save_soft_targets: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-soft-targets",
+            help="Also run the selected members' best.keras on the TRAINING split and write "
+            "the ensemble's probabilities (this soft vote: the same weights and --tta) to FILE "
+            "(.npz, keyed by image content) for `fer-hybrid train --soft-targets FILE`: "
+            "distillation without the teacher models. The data is that of the first selected "
+            "run's config.json; --data-dir, --fer2013, --aux and --sample override it.",
+        ),
+    ] = None,
+    data_dir: DataDir = None,  # read to compute missing predictions and soft targets
     fer2013: Fer2013 = None,
+    aux: Aux = None,  # only for --save-soft-targets (aux sets are training images)
+    sample: Sample = None,
     batch_size: PredictBatch = 256,
 ) -> None:
     """Combine trained runs by soft voting and report members and ensemble side by side.
 
     Selection never sees PrivateTest (test): weights are chosen on PublicTest (val)
     only; test is scored afterwards. Writes ensemble.md, ensemble.json and the
-    ensemble's confusion matrix (confusion_test.png/.json) into --out.
+    ensemble's confusion matrix (confusion_test.png/.json) into --out; with
+    --save-soft-targets also the ensemble's probabilities on the training images.
     """
     from training.data import splits
     from training.ensemble import build_ensemble, load_members, parse_weights, write_ensemble_report
@@ -88,3 +102,16 @@ def ensemble(
     typer.echo(text_table(["member", "weight", "val acc", "val TTA", "test acc", "test TTA"], rows))
     typer.echo(f"ensemble test accuracy ({'flip TTA' if tta else 'no TTA'}): {pct(e['test'][key])}")
     typer.echo(f"wrote {files['markdown']}, {files['json']}, {files['confusion_png']}")
+    if save_soft_targets is not None:
+        from training.data.splits import parse_aux
+        from training.ensemble_targets import save_ensemble_soft_targets
+
+        overrides = {"data_dir": str(data_dir) if data_dir else None,
+                     "fer2013": str(fer2013) if fer2013 else None,
+                     "aux": parse_aux(aux) if aux is not None else None, "sample": sample}
+        targets = save_ensemble_soft_targets(report, save_soft_targets, overrides=overrides,
+                                             batch_size=batch_size)
+        size = save_soft_targets.stat().st_size
+        typer.echo(f"wrote soft targets for {targets.meta['n_images']} training images "
+                   f"({len(targets)} distinct) to {save_soft_targets} ({size / 1e6:.2f} MB); "
+                   f"train with: fer-hybrid train --soft-targets {save_soft_targets} ...")

@@ -83,6 +83,18 @@ def train(
         None, "--teacher", help="Knowledge distillation: a teacher run folder (its best.keras) or "
                                 ".keras file; repeat for several (their probabilities are "
                                 "averaged). Teachers are frozen; only the student is saved."),
+    soft_targets: Path | None = typer.Option(
+        None, "--soft-targets", help="Offline distillation: a file from `fer-hybrid ensemble RUN... "
+                                     "--save-soft-targets FILE` instead of --teacher (no teacher "
+                                     "model needed). Its probabilities are for the un-augmented "
+                                     "image while the student sees the augmented one (standard "
+                                     "offline KD); with --mixup the two images' targets are mixed "
+                                     "with the images' weight (a live --teacher instead predicts "
+                                     "on the mixed image). "
+                                     "Images are matched by content; training images the file "
+                                     "does not cover get the hard-label loss only (their count "
+                                     "is printed). The file's sha256 is recorded: --resume "
+                                     "refuses a changed file."),
     kd_alpha: float | None = typer.Option(
         None, help="Distillation: weight of the hard-label loss; 1 - KD_ALPHA goes to the "
                    "teacher's soft targets (default 0.5)."),
@@ -129,6 +141,7 @@ def train(
              "label_smoothing": label_smoothing, "schedule": schedule, "mixup": mixup,
              "random_erasing": random_erasing, "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
+             "soft_targets": str(soft_targets) if soft_targets else None,
              "distribute": True if distribute else None, "optimizer": optimizer,
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
