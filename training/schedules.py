@@ -3,6 +3,11 @@
 `scheduled_lr` is the curve as a pure function of the epoch; `EpochLRSchedule` applies it
 at the start of each epoch from the absolute epoch index, so a resumed run continues the
 curve where it stopped. "plateau" (the default) leaves the lr to RunMonitor.
+
+A schedule can also be stretched over minutes of training instead of epochs
+(`--schedule-minutes`, `progress_lr`): on a GPU whose speed nobody has measured yet, a
+fixed epoch count either ends long before the call does or is cut off with the lr still
+high; by the clock, every run ends with its schedule finished.
 """
 
 from __future__ import annotations
@@ -26,16 +31,43 @@ def scheduled_lr(kind: str, epoch: int, *, base_lr: float, epochs: int,
     if kind == "plateau":
         return float(base_lr)
     if kind == "cosine":
-        t = min(epoch, epochs - 1) / max(1, epochs - 1)
-        return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+        return _cosine(min(epoch, epochs - 1) / max(1, epochs - 1), base_lr, min_lr)
     if kind == "onecycle":
         warm = max(1, round(warmup_frac * epochs))
         start = base_lr / 25.0
         if epoch < warm:
             return float(start + (base_lr - start) * epoch / warm)
-        t = min(epoch - warm, epochs - warm - 1) / max(1, epochs - warm - 1)
-        return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+        return _cosine(min(epoch - warm, epochs - warm - 1) / max(1, epochs - warm - 1),
+                       base_lr, min_lr)
     raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def progress_lr(kind: str, progress: float, *, base_lr: float, min_lr: float = 0.0,
+                warmup_frac: float = 0.3) -> float:
+    """Learning rate at `progress` in [0, 1] of a schedule (the same curves as `scheduled_lr`,
+    on a continuous axis: the fraction of the training minutes used)."""
+    t = min(max(float(progress), 0.0), 1.0)
+    if kind == "plateau":
+        return float(base_lr)
+    if kind == "cosine":
+        return _cosine(t, base_lr, min_lr)
+    if kind == "onecycle":
+        start = base_lr / 25.0
+        if t < warmup_frac:
+            return float(start + (base_lr - start) * t / warmup_frac)
+        return _cosine((t - warmup_frac) / (1.0 - warmup_frac), base_lr, min_lr)
+    raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def _cosine(t: float, base_lr: float, min_lr: float) -> float:
+    return float(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+
+
+def time_progress(state: dict, epoch: int, epochs: int, minutes: float) -> float:
+    """How far a run stretched over `minutes` is: by the clock (its training seconds so far,
+    kept in the run's state across resumes) or by epochs, whichever is further."""
+    by_epoch = epoch / max(1, epochs - 1)
+    return max(by_epoch, float(state.get("train_seconds", 0.0)) / (60.0 * minutes))
 
 
 class EpochLRSchedule(keras.callbacks.Callback):
@@ -44,12 +76,23 @@ class EpochLRSchedule(keras.callbacks.Callback):
     A per-epoch callback rather than a LearningRateSchedule object: `fit(initial_epoch=k)`
     hands it the absolute epoch, so resume needs no extra state, and RunMonitor's
     `get_lr` keeps reading a plain float.
+
+    minutes/state: stretch the schedule over `minutes` of training (`time_progress`, read
+    from the run's `state`, which RunMonitor updates at each epoch end).
     """
 
-    def __init__(self, kind: str, *, base_lr: float, epochs: int, min_lr: float = 0.0):
+    def __init__(self, kind: str, *, base_lr: float, epochs: int, min_lr: float = 0.0,
+                 minutes: float | None = None, state: dict | None = None):
         super().__init__()
         self.kind, self.base_lr, self.epochs, self.min_lr = kind, base_lr, epochs, min_lr
+        self.minutes, self.state = minutes, state
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = scheduled_lr(
-            self.kind, epoch, base_lr=self.base_lr, epochs=self.epochs, min_lr=self.min_lr)
+        if self.minutes:
+            lr = progress_lr(self.kind, time_progress(self.state, epoch, self.epochs,
+                                                      self.minutes),
+                             base_lr=self.base_lr, min_lr=self.min_lr)
+        else:
+            lr = scheduled_lr(self.kind, epoch, base_lr=self.base_lr, epochs=self.epochs,
+                              min_lr=self.min_lr)
+        self.model.optimizer.learning_rate = lr

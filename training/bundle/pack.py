@@ -33,8 +33,10 @@ from training.runs import RunFolder
 
 WEIGHT_OPTIONS = ("auto", "float16", "float32")
 # Bundled verbatim when present, in this order (best.keras comes first, in its stored form).
+# console.txt: a GPU session's training output (training.gpu_session), the only record of
+# what happened on a machine that is gone.
 RECORD_FILES = ("config.json", "log.csv", "metrics.json", "checkpoint/state.json",
-                "predictions/val.npz", "predictions/test.npz")
+                "predictions/val.npz", "predictions/test.npz", "console.txt")
 COMPACT_SUFFIX = ".compact.npz"  # best.keras.compact.npz: the compact form of best.keras
 
 
