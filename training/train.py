@@ -392,13 +392,12 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
     # -- model + fit (inside the data-parallel scope when --distribute) -----------------
     with distributed(config.distribute, config.batch_size) as replicas:
         if replicas > 1:
+            # Batches are full (training.batches) and validation is padded to full batches
+            # (training.validation); only a training set smaller than one batch needs trimming.
             xt, y_train = _trim_for_replicas(xt, y_train, config.batch_size, replicas)
-            xv, y_val_fit = _trim_for_replicas(xv, y_val, config.batch_size, replicas)
             _say(f"data-parallel over {replicas} devices ({config.batch_size // replicas} "
                  f"images per device and step)")
-        else:
-            y_val_fit = y_val
-        _fit(config, state, run, xt, y_train, xv, y_val_fit, cw, teachers, resume=resume,
+        _fit(config, state, run, xt, y_train, xv, y_val, cw, teachers, resume=resume,
              deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s)
     params = state["params"]
 
@@ -441,10 +440,12 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
     import keras
 
     from training.augment import build_augmenter, with_augmentation
+    from training.batches import TrainBatches
     from training.callbacks import RunMonitor
     from training.models import build_model
     from training.schedules import EpochLRSchedule
     from training.trainer import Trainer
+    from training.validation import ValidationPass
 
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
@@ -486,25 +487,34 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
                              min_lr=config.min_lr, deadline=deadline,
                              reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled)
-        # The schedule sets the lr at epoch start; RunMonitor then only logs it.
-        cbs = ([EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
-                                min_lr=config.min_lr)] if scheduled else []) + [monitor]
+        batches = TrainBatches(xt, y_train, batch_size=config.batch_size, seed=config.seed,
+                               class_weights=cw, initial_epoch=int(state["epoch"]))
+        # Order matters: the batch clock stops before validation, validation fills the
+        # val_* logs RunMonitor reads; the schedule sets the lr at epoch start (RunMonitor
+        # then only logs it).
+        cbs = [batches.epoch_callback(),
+               ValidationPass(core, xv, y_val, batch_size=config.batch_size)]
+        if scheduled:
+            cbs.append(EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
+                                       min_lr=config.min_lr))
+        cbs.append(monitor)
         if importlib.util.find_spec("tensorflow") is not None:
             cbs.append(keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
                                                    profile_batch=0))
         else:
             _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
         cbs.extend(callbacks)
-        _say(f"training {config.model} ({params:,} params) on {len(xt)} images, validating on "
-             f"{len(xv)}; epochs {state['epoch'] + 1}..{config.epochs}, batch {config.batch_size}, "
-             f"lr {state['lr']:.3g} ({config.schedule}), backend {keras.backend.backend()}")
-        fit_t0 = time.monotonic()
-        train_model.fit(xt, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                        initial_epoch=int(state["epoch"]), validation_data=(xv, y_val),
-                        class_weight=cw, callbacks=cbs, verbose=verbose, shuffle=True)
-        fit_s = time.monotonic() - fit_t0
-        if monitor._durations:
-            state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
+        _say(f"training {config.model} ({params:,} params) on {len(xt)} images "
+             f"({batches.images_per_epoch} per epoch in {len(batches)} full batches of "
+             f"{batches.batch_size}, reshuffled each epoch), validating on {len(xv)}; epochs "
+             f"{state['epoch'] + 1}..{config.epochs}, lr {state['lr']:.3g} ({config.schedule}), "
+             f"backend {keras.backend.backend()}")
+        # shuffle=False: TrainBatches shuffles the images itself (Keras would only reorder
+        # whole batches).
+        train_model.fit(batches, epochs=config.epochs, initial_epoch=int(state["epoch"]),
+                        callbacks=cbs, verbose=verbose, shuffle=False)
+        if batches.images_per_second is not None:
+            state["img_per_s"] = float(batches.images_per_second)
 
 
 def _write_predictions(model, splits: dict, run: RunFolder, batch_size: int) -> dict:
