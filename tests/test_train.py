@@ -140,8 +140,9 @@ class _Crash(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypatch):
     run = tmp_path / "crash"
-    with pytest.raises(RuntimeError, match="injected"):
-        train(_config(epochs=4), splits, run, verbose=0, callbacks=[_Crash(2)])
+    with pytest.raises(RuntimeError, match="injected"):  # checkpoint every epoch
+        train(_config(epochs=4, checkpoint_minutes=0), splits, run, verbose=0,
+              callbacks=[_Crash(2)])
     keras.saving.load_model(run / "best.keras", compile=False)
     _no_tmp(run)
     assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 2
@@ -165,6 +166,63 @@ def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypat
     # ... and the run still resumes to the end.
     train(_config(epochs=4), splits, run, resume=True, verbose=0)
     assert _epochs(run)[-1] == 4
+
+
+@pytest.fixture()
+def checkpoint_epochs(monkeypatch):
+    """The epochs RunMonitor writes a training checkpoint at, in order."""
+    import training.callbacks as cb
+
+    saved, original = [], cb.RunMonitor.save_checkpoint
+
+    def counting(self):
+        saved.append(self.state["epoch"])
+        original(self)
+
+    monkeypatch.setattr(cb.RunMonitor, "save_checkpoint", counting)
+    return saved
+
+
+@pytest.mark.slow
+def test_checkpoint_only_when_due_and_when_the_run_stops(tmp_path, splits, checkpoint_epochs):
+    run = tmp_path / "rare"
+    train(_config(epochs=3, checkpoint_minutes=1000), splits, run, verbose=0)
+    assert checkpoint_epochs == [3]  # none due in 1000 minutes: only the one at the end
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 3 and state["checkpoint_model"] == "train-epoch0003.keras"
+    metrics = train(_config(epochs=4, checkpoint_minutes=1000), splits, run, resume=True,
+                    verbose=0)
+    assert checkpoint_epochs == [3, 4] and _epochs(run) == [1, 2, 3, 4]
+    assert metrics["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, splits, monkeypatch,
+                                                           capsys):
+    import training.callbacks as cb
+
+    run = tmp_path / "crashed"
+    # A checkpoint after epoch 1 only (as if the minutes ran out there), then a crash after
+    # epoch 2 was logged: log.csv has 2 rows, the checkpoint is epoch 1's.
+    monkeypatch.setattr(cb.RunMonitor, "_checkpoint_due", lambda self: self.state["epoch"] == 1)
+    with pytest.raises(RuntimeError, match="injected"):
+        train(_config(epochs=3, checkpoint_minutes=1000), splits, run, verbose=0,
+              callbacks=[_Crash(2)])
+    monkeypatch.undo()
+    assert _epochs(run) == [1, 2]
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["checkpoint_model"] == "train-epoch0001.keras"
+    with open(run / "log.csv") as fh:
+        val = [float(r["val_accuracy"]) for r in csv.DictReader(fh)]
+    # the counters are epoch 1's, but the best model on disk is named (it may be epoch 2's)
+    assert state["best_epoch"] == 1 + int(np.argmax(val))
+    assert state["best_val_accuracy"] == pytest.approx(max(val), abs=1e-6)
+
+    metrics = train(_config(epochs=3, checkpoint_minutes=1000), splits, run, resume=True,
+                    verbose=0)
+    assert "dropped 1 epoch(s) after the checkpoint" in capsys.readouterr().out
+    assert _epochs(run) == [1, 2, 3]  # epoch 2 re-trained, logged once
+    assert metrics["epochs_run"] == 3 and metrics["status"] == "complete"
 
 
 @pytest.mark.slow

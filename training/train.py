@@ -42,8 +42,9 @@ from training.serialization import load_model
 log = logging.getLogger(__name__)
 
 # Options that may differ between the original run and a `--resume` of it
-# (`distribute` is about the machine, not the run: resume on one device or many).
-RESUME_MUTABLE = ("epochs", "distribute")
+# (`distribute` and `checkpoint_minutes` are about the machine, not the run: resume on one
+# device or many, on a machine with a fast disk or a slow one).
+RESUME_MUTABLE = ("epochs", "distribute", "checkpoint_minutes")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -81,6 +82,7 @@ class TrainConfig:
     kd_temperature: float = 4.0
     distribute: bool = False  # data-parallel over all local devices
     optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: model's
+    checkpoint_minutes: float = 10.0  # training checkpoint at most this often (0: every epoch)
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's training defaults."""
@@ -143,6 +145,9 @@ class TrainConfig:
                 raise FerError(f"{flag} must be in [0, 1] (got {v})")
         if self.mixup < 0:
             raise FerError(f"--mixup must be >= 0 (got {self.mixup}; 0.2 is a common value)")
+        if self.checkpoint_minutes < 0:
+            raise FerError(f"--checkpoint-minutes must be >= 0 (got {self.checkpoint_minutes}; "
+                           f"0 writes the checkpoint every epoch)")
         if self.kd_temperature <= 0:
             raise FerError(f"--kd-temperature must be > 0 (got {self.kd_temperature})")
         for t in self.teachers if teachers else ():
@@ -299,7 +304,7 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
     fail before the data is loaded (a wrong model name, a conflicting resume, ...).
 
     resume: continue the run in `run` from its checkpoint, with its saved configuration;
-            only `epochs` and `distribute` may change (`RESUME_MUTABLE`).
+            only `RESUME_MUTABLE` options (epochs, distribute, checkpoint_minutes) may change.
     given:  the fields of `config` the user actually set (a command line); on resume only
             those are compared with and laid over the saved configuration. None: all of them.
     """
@@ -327,7 +332,7 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
     if conflicts:
         raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
                        + "); drop those options or start a new run with another --name")
-    config = dataclasses.replace(saved, epochs=requested.epochs, distribute=requested.distribute)
+    config = dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUME_MUTABLE})
     if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
         state["stop_reason"] = None
     return config, state
@@ -441,7 +446,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
 
     from training.augment import build_augmenter, with_augmentation
     from training.batches import TrainBatches
-    from training.callbacks import RunMonitor
+    from training.callbacks import RunMonitor, truncate_log
     from training.models import build_model
     from training.schedules import EpochLRSchedule
     from training.trainer import Trainer
@@ -455,6 +460,9 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
             core = train_model.core
         else:
             core = train_model.layers[-1] if config.augment else train_model  # input -> augment -> core
+        dropped = truncate_log(run.log_csv, int(state["epoch"]))
+        if dropped:
+            _say(f"log.csv: dropped {dropped} epoch(s) after the checkpoint (they are re-trained)")
         _say(f"resuming {run.path} after epoch {state['epoch']} (best val_accuracy "
              f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
     elif resume:
@@ -486,7 +494,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
         monitor = RunMonitor(run, core, state, epochs=config.epochs, patience=config.patience,
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
                              min_lr=config.min_lr, deadline=deadline,
-                             reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled)
+                             reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled,
+                             checkpoint_s=60.0 * config.checkpoint_minutes)
         batches = TrainBatches(xt, y_train, batch_size=config.batch_size, seed=config.seed,
                                class_weights=cw, initial_epoch=int(state["epoch"]))
         # Order matters: the batch clock stops before validation, validation fills the

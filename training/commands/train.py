@@ -46,6 +46,12 @@ def train(
     max_minutes: float | None = typer.Option(
         None, help="Wall-clock budget: stop cleanly at an epoch boundary before it runs out, "
                    "leaving a checkpoint to --resume (e.g. 9 for a 10-minute GPU slice)."),
+    checkpoint_minutes: float | None = typer.Option(
+        None, help="Write the training checkpoint (model + optimizer state, for --resume) at "
+                   "most every M minutes (default 10; 0: every epoch), and always when the run "
+                   "stops (finished, early stop, --max-minutes). best.keras is still saved on "
+                   "every improvement; a resume re-trains the epochs after the checkpoint. May "
+                   "change on --resume."),
     seed: int | None = typer.Option(None, help="Random seed for weights, shuffling and "
                                                   "augmentation (default 0)."),
     smote: bool = typer.Option(False, "--smote", help="Oversample minority classes of the training "
@@ -130,6 +136,7 @@ def train(
              "random_erasing": random_erasing, "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "distribute": True if distribute else None, "optimizer": optimizer,
+             "checkpoint_minutes": checkpoint_minutes,
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
     given = {k: v for k, v in given.items() if v is not None}
