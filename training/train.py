@@ -36,6 +36,7 @@ from contract.files import remove_stale_tmp
 from training.errors import FerError
 from training.metrics import top1_accuracy
 from training.plots import plot_history
+from training.precision import check_precision, dtype_policy
 from training.runs import RunFolder, initial_state, save_predictions
 from training.serialization import load_model
 
@@ -82,6 +83,7 @@ class TrainConfig:
     kd_temperature: float = 4.0
     distribute: bool = False  # data-parallel over all local devices
     optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: model's
+    precision: str = "float32"  # float32 | bf16 (mixed_bfloat16 while training; exported float32)
     checkpoint_minutes: float = 10.0  # training checkpoint at most this often (0: every epoch)
 
     def resolved(self) -> TrainConfig:
@@ -145,6 +147,7 @@ class TrainConfig:
                 raise FerError(f"{flag} must be in [0, 1] (got {v})")
         if self.mixup < 0:
             raise FerError(f"--mixup must be >= 0 (got {self.mixup}; 0.2 is a common value)")
+        check_precision(self.precision)
         if self.checkpoint_minutes < 0:
             raise FerError(f"--checkpoint-minutes must be >= 0 (got {self.checkpoint_minutes}; "
                            f"0 writes the checkpoint every epoch)")
@@ -429,7 +432,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
              f"--runs-dir {run.path.parent}")
         return metrics
 
-    best = load_model(run.best_model)
+    best = load_model(run.best_model, float32=True)  # predictions of what ships
     metrics.update(_write_predictions(best, splits, run, predict_batch_size))
     metrics["status"] = "complete"
     run.write_metrics(metrics)
@@ -455,7 +458,9 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
         # The training model with its optimizer state (compiled), maybe a Trainer.
-        train_model = load_model(run.checkpoint_dir / state["checkpoint_model"], compile=True)
+        with dtype_policy(config.precision):
+            train_model = load_model(run.checkpoint_dir / state["checkpoint_model"],
+                                     compile=True)
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:
@@ -468,8 +473,9 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
     elif resume:
         train_model = core = None  # nothing left to train: only finish the run folder
     else:
-        core = build_model(config.model, input_shape=config.input_shape,
-                           num_classes=config.num_classes, **config.model_options)
+        with dtype_policy(config.precision):  # the core only: the augmenter stays float32
+            core = build_model(config.model, input_shape=config.input_shape,
+                               num_classes=config.num_classes, **config.model_options)
         if config.uses_trainer:
             augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing)
                          if config.augment else None)
@@ -517,7 +523,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
              f"({batches.images_per_epoch} per epoch in {len(batches)} full batches of "
              f"{batches.batch_size}, reshuffled each epoch), validating on {len(xv)}; epochs "
              f"{state['epoch'] + 1}..{config.epochs}, lr {state['lr']:.3g} ({config.schedule}), "
-             f"backend {keras.backend.backend()}")
+             f"precision {config.precision}, backend {keras.backend.backend()}")
         # shuffle=False: TrainBatches shuffles the images itself (Keras would only reorder
         # whole batches).
         train_model.fit(batches, epochs=config.epochs, initial_epoch=int(state["epoch"]),

@@ -99,6 +99,10 @@ def train(
                                     "(JAX: keras.distribution.DataParallel; TensorFlow: "
                                     "MirroredStrategy). --batch-size must divide by the device "
                                     "count."),
+    precision: str | None = typer.Option(
+        None, help="float32 (default) or bf16: mixed precision (Keras' mixed_bfloat16: float32 "
+                   "weights, bfloat16 compute, float32 softmax), for GPUs with bfloat16 tensor "
+                   "cores; kept on --resume. Export and evaluation rebuild the model in float32."),
     verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
                                              "epoch)."),
 ) -> None:
@@ -136,7 +140,7 @@ def train(
              "random_erasing": random_erasing, "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "distribute": True if distribute else None, "optimizer": optimizer,
-             "checkpoint_minutes": checkpoint_minutes,
+             "checkpoint_minutes": checkpoint_minutes, "precision": precision,
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
     given = {k: v for k, v in given.items() if v is not None}
