@@ -78,6 +78,8 @@ def test_train_writes_the_run_folder_and_learns(finished_run, splits):
         assert key in saved
     assert saved["epochs_run"] == 2 and saved["status"] == "complete"
     assert saved["params"] == 60711
+    assert saved["macs_per_image"] == 32_546_304  # training.macs on baseline_cnn
+    assert saved["train_images_per_second"] > 0
     assert metrics["val_accuracy"] > 1 / 7 + 0.15  # clearly beats chance on the synthetic set
     pred = np.load(run / "predictions" / "val.npz")
     assert pred["probs"].shape == pred["probs_flip"].shape == (140, 7)
@@ -114,6 +116,24 @@ def test_resume_refuses_a_conflicting_config(finished_run, splits, tmp_path):
     shutil.copytree(finished_run[0], run)
     with pytest.raises(FerError, match="lr"):
         train(_config(epochs=3, lr=0.5), splits, run, resume=True, verbose=0)
+
+
+def test_scale_lr_scales_the_default_lr_once(tmp_path):
+    from training.runs import RunFolder
+    from training.train import prepare_run
+
+    sepnet = {"model": "sepnet", "batch_size": 512}  # defaults: lr 0.002 at batch 128
+    config, _ = prepare_run(TrainConfig(**sepnet, scale_lr=True), RunFolder(tmp_path / "a"))
+    assert config.lr == pytest.approx(0.008) and config.scale_lr
+    assert config.resolved().lr == config.lr  # a resume does not scale it again
+    assert prepare_run(TrainConfig(**sepnet), RunFolder(tmp_path / "b"))[0].lr == 0.002
+    with pytest.raises(FerError, match="--scale-lr"):
+        prepare_run(TrainConfig(**sepnet, scale_lr=True, lr=0.01), RunFolder(tmp_path / "c"))
+
+
+def test_checkpoint_minutes_must_not_be_negative(tmp_path):
+    with pytest.raises(FerError, match="--checkpoint-minutes"):
+        train(_config(checkpoint_minutes=-1), _splits(20, 10), tmp_path / "neg", verbose=0)
 
 
 def test_resume_without_checkpoint_is_a_user_error(tmp_path):
@@ -267,7 +287,8 @@ def test_cli_help_explains_options(cli):
     run, _ = cli
     out = run("--help").output
     for flag in ("--model", "--resume", "--max-minutes", "--smote", "--no-class-weights",
-                 "--weights", "--freeze-first", "--width", "--sample", "--aux"):
+                 "--weights", "--freeze-first", "--width", "--sample", "--aux",
+                 "--checkpoint-minutes", "--precision", "--scale-lr"):
         assert flag in out
 
 

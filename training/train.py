@@ -84,6 +84,7 @@ class TrainConfig:
     distribute: bool = False  # data-parallel over all local devices
     optimizer: str | None = None  # sgd (paper: momentum, decoupled decay) | adamw; None: model's
     precision: str = "float32"  # float32 | bf16 (mixed_bfloat16 while training; exported float32)
+    scale_lr: bool = False  # lr = model's default lr x batch_size / model's default batch size
     checkpoint_minutes: float = 10.0  # training checkpoint at most this often (0: every epoch)
 
     def resolved(self) -> TrainConfig:
@@ -91,12 +92,18 @@ class TrainConfig:
         from training.models import get_defaults
 
         defaults = get_defaults(self.model)
+        batch_size = int(self.batch_size if self.batch_size is not None else defaults.batch_size)
+        lr = self.lr
+        if lr is None:
+            # The linear scaling rule (Goyal et al. 2017): the default lr was tuned for the
+            # default batch; a k times larger batch takes k times fewer steps, so k times the
+            # lr. Resolved once: the scaled lr is what config.json records.
+            lr = defaults.lr * (batch_size / defaults.batch_size if self.scale_lr else 1.0)
         return dataclasses.replace(
             self,
             epochs=int(self.epochs if self.epochs is not None else defaults.epochs),
-            batch_size=int(self.batch_size if self.batch_size is not None
-                           else defaults.batch_size),
-            lr=float(self.lr if self.lr is not None else defaults.lr),
+            batch_size=batch_size,
+            lr=float(lr),
             optimizer=self.optimizer or defaults.optimizer,
             weight_decay=float(self.weight_decay if self.weight_decay is not None
                                else defaults.weight_decay),
@@ -316,6 +323,9 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
             raise FerError("--model is required (e.g. --model baseline_cnn); see --help for the "
                            "list")
         run.check_new()
+        if config.scale_lr and config.lr is not None:
+            raise FerError(f"--scale-lr scales the model's default learning rate; drop it or "
+                           f"--lr {config.lr:g} (an explicit lr is used as given)")
         config = config.resolved()
         config.check(teachers=True)
         return config, initial_state(config.lr)
@@ -421,6 +431,8 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         "stop_reason": state["stop_reason"],
         "run": run.name,
     }
+    if state.get("macs_per_image"):
+        metrics["macs_per_image"] = int(state["macs_per_image"])  # multiply-adds, 48x48 image
     if "img_per_s" in state:
         metrics["train_images_per_second"] = round(state["img_per_s"], 1)
     plot_history(run.log_csv, run.history_png, title=run.name)
@@ -494,6 +506,10 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     params = int(core.count_params()) if core is not None else state.get("params")
     state["params"] = params
+    if core is not None:
+        from training.macs import macs_per_image
+
+        state["macs_per_image"] = macs_per_image(core)
 
     if state["stop_reason"] is None and state["epoch"] < config.epochs:
         scheduled = config.schedule != "plateau"

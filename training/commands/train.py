@@ -99,6 +99,12 @@ def train(
                                     "(JAX: keras.distribution.DataParallel; TensorFlow: "
                                     "MirroredStrategy). --batch-size must divide by the device "
                                     "count."),
+    scale_lr: bool = typer.Option(
+        False, "--scale-lr", help="Scale the model's default learning rate with the batch size "
+                                  "(linear scaling rule: lr x BATCH_SIZE / the model's default "
+                                  "batch), to train a small model with a larger --batch-size on "
+                                  "a GPU, e.g. sepnet --batch-size 512 --scale-lr: lr 0.008. "
+                                  "Not with --lr."),
     precision: str | None = typer.Option(
         None, help="float32 (default) or bf16: mixed precision (Keras' mixed_bfloat16: float32 "
                    "weights, bfloat16 compute, float32 softmax), for GPUs with bfloat16 tensor "
@@ -141,6 +147,7 @@ def train(
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "distribute": True if distribute else None, "optimizer": optimizer,
              "checkpoint_minutes": checkpoint_minutes, "precision": precision,
+             "scale_lr": True if scale_lr else None,
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
     given = {k: v for k, v in given.items() if v is not None}
