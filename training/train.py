@@ -10,7 +10,11 @@ Defaults (the paper's recipe): SGD with momentum 0.9, batch 128, decoupled weigh
 decay 1e-4, per-model learning rate (`training.models.get_defaults`), lr halved when
 val_accuracy has not improved for 10 epochs, early stopping after `patience`
 epochs without improvement, class weights inversely proportional to class
-frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds.
+frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds. Every training batch
+is full (`training.batches`: the remainder is left out of each epoch, with a new shuffle
+every epoch) and validation runs on padded fixed-shape batches (`training.validation`), so
+XLA compiles each step once; `precision="bf16"` trains in mixed precision
+(`training.precision`); `checkpoint_minutes` spaces out the training checkpoints.
 
 It writes a run folder (`training.runs`: config.json, log.csv, best.keras, checkpoint/,
 metrics.json, predictions/, history.png). `prepare_run` makes every check that can fail

@@ -24,7 +24,9 @@ def train(
         None, help="Total epochs (default: the model's defaults, 100). With --resume this may be "
                    "raised to train a finished run further."),
     batch_size: int | None = typer.Option(None, help="Batch size (default: the model's defaults, "
-                                                        "128; 64 for the transfer models)."),
+                                                        "128; 64 for the transfer models). Every "
+                                                        "batch is full: the remainder is left out "
+                                                        "of each epoch, reshuffled every epoch."),
     lr: float | None = typer.Option(None, help="Initial learning rate (default: the model's "
                                                   "defaults, e.g. 0.01 baseline_cnn/vgg, 0.1 "
                                                   "five_layer)."),
