@@ -78,6 +78,8 @@ def test_train_writes_the_run_folder_and_learns(finished_run, splits):
         assert key in saved
     assert saved["epochs_run"] == 2 and saved["status"] == "complete"
     assert saved["params"] == 60711
+    assert saved["macs_per_image"] == 32_546_304  # training.macs on baseline_cnn
+    assert saved["train_images_per_second"] > 0
     assert metrics["val_accuracy"] > 1 / 7 + 0.15  # clearly beats chance on the synthetic set
     pred = np.load(run / "predictions" / "val.npz")
     assert pred["probs"].shape == pred["probs_flip"].shape == (140, 7)
@@ -103,7 +105,8 @@ def test_resume_continues_from_the_saved_epoch(finished_run, splits, tmp_path):
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 3 and state["checkpoint_model"] == "train-epoch0003.keras"
     model = keras.saving.load_model(run / "checkpoint" / state["checkpoint_model"])
-    assert int(model.optimizer.iterations) == 3 * 10  # optimizer state carried across the resume
+    # optimizer state carried across the resume: 300 // 32 = 9 full batches per epoch
+    assert int(model.optimizer.iterations) == 3 * 9
     _no_tmp(run)
 
 
@@ -113,6 +116,24 @@ def test_resume_refuses_a_conflicting_config(finished_run, splits, tmp_path):
     shutil.copytree(finished_run[0], run)
     with pytest.raises(FerError, match="lr"):
         train(_config(epochs=3, lr=0.5), splits, run, resume=True, verbose=0)
+
+
+def test_scale_lr_scales_the_default_lr_once(tmp_path):
+    from training.runs import RunFolder
+    from training.train import prepare_run
+
+    sepnet = {"model": "sepnet", "batch_size": 512}  # defaults: lr 0.002 at batch 128
+    config, _ = prepare_run(TrainConfig(**sepnet, scale_lr=True), RunFolder(tmp_path / "a"))
+    assert config.lr == pytest.approx(0.008) and config.scale_lr
+    assert config.resolved().lr == config.lr  # a resume does not scale it again
+    assert prepare_run(TrainConfig(**sepnet), RunFolder(tmp_path / "b"))[0].lr == 0.002
+    with pytest.raises(FerError, match="--scale-lr"):
+        prepare_run(TrainConfig(**sepnet, scale_lr=True, lr=0.01), RunFolder(tmp_path / "c"))
+
+
+def test_checkpoint_minutes_must_not_be_negative(tmp_path):
+    with pytest.raises(FerError, match="--checkpoint-minutes"):
+        train(_config(checkpoint_minutes=-1), _splits(20, 10), tmp_path / "neg", verbose=0)
 
 
 def test_resume_without_checkpoint_is_a_user_error(tmp_path):
@@ -139,8 +160,9 @@ class _Crash(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypatch):
     run = tmp_path / "crash"
-    with pytest.raises(RuntimeError, match="injected"):
-        train(_config(epochs=4), splits, run, verbose=0, callbacks=[_Crash(2)])
+    with pytest.raises(RuntimeError, match="injected"):  # checkpoint every epoch
+        train(_config(epochs=4, checkpoint_minutes=0), splits, run, verbose=0,
+              callbacks=[_Crash(2)])
     keras.saving.load_model(run / "best.keras", compile=False)
     _no_tmp(run)
     assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 2
@@ -164,6 +186,63 @@ def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypat
     # ... and the run still resumes to the end.
     train(_config(epochs=4), splits, run, resume=True, verbose=0)
     assert _epochs(run)[-1] == 4
+
+
+@pytest.fixture()
+def checkpoint_epochs(monkeypatch):
+    """The epochs RunMonitor writes a training checkpoint at, in order."""
+    import training.callbacks as cb
+
+    saved, original = [], cb.RunMonitor.save_checkpoint
+
+    def counting(self):
+        saved.append(self.state["epoch"])
+        original(self)
+
+    monkeypatch.setattr(cb.RunMonitor, "save_checkpoint", counting)
+    return saved
+
+
+@pytest.mark.slow
+def test_checkpoint_only_when_due_and_when_the_run_stops(tmp_path, splits, checkpoint_epochs):
+    run = tmp_path / "rare"
+    train(_config(epochs=3, checkpoint_minutes=1000), splits, run, verbose=0)
+    assert checkpoint_epochs == [3]  # none due in 1000 minutes: only the one at the end
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 3 and state["checkpoint_model"] == "train-epoch0003.keras"
+    metrics = train(_config(epochs=4, checkpoint_minutes=1000), splits, run, resume=True,
+                    verbose=0)
+    assert checkpoint_epochs == [3, 4] and _epochs(run) == [1, 2, 3, 4]
+    assert metrics["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, splits, monkeypatch,
+                                                           capsys):
+    import training.callbacks as cb
+
+    run = tmp_path / "crashed"
+    # A checkpoint after epoch 1 only (as if the minutes ran out there), then a crash after
+    # epoch 2 was logged: log.csv has 2 rows, the checkpoint is epoch 1's.
+    monkeypatch.setattr(cb.RunMonitor, "_checkpoint_due", lambda self: self.state["epoch"] == 1)
+    with pytest.raises(RuntimeError, match="injected"):
+        train(_config(epochs=3, checkpoint_minutes=1000), splits, run, verbose=0,
+              callbacks=[_Crash(2)])
+    monkeypatch.undo()
+    assert _epochs(run) == [1, 2]
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["checkpoint_model"] == "train-epoch0001.keras"
+    with open(run / "log.csv") as fh:
+        val = [float(r["val_accuracy"]) for r in csv.DictReader(fh)]
+    # the counters are epoch 1's, but the best model on disk is named (it may be epoch 2's)
+    assert state["best_epoch"] == 1 + int(np.argmax(val))
+    assert state["best_val_accuracy"] == pytest.approx(max(val), abs=1e-6)
+
+    metrics = train(_config(epochs=3, checkpoint_minutes=1000), splits, run, resume=True,
+                    verbose=0)
+    assert "dropped 1 epoch(s) after the checkpoint" in capsys.readouterr().out
+    assert _epochs(run) == [1, 2, 3]  # epoch 2 re-trained, logged once
+    assert metrics["epochs_run"] == 3 and metrics["status"] == "complete"
 
 
 @pytest.mark.slow
@@ -208,7 +287,8 @@ def test_cli_help_explains_options(cli):
     run, _ = cli
     out = run("--help").output
     for flag in ("--model", "--resume", "--max-minutes", "--smote", "--no-class-weights",
-                 "--weights", "--freeze-first", "--width", "--sample", "--aux"):
+                 "--weights", "--freeze-first", "--width", "--sample", "--aux",
+                 "--checkpoint-minutes", "--precision", "--scale-lr"):
         assert flag in out
 
 

@@ -5,6 +5,15 @@ the work of ReduceLROnPlateau + EarlyStopping + ModelCheckpoint + CSVLogger, but
 keeps all of their counters in one JSON-serialisable `state` dict, so a resumed
 run continues exactly where it stopped (Keras' own callbacks forget theirs).
 
+The training checkpoint (the whole training model with its optimizer state: large for big
+models) is written when `checkpoint_s` seconds have passed since the last one, and always
+when the run stops (completed, early stop, time budget); best.keras on every improvement.
+A resume continues from the last checkpoint and re-trains the epochs after it
+(`truncate_log` drops their rows from log.csv first). state.json always holds the counters
+of the checkpoint it names, except best_val_accuracy/best_epoch, which describe the
+best.keras on disk (rewritten with each new best), so a resumed run only replaces
+best.keras with a better model and reports the one it ships.
+
 Every file that matters is written atomically: to a temporary file in the same
 folder, then `os.replace`d over the target, so a crash (or a killed GPU slice)
 never leaves a half-written best.keras or checkpoint behind.
@@ -12,14 +21,16 @@ never leaves a half-written best.keras or checkpoint behind.
 
 from __future__ import annotations
 
+import copy
 import csv
+import io
 import os
 import time
 from pathlib import Path
 
 import keras
 
-from contract.files import atomic_output
+from contract.files import atomic_output, atomic_write
 from training.runs import RunFolder
 
 LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -33,6 +44,23 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
     """model.save to a temporary sibling, then replace `path` with it."""
     with atomic_output(path) as tmp:
         _write_keras(model, tmp)
+
+
+def truncate_log(path: Path, epoch: int) -> int:
+    """Drop the rows of log.csv after `epoch` (epochs a resume re-trains); return how many."""
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r for r in rows if r.get("epoch") and int(r["epoch"]) <= epoch]
+    if len(keep) == len(rows):
+        return 0
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=LOG_FIELDS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in keep)
+    atomic_write(path, out.getvalue())
+    return len(rows) - len(keep)
 
 
 def get_lr(model: keras.Model) -> float:
@@ -53,12 +81,14 @@ class RunMonitor(keras.callbacks.Callback):
       reserve_s: seconds kept free before the deadline for the final predictions.
       adjust_lr: False when an lr schedule (training.schedules.EpochLRSchedule) owns the lr,
         so the plateau rule does not fight it (the counters are still kept).
+      checkpoint_s: seconds between training checkpoints (0: every epoch); one is always
+        written when the run stops.
     """
 
     def __init__(self, run: RunFolder, core: keras.Model, state: dict, *, epochs: int,
                  patience: int, lr_patience: int, lr_factor: float, min_lr: float,
                  deadline: float | None = None, reserve_s: float = 0.0, printer=print,
-                 adjust_lr: bool = True):
+                 adjust_lr: bool = True, checkpoint_s: float = 0.0):
         super().__init__()
         self.run = run
         self.core = core
@@ -74,6 +104,9 @@ class RunMonitor(keras.callbacks.Callback):
         self.adjust_lr = bool(adjust_lr)
         self._epoch_t0 = 0.0
         self._durations: list[float] = []
+        self.checkpoint_s = float(checkpoint_s)
+        self._last_checkpoint = time.monotonic()  # the run (or resume) starts from one
+        self._checkpointed = copy.deepcopy(state)  # the state the checkpoint on disk holds
 
     # -- helpers ---------------------------------------------------------------
     def _append_log(self, row: dict) -> None:
@@ -94,9 +127,23 @@ class RunMonitor(keras.callbacks.Callback):
         atomic_save_model(self.model, path)
         self.state["checkpoint_model"] = path.name
         self.run.write_state(self.state)
+        self._checkpointed = copy.deepcopy(self.state)
+        self._last_checkpoint = time.monotonic()
         for old in self.run.checkpoint_models():
             if old != path:
                 old.unlink(missing_ok=True)
+
+    def _checkpoint_due(self) -> bool:
+        return (self.state["stop_reason"] is not None or self.checkpoint_s <= 0
+                or time.monotonic() - self._last_checkpoint >= self.checkpoint_s)
+
+    def _record_best(self) -> None:
+        """A new best.keras between checkpoints: state.json keeps the checkpoint's counters
+        but names the best model now on disk (nothing to record before a first checkpoint)."""
+        if self._checkpointed.get("checkpoint_model"):
+            self._checkpointed["best_val_accuracy"] = self.state["best_val_accuracy"]
+            self._checkpointed["best_epoch"] = self.state["best_epoch"]
+            self.run.write_state(self._checkpointed)
 
     # -- Keras hooks -----------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
@@ -147,7 +194,11 @@ class RunMonitor(keras.callbacks.Callback):
         if st["stop_reason"] is not None:
             self.model.stop_training = True
 
-        self.save_checkpoint()
+        if self._checkpoint_due():
+            self.save_checkpoint()
+            note += " (checkpoint saved)" if self.checkpoint_s > 0 else ""
+        elif st["best_epoch"] == done:
+            self._record_best()
 
         avg = sum(self._durations[-5:]) / len(self._durations[-5:])
         left = max(0, self.epochs - done)
@@ -157,6 +208,13 @@ class RunMonitor(keras.callbacks.Callback):
             f"best {st['best_val_accuracy']:.4f}@{st['best_epoch']}  lr {lr:.3g}  "
             f"{seconds:.1f}s/epoch  ETA {_fmt_duration(avg * left)} (at most){note}"
         )
+
+
+    def on_train_end(self, logs=None):
+        # fit also ends when another callback stops it: never leave trained epochs behind
+        # without a checkpoint (a crash, which skips this hook, loses them: they re-train).
+        if self.state["epoch"] > (self._checkpointed.get("epoch") or 0):
+            self.save_checkpoint()
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -60,7 +60,7 @@ def get_predictions(
     x, y = data_loader(split)
     model = None if model_cache is None else model_cache.get(target.model_path)
     if model is None:
-        model = load_model(target.model_path)
+        model = load_model(target.model_path, float32=True)  # scores what ships
         if model_cache is not None:
             model_cache[target.model_path] = model
     preds = predict_split(model, x, y, batch_size=batch_size).check(str(target.model_path))

@@ -389,7 +389,8 @@ def _load_members(sources: Sequence[MemberSource]) -> list[Any]:
     """Each member's Keras model, checked to fit one ensemble: same input, 7 probabilities out."""
     models: list[Any] = []
     for src in sources:
-        model = load_model(src.keras_path)  # FerError for a corrupt or incompatible file
+        # float32 (a bf16 run's model is rebuilt); FerError for a corrupt or incompatible file
+        model = load_model(src.keras_path, float32=True)
         shape = tuple(model.input_shape[1:])
         first = tuple(models[0].input_shape[1:]) if models else shape
         if shape != first or len(shape) != 3:

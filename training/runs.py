@@ -5,8 +5,9 @@
       log.csv                  one row per epoch (loss, accuracy, lr, seconds)
       tensorboard/             the same curves for TensorBoard (when TensorFlow is installed)
       best.keras               the model at its best PublicTest accuracy (what ships)
-      checkpoint/state.json    counters to resume exactly where the run stopped, naming
-      checkpoint/train-epochNNNN.keras   the training model of that epoch (weights + optimizer)
+      checkpoint/state.json    counters to resume exactly from the last checkpoint, naming
+      checkpoint/train-epochNNNN.keras   the training model of that epoch (weights + optimizer;
+                               written every --checkpoint-minutes and when the run stops)
       metrics.json             the run's summary ("status": complete | incomplete)
       predictions/<split>.npz  probs, probs_flip (mirrored input), y of best.keras on a split
       evaluation/              `fer-hybrid evaluate` reports

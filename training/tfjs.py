@@ -39,7 +39,7 @@ from contract import LABELS
 from contract.files import atomic_write
 from contract.manifest import QUANTIZATIONS, member_bytes
 from training.errors import FerError
-from training.serialization import load_model
+from training.serialization import as_float32, load_model
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,11 @@ def convert_keras_to_tfjs(
     tfjs_conv = import_tensorflowjs().converters.tf_saved_model_conversion_v2
 
     quantization = check_quantization(quantization)
-    if not isinstance(model, keras.Model):
-        model = load_model(model)
+    # float32: the TF.js weight writer rejects bfloat16 (a --precision bf16 run's model)
+    if isinstance(model, keras.Model):
+        model = as_float32(model)
+    else:
+        model = load_model(model, float32=True)
     out_dir = Path(out_dir)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fer-savedmodel-") as tmp:

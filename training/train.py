@@ -10,7 +10,11 @@ Defaults (the paper's recipe): SGD with momentum 0.9, batch 128, decoupled weigh
 decay 1e-4, per-model learning rate (`training.models.get_defaults`), lr halved when
 val_accuracy has not improved for 10 epochs, early stopping after `patience`
 epochs without improvement, class weights inversely proportional to class
-frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds.
+frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds. Every training batch
+is full (`training.batches`: the remainder is left out of each epoch, with a new shuffle
+every epoch) and validation runs on padded fixed-shape batches (`training.validation`), so
+XLA compiles each step once; `precision="bf16"` trains in mixed precision
+(`training.precision`); `checkpoint_minutes` spaces out the training checkpoints.
 
 It writes a run folder (`training.runs`: config.json, log.csv, best.keras, checkpoint/,
 metrics.json, predictions/, history.png). `prepare_run` makes every check that can fail
@@ -36,15 +40,17 @@ from contract.files import remove_stale_tmp
 from training.errors import FerError
 from training.metrics import top1_accuracy
 from training.plots import plot_history
+from training.precision import check_precision, dtype_policy
 from training.runs import RunFolder, initial_state, save_predictions
 from training.serialization import load_model
 
 log = logging.getLogger(__name__)
 
 # Options that may differ between the original run and a `--resume` of it
-# (`distribute` is about the machine, not the run: resume on one device or many;
-# `soft_targets` is where the file lies on this machine: its content is pinned by sha256).
-RESUME_MUTABLE = ("epochs", "distribute", "soft_targets")
+# (`distribute` and `checkpoint_minutes` are about the machine, not the run: resume on one
+# device or many, on a machine with a fast disk or a slow one; `soft_targets` is where the
+# file lies on this machine: its content is pinned by sha256).
+RESUME_MUTABLE = ("epochs", "distribute", "checkpoint_minutes", "soft_targets")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -86,18 +92,27 @@ class TrainConfig:
     # of live teachers; its sha256 is recorded when the run starts and checked on resume.
     soft_targets: str | None = None
     soft_targets_sha256: str | None = None
+    precision: str = "float32"  # float32 | bf16 (mixed_bfloat16 while training; exported float32)
+    scale_lr: bool = False  # lr = model's default lr x batch_size / model's default batch size
+    checkpoint_minutes: float = 10.0  # training checkpoint at most this often (0: every epoch)
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's training defaults."""
         from training.models import get_defaults
 
         defaults = get_defaults(self.model)
+        batch_size = int(self.batch_size if self.batch_size is not None else defaults.batch_size)
+        lr = self.lr
+        if lr is None:
+            # The linear scaling rule (Goyal et al. 2017): the default lr was tuned for the
+            # default batch; a k times larger batch takes k times fewer steps, so k times the
+            # lr. Resolved once: the scaled lr is what config.json records.
+            lr = defaults.lr * (batch_size / defaults.batch_size if self.scale_lr else 1.0)
         return dataclasses.replace(
             self,
             epochs=int(self.epochs if self.epochs is not None else defaults.epochs),
-            batch_size=int(self.batch_size if self.batch_size is not None
-                           else defaults.batch_size),
-            lr=float(self.lr if self.lr is not None else defaults.lr),
+            batch_size=batch_size,
+            lr=float(lr),
             optimizer=self.optimizer or defaults.optimizer,
             weight_decay=float(self.weight_decay if self.weight_decay is not None
                                else defaults.weight_decay),
@@ -148,6 +163,10 @@ class TrainConfig:
                 raise FerError(f"{flag} must be in [0, 1] (got {v})")
         if self.mixup < 0:
             raise FerError(f"--mixup must be >= 0 (got {self.mixup}; 0.2 is a common value)")
+        check_precision(self.precision)
+        if self.checkpoint_minutes < 0:
+            raise FerError(f"--checkpoint-minutes must be >= 0 (got {self.checkpoint_minutes}; "
+                           f"0 writes the checkpoint every epoch)")
         if self.kd_temperature <= 0:
             raise FerError(f"--kd-temperature must be > 0 (got {self.kd_temperature})")
         if self.soft_targets and self.teachers:
@@ -311,7 +330,7 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
     fail before the data is loaded (a wrong model name, a conflicting resume, ...).
 
     resume: continue the run in `run` from its checkpoint, with its saved configuration;
-            only `epochs` and `distribute` may change (`RESUME_MUTABLE`).
+            only `RESUME_MUTABLE` options (epochs, distribute, checkpoint_minutes) may change.
     given:  the fields of `config` the user actually set (a command line); on resume only
             those are compared with and laid over the saved configuration. None: all of them.
     """
@@ -320,6 +339,9 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
             raise FerError("--model is required (e.g. --model baseline_cnn); see --help for the "
                            "list")
         run.check_new()
+        if config.scale_lr and config.lr is not None:
+            raise FerError(f"--scale-lr scales the model's default learning rate; drop it or "
+                           f"--lr {config.lr:g} (an explicit lr is used as given)")
         config = config.resolved()
         config.check(teachers=True)
         if config.soft_targets:  # pin the file's content: resume checks it is the same
@@ -346,8 +368,7 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
     if conflicts:
         raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
                        + "); drop those options or start a new run with another --name")
-    config = dataclasses.replace(saved, epochs=requested.epochs, distribute=requested.distribute,
-                                 soft_targets=requested.soft_targets)
+    config = dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUME_MUTABLE})
     if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
         state["stop_reason"] = None
     return config, state
@@ -418,13 +439,12 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
     # -- model + fit (inside the data-parallel scope when --distribute) -----------------
     with distributed(config.distribute, config.batch_size) as replicas:
         if replicas > 1:
+            # Batches are full (training.batches) and validation is padded to full batches
+            # (training.validation); only a training set smaller than one batch needs trimming.
             xt, y_train = _trim_for_replicas(xt, y_train, config.batch_size, replicas)
-            xv, y_val_fit = _trim_for_replicas(xv, y_val, config.batch_size, replicas)
             _say(f"data-parallel over {replicas} devices ({config.batch_size // replicas} "
                  f"images per device and step)")
-        else:
-            y_val_fit = y_val
-        _fit(config, state, run, xt, y_train, xv, y_val_fit, cw, teachers, resume=resume,
+        _fit(config, state, run, xt, y_train, xv, y_val, cw, teachers, resume=resume,
              deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s,
              soft=soft)
     params = state["params"]
@@ -441,6 +461,8 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         "stop_reason": state["stop_reason"],
         "run": run.name,
     }
+    if state.get("macs_per_image"):
+        metrics["macs_per_image"] = int(state["macs_per_image"])  # multiply-adds, 48x48 image
     if "img_per_s" in state:
         metrics["train_images_per_second"] = round(state["img_per_s"], 1)
     plot_history(run.log_csv, run.history_png, title=run.name)
@@ -452,7 +474,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
              f"--runs-dir {run.path.parent}")
         return metrics
 
-    best = load_model(run.best_model)
+    best = load_model(run.best_model, float32=True)  # predictions of what ships
     metrics.update(_write_predictions(best, splits, run, predict_batch_size))
     metrics["status"] = "complete"
     run.write_metrics(metrics)
@@ -468,26 +490,34 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
     import keras
 
     from training.augment import build_augmenter, with_augmentation
-    from training.callbacks import RunMonitor
+    from training.batches import TrainBatches
+    from training.callbacks import RunMonitor, truncate_log
     from training.models import build_model
     from training.schedules import EpochLRSchedule
     from training.trainer import Trainer
+    from training.validation import ValidationPass
 
     keras.utils.set_random_seed(int(config.seed) + int(state["epoch"]))
     if resume and state["stop_reason"] is None:
         # The training model with its optimizer state (compiled), maybe a Trainer.
-        train_model = load_model(run.checkpoint_dir / state["checkpoint_model"], compile=True)
+        with dtype_policy(config.precision):
+            train_model = load_model(run.checkpoint_dir / state["checkpoint_model"],
+                                     compile=True)
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:
             core = train_model.layers[-1] if config.augment else train_model  # input -> augment -> core
+        dropped = truncate_log(run.log_csv, int(state["epoch"]))
+        if dropped:
+            _say(f"log.csv: dropped {dropped} epoch(s) after the checkpoint (they are re-trained)")
         _say(f"resuming {run.path} after epoch {state['epoch']} (best val_accuracy "
              f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}, lr {state['lr']:.3g})")
     elif resume:
         train_model = core = None  # nothing left to train: only finish the run folder
     else:
-        core = build_model(config.model, input_shape=config.input_shape,
-                           num_classes=config.num_classes, **config.model_options)
+        with dtype_policy(config.precision):  # the core only: the augmenter stays float32
+            core = build_model(config.model, input_shape=config.input_shape,
+                               num_classes=config.num_classes, **config.model_options)
         if config.uses_trainer:
             augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing)
                          if config.augment else None)
@@ -508,33 +538,47 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     params = int(core.count_params()) if core is not None else state.get("params")
     state["params"] = params
+    if core is not None:
+        from training.macs import macs_per_image
+
+        state["macs_per_image"] = macs_per_image(core)
 
     if state["stop_reason"] is None and state["epoch"] < config.epochs:
         scheduled = config.schedule != "plateau"
         monitor = RunMonitor(run, core, state, epochs=config.epochs, patience=config.patience,
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
                              min_lr=config.min_lr, deadline=deadline,
-                             reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled)
-        # The schedule sets the lr at epoch start; RunMonitor then only logs it.
-        cbs = ([EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
-                                min_lr=config.min_lr)] if scheduled else []) + [monitor]
+                             reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled,
+                             checkpoint_s=60.0 * config.checkpoint_minutes)
+        batches = TrainBatches(xt, y_train, batch_size=config.batch_size, seed=config.seed,
+                               class_weights=cw, initial_epoch=int(state["epoch"]),
+                               soft_targets=soft)  # trimmed with xt under --distribute
+        # Order matters: the batch clock stops before validation, validation fills the
+        # val_* logs RunMonitor reads; the schedule sets the lr at epoch start (RunMonitor
+        # then only logs it).
+        cbs = [batches.epoch_callback(),
+               ValidationPass(core, xv, y_val, batch_size=config.batch_size)]
+        if scheduled:
+            cbs.append(EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
+                                       min_lr=config.min_lr))
+        cbs.append(monitor)
         if importlib.util.find_spec("tensorflow") is not None:
             cbs.append(keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
                                                    profile_batch=0))
         else:
             _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
         cbs.extend(callbacks)
-        _say(f"training {config.model} ({params:,} params) on {len(xt)} images, validating on "
-             f"{len(xv)}; epochs {state['epoch'] + 1}..{config.epochs}, batch {config.batch_size}, "
-             f"lr {state['lr']:.3g} ({config.schedule}), backend {keras.backend.backend()}")
-        fit_t0 = time.monotonic()
-        inputs = xt if soft is None else Trainer.inputs(xt, soft[:len(xt)])  # --distribute trims
-        train_model.fit(inputs, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                        initial_epoch=int(state["epoch"]), validation_data=(xv, y_val),
-                        class_weight=cw, callbacks=cbs, verbose=verbose, shuffle=True)
-        fit_s = time.monotonic() - fit_t0
-        if monitor._durations:
-            state["img_per_s"] = float(len(xt) * len(monitor._durations) / max(fit_s, 1e-9))
+        _say(f"training {config.model} ({params:,} params) on {len(xt)} images "
+             f"({batches.images_per_epoch} per epoch in {len(batches)} full batches of "
+             f"{batches.batch_size}, reshuffled each epoch), validating on {len(xv)}; epochs "
+             f"{state['epoch'] + 1}..{config.epochs}, lr {state['lr']:.3g} ({config.schedule}), "
+             f"precision {config.precision}, backend {keras.backend.backend()}")
+        # shuffle=False: TrainBatches shuffles the images itself (Keras would only reorder
+        # whole batches).
+        train_model.fit(batches, epochs=config.epochs, initial_epoch=int(state["epoch"]),
+                        callbacks=cbs, verbose=verbose, shuffle=False)
+        if batches.images_per_second is not None:
+            state["img_per_s"] = float(batches.images_per_second)
 
 
 def _write_predictions(model, splits: dict, run: RunFolder, batch_size: int) -> dict:

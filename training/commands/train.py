@@ -24,7 +24,9 @@ def train(
         None, help="Total epochs (default: the model's defaults, 100). With --resume this may be "
                    "raised to train a finished run further."),
     batch_size: int | None = typer.Option(None, help="Batch size (default: the model's defaults, "
-                                                        "128; 64 for the transfer models)."),
+                                                        "128; 64 for the transfer models). Every "
+                                                        "batch is full: the remainder is left out "
+                                                        "of each epoch, reshuffled every epoch."),
     lr: float | None = typer.Option(None, help="Initial learning rate (default: the model's "
                                                   "defaults, e.g. 0.01 baseline_cnn/vgg, 0.1 "
                                                   "five_layer)."),
@@ -46,6 +48,12 @@ def train(
     max_minutes: float | None = typer.Option(
         None, help="Wall-clock budget: stop cleanly at an epoch boundary before it runs out, "
                    "leaving a checkpoint to --resume (e.g. 9 for a 10-minute GPU slice)."),
+    checkpoint_minutes: float | None = typer.Option(
+        None, help="Write the training checkpoint (model + optimizer state, for --resume) at "
+                   "most every M minutes (default 10; 0: every epoch), and always when the run "
+                   "stops (finished, early stop, --max-minutes). best.keras is still saved on "
+                   "every improvement; a resume re-trains the epochs after the checkpoint. May "
+                   "change on --resume."),
     seed: int | None = typer.Option(None, help="Random seed for weights, shuffling and "
                                                   "augmentation (default 0)."),
     smote: bool = typer.Option(False, "--smote", help="Oversample minority classes of the training "
@@ -105,6 +113,16 @@ def train(
                                     "(JAX: keras.distribution.DataParallel; TensorFlow: "
                                     "MirroredStrategy). --batch-size must divide by the device "
                                     "count."),
+    scale_lr: bool = typer.Option(
+        False, "--scale-lr", help="Scale the model's default learning rate with the batch size "
+                                  "(linear scaling rule: lr x BATCH_SIZE / the model's default "
+                                  "batch), to train a small model with a larger --batch-size on "
+                                  "a GPU, e.g. sepnet --batch-size 512 --scale-lr: lr 0.008. "
+                                  "Not with --lr."),
+    precision: str | None = typer.Option(
+        None, help="float32 (default) or bf16: mixed precision (Keras' mixed_bfloat16: float32 "
+                   "weights, bfloat16 compute, float32 softmax), for GPUs with bfloat16 tensor "
+                   "cores; kept on --resume. Export and evaluation rebuild the model in float32."),
     verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
                                              "epoch)."),
 ) -> None:
@@ -143,6 +161,8 @@ def train(
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "soft_targets": str(soft_targets) if soft_targets else None,
              "distribute": True if distribute else None, "optimizer": optimizer,
+             "checkpoint_minutes": checkpoint_minutes, "precision": precision,
+             "scale_lr": True if scale_lr else None,
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
     given = {k: v for k, v in given.items() if v is not None}
