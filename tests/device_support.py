@@ -3,9 +3,9 @@
 The GPU machine runs Python 3.12 with JAX 0.11.2 and numpy 2.5.2 and has no TensorFlow and
 no Keras (Keras travels as a wheel). This builds a virtual environment like it, once per
 requirements file (cached under ~/.cache/fer-hybrid), from a Python 3.12 found on this
-machine, and plants an import hook there that makes TensorFlow un-importable even if it
-were installed: a command of the GPU path that reaches for TensorFlow fails here as it
-would there.
+machine. TensorFlow is really absent there (checked after the build), not hidden behind an
+import hook: `importlib.util.find_spec("tensorflow")` answers None as it does on the GPU
+machine, and a command of the GPU path that imports TensorFlow fails here as it would there.
 """
 
 from __future__ import annotations
@@ -22,35 +22,21 @@ import pytest
 REQUIREMENTS = Path(__file__).resolve().parent / "device-requirements.txt"
 SKIP_REASON = "needs Python 3.12 for the GPU look-alike"
 
-# sitecustomize runs at every interpreter start in that environment.
-NO_TENSORFLOW = '''\
-import importlib.abc, sys
-
-
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    """The GPU machine has no TensorFlow: fail any import of it, as there."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tensorflowjs", "tf_keras"):
-            raise ModuleNotFoundError(f"No module named {name!r} (GPU look-alike: the GPU "
-                                      f"machine has no TensorFlow)", name=name)
-        return None
-
-
-sys.meta_path.insert(0, _NoTensorFlow())
-'''
-
-
 def find_python312() -> str | None:
-    """FER_HYBRID_DEVICE_PYTHON, python3.12 on PATH, or a pyenv 3.12."""
-    given = os.environ.get("FER_HYBRID_DEVICE_PYTHON")
-    if given:
-        return given
-    found = shutil.which("python3.12")
-    if found:
-        return found
+    """FER_HYBRID_DEVICE_PYTHON, a pyenv 3.12 or python3.12 on PATH: the first that runs
+    (a pyenv shim on PATH exists even where its version is not selected, and fails)."""
     pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
-    return pyenv[-1] if pyenv else None
+    candidates = [os.environ.get("FER_HYBRID_DEVICE_PYTHON"), *reversed(pyenv),
+                  shutil.which("python3.12")]
+    for python in filter(None, candidates):
+        try:
+            proc = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                                  capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if proc.returncode == 0 and proc.stdout.strip() == "(3, 12)":
+            return python
+    return None
 
 
 def device_venv() -> Path:
@@ -62,8 +48,7 @@ def device_venv() -> Path:
             pytest.fail("no Python 3.12 on CI for the GPU look-alike (set "
                         "FER_HYBRID_DEVICE_PYTHON or install python3.12)")
         pytest.skip(SKIP_REASON)
-    key = hashlib.sha256(REQUIREMENTS.read_bytes() + NO_TENSORFLOW.encode()
-                         + python.encode()).hexdigest()[:16]
+    key = hashlib.sha256(REQUIREMENTS.read_bytes() + python.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("FER_HYBRID_CACHE", Path.home() / ".cache" / "fer-hybrid"))
     venv = cache.expanduser() / f"device-venv-{key}"
     if (venv / "ready").is_file():
@@ -76,10 +61,12 @@ def device_venv() -> Path:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"could not build the GPU look-alike environment: {proc.stderr[-2000:]}")
-    site = subprocess.run([str(tmp / "bin" / "python"), "-c",
-                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site) / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    absent = subprocess.run([str(tmp / "bin" / "python"), "-c",
+                             "import importlib.util as u; print([m for m in ('tensorflow', "
+                             "'keras') if u.find_spec(m)])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    if absent != "[]":  # a requirement pulled one in: the look-alike would lie
+        pytest.fail(f"the GPU look-alike has {absent}; the GPU machine has neither")
     (tmp / "ready").write_text("ok\n")
     shutil.rmtree(venv, ignore_errors=True)
     # A venv finds itself through bin/python's location, so it survives the rename.

@@ -13,7 +13,7 @@ from conftest import synthetic_faces
 
 from training.augment import RandomErasing
 from training.errors import FerError
-from training.schedules import scheduled_lr
+from training.schedules import progress_lr, scheduled_lr, time_progress
 from training.train import TrainConfig, train
 from training.trainer import Trainer
 
@@ -158,6 +158,36 @@ def test_recipe_run_follows_the_schedule_and_resumes(tmp_path):
     best = keras.saving.load_model(str(run / "best.keras"), compile=False)  # the core only
     assert best.output_shape == (None, 7)
     assert "random_erasing" not in [l.name for l in best.layers]
+
+
+def test_schedules_by_the_clock():
+    # The same curves on a continuous axis: cosine from base to min, onecycle warms up first.
+    assert progress_lr("cosine", 0.0, base_lr=0.1, min_lr=0.001) == pytest.approx(0.1)
+    assert progress_lr("cosine", 0.5, base_lr=0.1, min_lr=0.001) == pytest.approx(0.0505)
+    assert progress_lr("cosine", 1.7, base_lr=0.1, min_lr=0.001) == pytest.approx(0.001)
+    one = [progress_lr("onecycle", t / 10, base_lr=0.1) for t in range(11)]
+    assert one[0] == pytest.approx(0.004) and max(one) == pytest.approx(0.1, rel=0.05)
+    assert one[-1] == pytest.approx(0.0, abs=1e-9)
+    # Progress: the clock (training seconds kept in the run's state) or the epochs.
+    assert time_progress({"train_seconds": 30.0}, 1, 100, minutes=1.0) == pytest.approx(0.5)
+    assert time_progress({"train_seconds": 0.0}, 50, 101, minutes=1.0) == pytest.approx(0.5)
+    with pytest.raises(FerError, match="plateau rule has no end"):
+        TrainConfig(model="baseline_cnn", schedule_minutes=5).check()
+    with pytest.raises(FerError, match="must be > 0"):
+        TrainConfig(model="baseline_cnn", schedule="cosine", schedule_minutes=0).check()
+
+
+@pytest.mark.slow
+def test_a_run_stretched_over_minutes_ends_complete_when_they_are_used(tmp_path):
+    # 0.01 minutes: used up by the first epoch, long before --epochs 50.
+    cfg = TrainConfig(model="baseline_cnn", epochs=50, batch_size=32, lr=0.02,
+                      schedule="cosine", schedule_minutes=0.01, min_lr=1e-4)
+    m = train(cfg, _splits(), tmp_path / "timed", verbose=0)
+    assert m["status"] == "complete" and m["stop_reason"] == "completed"
+    assert m["epochs_run"] == 1 and (tmp_path / "timed" / "predictions" / "val.npz").is_file()
+    assert float(_log(tmp_path / "timed")[0]["lr"]) == pytest.approx(0.02)  # epoch 1: the top
+    again = train(cfg, _splits(), tmp_path / "timed", resume=True, verbose=0)
+    assert again["epochs_run"] == 1  # finished: a resume trains no further
 
 
 class _StopAfter(keras.callbacks.Callback):

@@ -83,12 +83,15 @@ class RunMonitor(keras.callbacks.Callback):
         so the plateau rule does not fight it (the counters are still kept).
       checkpoint_s: seconds between training checkpoints (0: every epoch); one is always
         written when the run stops.
+      schedule_s: the lr schedule is stretched over this many seconds of training
+        (`--schedule-minutes`): the run is complete once the next epoch would not fit.
     """
 
     def __init__(self, run: RunFolder, core: keras.Model, state: dict, *, epochs: int,
                  patience: int, lr_patience: int, lr_factor: float, min_lr: float,
                  deadline: float | None = None, reserve_s: float = 0.0, printer=print,
-                 adjust_lr: bool = True, checkpoint_s: float = 0.0):
+                 adjust_lr: bool = True, checkpoint_s: float = 0.0,
+                 schedule_s: float | None = None):
         super().__init__()
         self.run = run
         self.core = core
@@ -105,6 +108,7 @@ class RunMonitor(keras.callbacks.Callback):
         self._epoch_t0 = 0.0
         self._durations: list[float] = []
         self.checkpoint_s = float(checkpoint_s)
+        self.schedule_s = schedule_s
         self._last_checkpoint = time.monotonic()  # the run (or resume) starts from one
         self._checkpointed = copy.deepcopy(state)  # the state the checkpoint on disk holds
 
@@ -186,6 +190,13 @@ class RunMonitor(keras.callbacks.Callback):
         elif st["early_stop_wait"] >= self.patience:
             st["stop_reason"] = "early_stopping"
             note += f" (no val_accuracy gain for {self.patience} epochs: early stopping)"
+        elif (self.schedule_s and
+              float(st["train_seconds"]) + self._durations[-1] > self.schedule_s):
+            # The last epoch's time, not the max of the last three: the first epoch carries
+            # the compilation, and one epoch too many here only overshoots the schedule's end.
+            st["stop_reason"] = "completed"
+            note += (f" (the schedule's {self.schedule_s / 60:g} minutes of training are used: "
+                     f"run complete)")
         elif self.deadline is not None:
             next_epoch = max(self._durations[-3:]) * 1.15
             if time.monotonic() + next_epoch + self.reserve_s > self.deadline:

@@ -95,6 +95,7 @@ class TrainConfig:
     precision: str = "float32"  # float32 | bf16 (mixed_bfloat16 while training; exported float32)
     scale_lr: bool = False  # lr = model's default lr x batch_size / model's default batch size
     checkpoint_minutes: float = 10.0  # training checkpoint at most this often (0: every epoch)
+    schedule_minutes: float | None = None  # stretch cosine/onecycle over minutes, not epochs
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's training defaults."""
@@ -169,6 +170,12 @@ class TrainConfig:
                            f"0 writes the checkpoint every epoch)")
         if self.kd_temperature <= 0:
             raise FerError(f"--kd-temperature must be > 0 (got {self.kd_temperature})")
+        if self.schedule_minutes is not None:
+            if self.schedule_minutes <= 0:
+                raise FerError(f"--schedule-minutes must be > 0 (got {self.schedule_minutes})")
+            if self.schedule == "plateau":
+                raise FerError("--schedule-minutes stretches a --schedule cosine or onecycle "
+                               "over minutes; the plateau rule has no end to stretch")
         if self.soft_targets and self.teachers:
             raise FerError("--soft-targets and --teacher are two sources of the same teacher "
                            "signal; give one of them")
@@ -369,7 +376,10 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
         raise FerError("cannot resume with a different configuration (" + "; ".join(conflicts)
                        + "); drop those options or start a new run with another --name")
     config = dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUME_MUTABLE})
-    if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs:
+    # A run stretched over minutes that used them is finished whatever its epoch count.
+    timed_out = config.schedule_minutes and state["stop_reason"] == "completed"
+    if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs \
+            and not timed_out:
         state["stop_reason"] = None
     return config, state
 
@@ -549,7 +559,9 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
                              min_lr=config.min_lr, deadline=deadline,
                              reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled,
-                             checkpoint_s=60.0 * config.checkpoint_minutes)
+                             checkpoint_s=60.0 * config.checkpoint_minutes,
+                             schedule_s=(60.0 * config.schedule_minutes
+                                         if config.schedule_minutes else None))
         batches = TrainBatches(xt, y_train, batch_size=config.batch_size, seed=config.seed,
                                class_weights=cw, initial_epoch=int(state["epoch"]),
                                soft_targets=soft)  # trimmed with xt under --distribute
@@ -560,7 +572,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                ValidationPass(core, xv, y_val, batch_size=config.batch_size)]
         if scheduled:
             cbs.append(EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
-                                       min_lr=config.min_lr))
+                                       min_lr=config.min_lr, minutes=config.schedule_minutes,
+                                       state=state))
         cbs.append(monitor)
         if importlib.util.find_spec("tensorflow") is not None:
             cbs.append(keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,

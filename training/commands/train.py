@@ -54,6 +54,11 @@ def train(
                    "stops (finished, early stop, --max-minutes). best.keras is still saved on "
                    "every improvement; a resume re-trains the epochs after the checkpoint. May "
                    "change on --resume."),
+    schedule_minutes: float | None = typer.Option(
+        None, help="Stretch the --schedule cosine/onecycle over M minutes of training instead of "
+                   "--epochs (the clock or the epochs, whichever ends first; the minutes count "
+                   "across resumes): the run ends complete with its lr annealed however fast "
+                   "the machine is. What a GPU session uses (`fer-hybrid gpu`)."),
     seed: int | None = typer.Option(None, help="Random seed for weights, shuffling and "
                                                   "augmentation (default 0)."),
     smote: bool = typer.Option(False, "--smote", help="Oversample minority classes of the training "
@@ -162,6 +167,7 @@ def train(
              "soft_targets": str(soft_targets) if soft_targets else None,
              "distribute": True if distribute else None, "optimizer": optimizer,
              "checkpoint_minutes": checkpoint_minutes, "precision": precision,
+             "schedule_minutes": schedule_minutes,
              "scale_lr": True if scale_lr else None,
              "model_options": {k: v for k, v in options.items() if v is not None} or None,
              "data": {k: v for k, v in data.items() if v is not None} or None}
