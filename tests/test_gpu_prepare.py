@@ -156,3 +156,32 @@ def test_the_device_command_fits_the_device_tool():
     assert len(cmd) < 2000  # the device tool's limit for one command
     assert "--no-index --no-deps" in cmd and "--upgrade" in cmd  # offline, over old copies
     assert cmd.endswith('gpu session .carry/gpu-plan.json --out "$OUT"')
+
+
+def _git_status(repo: Path) -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_park_leaves_tracked_files_out_of_the_call_and_unpark_puts_them_back(tmp_path):
+    from training.carry import park, parked, unpark
+
+    repo = _git_repo(tmp_path / "repo")
+    (repo / "ckpt").mkdir()
+    (repo / "ckpt" / "w.keras").write_bytes(b"w" * 4000)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"],
+                   cwd=repo, check=True)
+    before = measure_carry(repo, [".carry"])
+    assert park(repo, ["ckpt"]) == ["ckpt"] and parked(repo) == ["ckpt"]
+    after = measure_carry(repo, [".carry"])
+    assert before.tree_bytes - after.tree_bytes == 4000
+    assert (repo / "ckpt" / "w.keras").read_bytes() == b"w" * 4000  # still on disk
+    assert park(repo, ["ckpt"]) == ["ckpt"]  # twice is once
+    with pytest.raises(FerError, match="no such path"):
+        park(repo, ["nothing-here"])
+    assert unpark(repo) == ["ckpt"] and parked(repo) == []
+    assert measure_carry(repo, [".carry"]).tree_bytes == before.tree_bytes
+    assert _git_status(repo) == ""  # the index and the exclude file as they were
+    assert "ckpt" not in (repo / ".git" / "info" / "exclude").read_text()
+    assert unpark(repo) == []

@@ -122,9 +122,8 @@ class CarryReport:
         big = ", ".join(f"{p} ({mib(s)})" for p, s in self.largest[:6])
         return (f"a device call would carry {mib(self.total)}, over its {mib(CARRY_LIMIT)} "
                 f"({'; '.join(self.lines()[:-1])}). The largest files of the working tree: "
-                f"{big}. Move what the GPU session does not need out of the checkout while it "
-                f"runs (e.g. `mv training/checkpoints /tmp/` and `git checkout -- "
-                f"training/checkpoints` afterwards)")
+                f"{big}. Leave what the GPU session does not need behind with --park PATH "
+                f"(e.g. --park training/checkpoints; `fer-hybrid gpu unpark` afterwards)")
 
 
 def mib(n: int) -> str:
@@ -163,3 +162,61 @@ def measure_carry(repo: str | Path, carried: Iterable[str | Path]) -> CarryRepor
     sizes.sort(key=lambda t: -t[1])
     return CarryReport(tree_bytes=sum(s for _, s in sizes), carried=carried_sizes,
                        largest=sizes[:10])
+
+
+PARKED = ".carry/parked.txt"  # what `park` took out of the index, for `unpark`
+_EXCLUDE = Path(".git") / "info" / "exclude"
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FerError(f"git {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def parked(repo: str | Path) -> list[str]:
+    path = Path(repo) / PARKED
+    return path.read_text().split() if path.is_file() else []
+
+
+def park(repo: str | Path, paths: Iterable[str]) -> list[str]:
+    """Leave tracked `paths` out of what device calls send, without touching the files.
+
+    A call sends tracked files and untracked files git does not ignore; so each path leaves
+    the index (`git rm --cached`, the files stay on disk) and is ignored through
+    .git/info/exclude, which is never committed. `unpark` undoes both. While parked, the
+    paths show as staged deletions: commit nothing until then."""
+    repo = Path(repo)
+    done = parked(repo)
+    for p in paths:
+        rel = Path(p).as_posix().strip("/")
+        if not (repo / rel).exists():
+            raise FerError(f"--park {p}: no such path in {repo}")
+        if rel in done:
+            continue
+        _git(repo, "rm", "-r", "-q", "--cached", "--", rel)
+        exclude = repo / _EXCLUDE
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with open(exclude, "a") as fh:
+            fh.write(f"/{rel}/\n" if (repo / rel).is_dir() else f"/{rel}\n")
+        done.append(rel)
+    (repo / PARKED).parent.mkdir(exist_ok=True)
+    (repo / PARKED).write_text("".join(f"{d}\n" for d in done))
+    return done
+
+
+def unpark(repo: str | Path) -> list[str]:
+    """Put the parked paths back in the index and stop ignoring them."""
+    repo = Path(repo)
+    done = parked(repo)
+    if not done:
+        return []
+    _git(repo, "reset", "-q", "--", *done)
+    exclude = repo / _EXCLUDE
+    if exclude.is_file():
+        drop = {f"/{d}/" for d in done} | {f"/{d}" for d in done}
+        keep = [line for line in exclude.read_text().splitlines() if line not in drop]
+        exclude.write_text("".join(f"{line}\n" for line in keep))
+    (repo / PARKED).unlink()
+    return done

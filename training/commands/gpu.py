@@ -57,6 +57,11 @@ def prepare(
     require_gpu: bool = typer.Option(
         True, "--require-gpu/--no-require-gpu",
         help="The session refuses to train when JAX sees no GPU (off only to rehearse on a CPU)."),
+    park: list[str] | None = typer.Option(
+        None, "--park",
+        help="A tracked path the GPU session does not need (e.g. training/checkpoints), left "
+             "out of what device calls send, until `fer-hybrid gpu unpark`; the files stay "
+             "where they are. Repeatable."),
     constraints: Path = typer.Option(
         Path("constraints.txt"), help="Pinned versions of the wheels carried to the GPU machine."),
     repo: Path = typer.Option(Path("."), help="The checkout the device call sends."),
@@ -66,7 +71,8 @@ def prepare(
     Writes .carry/fer2013-train.pack (FER2013 Training + PublicTest and the aux sets; PrivateTest
     stays here), .carry/gpu-plan.json and .whl/{keras,namex,optree}-*.whl (Python 3.12 wheels).
     """
-    from training.carry import fetch_wheels, measure_carry, mib, pinned_versions
+    from training.carry import fetch_wheels, measure_carry, mib, park as park_paths, \
+        pinned_versions
     from training.commands.data import write_data_pack
     from training.errors import FerError
     from training.gpu_plan import COMMON, make_plan
@@ -98,6 +104,10 @@ def prepare(
     for m in plan.members:
         typer.echo(f"  {m.name}: {' '.join(m.args)}")
 
+    if park:
+        left = park_paths(repo, park)
+        typer.echo(f"parked (left out of device calls until `fer-hybrid gpu unpark`; commit "
+                   f"nothing meanwhile): {', '.join(left)}")
     report = measure_carry(repo, [CARRY_DIR, WHEELS_DIR])
     typer.echo("carried: " + "; ".join(report.lines()))
     if not report.fits:
@@ -122,3 +132,14 @@ def session(
     from training.gpu_session import run_session
 
     run_session(GpuPlan.load(plan), out, printer=lambda s: typer.echo(s))
+
+
+@gpu_app.command("unpark")
+def unpark(
+    repo: Path = typer.Option(Path("."), help="The checkout `gpu prepare --park` changed."),
+) -> None:
+    """Put back what `gpu prepare --park` left out of device calls (after the GPU session)."""
+    from training.carry import unpark as unpark_paths
+
+    back = unpark_paths(repo.resolve())
+    typer.echo(f"back in the index: {', '.join(back)}" if back else "nothing is parked")
