@@ -8,7 +8,8 @@ import pytest
 
 from training.batches import TrainBatches
 from training.errors import FerError
-from training.validation import ValidationPass, pad_to_batches, val_metrics
+from training.predict import pad_to_batches
+from training.validation import ValidationPass, val_metrics
 
 
 def _data(n=37):

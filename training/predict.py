@@ -23,8 +23,19 @@ def to_model_input(x: np.ndarray) -> np.ndarray:
     return x.astype("float32")
 
 
+def pad_to_batches(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """`x` with zero images appended up to a multiple of `batch_size`.
+
+    XLA (JAX, TensorFlow with jit) compiles a step once per input shape: a partial last
+    batch costs a second compilation, tens of seconds for a big model on a GPU call."""
+    extra = -len(x) % batch_size
+    if not extra:
+        return x
+    return np.concatenate([x, np.zeros((extra, *x.shape[1:]), x.dtype)])
+
+
 def predict_probs(model, x: np.ndarray, *, batch_size: int = 256, flip: bool = False) -> np.ndarray:
-    """Class probabilities (N, num_classes) for uint8 images `x`.
+    """Class probabilities (N, num_classes) for uint8 images `x`, in full batches.
 
     With `flip=True` the images are mirrored left-right first; averaging the
     plain and flipped outputs (`training.metrics.tta_average`) is the paper's flip TTA.
@@ -32,7 +43,11 @@ def predict_probs(model, x: np.ndarray, *, batch_size: int = 256, flip: bool = F
     inputs = to_model_input(x)
     if flip:
         inputs = inputs[:, :, ::-1, :]
-    probs = model.predict(inputs, batch_size=batch_size, verbose=0)
+    n = len(inputs)
+    if n == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype="float32")
+    batch = min(int(batch_size), n)
+    probs = model.predict(pad_to_batches(inputs, batch), batch_size=batch, verbose=0)[:n]
     return np.asarray(probs, dtype="float32")
 
 

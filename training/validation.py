@@ -18,15 +18,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from training.predict import pad_to_batches
+
 EPSILON = 1e-7  # keras.config.epsilon(): Keras' cross-entropy clips probabilities the same way
-
-
-def pad_to_batches(x: np.ndarray, batch_size: int) -> np.ndarray:
-    """`x` with zero images appended up to a multiple of `batch_size`."""
-    extra = -len(x) % batch_size
-    if not extra:
-        return x
-    return np.concatenate([x, np.zeros((extra, *x.shape[1:]), x.dtype)])
 
 
 def val_metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -71,8 +71,8 @@ def prepare(
     Writes .carry/fer2013-train.pack (FER2013 Training + PublicTest and the aux sets; PrivateTest
     stays here), .carry/gpu-plan.json and .whl/{keras,namex,optree}-*.whl (Python 3.12 wheels).
     """
-    from training.carry import fetch_wheels, measure_carry, mib, park as park_paths, \
-        pinned_versions
+    from training.carry import fetch_wheels, measure_carry, mib, pinned_versions
+    from training.carry import park as park_paths
     from training.commands.data import write_data_pack
     from training.errors import FerError
     from training.gpu_plan import COMMON, make_plan
