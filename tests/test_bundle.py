@@ -16,7 +16,7 @@ import pytest
 from conftest import synthetic_faces
 from typer.testing import CliRunner
 
-from training.bundle import keras_file, plan, precision
+from training.bundle import float16_check, keras_file, plan
 from training.bundle.manifest import sha256_file
 from training.bundle.unpack import unbundle
 from training.errors import FerError
@@ -248,23 +248,23 @@ def test_sizes_are_read_and_checked():
 
 def test_decide_keeps_float32_beyond_the_thresholds():
     ok = {"top1_agreement_pct": 99.95, "accuracy_change_pp": -0.03, "max_abs_prob_change": 5e-3}
-    assert precision.decide(ok)[0] == "float16"
-    assert precision.decide({**ok, "top1_agreement_pct": 99.8})[0] == "float32"
-    assert precision.decide({**ok, "accuracy_change_pp": 0.2})[0] == "float32"
-    assert precision.decide({**ok, "accuracy_change_pp": -0.2})[0] == "float32"
-    assert precision.decide(ok, max_prob_change=1e-3)[0] == "float32"
+    assert float16_check.decide(ok)[0] == "float16"
+    assert float16_check.decide({**ok, "top1_agreement_pct": 99.8})[0] == "float32"
+    assert float16_check.decide({**ok, "accuracy_change_pp": 0.2})[0] == "float32"
+    assert float16_check.decide({**ok, "accuracy_change_pp": -0.2})[0] == "float32"
+    assert float16_check.decide(ok, max_prob_change=1e-3)[0] == "float32"
     probe = {"top1_agreement_pct": 100.0, "max_abs_prob_change": 1e-4}  # no labels
-    assert precision.decide(probe)[0] == "float16"
+    assert float16_check.decide(probe)[0] == "float16"
 
 
 def test_probe_set_stands_in_when_the_runs_data_is_not_here(tmp_path):
     run = RunFolder(tmp_path / "r")
     run.write_config({"model": "baseline_cnn", "seed": 0,
                       "data": {"fer2013": str(tmp_path / "gone.csv")}})
-    images = precision.run_images(run)
-    assert images.y is None and images.x.shape == (precision.PROBE_IMAGES, 48, 48)
+    images = float16_check.run_images(run)
+    assert images.y is None and images.x.shape == (float16_check.PROBE_IMAGES, 48, 48)
     assert "gone.csv" in images.source and images.source.startswith("probe:")
-    assert np.array_equal(images.x, precision.probe_images().x)  # deterministic
+    assert np.array_equal(images.x, float16_check.probe_images().x)  # deterministic
     assert images.x.std() > 30  # spread over the grey levels, not a flat image
 
 
@@ -305,10 +305,10 @@ def test_probe_set_when_the_data_found_is_not_what_the_run_validated_on(tmp_path
     _write_fer_csv(csv)
     run = RunFolder(tmp_path / "r")
     run.write_config({"model": "baseline_cnn", "seed": 0, "data": {"fer2013": str(csv)}})
-    images = precision.run_images(run)
+    images = float16_check.run_images(run)
     assert images.y is not None and len(images.y) == 140 and images.source.startswith("val:")
     y = (images.y + 1) % 7  # other labels: another dataset than the run's
     probs = np.full((140, 7), 1 / 7, dtype="float32")
     save_predictions(run.predictions("val"), Predictions(probs, probs, y))
-    images = precision.run_images(run)
+    images = float16_check.run_images(run)
     assert images.y is None and "does not match the labels" in images.source

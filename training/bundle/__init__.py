@@ -8,12 +8,12 @@ the checkpoint's state.json) in one tar stream (optionally lzma), cut into flat 
 manifest that says which parts each call copies back; `fer-hybrid runs unbundle` checks
 every part and file against the manifest and restores the run folders.
 
-    plan.py        sizes, device limits, which files go in which call
-    keras_file.py  best.keras <-> compact weights (float16/float32 arrays + the model config)
-    precision.py   does float16 storage change the model's predictions? (measured)
-    manifest.py    the bundle manifest: names, schema, reading and checking
-    pack.py        run folders -> parts + manifest
-    unpack.py      parts + manifest -> run folders
+    plan.py           sizes, device limits, which files go in which call
+    keras_file.py     best.keras <-> compact weights (float16/float32 arrays + model config)
+    float16_check.py  does float16 storage change the model's predictions? (measured)
+    manifest.py       the bundle manifest: names, schema, reading and checking
+    pack.py           run folders -> parts + manifest
+    unpack.py         parts + manifest -> run folders
 
 Nothing here imports TensorFlow: bundling runs on the GPU machine under JAX.
 """

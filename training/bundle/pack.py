@@ -4,7 +4,7 @@ What is kept per run (everything else is left out and listed in the manifest):
   config.json, log.csv, metrics.json, checkpoint/state.json   verbatim (small; the record)
   predictions/{val,test}.npz                                  verbatim (ensembles need them)
   best.keras                                                  compact: the weights as float16
-      when `precision` measures that harmless (or asked), else the original file verbatim
+      when `float16_check` measures that harmless (or asked), else the original file verbatim
 The training checkpoint model (resuming happens on the GPU machine, not here), tensorboard/
 and evaluation/ are left out; history.png is redrawn from log.csv on unbundling.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from contract import utc_now
 from contract.files import atomic_write
-from training.bundle import keras_file, manifest, plan, precision
+from training.bundle import float16_check, keras_file, manifest, plan
 from training.errors import FerError
 from training.runs import RunFolder
 
@@ -45,8 +45,8 @@ class BundleOptions:
     weights: str = "auto"  # auto | float16 | float32
     part_bytes: int = plan.DEFAULT_PART_BYTES
     compression: str = "lzma"  # lzma | none
-    min_agreement: float = precision.DEFAULT_MIN_AGREEMENT
-    max_accuracy_change: float = precision.DEFAULT_MAX_ACCURACY_CHANGE
+    min_agreement: float = float16_check.DEFAULT_MIN_AGREEMENT
+    max_accuracy_change: float = float16_check.DEFAULT_MAX_ACCURACY_CHANGE
     max_prob_change: float | None = None
     batch_size: int = 256
 
@@ -103,12 +103,12 @@ def _model_entry(run: RunFolder, opts: BundleOptions, say) -> tuple[str, bytes, 
         return "best.keras", original, {**record, "storage": "float32",
                                         "reason": f"float16 not possible: {err}",
                                         "restored_sha256": record["original_sha256"]}
-    images = precision.run_images(run)
+    images = float16_check.run_images(run)
     say(f"{run.name}: measuring float16 weights on {len(images.x)} images "
         f"({images.source.split(':')[0]}) ...")
     rebuilt = keras_file.rebuild_keras(compact)  # what unbundling will write
-    check = precision.measure(run.best_model, rebuilt, images, batch_size=opts.batch_size)
-    storage, reason = precision.decide(check, min_agreement=opts.min_agreement,
+    check = float16_check.measure(run.best_model, rebuilt, images, batch_size=opts.batch_size)
+    storage, reason = float16_check.decide(check, min_agreement=opts.min_agreement,
                                        max_accuracy_change=opts.max_accuracy_change,
                                        max_prob_change=opts.max_prob_change)
     if opts.weights == "float16":
