@@ -6,6 +6,7 @@ tests/test_gpu_flow.py.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -185,3 +186,15 @@ def test_park_leaves_tracked_files_out_of_the_call_and_unpark_puts_them_back(tmp
     assert _git_status(repo) == ""  # the index and the exclude file as they were
     assert "ckpt" not in (repo / ".git" / "info" / "exclude").read_text()
     assert unpark(repo) == []
+
+
+def test_the_call_budget():
+    from training.gpu_plan import check_budget
+
+    with pytest.raises(FerError, match="at most 10 minutes"):
+        make_plan(None, pack="p", call_minutes=12)
+    plan = make_plan(None, pack="p")
+    short = check_budget(dataclasses.replace(plan, call_minutes=7))  # less device time left
+    assert short.schedule_minutes == pytest.approx(plan.schedule_minutes - 3)
+    with pytest.raises(FerError, match="leaves no time"):
+        check_budget(dataclasses.replace(plan, call_minutes=3.5))

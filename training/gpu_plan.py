@@ -167,10 +167,17 @@ def make_plan(specs: list[str] | None, *, pack: str, common: str = COMMON,
     if dupes:
         raise FerError(f"two members are named {', '.join(dupes)}; give each its own name "
                        f"('NAME: --model …')")
-    plan = GpuPlan(members=members, pack=pack, call_minutes=call_minutes,
-                   require_gpu=require_gpu)
+    return check_budget(GpuPlan(members=members, pack=pack, call_minutes=call_minutes,
+                                require_gpu=require_gpu))
+
+
+def check_budget(plan: GpuPlan) -> GpuPlan:
+    """FerError unless the call's minutes leave time to train, and it fits one command."""
+    if plan.call_minutes > CALL_MINUTES:
+        raise FerError(f"--call-minutes {plan.call_minutes:g}: a device command runs at most "
+                       f"{CALL_MINUTES:g} minutes")
     if plan.schedule_minutes <= 0.2:
-        raise FerError(f"--call-minutes {call_minutes:g} leaves no time to train after "
+        raise FerError(f"--call-minutes {plan.call_minutes:g} leaves no time to train after "
                        f"installing, starting up and bundling (needs more than "
-                       f"{CALL_MINUTES - plan.schedule_minutes + 0.2:g})")
+                       f"{plan.call_minutes - plan.schedule_minutes + 0.2:g})")
     return plan

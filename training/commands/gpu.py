@@ -77,8 +77,6 @@ def prepare(
     from training.errors import FerError
     from training.gpu_plan import COMMON, make_plan
 
-    if call_minutes > 10:
-        raise FerError("--call-minutes: a device command runs at most 10 minutes")
     repo = repo.resolve()
     carry_dir, wheels_dir = repo / CARRY_DIR, repo / WHEELS_DIR
     pack_rel = f"{CARRY_DIR}/{PACK_NAME}"
@@ -126,12 +124,20 @@ def prepare(
 def session(
     plan: Path = typer.Argument(..., help="The plan `gpu prepare` wrote (.carry/gpu-plan.json)."),
     out: Path = typer.Option(..., "--out", help="Where the first call's bundle parts go ($OUT)."),
+    call_minutes: float | None = typer.Option(
+        None, help="Override the plan's minutes for this call, e.g. when the device has less "
+                   "time left than the plan assumed (the members' share shrinks with it)."),
 ) -> None:
     """On the GPU machine: train every member of the plan at once, then bundle them into --out."""
-    from training.gpu_plan import GpuPlan
+    import dataclasses
+
+    from training.gpu_plan import GpuPlan, check_budget
     from training.gpu_session import run_session
 
-    run_session(GpuPlan.load(plan), out, printer=lambda s: typer.echo(s))
+    loaded = GpuPlan.load(plan)
+    if call_minutes is not None:
+        loaded = check_budget(dataclasses.replace(loaded, call_minutes=call_minutes))
+    run_session(loaded, out, printer=lambda s: typer.echo(s))
 
 
 @gpu_app.command("unpark")
