@@ -375,3 +375,14 @@ def test_resume_without_augmentation(tmp_path, splits):
     assert metrics["epochs_run"] == 2 and _epochs(run) == [1, 2]
     best = keras.saving.load_model(run / "best.keras", compile=False)
     assert best.name == "baseline_cnn"
+
+
+def test_resume_hint_names_the_command_that_ran(monkeypatch):
+    from training.train import _cli_name
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/fer-hybrid", "train"])
+    assert _cli_name() == "fer-hybrid"
+    # On the GPU machine: `python3 -m training.cli`, no installed command.
+    monkeypatch.setattr(sys, "argv", ["/repo/training/cli.py", "train"])
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    assert _cli_name() == "python3 -m training.cli"

@@ -227,6 +227,16 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _cli_name() -> str:
+    """How this process was started, for hints: the installed `fer-hybrid`, or the module
+    (the GPU machine has the checkout on PYTHONPATH, no installed command)."""
+    import sys
+
+    if Path(sys.argv[0]).name == "fer-hybrid":
+        return "fer-hybrid"
+    return f"{Path(sys.executable).name} -m training.cli"
+
+
 def _make_optimizer(cfg: TrainConfig):
     import keras
 
@@ -480,7 +490,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         metrics["status"] = "incomplete"
         run.write_metrics(metrics)
         _say(f"stopped after epoch {state['epoch']}/{config.epochs} to stay inside the time budget; "
-             f"continue with: fer-hybrid train --resume --name {run.path.name} "
+             f"continue with: {_cli_name()} train --resume --name {run.path.name} "
              f"--runs-dir {run.path.parent}")
         return metrics
 
