@@ -109,8 +109,8 @@ def _model_entry(run: RunFolder, opts: BundleOptions, say) -> tuple[str, bytes, 
     rebuilt = keras_file.rebuild_keras(compact)  # what unbundling will write
     check = float16_check.measure(run.best_model, rebuilt, images, batch_size=opts.batch_size)
     storage, reason = float16_check.decide(check, min_agreement=opts.min_agreement,
-                                       max_accuracy_change=opts.max_accuracy_change,
-                                       max_prob_change=opts.max_prob_change)
+                                           max_accuracy_change=opts.max_accuracy_change,
+                                           max_prob_change=opts.max_prob_change)
     if opts.weights == "float16":
         storage, reason = "float16", f"asked for (--weights float16); measured: {reason}"
     say(f"{run.name}: {storage} weights ({reason})")
