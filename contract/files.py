@@ -14,6 +14,7 @@ after a crash find them (`remove_stale_tmp`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -87,3 +88,18 @@ def remove_stale_tmp(folder: str | os.PathLike) -> list[Path]:
             p.unlink()
             removed.append(p)
     return removed
+
+
+def sha256_of(fh, chunk: int = 2**20) -> str:
+    """sha256 of a binary file object's whole content (read from its start, in chunks)."""
+    digest = hashlib.sha256()
+    fh.seek(0)
+    while block := fh.read(chunk):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in chunks (model files and bundle parts can be large)."""
+    with open(path, "rb") as fh:
+        return sha256_of(fh)

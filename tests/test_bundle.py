@@ -16,8 +16,8 @@ import pytest
 from conftest import synthetic_faces
 from typer.testing import CliRunner
 
+from contract.files import sha256_file
 from training.bundle import float16_check, keras_file, plan
-from training.bundle.manifest import sha256_file
 from training.bundle.unpack import unbundle
 from training.errors import FerError
 from training.runs import RunFolder

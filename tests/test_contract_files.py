@@ -62,3 +62,18 @@ def test_temp_names_keep_the_suffix_last_and_are_found_after_a_crash(tmp_path):
     keep.write_bytes(b"whole")
     assert sorted(remove_stale_tmp(tmp_path)) == sorted(stale)
     assert keep.exists() and not any(p.exists() for p in stale)
+
+
+def test_sha256_of_a_file_and_of_a_file_object(tmp_path):
+    import hashlib
+    import io
+
+    from contract.files import sha256_file, sha256_of
+
+    data = bytes(range(256)) * 5000  # several chunks
+    (tmp_path / "f").write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    assert sha256_file(tmp_path / "f") == want
+    fh = io.BytesIO(data)
+    fh.read(100)  # wherever it stands, the whole content is hashed
+    assert sha256_of(fh, chunk=4096) == want

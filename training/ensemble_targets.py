@@ -13,12 +13,12 @@ take the defaults.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from contract.files import sha256_file
 from training import soft_targets
 from training.ensemble import weighted_average
 from training.errors import FerError
@@ -81,7 +81,7 @@ def save_ensemble_soft_targets(report: dict, out: str | Path, *, overrides: dict
         "tta": bool(report["tta_flip"]),
         "selection": report["selection"]["method"],
         "members": [{"name": m["name"], "path": m["path"], "weight": m["weight"],
-                     "model_sha256": _sha256(resolve_target(m["path"]).model_path)}
+                     "model_sha256": sha256_file(resolve_target(m["path"]).model_path)}
                     for m in selected_members(report)],
         "val_accuracy": report["ensemble"]["val"]["accuracy_tta" if report["tta_flip"]
                                                   else "accuracy"],
@@ -91,11 +91,3 @@ def save_ensemble_soft_targets(report: dict, out: str | Path, *, overrides: dict
     targets = soft_targets.from_images(train.x, probs, meta)
     soft_targets.save(out, targets)
     return targets
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -40,14 +40,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 2**20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def safe_relative(path: str) -> str:
     """A manifest path that stays inside its folder; FerError for '..', '/x', '' and such."""
     p = PurePosixPath(path)

@@ -15,7 +15,6 @@ writer; the manifest is written last, so a manifest on disk means its parts are 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import lzma
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract import utc_now
-from contract.files import atomic_write
+from contract.files import atomic_write, sha256_of
 from training.bundle import float16_check, keras_file, manifest, plan
 from training.errors import FerError
 from training.runs import RunFolder
@@ -203,7 +202,7 @@ def bundle_runs(paths: list[Path], out: Path, opts: BundleOptions | None = None,
             if opts.compression != "none" else f"stream: {plan.format_size(raw_bytes)}")
         _compress(tar_file, stream, opts.compression)
         size = stream.tell()
-        digest = _sha_of(stream)
+        digest = sha256_of(stream)
         bundle_id = digest[:12]
         count = max(1, -(-size // opts.part_bytes))
         parts = []
@@ -249,11 +248,3 @@ def _set_calls(body: dict, calls: list[list[str]], sizes: dict[str, int]) -> Non
         part["call"] = call_of[part["name"]]
     body["calls"] = [{"call": i, "files": names, "bytes": sum(sizes[n] for n in names)}
                      for i, names in enumerate(calls, 1)]
-
-
-def _sha_of(fh) -> str:
-    digest = hashlib.sha256()
-    fh.seek(0)
-    while block := fh.read(2**20):
-        digest.update(block)
-    return digest.hexdigest()

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from contract.files import atomic_write, fsync_dir, temp_path
+from contract.files import atomic_write, fsync_dir, sha256_file, temp_path
 from training.bundle import keras_file, manifest
 from training.bundle.pack import COMPACT_SUFFIX
 from training.errors import FerError
@@ -40,7 +40,7 @@ def _locate_parts(body: dict, folders: list[Path]) -> list[Path]:
             if size != part["bytes"]:
                 problems.append(f"{path} is truncated or padded: {size:,} bytes, the manifest "
                                 f"says {part['bytes']:,}")
-            elif manifest.sha256_file(path) != part["sha256"]:
+            elif sha256_file(path) != part["sha256"]:
                 problems.append(f"{path} is corrupt (its sha256 differs from the manifest's)")
             else:
                 found.append(path)
