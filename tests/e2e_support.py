@@ -5,6 +5,7 @@
 * a tiny Keras expression model exported as a TF.js ensemble (fixture models folder)
 * a live Uvicorn server running the real backend in a thread
 * headless Chromium launch (Debian's /usr/bin/chromium; `playwright install` is never needed)
+* a still image through the live page's Photo button (`analyse_photo`)
 """
 
 from __future__ import annotations
@@ -196,6 +197,23 @@ def wait_state(page, expr: str, timeout_s: float = 60.0, interval_s: float = 0.2
             state = page.evaluate("JSON.stringify(window.ferState || window.ferUploadState || null)")
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {expr!r}; state={state[:1500]}")
         time.sleep(interval_s)
+
+
+def analyse_photo(page, rgb: np.ndarray, name: str = "scene.png", timeout_s: float = 60.0) -> list[dict]:
+    """Run an RGB image through the live page's Photo button: its own detector, alignment,
+    low-light step and ensemble (main.js -> pipeline.analyse). Returns `ferState.faces`
+    ({box, score, label, probs, lowlight} in image pixels). The page must be ready."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)  # lossless: the exact pixels
+    # A status the page never sets, so the wait below cannot see the previous photo's result.
+    page.evaluate("window.ferState.status = 'test-pending'")
+    page.set_input_files("#photo", files=[{"name": name, "mimeType": "image/png", "buffer": buf.getvalue()}])
+    wait_state(page, "window.ferState.status === 'ready' && window.ferState.mode === 'still'", timeout_s)
+    return js_state(page)["faces"]
 
 
 def save_json(name: str, data) -> None:
