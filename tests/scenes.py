@@ -1,4 +1,4 @@
-"""Composite multi-face scenes for the page's detector and classifier (issue 12, "Dynamic environments").
+"""Multi-face scenes for the page's detector and classifier (issue 12, "Dynamic environments").
 
 Faces come only from images that ship inside packages: scikit-image's astronaut and LFW subset,
 matplotlib's Grace Hopper portrait (never a dataset image). `compose` pastes them onto a
@@ -7,7 +7,7 @@ in-plane rotation and lighting, and returns the image with the ground truth. `ma
 truth with the page's detections; `compare` sets a scene face against the same face as a single
 crop. Pure NumPy/scikit-image: the browser part lives in e2e_support.analyse_photo.
 
-Conventions (what the numbers in models/scenes/ mean):
+Conventions (what the numbers in models/scenes.* mean):
 
 * face size = width in pixels of the face box (the box BlazeFace draws on that face upright);
 * ground-truth box = that box scaled and centred on the pasted face, axis-aligned and *not*
@@ -47,7 +47,8 @@ class FaceSource:
 
 @dataclass(frozen=True)
 class Placement:
-    """One face in a scene: which source, face width, rotation (degrees, counter-clockwise), light."""
+    """One face in a scene: which source, face width, rotation (degrees, counter-clockwise),
+    light."""
 
     source: int
     size: int
@@ -163,20 +164,15 @@ def face_patch(source: FaceSource, p: Placement) -> tuple[np.ndarray, np.ndarray
 def place(placements: list[Placement], sources: list[FaceSource], rng: np.random.Generator,
           shape=CANVAS, tries: int = 400) -> list[Placement] | None:
     """Give every placement without a centre one where its patch stays inside the canvas and off
-    every other patch (largest first); None when they do not fit."""
+    every other patch (those with a centre first, then largest first); None when they do not fit."""
     h, w = shape
-    taken: list[tuple[float, float, float]] = []  # (x, y, radius)
-    out: list[Placement | None] = [None] * len(placements)
-    order = sorted(range(len(placements)), key=lambda i: -patch_side(placements[i].size, sources[placements[i].source]))
-    for i in order:
-        p = placements[i]
-        r = patch_side(p.size, sources[p.source]) / 2
-        if 2 * r > min(w, h):
-            return None
-        if p.centre is not None:
-            taken.append((*p.centre, r))
-            out[i] = p
-            continue
+    radius = [patch_side(p.size, sources[p.source]) / 2 for p in placements]
+    if 2 * max(radius, default=0) > min(w, h):
+        return None
+    out = list(placements)
+    taken = [(*p.centre, r) for p, r in zip(placements, radius) if p.centre is not None]
+    for i in sorted((i for i, p in enumerate(placements) if p.centre is None), key=lambda i: -radius[i]):
+        p, r = placements[i], radius[i]
         for _ in range(tries):
             x, y = rng.uniform(r, w - r), rng.uniform(r, h - r)
             if all(np.hypot(x - tx, y - ty) >= r + tr for tx, ty, tr in taken):
@@ -185,7 +181,7 @@ def place(placements: list[Placement], sources: list[FaceSource], rng: np.random
                 break
         else:
             return None
-    return out  # type: ignore[return-value]
+    return out
 
 
 def compose(placements: list[Placement], sources: list[FaceSource], *, background_kind="plain",
@@ -241,8 +237,10 @@ def box_tuple(box: dict) -> tuple[float, float, float, float]:
     return (box["x"], box["y"], box["w"], box["h"])
 
 
-def match(truth: list[tuple], detections: list[dict], min_iou: float = MATCH_IOU) -> list[int | None]:
-    """For each ground-truth box, the index of its detection (greedy on IoU, each used once) or None."""
+def match(truth: list[tuple], detections: list[dict],
+          min_iou: float = MATCH_IOU) -> list[int | None]:
+    """For each ground-truth box, the index of its detection (greedy on IoU, each detection used
+    once) or None."""
     pairs = sorted(((iou(t, box_tuple(d["box"])), ti, di) for ti, t in enumerate(truth)
                     for di, d in enumerate(detections)), reverse=True)
     out: list[int | None] = [None] * len(truth)

@@ -1,4 +1,5 @@
-"""The scene composer and scoring of tests/scenes.py (no browser: the geometry the benchmark trusts)."""
+"""The scene composer and scoring of tests/scenes.py (no browser): the geometry the benchmark
+trusts."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_ground_truth_box_sits_on_the_pasted_face():
     assert (w, h) == pytest.approx((82, 82))
     grey = scene.image.astype(int).sum(axis=2)
     inside = grey[int(y) + 3:int(y + h) - 3, int(x) + 3:int(x + w) - 3]
-    assert inside.min() >= 3 * 110  # the face square fills its box (scaled x2, no blur at the edges)
+    assert inside.min() >= 3 * 110  # the face square fills its box (scaled x2, sharp edges)
     assert abs((x + w / 2) - 200.3) <= 0.5 and abs((y + h / 2) - 150.7) <= 0.5
 
 
@@ -60,6 +61,13 @@ def test_place_keeps_patches_apart_and_inside():
         for q in ps[i + 1:]:
             d = np.hypot(p.centre[0] - q.centre[0], p.centre[1] - q.centre[1])
             assert d >= r + S.patch_side(q.size, sources[0]) / 2
+    # Faces already placed stay put and keep the new (bigger) one off them.
+    fixed = [S.Placement(0, 24, centre=(320.0, 240.0))]
+    for _ in range(20):
+        a, b = S.place(fixed + [S.Placement(0, 128)], sources, rng)
+        assert a.centre == (320.0, 240.0)
+        assert np.hypot(b.centre[0] - 320, b.centre[1] - 240) >= sum(
+            S.patch_side(s, sources[0]) / 2 for s in (24, 128))
     assert S.place([S.Placement(0, 200)] * 2, sources, rng) is None  # two never fit
     assert S.place([S.Placement(0, 300)], sources, rng) is None  # bigger than the canvas
 
