@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
+from training.errors import FerError
 from training.explain.analysis import (
     NAMED_PAIRS,
     confident_mistakes,
@@ -208,6 +209,10 @@ def test_gradcam_cut_skips_a_layer_that_a_skip_connection_bypasses():
     cam = GradCam(model)
     assert cam.layer.name == "early"  # the output depends on `early` not only through `late`
     assert cam(np.zeros((2, 48, 48), "uint8") + 100, [0, 1]).shape == (2, 48, 48)
+    with pytest.raises(FerError, match="skip connection"):
+        GradCam(model, "late")
+    with pytest.raises(FerError, match="no layer 'nope'"):
+        GradCam(model, "nope")
 
 
 JAX_SCRIPT = textwrap.dedent("""

@@ -33,6 +33,10 @@ def explain(
     maps_per_class: Annotated[int, typer.Option(
         "--maps-per-class", help="Images per true class averaged into the class maps (the "
                                  "slow part: occlusion runs 121 patched copies of each).")] = 50,
+    gradcam_layer: Annotated[str | None, typer.Option(
+        "--gradcam-layer", help="Layer whose feature map Grad-CAM weighs (default: the last "
+                                "convolutional one; sepnet's is 2x2, an earlier one gives finer "
+                                "maps).", show_default=False)] = None,
     tta: Annotated[bool | None, typer.Option(
         "--tta/--no-tta", help="Score and explain with flip TTA. Default: as the target is "
                                "scored (the manifest's choice; on for Keras targets).",
@@ -69,7 +73,8 @@ def explain(
     from training.runs import normalise_split
 
     opts = ExplainOptions(split=normalise_split(split), sample=sample, gallery=gallery,
-                          pairs=pairs, method=method, maps_per_class=maps_per_class, tta=tta,
+                          pairs=pairs, method=method, maps_per_class=maps_per_class,
+                          gradcam_layer=gradcam_layer, tta=tta,
                           batch_size=batch_size, seed=seed)
     opts.check()
     source = resolve_source(target)

@@ -51,6 +51,7 @@ class ExplainOptions:
     pairs: int = 3  # confused pairs that get a gallery
     method: str | None = None  # None: both where Keras layers exist, else occlusion
     maps_per_class: int = 50  # images per true class averaged into the class maps
+    gradcam_layer: str | None = None  # None: the last convolutional feature map
     tta: bool | None = None  # None: as the target is scored (manifest / on)
     batch_size: int = 256
     seed: int = 0
@@ -119,9 +120,11 @@ def _predictions(source: Source, split: str, loader: SplitLoader, rows: np.ndarr
 
 
 def _saliency(scorer, x: np.ndarray, true: np.ndarray, pred: np.ndarray, methods, *,
-              tta: bool, progress: bool) -> tuple[dict, dict]:
+              tta: bool, progress: bool, layer: str | None = None) -> tuple[dict, dict]:
     """{method: {"true": (n,H,W), "pred": (n,H,W)}} and what each method was run with."""
     maps, info = {}, {}
+    # cut the model first: a --gradcam-layer that does not work fails before the slow part
+    cam = GradCam(scorer.keras_model, layer) if "gradcam" in methods else None
     if "occlusion" in methods:
         predict = with_flip_tta(scorer.predict) if tta else scorer.predict
         occ = occlusion_maps(predict, x, progress=progress)
@@ -129,8 +132,7 @@ def _saliency(scorer, x: np.ndarray, true: np.ndarray, pred: np.ndarray, methods
         maps["occlusion"] = {"true": occ[at, true], "pred": occ[at, pred]}
         info["occlusion"] = {"patch": PATCH, "stride": STRIDE, "fill": "image mean",
                              "units": "drop of the class probability"}
-    if "gradcam" in methods:
-        cam = GradCam(scorer.keras_model)
+    if cam is not None:
         maps["gradcam"] = {"true": cam(x, true, tta=tta), "pred": cam(x, pred, tta=tta)}
         info["gradcam"] = {"layer": cam.layer.name, "map_size": list(cam.map_size),
                            "score": "log p(class)", "units": "scaled to max 1 per image"}
@@ -192,7 +194,7 @@ def explain_target(source: Source, loader: SplitLoader, opts: ExplainOptions, ou
     selected = np.unique(np.concatenate([*class_rows, np.asarray(shown, "int64")])).astype(int)
     where = {int(r): i for i, r in enumerate(selected)}
     maps, saliency_info = _saliency(scorer, x[selected], y[selected], pred[selected], methods,
-                                    tta=tta, progress=progress)
+                                    tta=tta, progress=progress, layer=opts.gradcam_layer)
     t_maps = time.monotonic()
 
     out_dir = Path(out_dir)

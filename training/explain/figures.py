@@ -15,8 +15,10 @@ import numpy as np
 
 from contract import LABELS
 
-#: Upscaling of the 48x48 tiles in the report, so a face is legible without zooming.
+#: Upscaling of the 48x48 tiles in the report, so a face is legible without zooming, and the
+#: widest a tile gets (two tiles of five panels side by side on a laptop screen).
 TILE_SCALE = 2.5
+TILE_MAX_WIDTH = 560
 #: Largest opacity of the heat colours over the face.
 ALPHA = 0.6
 
@@ -50,6 +52,7 @@ def tile_png(panels: Sequence[np.ndarray], *, scale: float = TILE_SCALE, gap: in
     strip = np.full((h, len(panels) * (w + gap) - gap, 3), 255, "uint8")
     for i, p in enumerate(panels):
         strip[:, i * (w + gap): i * (w + gap) + w] = p
+    scale = min(scale, TILE_MAX_WIDTH / strip.shape[1])
     img = Image.fromarray(strip).resize((round(strip.shape[1] * scale), round(h * scale)),
                                         Image.Resampling.BICUBIC)
     buf = io.BytesIO()

@@ -36,7 +36,7 @@ figure{margin:0;background:#fff;border:1px solid #e1e4ea;border-radius:8px;paddi
 figure img{display:block;image-rendering:auto} figcaption{font-size:12px;color:#3a4150;
 margin-top:4px}
 img.wide{max-width:100%;height:auto;background:#fff;border:1px solid #e1e4ea;border-radius:8px}
-.cm{max-width:min(100%,560px)}
+img.cm{max-width:min(100%,560px)}
 .legend{font-size:13px;color:#5a6275} code{background:#eef0f4;padding:1px 4px;border-radius:3px}
 """
 

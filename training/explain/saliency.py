@@ -193,6 +193,9 @@ class GradCam:
     @staticmethod
     def _cut(model, name: str | None, keras):
         """(feature layer, head model from it to the output): the last layer that works."""
+        if name and name not in {la.name for la in model.layers}:
+            raise FerError(f"{model.name} has no layer {name!r}; leave out --gradcam-layer to use "
+                           "the last convolutional feature map")
         layers = [model.get_layer(name)] if name else [
             la for la in model.layers
             if len(getattr(la.output, "shape", ())) == 4 and (la.output.shape[1] or 0) > 1
@@ -203,6 +206,10 @@ class GradCam:
                 return layer, keras.Model(layer.output, model.output)
             except Exception:  # noqa: BLE001 - try the layer before
                 continue
+        if name:
+            raise FerError(f"layer {name!r} of {model.name} is not a feature map the output "
+                           "depends on alone (a skip connection bypasses it); pick another "
+                           "--gradcam-layer")
         raise FerError(f"{model.name} has no convolutional feature map that the output depends "
                        "on alone, so Grad-CAM is not available; use --method occlusion")
 
