@@ -83,7 +83,7 @@ def saliency_methods(source: Source, method: str | None) -> tuple[str, ...]:
 def default_out_dir(source: Source) -> Path:
     """<run>/explain for a run folder (git-ignored with runs/), else reports/explain-<name>."""
     if source.kind == "run":
-        return source.path / "explain"
+        return source.target.run.explain_dir
     return Path("reports") / f"explain-{source.name}"
 
 

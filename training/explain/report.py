@@ -25,12 +25,14 @@ padding:8px 12px;border-radius:6px;font-size:13px}
 .card{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:24px} .card span{color:#5a6275;font-size:13px}
 .row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.row>div{flex:1 1 380px}
+.row>div.fig{flex:0 1 560px}
 table{border-collapse:collapse;background:#fff;font-size:14px}
 th,td{border:1px solid #e1e4ea;padding:4px 8px;text-align:right} th{background:#eef0f4}
-td:first-child,th:first-child{text-align:left}
+td:first-child,th:first-child,td.l{text-align:left}
 .bar{display:inline-block;height:8px;background:#4a7bd0;border-radius:2px;vertical-align:middle;
 margin-left:6px}
-.bad{background:#d0584a}
+.bad{background:#d0584a} tr.joint td{font-style:italic;color:#5a6275}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0;background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:6px}
 figure img{display:block;image-rendering:auto} figcaption{font-size:12px;color:#3a4150;
@@ -59,6 +61,12 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _rate_cell(p: dict) -> str:
     return f"{pct(p['rate'], 1)} ({p['count']}/{p['support']}){_bar(p['rate'], True)}"
+
+
+def _share_cells(p: dict) -> str:
+    """Two cells: the share of the true class (with a bar) and count / support."""
+    return (f"<td>{pct(p['rate'], 1)}{_bar(p['rate'], True)}</td>"
+            f"<td>{p['count']} / {p['support']}</td>")
 
 
 def _panels(methods: list[str]) -> str:
@@ -105,13 +113,20 @@ def render_html(doc: dict, images: dict) -> str:
     cards_html = "".join(f'<div class="card"><b>{escape(v)}</b><span>{escape(t)}</span></div>'
                          for v, t in cards)
 
-    named = _table(["pair", "a → b", "b → a", "joint"], [
-        [escape(p["pair"]),
-         f"{escape(p['a_to_b']['true'])} → {escape(p['a_to_b']['pred'])}: "
-         + _rate_cell(p["a_to_b"]),
-         f"{escape(p['b_to_a']['true'])} → {escape(p['b_to_a']['pred'])}: "
-         + _rate_cell(p["b_to_a"]),
-         pct(p["joint_rate"], 1)] for p in doc["named_pairs"]])
+    named_rows = []
+    for p in doc["named_pairs"]:
+        ab, ba = p["a_to_b"], p["b_to_a"]
+        both = ab["count"] + ba["count"], ab["support"] + ba["support"]
+        named_rows += [
+            f'<tr><td rowspan="3">{escape(p["pair"])}</td>'
+            f'<td class="l">{escape(ab["true"])} → {escape(ab["pred"])}</td>'
+            f"{_share_cells(ab)}</tr>",
+            f'<tr><td class="l">{escape(ba["true"])} → {escape(ba["pred"])}</td>'
+            f"{_share_cells(ba)}</tr>",
+            f'<tr class="joint"><td class="l">both ways</td><td>{pct(p["joint_rate"], 1)}</td>'
+            f"<td>{both[0]} / {both[1]}</td></tr>"]
+    named = ("<table><thead><tr><th>pair</th><th>true → predicted</th><th>share</th>"
+             f"<th>images</th></tr></thead><tbody>{''.join(named_rows)}</tbody></table>")
     pairs = _table(["true → predicted", "images", "share of the true class"], [
         [f"{escape(p['true'])} → {escape(p['pred'])}", str(p["count"]), _rate_cell(p)]
         for p in doc["top_pairs"]])
@@ -134,7 +149,8 @@ def render_html(doc: dict, images: dict) -> str:
         + _gallery(g["examples"], images["tiles"]) for g in doc["pair_galleries"])
 
     how = [f"Target <code>{escape(doc['path'])}</code> ({escape(doc['kind'])}), split "
-           f"{escape(doc['split_name'])}, {sample}, {mode}; predictions {escape(doc['predictions'])}."]
+           f"{escape(doc['split_name'])}, {sample}, {mode}; predictions "
+           f"{escape(doc['predictions'])}."]
     if "occlusion" in doc["saliency"]:
         o = doc["saliency"]["occlusion"]
         how.append(f"<b>Occlusion</b>: a {o['patch']}×{o['patch']} patch of the image's mean grey "
@@ -157,28 +173,29 @@ def render_html(doc: dict, images: dict) -> str:
 <style>{_CSS}</style></head><body><main>
 <h1>{escape(doc['target'])}: what it gets wrong, and where it looks</h1>
 <p class="sub">{escape(doc['split_name'])}, {sample}, {mode} · {escape(doc['created'])}</p>
-<p class="warn">This page shows faces from the dataset ({escape(doc['split_name'])}): research-only
-images. Keep it out of git and do not publish it; <code>explain.json</code> holds the numbers alone.</p>
+<p class="warn">This page shows faces from the dataset ({escape(doc['split_name'])}):
+research-only images. Keep it out of git and do not publish it; <code>explain.json</code> holds
+the numbers alone.</p>
 <div class="cards">{cards_html}</div>
 
 <h2>Where it errs</h2>
-<div class="row"><div>{_img(images['confusion'], 'confusion matrix', 'wide cm')}</div>
+<div class="row"><div class="fig">{_img(images['confusion'], 'confusion matrix', 'wide cm')}</div>
 <div><h3>The paper's hard pairs</h3>{named}
-<p class="legend">a → b: share of class a predicted as b (count / images of a).
-Joint: both directions over both classes' images.</p>
+<p class="legend">Share: of the images of the true class, how many were predicted as the other
+one; "both ways" pools the two directions over both classes' images.</p>
 <h3>Most confused pairs</h3>{pairs}</div></div>
 <h3>Per class</h3>{class_table}
 
 <h2>Where it looks</h2>
 <p class="legend">Each column: the average face of a class, and the average map of where the
-evidence <i>for that class</i> lies (warm = strongest evidence; for occlusion: hiding this region lowers the class's
-probability most). "Evidence above mid-face": share of the positive map in the upper half (eyes,
-brows) rather than the lower (nose, mouth).</p>
+evidence <i>for that class</i> lies (warm = strongest evidence; for occlusion: hiding this
+region lowers the class's probability most). "Evidence above mid-face": share of the positive
+map in the upper half (eyes, brows) rather than the lower (nose, mouth).</p>
 {_img(images['classes'], 'class-average saliency maps', 'wide')}
 
 <h2>Surest mistakes</h2>
-<p class="legend">Wrong answers given with the highest probability (often label noise, or a
-face that really is ambiguous). Panels: {_panels(methods)}.</p>
+<p class="legend">Wrong answers given with the highest probability: where to look for label
+noise and for faces that really are ambiguous. Panels: {_panels(methods)}.</p>
 {_gallery(doc['confident_mistakes'], images['tiles'])}
 
 <h2>Most confused pairs, by example</h2>
