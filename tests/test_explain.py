@@ -275,9 +275,11 @@ def write_fer_csv(path: Path) -> Path:
     return path
 
 
-def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FER_HYBRID_CACHE": str(cache),
-           "KERAS_BACKEND": "tensorflow"}
+def run_cli(*args: str, cache: Path | None) -> subprocess.CompletedProcess:
+    """`fer-hybrid explain ARGS` in a fresh process (cache None: the user's FER2013 cache)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "tensorflow"}
+    if cache is not None:
+        env["FER_HYBRID_CACHE"] = str(cache)
     return subprocess.run([sys.executable, "-m", "training.cli", "explain", *args], env=env,
                           cwd=REPO, capture_output=True, text=True, timeout=600)
 
@@ -364,3 +366,19 @@ def test_cli_user_errors_are_one_line(models_dir, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_explains_the_shipped_models_on_real_privatetest(shared_data, tmp_path):
+    out = tmp_path / "report"
+    proc = run_cli(str(REPO / "models"), "--data-dir", str(shared_data), "--sample", "140",
+                   "--maps-per-class", "1", "--gallery", "2", "--pairs", "1", "--out", str(out),
+                   cache=None)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "explain.json").read_text())
+    assert doc["n"] == 140 and doc["n_split"] == 3589 and doc["kind"] == "models"
+    assert 0.45 < doc["accuracy"] < 0.9  # the card says 67.65 % on all 3,589
+    sad_neutral = doc["named_pairs"][0]
+    assert sad_neutral["pair"] == "sad/neutral" and sad_neutral["a_to_b"]["support"] > 0
+    assert (out / "explain.html").stat().st_size > 50_000  # faces and maps inlined

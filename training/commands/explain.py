@@ -80,6 +80,9 @@ def explain(
     source = resolve_source(target)
     methods = saliency_methods(source, method)
     out_dir = out if out is not None else default_out_dir(source)
+    # every target needs the training stack (models run in TensorFlow): without it, the install
+    # hint comes now rather than after the dataset has loaded
+    import keras  # noqa: F401
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
     started = time.monotonic()
     result = explain_target(source, loader, opts, out_dir, methods=methods, progress=True)
