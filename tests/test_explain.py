@@ -382,3 +382,24 @@ def test_cli_explains_the_shipped_models_on_real_privatetest(shared_data, tmp_pa
     sad_neutral = doc["named_pairs"][0]
     assert sad_neutral["pair"] == "sad/neutral" and sad_neutral["a_to_b"]["support"] > 0
     assert (out / "explain.html").stat().st_size > 50_000  # faces and maps inlined
+
+
+@pytest.mark.slow
+def test_gradcam_only_without_tta_on_a_keras_file(trained, tmp_path):
+    """The library path for a bare .keras file: Grad-CAM alone, plain (no TTA) scores."""
+    from training.explain.build import ExplainOptions, default_out_dir, explain_target
+    from training.explain.source import resolve_source
+
+    xa, y = synthetic_faces(60, seed=4)
+    xb, _ = synthetic_faces(60, seed=14)
+    x = np.clip(0.55 * xa.astype("float32") + 0.45 * xb, 0, 255).astype("uint8")
+    source = resolve_source(trained["path"])
+    assert source.kind == "keras" and default_out_dir(source) == Path("reports/explain-tiny")
+    doc = explain_target(source, {"test": (x, y)}.__getitem__,
+                         ExplainOptions(method="gradcam", tta=False, maps_per_class=2, gallery=3,
+                                        pairs=1), tmp_path / "out")
+    assert doc["saliency"]["methods"] == ["gradcam"] and "occlusion" not in doc["saliency"]
+    assert doc["tta"] is False and doc["accuracy"] == doc["accuracy_plain"] < 1.0
+    assert doc["saliency"]["classes"]["angry"]["gradcam"]["upper_half_share"] is not None
+    html = (tmp_path / "out" / "explain.html").read_text()
+    assert "Grad-CAM for <i>predicted</i>" in html and "occlusion for" not in html
