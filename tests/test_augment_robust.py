@@ -353,8 +353,10 @@ def test_cli_documents_and_checks_the_option(cli, tmp_path):
 @pytest.mark.slow
 def test_cli_trains_with_every_condition_and_resumes(cli, tmp_path):
     args = ("--runs-dir", str(tmp_path), "--name", "robust")
+    # --label-smoothing: the GPU sessions' recipe, whose training model is a Trainer
     result = cli("--model", "baseline_cnn", "--epochs", "1", "--batch-size", "32",
-                 "--robust-aug", "all", "--robust-p", "0.5", "--checkpoint-minutes", "0", *args)
+                 "--label-smoothing", "0.1", "--robust-aug", "all", "--robust-p", "0.5",
+                 "--checkpoint-minutes", "0", *args)
     assert result.exit_code == 0, result.output
     assert "robustness augmentation: rotation30, occlusion" in result.output
     saved = json.loads((tmp_path / "robust" / "config.json").read_text())
@@ -366,7 +368,7 @@ def test_cli_trains_with_every_condition_and_resumes(cli, tmp_path):
 
     model = load_model(tmp_path / "robust" / "checkpoint" / state["checkpoint_model"])
     assert state["epoch"] == 2
-    assert "robust_downscale" in [layer.name for layer in model.layers[1].layers]
+    assert "robust_downscale" in [layer.name for layer in model.augmenter.layers]
     result = cli("--resume", "--epochs", "3", "--robust-aug", "blur", *args)
     assert isinstance(result.exception, FerError) and "robust_aug" in str(result.exception)
     best = keras.saving.load_model(tmp_path / "robust" / "best.keras", compile=False)
@@ -397,6 +399,6 @@ def test_the_layers_train_under_jax(tmp_path):
     """)
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+                          timeout=600, check=False)  # JAX compiles slowly on a busy CPU
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK jax 8" in proc.stdout

@@ -144,7 +144,9 @@ class RandomBlur(_PerImage):
     One 7x7 kernel per image (7 taps hold +/-2 sigma of the widest Gaussian and the longest
     line; a fractional length weights the line's end taps), applied by one depthwise
     convolution with the batch moved into the channels, so every image gets its own kernel
-    for ~49 multiply-adds a pixel. Borders are mirrored, so edges do not darken.
+    for ~49 multiply-adds a pixel. Borders are mirrored, so edges do not darken. (Under
+    `--distribute` with JAX the batch axis is sharded, so XLA regathers it for this one
+    convolution: correct, a little traffic between devices.)
     """
 
     TAPS = 7
