@@ -13,7 +13,7 @@ FER crop; other sizes scale with the image):
 | --- | --- | --- |
 | `low_light` | `RandomLowLight` | dark: gamma 1.0-3.0 then gain 0.2-1.0; or (1 in 4 of the changed images) over-exposed: gamma 0.5-1.0, gain 1.2-2.0; then Gaussian sensor noise, sigma 0-12 grey levels; clipped to 0..255 |
 | `blur` | `RandomBlur` | half Gaussian defocus (sigma 0.3-1.5 px), half motion blur (a line 3-7 px long, horizontal, vertical or diagonal); one 7x7 kernel per image |
-| `occlusion` | `RandomOcclusion` | one of: an eye band (sunglasses; rows ~10-26 around the eyes at 14-22), a lower-face mask (from row 27-32 down, over the mouth at 32-42), a hand-sized 14-26 px patch anywhere; filled with one random grey level or (half the time) noise |
+| `occlusion` | `RandomOcclusion` | one of: an eye band (sunglasses; rows ~10-26 around the eyes at 14-22), a lower-face mask (from row 25-31 down: the nose and the mouth at 32-42), a hand-sized 14-26 px patch anywhere; filled with one random grey level or (half the time) noise |
 | `downscale` | `RandomDownscale` | a far face: down to 16-32 px (antialiased) and bilinearly back up to 48 |
 | `rotation30` | the augmenter's `RandomRotation` | +/-30 degrees instead of +/-10 (every image, like the base rotation; `p` does not apply) |
 
@@ -198,13 +198,13 @@ class RandomBlur(_PerImage):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomOcclusion(_PerImage):
     """One occluder per image, of a kind drawn from `kinds`: "eyes" (sunglasses: a band over
-    the eyes), "mask" (the lower face from below the nose), "hand" (a hand-sized patch
+    the eyes), "mask" (a face mask: nose, mouth and chin), "hand" (a hand-sized patch
     anywhere). Filled with one random grey level or, with probability `noise_p`, uniform
     noise (like random erasing).
 
     Rows are those of the aligned 48x48 crop (eyes ~14-22, mouth ~32-42), jittered so the
     model cannot learn one fixed edge: eye band centre row 16-20, 8-12 rows tall, columns
-    from 1-6 to 42-47; mask from row 27-32 to the bottom, columns from 0-5 to 43-48; hand
+    from 1-6 to 42-47; mask from row 25-31 to the bottom, columns from 0-5 to 43-48; hand
     14-26 px a side, anywhere in the image.
     """
 
@@ -224,7 +224,7 @@ class RandomOcclusion(_PerImage):
         u = lambda lo, hi: self.uniform(n, (lo, hi), ())  # noqa: E731
         centre, tall = u(16.0, 20.0), u(8.0, 12.0)
         eyes = (centre - tall / 2, centre + tall / 2, u(1.0, 6.0), u(42.0, 47.0))
-        mask = (u(27.0, 32.0), ops.full((n,), 48.0), u(0.0, 5.0), u(43.0, 48.0))
+        mask = (u(25.0, 31.0), ops.full((n,), 48.0), u(0.0, 5.0), u(43.0, 48.0))
         hh, hw = u(14.0, 26.0), u(14.0, 26.0)
         top, left = u(0.0, 1.0) * (48.0 - hh), u(0.0, 1.0) * (48.0 - hw)
         hand = (top, top + hh, left, left + hw)
