@@ -3,7 +3,10 @@
 The paper's augmentation: random horizontal flip, +/-10 degree rotation,
 +/-10 % zoom and +/-10 % horizontal/vertical shift. The layers are active only
 when called with `training=True`, so the wrapped model evaluates unaugmented.
-`RandomErasing` (cutout filled with noise) is the one opt-in extra, off by default.
+`RandomErasing` (cutout filled with noise) and the robustness conditions of
+`training.augment_robust` (low light, blur, occlusion, down-scaling, +/-30 degree rotation;
+`--robust-aug`) are the opt-in extras, off by default; `build_augmenter` is the one place
+that assembles the pipeline.
 
 Only the *core* model is saved as `best.keras` and exported; the training checkpoint
 holds the whole training model (augmenter included, to resume exactly). The augmenter
@@ -19,18 +22,26 @@ import math
 import keras
 from keras import layers, ops
 
+from training.augment_robust import ROBUST_P, robust_layers, robust_names
 from training.serialization import PACKAGE
 
 
 def build_augmenter(*, seed: int | None = None, flip: bool = True, rotation_deg: float = 10.0,
                     zoom: float = 0.1, shift: float = 0.1, erasing: float = 0.0,
+                    robust=(), robust_p: float = ROBUST_P,
                     name: str = "augment") -> keras.Sequential:
     """A keras.Sequential of Random* layers (flip, rotation, zoom, translation).
 
     erasing: probability of random erasing (cutout with noise) per image, applied last
     so the erased patch is not blurred by the geometric resampling; 0 (default) leaves
     it out, so the paper's augmenter is unchanged.
+    robust: names of `training.augment_robust.ROBUST_AUGS` (or "all"); "rotation30" widens
+    the rotation to +/-30 degrees, the others add their layer (each changing an image with
+    probability `robust_p`) after the geometric ones. Empty (default): unchanged.
     """
+    robust = robust_names(robust)
+    if "rotation30" in robust:
+        rotation_deg = max(rotation_deg, 30.0)
 
     def s(i):  # distinct but reproducible seeds per layer
         return None if seed is None else int(seed) * 10 + i
@@ -44,15 +55,18 @@ def build_augmenter(*, seed: int | None = None, flip: bool = True, rotation_deg:
         steps.append(layers.RandomZoom(zoom, fill_mode="nearest", seed=s(3)))
     if shift:
         steps.append(layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=s(4)))
+    steps.extend(robust_layers(robust, p=robust_p, seed=s))  # after the geometry: see there
     if erasing:
         steps.append(RandomErasing(erasing, seed=s(5), name="random_erasing"))
     return keras.Sequential(steps, name=name)
 
 
 def with_augmentation(core: keras.Model, augmenter: keras.Layer | None = None, *,
-                      seed: int | None = None, erasing: float = 0.0) -> keras.Model:
+                      seed: int | None = None, erasing: float = 0.0, robust=(),
+                      robust_p: float = ROBUST_P) -> keras.Model:
     """Training model: input -> augmenter -> core (the core's weights are shared, not copied)."""
-    augmenter = augmenter if augmenter is not None else build_augmenter(seed=seed, erasing=erasing)
+    if augmenter is None:
+        augmenter = build_augmenter(seed=seed, erasing=erasing, robust=robust, robust_p=robust_p)
     inputs = keras.Input(shape=core.input_shape[1:], name="pixels")
     outputs = core(augmenter(inputs))
     return keras.Model(inputs, outputs, name=f"train_{core.name}")

@@ -3,7 +3,8 @@ that registers them before any load (`load_model`).
 
 A .keras file names a custom class by its registered name, "<PACKAGE>><ClassName>"
 (e.g. "fer_hybrid>Trainer" in the checkpoints of a run with label smoothing, mixup or
-distillation, "fer_hybrid>RandomErasing" in any run with random erasing). Keras finds
+distillation, "fer_hybrid>RandomErasing" in any run with random erasing,
+"fer_hybrid>RandomBlur" and its siblings in a run with --robust-aug). Keras finds
 the class only if it was registered under that exact name before the load, so both the
 package and the class names are part of the file format: renaming either breaks every
 saved checkpoint. The module the class lived in is recorded too but not needed once the
@@ -25,7 +26,7 @@ from training.errors import FerError
 PACKAGE = "fer_hybrid"
 
 # Every module that registers a class under PACKAGE (`@register_keras_serializable`).
-REGISTERING_MODULES = ("training.augment", "training.trainer")
+REGISTERING_MODULES = ("training.augment", "training.augment_robust", "training.trainer")
 
 
 def register_custom_objects() -> None:

@@ -83,6 +83,10 @@ class TrainConfig:
     schedule: str = "plateau"  # plateau (paper) | cosine | onecycle
     mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
     random_erasing: float = 0.0  # probability per image; 0 = off
+    # Robustness conditions (training.augment_robust): names, stored expanded ("all" -> the
+    # names), and the probability each changes an image with.
+    robust_aug: list = field(default_factory=list)
+    robust_p: float = 0.3
     teachers: list = field(default_factory=list)  # run folders / .keras files (distillation)
     kd_alpha: float = 0.5  # weight of the hard-label loss when teachers are given
     kd_temperature: float = 4.0
@@ -120,6 +124,7 @@ class TrainConfig:
             model_options={k: v for k, v in self.model_options.items() if v is not None},
             input_shape=tuple(self.input_shape),
             teachers=[str(t) for t in self.teachers],
+            robust_aug=_robust_names(self.robust_aug, strict=False),
         )
 
     @property
@@ -162,6 +167,15 @@ class TrainConfig:
         for flag, v in (("--random-erasing", self.random_erasing), ("--kd-alpha", self.kd_alpha)):
             if not 0.0 <= v <= 1.0:
                 raise FerError(f"{flag} must be in [0, 1] (got {v})")
+        _robust_names(self.robust_aug)  # FerError listing the valid names
+        if not 0.0 <= self.robust_p <= 1.0:
+            raise FerError(f"--robust-p must be in [0, 1] (got {self.robust_p})")
+        if self.robust_aug and not self.augment:
+            raise FerError("--robust-aug adds to the in-graph augmenter, which --no-augment "
+                           "turns off; drop one of them")
+        if self.robust_p != TrainConfig.robust_p and not self.robust_aug:
+            raise FerError("--robust-p is the probability of the --robust-aug conditions; "
+                           "give --robust-aug too")
         if self.mixup < 0:
             raise FerError(f"--mixup must be >= 0 (got {self.mixup}; 0.2 is a common value)")
         check_precision(self.precision)
@@ -197,6 +211,19 @@ class TrainConfig:
         d = {k: v for k, v in d.items() if k in names}
         d["input_shape"] = tuple(d.get("input_shape", INPUT_SHAPE))
         return cls(**d)
+
+
+def _robust_names(names, *, strict: bool = True) -> list:
+    """--robust-aug names expanded and in canonical order (training.augment_robust);
+    strict=False leaves unknown names as given, for `check` to report."""
+    from training.augment_robust import robust_names
+
+    try:
+        return robust_names(names)
+    except FerError:
+        if strict:
+            raise
+        return list(names)
 
 
 def config_conflicts(saved: TrainConfig, given: TrainConfig) -> list[str]:
@@ -539,7 +566,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
             core = build_model(config.model, input_shape=config.input_shape,
                                num_classes=config.num_classes, **config.model_options)
         if config.uses_trainer:
-            augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing)
+            augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing,
+                                         robust=config.robust_aug, robust_p=config.robust_p)
                          if config.augment else None)
             train_model = Trainer(core, augmenter, teachers, mixup_alpha=config.mixup,
                                   label_smoothing=config.label_smoothing,
@@ -552,7 +580,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                 _say(f"distilling from {source}, kd_alpha {config.kd_alpha:g}, temperature "
                      f"{config.kd_temperature:g}")
         else:
-            train_model = (with_augmentation(core, seed=config.seed, erasing=config.random_erasing)
+            train_model = (with_augmentation(core, seed=config.seed, erasing=config.random_erasing,
+                                             robust=config.robust_aug, robust_p=config.robust_p)
                            if config.augment else core)
             train_model.compile(optimizer=_make_optimizer(config),
                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -591,6 +620,9 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
         else:
             _say("TensorBoard logs skipped: tensorflow is not installed (log.csv has the same numbers)")
         cbs.extend(callbacks)
+        if config.augment and config.robust_aug:
+            _say(f"robustness augmentation: {', '.join(config.robust_aug)} (each changes an "
+                 f"image with probability {config.robust_p:g}; rotation30: every image)")
         _say(f"training {config.model} ({params:,} params) on {len(xt)} images "
              f"({batches.images_per_epoch} per epoch in {len(batches)} full batches of "
              f"{batches.batch_size}, reshuffled each epoch), validating on {len(xv)}; epochs "

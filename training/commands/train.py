@@ -92,6 +92,20 @@ def train(
     random_erasing: float | None = typer.Option(
         None, help="Recipe: probability of erasing a random rectangle (noise-filled) of each "
                    "training image, in-graph (e.g. 0.5; default 0 = off)."),
+    robust_aug: str | None = typer.Option(
+        None, "--robust-aug",
+        help="Recipe: robustness conditions added to the in-graph augmentation, comma-separated "
+             "(or all): low_light (dark: gamma 1-3, gain 0.2-1; a quarter over-exposed: gamma "
+             "0.5-1, gain 1.2-2; sensor noise sigma 0-12 grey levels), blur (Gaussian sigma "
+             "0.3-1.5 px or motion blur 3-7 px, horizontal/vertical/diagonal), occlusion "
+             "(sunglasses band over the eyes, mask over the lower face, or a 14-26 px hand "
+             "patch; flat grey or noise), downscale (a far face: down to 16-32 px, back up to "
+             "48), rotation30 (rotation +/-30 degrees instead of +/-10). Default: none. Kept "
+             "on --resume (a different set is refused)."),
+    robust_p: float | None = typer.Option(
+        None, "--robust-p",
+        help="Recipe: probability that each --robust-aug condition (except rotation30) "
+             "changes a training image, drawn per image and condition (default 0.3)."),
     teacher: list[str] | None = typer.Option(
         None, "--teacher", help="Knowledge distillation: a teacher run folder (its best.keras) or "
                                 ".keras file; repeat for several (their probabilities are "
@@ -162,7 +176,9 @@ def train(
              "class_weights": False if no_class_weights else None,
              "smote": True if smote else None, "augment": False if no_augment else None,
              "label_smoothing": label_smoothing, "schedule": schedule, "mixup": mixup,
-             "random_erasing": random_erasing, "teachers": list(teacher) if teacher else None,
+             "random_erasing": random_erasing,
+             "robust_aug": robust_aug.split(",") if robust_aug is not None else None,
+             "robust_p": robust_p, "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "soft_targets": str(soft_targets) if soft_targets else None,
              "distribute": True if distribute else None, "optimizer": optimizer,
