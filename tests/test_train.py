@@ -386,3 +386,35 @@ def test_resume_hint_names_the_command_that_ran(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/repo/training/cli.py", "train"])
     monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
     assert _cli_name() == "python3 -m training.cli"
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_trained_weights(finished_run, splits, tmp_path):
+    run, _ = finished_run
+    source = keras.saving.load_model(run / "best.keras", compile=False)
+    # A learning rate too small to move anything: the fine-tuned model's trainable weights are
+    # the source's (BatchNorm's moving statistics still follow the data, so not all weights).
+    train(_config(epochs=1, lr=1e-12, init_from=str(run)), splits, tmp_path / "ft", verbose=0)
+    tuned = keras.saving.load_model(tmp_path / "ft" / "best.keras", compile=False)
+    assert len(tuned.trainable_weights) == len(source.trainable_weights) > 0
+    for a, b in zip(source.trainable_weights, tuned.trainable_weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    # ... while the same run without --init-from starts somewhere else
+    train(_config(epochs=1, lr=1e-12), splits, tmp_path / "fresh", verbose=0)
+    fresh = keras.saving.load_model(tmp_path / "fresh" / "best.keras", compile=False)
+    assert not np.allclose(np.asarray(fresh.trainable_weights[0]),
+                           np.asarray(source.trainable_weights[0]))
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"] == str(run)
+
+
+@pytest.mark.slow
+def test_init_from_another_architecture_is_refused(finished_run, splits, tmp_path):
+    run, _ = finished_run
+    with pytest.raises(FerError, match="do not fit"):
+        train(_config(model="sepnet", init_from=str(run / "best.keras")), splits,
+              tmp_path / "bad", verbose=0)
+
+
+def test_init_from_a_missing_model_fails_before_training(tmp_path):
+    with pytest.raises(FerError, match="--init-from"):
+        _config(init_from=str(tmp_path / "nope.keras")).check()

@@ -100,6 +100,9 @@ class TrainConfig:
     scale_lr: bool = False  # lr = model's default lr x batch_size / model's default batch size
     checkpoint_minutes: float = 10.0  # training checkpoint at most this often (0: every epoch)
     schedule_minutes: float | None = None  # stretch cosine/onecycle over minutes, not epochs
+    # Fine-tuning: the core starts from this trained model's weights (same architecture and
+    # options) instead of a random init; the optimizer and the schedule start fresh.
+    init_from: str | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's training defaults."""
@@ -195,6 +198,8 @@ class TrainConfig:
                            "signal; give one of them")
         for t in self.teachers if teachers else ():
             teacher_path(t)
+        if self.init_from and teachers:  # like teachers: a resumed run has the weights already
+            init_path(self.init_from)
         if self.soft_targets:
             from training.soft_targets import load
 
@@ -283,6 +288,36 @@ def teacher_path(spec: str | Path) -> Path:
         return resolve_target(spec).model_path
     except FerError as err:
         raise FerError(f"--teacher: {err}") from None
+
+
+def init_path(spec: str | Path) -> Path:
+    """--init-from: a run folder (its best.keras) or a .keras file; FerError if neither exists."""
+    from training.runs import resolve_target
+
+    try:
+        return resolve_target(spec).model_path
+    except FerError as err:
+        raise FerError(f"--init-from: {err}") from None
+
+
+def init_weights(core, spec: str | Path) -> None:
+    """Copy a trained model's weights into the freshly built `core` (fine-tuning).
+
+    The two must be the same network: same architecture and options, so the same weight
+    shapes in the same order; anything else is refused rather than half-loaded.
+    """
+    path = init_path(spec)
+    source = load_model(path, float32=True)
+    got = [tuple(w.shape) for w in source.weights]
+    want = [tuple(w.shape) for w in core.weights]
+    if got != want:
+        raise FerError(f"--init-from {spec}: its weights ({len(got)} arrays, "
+                       f"{source.count_params():,} parameters) do not fit {core.name} "
+                       f"({len(want)} arrays, {core.count_params():,} parameters); give a model "
+                       f"trained with the same --model and options (e.g. --width)")
+    for target, value in zip(core.weights, source.weights):
+        target.assign(value.numpy() if hasattr(value, "numpy") else value)
+    _say(f"initialised {core.name} from {path}")
 
 
 def load_teachers(specs, config: TrainConfig) -> list:
@@ -565,6 +600,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
         with dtype_policy(config.precision):  # the core only: the augmenter stays float32
             core = build_model(config.model, input_shape=config.input_shape,
                                num_classes=config.num_classes, **config.model_options)
+        if config.init_from:
+            init_weights(core, config.init_from)
         if config.uses_trainer:
             augmenter = (build_augmenter(seed=config.seed, erasing=config.random_erasing,
                                          robust=config.robust_aug, robust_p=config.robust_p)

@@ -106,6 +106,11 @@ def train(
         None, "--robust-p",
         help="Recipe: probability that each --robust-aug condition (except rotation30) "
              "changes a training image, drawn per image and condition (default 0.3)."),
+    init_from: str | None = typer.Option(
+        None, "--init-from",
+        help="Fine-tuning: start from the weights of a trained run folder (its best.keras) or "
+             ".keras file of the same --model and options, instead of random weights; the "
+             "optimizer and the lr schedule start fresh (e.g. --lr 0.0003 --epochs 5)."),
     teacher: list[str] | None = typer.Option(
         None, "--teacher", help="Knowledge distillation: a teacher run folder (its best.keras) or "
                                 ".keras file; repeat for several (their probabilities are "
@@ -178,7 +183,8 @@ def train(
              "label_smoothing": label_smoothing, "schedule": schedule, "mixup": mixup,
              "random_erasing": random_erasing,
              "robust_aug": robust_aug.split(",") if robust_aug is not None else None,
-             "robust_p": robust_p, "teachers": list(teacher) if teacher else None,
+             "robust_p": robust_p, "init_from": init_from,
+             "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "soft_targets": str(soft_targets) if soft_targets else None,
              "distribute": True if distribute else None, "optimizer": optimizer,
