@@ -275,6 +275,9 @@ def test_bad_inputs_are_one_error_line(tmp_path):
     broken = tmp_path / "card.md"
     broken.write_text("<!-- robustness:begin -->\nno end marker\n")
     cases.append(((_keras_file(tmp_path), "--model-card", broken), "once each"))
+    (tmp_path / "a-file").write_text("")
+    cases.append(((_keras_file(tmp_path), "--out", tmp_path / "a-file"),
+                  "cannot create the output folder"))
     bad_manifest = tmp_path / "models"
     bad_manifest.mkdir()
     (bad_manifest / "manifest.json").write_text('{"schema": "fer-hybrid/manifest@1"}')

@@ -121,8 +121,11 @@ def plan_robustness(spec: ClassifierSpec, *, conditions: str | None, split: str,
     if sample is not None and sample < 7:
         raise FerError(f"--sample {sample} is too small; use at least 7 (one image per class)")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(spec)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FerError(f"{out_dir} exists and is not a folder; pick another --out")
+    try:  # now, not after minutes of measuring
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FerError(f"cannot create the output folder {out_dir} ({err.strerror}); pick "
+                       "another --out") from err
     if model_card is not None:
         model_card = Path(model_card)
         if not model_card.parent.is_dir():
