@@ -5,6 +5,7 @@
 * a tiny Keras expression model exported as a TF.js ensemble (fixture models folder)
 * a live Uvicorn server running the real backend in a thread
 * headless Chromium launch (Debian's /usr/bin/chromium; `playwright install` is never needed)
+* a still image through the live page's Photo button (`analyse_photo`)
 """
 
 from __future__ import annotations
@@ -114,8 +115,21 @@ def page_weight(web_dir: Path, models_dir: Path | None) -> dict[str, int]:
         "blazeface": sum(p.stat().st_size for p in (vendor / "human-3.3.6" / "models").iterdir()),
     }
     if models_dir and (models_dir / "manifest.json").exists():
-        out["models"] = sum(p.stat().st_size for p in models_dir.rglob("*") if p.is_file())
+        out["models"] = sum(p.stat().st_size for p in model_files(models_dir))
     return out
+
+
+def model_files(models_dir: Path) -> list[Path]:
+    """What the page fetches from models/: the manifest, each member's model.json and weight
+    shards (not the model card, its figures or benchmark reports lying next to them)."""
+    manifest = models_dir / "manifest.json"
+    files = [manifest]
+    for member in json.loads(manifest.read_text())["members"]:
+        graph = models_dir / member["path"]
+        files.append(graph)
+        for group in json.loads(graph.read_text()).get("weightsManifest", []):
+            files += [graph.parent / name for name in group["paths"]]
+    return files
 
 
 # ---------------------------------------------------------------- server
@@ -196,6 +210,26 @@ def wait_state(page, expr: str, timeout_s: float = 60.0, interval_s: float = 0.2
             state = page.evaluate("JSON.stringify(window.ferState || window.ferUploadState || null)")
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {expr!r}; state={state[:1500]}")
         time.sleep(interval_s)
+
+
+def analyse_photo(page, rgb: np.ndarray, name: str = "scene.png",
+                  timeout_s: float = 60.0) -> list[dict]:
+    """Run an RGB image through the live page's Photo button: its own detector, alignment,
+    low-light step and ensemble (main.js -> pipeline.analyse). Returns `ferState.faces`
+    ({box, score, label, probs, lowlight} in image pixels). The page must be ready."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)  # lossless: the exact pixels
+    # A status the page never sets, so the wait below cannot see the previous photo's result.
+    page.evaluate("window.ferState.status = 'test-pending'")
+    png = {"name": name, "mimeType": "image/png", "buffer": buf.getvalue()}
+    page.set_input_files("#photo", files=[png])
+    wait_state(page, "window.ferState.status === 'ready' && window.ferState.mode === 'still'",
+               timeout_s)
+    return js_state(page)["faces"]
 
 
 def save_json(name: str, data) -> None:

@@ -91,6 +91,7 @@ def test_constraints_file_pins_the_stack():
     ["train", "--epochs", "many"],         # not a number
     ["export"],                            # missing argument
     ["evaluate", "/no/such/run"],          # a path that does not exist
+    ["explain", "/no/such/run"],
 ])
 def test_usage_errors_print_one_line(args, tmp_path):
     proc = _run(*args, cwd=tmp_path)
@@ -110,6 +111,7 @@ def test_help_exits_zero():
     ["train", "--model", "baseline_cnn", "--sample", "10"],
     ["evaluate", "model.keras"],
     ["export", "model.keras", "--eval", "none"],
+    ["explain", "model.keras"],
 ])
 def test_base_install_gets_an_install_hint(args, tmp_path):
     """A server-only install (no [train] extra) asks for it instead of crashing on imports.

@@ -19,6 +19,7 @@ from contract.manifest import ManifestError  # noqa: E402
 from training.commands.data import data_app  # noqa: E402
 from training.commands.ensemble import ensemble  # noqa: E402
 from training.commands.evaluate import evaluate  # noqa: E402
+from training.commands.explain import explain  # noqa: E402
 from training.commands.export import export  # noqa: E402
 from training.commands.gpu import gpu_app  # noqa: E402
 from training.commands.results import results  # noqa: E402
@@ -41,6 +42,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.command("train")(train)
 app.command("evaluate")(evaluate)
+app.command("explain")(explain)
 app.command("ensemble")(ensemble)
 app.command("export")(export)
 app.command("results")(results)

@@ -11,6 +11,7 @@
       metrics.json             the run's summary ("status": complete | incomplete)
       predictions/<split>.npz  probs, probs_flip (mirrored input), y of best.keras on a split
       evaluation/              `fer-hybrid evaluate` reports
+      explain/                 `fer-hybrid explain` report (shows dataset faces: never committed)
       history.png              loss and accuracy curves
 
 `train` writes it, `evaluate`/`ensemble`/`export`/`results` read it. A *target* is what
@@ -91,6 +92,7 @@ class RunFolder:
     metrics = property(lambda self: self.path / "metrics.json")
     predictions_dir = property(lambda self: self.path / "predictions")
     evaluation_dir = property(lambda self: self.path / "evaluation")
+    explain_dir = property(lambda self: self.path / "explain")
     history_png = property(lambda self: self.path / "history.png")
 
     def predictions(self, split: str) -> Path:

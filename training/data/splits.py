@@ -107,25 +107,33 @@ def parse_aux(aux: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-def stratified_sample(ds: Dataset, n: int, seed: int = 0) -> Dataset:
-    """At most n images, per-class proportional (every present class keeps >= 1), seeded."""
-    if n is None or len(ds) <= n:
-        return ds
+def stratified_indices(y: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most n labels of `y`, per-class proportional (every present class
+    keeps >= 1), seeded; all indices when n is None or covers `y`."""
+    y = np.asarray(y)
+    if n is None or len(y) <= n:
+        return np.arange(len(y))
     rng = np.random.default_rng(seed)
-    classes, counts = np.unique(ds.y, return_counts=True)
-    want = np.maximum(1, np.floor(counts * n / len(ds)).astype(int))
+    classes, counts = np.unique(y, return_counts=True)
+    want = np.maximum(1, np.floor(counts * n / len(y)).astype(int))
     # hand out the remainder to the largest classes, trim if the minimums overshoot
     while want.sum() < n:
-        frac = counts * n / len(ds) - want
+        frac = counts * n / len(y) - want
         want[np.argmax(frac)] += 1
     while want.sum() > n:
         want[np.argmax(want)] -= 1
     idx = [
-        rng.choice(np.flatnonzero(ds.y == c), size=min(k, cnt), replace=False)
+        rng.choice(np.flatnonzero(y == c), size=min(k, cnt), replace=False)
         for c, k, cnt in zip(classes, want, counts)
     ]
-    keep = np.sort(np.concatenate(idx))
-    return ds.subset(keep)
+    return np.sort(np.concatenate(idx))
+
+
+def stratified_sample(ds: Dataset, n: int, seed: int = 0) -> Dataset:
+    """At most n images, per-class proportional (every present class keeps >= 1), seeded."""
+    if n is None or len(ds) <= n:
+        return ds
+    return ds.subset(stratified_indices(ds.y, n, seed))
 
 
 def drop_duplicates(aux: Dataset, against: Sequence[Dataset]) -> tuple[Dataset, int]:
