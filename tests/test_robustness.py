@@ -16,8 +16,8 @@ import pytest
 from conftest import REPO_ROOT, synthetic_faces
 from typer.testing import CliRunner
 
-from training.classifier import resolve_classifier
 from training.errors import FerError
+from training.explain.source import resolve_source
 from training.lowlight import normalize_batch
 from training.perturb import CONDITIONS, perturb
 from training.report import read_marked_section, write_marked_section
@@ -77,8 +77,8 @@ def test_measure_on_a_fake_classifier(tmp_path):
     offsets = np.linspace(0, 180, len(x)).astype(int)[:, None, None]  # every brightness class
     x = np.clip(x.astype(int) + offsets, 0, 255).astype(np.uint8)
     y = Brightness()(x).argmax(1)  # the clean crops are all right
-    spec = resolve_classifier(_keras_file(tmp_path))
-    plan = plan_robustness(spec, conditions="low_light,jpeg", split="test", out_dir=None, seed=0,
+    plan = plan_robustness(resolve_source(_keras_file(tmp_path)), tta=None,
+                           conditions="low_light,jpeg", split="test", out_dir=None, seed=0,
                            sample=None, model_card=None, command="fer-hybrid robustness x")
     fake = Brightness()
     result = measure(plan, fake, x, y, progress=False)
@@ -268,7 +268,7 @@ def _cli(*args, env=None):
 
 def test_bad_inputs_are_one_error_line(tmp_path):
     cases = [
-        ((tmp_path / "missing",), "does not exist; pass a models folder"),
+        ((tmp_path / "missing",), "missing does not exist"),
         ((_keras_file(tmp_path), "--conditions", "fog"), "unknown condition 'fog'"),
         ((_keras_file(tmp_path), "--split", "nonsense"), "unknown split 'nonsense'"),
     ]

@@ -1,7 +1,9 @@
 """The robustness benchmark (issue 12, "Dynamic environments"): accuracy under graded corruptions.
 
 For every condition x severity of `training.perturb` the split's crops are corrupted, then scored
-twice by the target's classifier (`training.classifier`, the page's soft vote and flip TTA):
+twice by the target as the page scores a crop (`page_classifier`: the target loaded by
+`training.explain.source`, a models folder's members soft-voted with the manifest's weights, plus
+flip TTA as the manifest says):
 
 * ``normalised``: through the page's low-light normalisation first (`training.lowlight`, the
   port of web/js/lowlight.js), exactly what the page feeds its models;
@@ -13,7 +15,7 @@ The issue's goals are judged on the ``normalised`` drops (the page's pipeline).
 
 `plan_robustness` makes every cheap check (target, conditions, output, model card);
 `measure` is the slow part; `write_reports` writes robustness.json/.md/.png and, when asked, the
-marked section of the model card. Keras/TensorFlow are imported by the classifier only.
+marked section of the model card. Keras/TensorFlow are imported by `page_classifier` only.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import SPLIT_TITLES, utc_now
+from contract import IMAGE_SIZE, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
-from training.classifier import ClassifierSpec
 from training.errors import FerError
+from training.explain.source import Source
 from training.lowlight import BRANCHES, normalize_batch
 from training.metrics import top1_accuracy
 from training.perturb import CONDITIONS, FAMILIES, SEVERITIES, SEVERITY_NAMES, perturb
@@ -91,17 +93,49 @@ def parse_conditions(text: str | None) -> list[str]:
     return chosen
 
 
-def default_out_dir(spec: ClassifierSpec) -> Path:
+def default_out_dir(source: Source) -> Path:
     """models/robustness/ (a re-export drops it with the members it measured),
     <run>/robustness/, or <model>_robustness/ beside a .keras file."""
-    if spec.kind == "keras":
-        return spec.path.parent / f"{spec.path.stem}_robustness"
-    return spec.path / "robustness"
+    if source.kind == "keras":
+        return source.path.parent / f"{source.path.stem}_robustness"
+    return source.path / "robustness"
+
+
+def describe_target(source: Source, tta: bool) -> dict:
+    """JSON-ready: what was measured."""
+    if source.manifest is not None:
+        members = [{"name": m.name, "path": str((source.path / m.path).parent),
+                    "weight": float(m.weight)} for m in source.manifest.members]
+    else:
+        members = [{"name": source.name, "path": str(source.target.model_path), "weight": 1.0}]
+    return {"name": source.name, "kind": source.kind, "path": str(source.path),
+            "tta_flip": bool(tta), "members": members}
+
+
+def page_classifier(source: Source, *, tta: bool,
+                    batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 crops -> probabilities as web/js/classifier.js computes them: the members'
+    weighted soft vote (`load_scorer`), averaged with the mirrored crop's when `tta`."""
+    from training.explain.source import load_scorer
+    from training.metrics import tta_average
+    from training.predict import to_model_input
+
+    scorer = load_scorer(source, batch_size=batch_size)
+
+    def classify(x: np.ndarray) -> np.ndarray:
+        inputs = to_model_input(x)
+        probs = scorer.predict(inputs)
+        if tta:  # the vote is linear, so mirroring the vote = voting the mirrored members
+            probs = tta_average(probs, scorer.predict(np.ascontiguousarray(inputs[:, :, ::-1])))
+        return np.asarray(probs, dtype="float64")
+
+    return classify
 
 
 @dataclass
 class RobustnessPlan:
-    spec: ClassifierSpec
+    source: Source
+    tta: bool
     conditions: list[str]
     split: str
     out_dir: Path
@@ -111,16 +145,22 @@ class RobustnessPlan:
     command: str = ""
 
 
-def plan_robustness(spec: ClassifierSpec, *, conditions: str | None, split: str,
+def plan_robustness(source: Source, *, tta: bool | None, conditions: str | None, split: str,
                     out_dir: Path | None, seed: int, sample: int | None,
                     model_card: Path | None, command: str) -> RobustnessPlan:
-    """Every check that needs neither data nor TensorFlow."""
+    """Every check that needs neither data nor TensorFlow (`tta` None: as the target says)."""
     from training.runs import normalise_split
 
     split = normalise_split(split)
+    if source.manifest is not None:
+        spec = source.manifest.input
+        size = (spec.get("height"), spec.get("width"), spec.get("channels", 1))
+        if size != (IMAGE_SIZE, IMAGE_SIZE, 1):
+            raise FerError(f"{source.path}: the manifest's input is {size}, but the corruptions "
+                           f"are defined on {IMAGE_SIZE}x{IMAGE_SIZE} grey crops")
     if sample is not None and sample < 7:
         raise FerError(f"--sample {sample} is too small; use at least 7 (one image per class)")
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(spec)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(source)
     try:  # now, not after minutes of measuring
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -132,7 +172,8 @@ def plan_robustness(spec: ClassifierSpec, *, conditions: str | None, split: str,
             raise FerError(f"--model-card {model_card}: folder {model_card.parent} does not exist")
         if model_card.exists():
             read_marked_section(model_card, SECTION)  # FerError for broken markers, now
-    return RobustnessPlan(spec, parse_conditions(conditions), split, out_dir, seed, sample,
+    return RobustnessPlan(source, source.default_tta if tta is None else bool(tta),
+                          parse_conditions(conditions), split, out_dir, seed, sample,
                           model_card, command)
 
 
@@ -196,12 +237,11 @@ def measure(plan: RobustnessPlan, classify: Callable[[np.ndarray], np.ndarray],
             row["drop_points"][mode], row["drop_ci95_points"][mode] = _drop(
                 reference[mode], correct[mode])
         rows.append(row)
-    spec = plan.spec
     result = {
         "schema": SCHEMA,
         "created": utc_now(),
         "command": plan.command,
-        "target": spec.describe(),
+        "target": describe_target(plan.source, plan.tta),
         "split": plan.split,
         "split_name": SPLIT_TITLES[plan.split],
         "n": int(len(y)),

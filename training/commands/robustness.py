@@ -56,31 +56,32 @@ def robustness(
     condition family). A full PrivateTest run of one model takes minutes on
     a CPU; try --sample 500 first.
     """
-    from training.classifier import load_classifier, resolve_classifier
     from training.data.dataset import make
     from training.data.splits import stratified_sample
+    from training.explain.source import resolve_source
     from training.export import load_eval_split
     from training.robustness import (
         command_line,
         measure,
+        page_classifier,
         plan_robustness,
         summary,
         write_reports,
     )
 
-    spec = resolve_classifier(target, tta=tta)
+    source = resolve_source(target)
     command = command_line(target, split=split if split != "test" else None,
                            conditions=conditions, seed=seed or None, sample=sample,
                            tta=tta is True, no_tta=tta is False, data_dir=data_dir,
                            fer2013=fer2013, out=out, model_card=model_card)
-    plan = plan_robustness(spec, conditions=conditions, split=split, out_dir=out, seed=seed,
+    plan = plan_robustness(source, tta=tta, conditions=conditions, split=split, out_dir=out, seed=seed,
                            sample=sample, model_card=model_card, command=command)
     data = load_eval_split(plan.split, data_dir=data_dir, fer2013=fer2013)
     x, y = data.x, data.y
     if sample is not None:
         picked = stratified_sample(make(x, y, "fer2013"), sample, seed)
         x, y = picked.x, picked.y
-    classify = load_classifier(spec, batch_size=batch_size)
+    classify = page_classifier(source, tta=plan.tta, batch_size=batch_size)
     result = measure(plan, classify, x, y)
     files = write_reports(result, plan)
     typer.echo(summary(result))
