@@ -288,9 +288,28 @@ def test_bad_inputs_are_one_error_line(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (
             args, proc.stderr)
-    # a good target with no data fails on the data, before any model loads
+    # a good target with no data fails on the data, before any model loads (the last line:
+    # importing TensorFlow first may log CUDA probing on a machine with CUDA libraries)
     proc = _cli(_keras_file(tmp_path), "--data-dir", tmp_path / "no-data")
-    assert proc.returncode == 2 and proc.stderr.startswith("error: no FER2013 data in")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: no FER2013 data in"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_base_install_gets_the_install_hint_before_the_data(tmp_path):
+    """Without the training stack (a server-only install) the hint comes before the dataset
+    would load: here there is no dataset at all, and the hint still wins."""
+    block = ("import sys\n"
+             "for m in ('keras', 'tensorflow', 'tqdm', 'matplotlib', 'tensorflowjs'):\n"
+             "    sys.modules[m] = None\n"
+             "from training.cli import main\n"
+             "main()\n")
+    proc = subprocess.run([sys.executable, "-c", block, "robustness", str(_keras_file(tmp_path)),
+                           "--data-dir", str(tmp_path / "no-data")], capture_output=True,
+                          text=True, timeout=120, cwd=REPO_ROOT,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "pip install 'fer-hybrid[train]'" in proc.stderr
 
 
 # --------------------------------------------------------------------------- real data

@@ -76,6 +76,12 @@ def robustness(
                            fer2013=fer2013, out=out, model_card=model_card)
     plan = plan_robustness(source, tta=tta, conditions=conditions, split=split, out_dir=out, seed=seed,
                            sample=sample, model_card=model_card, command=command)
+    # the models run in TensorFlow and the report ends in a matplotlib figure: without the
+    # training stack, the install hint comes now, not after the data (or half an hour of work)
+    import keras  # noqa: F401
+    import matplotlib  # noqa: F401
+    import tqdm  # noqa: F401
+
     data = load_eval_split(plan.split, data_dir=data_dir, fer2013=fer2013)
     x, y = data.x, data.y
     if sample is not None:
