@@ -23,6 +23,7 @@ from training.commands.explain import explain  # noqa: E402
 from training.commands.export import export  # noqa: E402
 from training.commands.gpu import gpu_app  # noqa: E402
 from training.commands.results import results  # noqa: E402
+from training.commands.robustness import robustness  # noqa: E402
 from training.commands.runs import runs_app  # noqa: E402
 from training.commands.train import train  # noqa: E402
 from training.errors import FerError  # noqa: E402
@@ -45,6 +46,7 @@ app.command("explain")(explain)
 app.command("ensemble")(ensemble)
 app.command("export")(export)
 app.command("results")(results)
+app.command("robustness")(robustness)
 app.command("serve")(serve)
 app.add_typer(gpu_app, name="gpu")
 

@@ -131,3 +131,51 @@ def plot_history(log_csv: str | Path, path: str | Path, *, title: str) -> Path |
         plt.close(fig)
         raise
     return _save(fig, path, dpi=90)
+
+
+def plot_robustness(result: dict, path: str | Path) -> Path:
+    """Accuracy vs severity, one panel per condition family (training.robustness's result).
+
+    Solid lines: the page's pipeline (low-light normalisation first); dashed: the raw crop.
+    Severity 0 is the clean crop of the same mode, so every curve starts at its reference.
+    """
+    plt = _pyplot()
+    rows = result["results"]
+    clean = rows[0]["accuracy"]
+    families = list(dict.fromkeys(r["family"] for r in rows[1:]))
+    cols = 4
+    nrows = max(1, -(-(len(families) + 1) // cols))  # one spare panel holds the key
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.8 * nrows), dpi=100,
+                             sharey=True, squeeze=False)
+    try:
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for ax, family in zip(axes.flat, families):
+            names = list(dict.fromkeys(r["condition"] for r in rows if r["family"] == family))
+            for i, name in enumerate(names):
+                mine = sorted((r for r in rows if r["condition"] == name),
+                              key=lambda r: r["severity"])
+                sev = [0] + [r["severity"] for r in mine]
+                for mode, style in (("normalised", "-"), ("raw", "--")):
+                    acc = [100 * clean[mode]] + [100 * r["accuracy"][mode] for r in mine]
+                    ax.plot(sev, acc, style, marker="o", ms=3, color=colours[i % len(colours)],
+                            label=name if mode == "normalised" else None)
+            ax.set_title(family)
+            ax.set_xticks(range(4), ["clean", "mild", "mod.", "severe"])
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower left")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("accuracy (%)")
+        spare = list(axes.flat)[len(families):]
+        for ax in spare:
+            ax.axis("off")
+        if spare:
+            spare[0].plot([], [], "k-", label="page (low-light normalised)")
+            spare[0].plot([], [], "k--", label="raw crop")
+            spare[0].legend(loc="center", fontsize=9, frameon=False)
+        fig.suptitle(f"{result['target']['name']}: {result['split_name']} "
+                     f"({result['n']} images) under corruptions")
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, path)

@@ -1,4 +1,5 @@
-"""Reports: strict JSON files (written atomically) and small Markdown/terminal tables."""
+"""Reports: strict JSON files (written atomically), small Markdown/terminal tables, and marked
+sections that a command owns inside a hand-written Markdown file (a model card)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from contract.files import atomic_write
+from training.errors import FerError
 
 
 def _json_default(obj: Any):
@@ -63,3 +65,44 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     out = [fmt(headers), "  ".join("-" * w for w in widths)]
     out.extend(fmt(r) for r in rows)
     return "\n".join(out)
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def read_marked_section(path: str | Path, name: str) -> str | None:
+    """The text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (None without them).
+
+    FerError when the markers are broken (one without the other, repeated, out of order): a
+    command must not guess which part of a hand-edited file is its own.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    begin, end = _markers(name)
+    nb, ne = text.count(begin), text.count(end)
+    if nb == ne == 0:
+        return None
+    if nb != 1 or ne != 1 or text.index(begin) > text.index(end):
+        raise FerError(f"{path}: the markers {begin} ... {end} must appear once each, in that "
+                       "order; fix them by hand")
+    return text[text.index(begin) + len(begin):text.index(end)].strip("\n")
+
+
+def write_marked_section(path: str | Path, name: str, body: str) -> Path:
+    """Put `body` between the section's markers in a Markdown file, atomically.
+
+    The rest of the file is kept as it is; without markers the section is appended at the end
+    (a missing file is created), so later runs replace only their own section.
+    """
+    path = Path(path)
+    begin, end = _markers(name)
+    block = f"{begin}\n{body.strip(chr(10))}\n{end}"
+    if not path.exists():
+        return atomic_write(path, block + "\n")
+    old = read_marked_section(path, name)
+    text = path.read_text(encoding="utf-8")
+    if old is None:
+        new = text.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        new = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    return atomic_write(path, new)
