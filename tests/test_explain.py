@@ -388,7 +388,7 @@ def test_cli_explains_the_shipped_models_on_real_privatetest(shared_data, tmp_pa
 def test_gradcam_only_without_tta_on_a_keras_file(trained, tmp_path):
     """The library path for a bare .keras file: Grad-CAM alone, plain (no TTA) scores."""
     from training.explain.build import ExplainOptions, default_out_dir, explain_target
-    from training.explain.source import resolve_source
+    from training.scorer import resolve_source
 
     xa, y = synthetic_faces(60, seed=4)
     xb, _ = synthetic_faces(60, seed=14)

@@ -17,7 +17,6 @@ from conftest import REPO_ROOT, synthetic_faces
 from typer.testing import CliRunner
 
 from training.errors import FerError
-from training.explain.source import resolve_source
 from training.lowlight import normalize_batch
 from training.perturb import CONDITIONS, perturb
 from training.report import read_marked_section, write_marked_section
@@ -28,6 +27,7 @@ from training.robustness import (
     parse_conditions,
     plan_robustness,
 )
+from training.scorer import resolve_source
 
 runner = CliRunner()
 

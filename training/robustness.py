@@ -2,7 +2,7 @@
 
 For every condition x severity of `training.perturb` the split's crops are corrupted, then scored
 twice by the target as the page scores a crop (`page_classifier`: the target loaded by
-`training.explain.source`, a models folder's members soft-voted with the manifest's weights, plus
+`training.scorer`, a models folder's members soft-voted with the manifest's weights, plus
 flip TTA as the manifest says):
 
 * ``normalised``: through the page's low-light normalisation first (`training.lowlight`, the
@@ -31,7 +31,6 @@ import numpy as np
 from contract import IMAGE_SIZE, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
 from training.errors import FerError
-from training.explain.source import Source
 from training.lowlight import BRANCHES, normalize_batch
 from training.metrics import top1_accuracy
 from training.perturb import CONDITIONS, FAMILIES, SEVERITIES, SEVERITY_NAMES, perturb
@@ -41,6 +40,7 @@ from training.report import (
     write_json,
     write_marked_section,
 )
+from training.scorer import Source
 
 SCHEMA = "fer-hybrid/robustness@1"
 MODES = ("normalised", "raw")
@@ -116,9 +116,9 @@ def page_classifier(source: Source, *, tta: bool,
                     batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 crops -> probabilities as web/js/classifier.js computes them: the members'
     weighted soft vote (`load_scorer`), averaged with the mirrored crop's when `tta`."""
-    from training.explain.source import load_scorer
     from training.metrics import tta_average
     from training.predict import to_model_input
+    from training.scorer import load_scorer
 
     scorer = load_scorer(source, batch_size=batch_size)
 

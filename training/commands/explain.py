@@ -68,9 +68,9 @@ def explain(
         explain_target,
         saliency_methods,
     )
-    from training.explain.source import resolve_source
     from training.report import pct
     from training.runs import normalise_split
+    from training.scorer import resolve_source
 
     opts = ExplainOptions(split=normalise_split(split), sample=sample, gallery=gallery,
                           pairs=pairs, method=method, maps_per_class=maps_per_class,

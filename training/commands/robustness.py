@@ -58,7 +58,6 @@ def robustness(
     """
     from training.data.dataset import make
     from training.data.splits import stratified_sample
-    from training.explain.source import resolve_source
     from training.export import load_eval_split
     from training.robustness import (
         command_line,
@@ -68,6 +67,7 @@ def robustness(
         summary,
         write_reports,
     )
+    from training.scorer import resolve_source
 
     source = resolve_source(target)
     command = command_line(target, split=split if split != "test" else None,

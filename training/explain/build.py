@@ -31,11 +31,11 @@ from training.explain.analysis import (
 from training.explain.figures import class_average_figure, overlay, tile_png
 from training.explain.report import render_html
 from training.explain.saliency import PATCH, STRIDE, GradCam, occlusion_maps, peak, with_flip_tta
-from training.explain.source import Source, load_scorer
 from training.metrics import evaluate_probs
 from training.plots import write_confusion
 from training.report import write_json
 from training.runs import Predictions, normalise_split
+from training.scorer import Source, load_scorer
 
 METHODS = ("occlusion", "gradcam", "both")
 SCHEMA = "fer-hybrid/explain@1"

@@ -1,4 +1,4 @@
-"""What `explain` explains: a run folder, a .keras file, or an exported models folder.
+"""What `explain` and `robustness` score: a run folder, a .keras file, or an exported models folder.
 
 `resolve_source` makes the cheap checks (paths, manifest) before any data or TensorFlow loads;
 `load_scorer` then loads the model(s) into one predictor (float32 NHWC 0..255 -> probabilities):
