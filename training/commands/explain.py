@@ -9,14 +9,11 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013, PredictBatch
+from training.commands.options import DataDir, Fer2013, PredictBatch, ScoredTarget
 
 
 def explain(
-    target: Annotated[Path, typer.Argument(
-        help="A run folder (runs/<name>, uses best.keras and its saved predictions), a .keras "
-             "file, or an exported models folder with manifest.json (e.g. models).",
-        show_default=False)],
+    target: ScoredTarget,
     split: Annotated[str, typer.Option(
         "--split", help="test (PrivateTest), val (PublicTest) or train.")] = "test",
     sample: Annotated[int | None, typer.Option(
@@ -53,11 +50,13 @@ def explain(
 ) -> None:
     """Explain what a model gets wrong and where it looks: explain.html + explain.json.
 
-    Confusion matrix (with flip TTA when the target has it), the most confused pairs, the
-    paper's hard pairs (sad/neutral, fear/surprise, disgust/angry) both ways, per-class
-    accuracy, the surest mistakes and examples of each top pair with saliency overlays, and
-    class-average maps over the class-average face. Saliency: occlusion sensitivity (works
-    for every model, the shipped TF.js ones included) and Grad-CAM for Keras models.
+    Confusion matrix (with flip TTA when the target has it), the most
+    confused pairs, the paper's hard pairs (sad/neutral, fear/surprise,
+    disgust/angry) both ways, per-class accuracy, the surest mistakes and
+    examples of each top pair with saliency overlays, and class-average maps
+    over the class- average face. Saliency: occlusion sensitivity (works for
+    every model, the shipped TF.js ones included) and Grad-CAM for Keras
+    models.
     """
     import time
 

@@ -40,3 +40,9 @@ Sample = Annotated[int | None, typer.Option(
 
 PredictBatch = Annotated[int, typer.Option(
     "--batch-size", help="Images per prediction batch (only when predictions are computed).")]
+
+ScoredTarget = Annotated[Path, typer.Argument(
+    help="An exported models folder with manifest.json (e.g. models: the shipped TF.js ensemble, "
+         "run in Python as the page runs it), a run folder (runs/<name>, its best.keras and "
+         "saved predictions) or a .keras file.",
+    show_default=False)]

@@ -10,14 +10,11 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013, PredictBatch, Sample
+from training.commands.options import DataDir, Fer2013, PredictBatch, Sample, ScoredTarget
 
 
 def robustness(
-    target: Annotated[Path, typer.Argument(
-        help="A models folder with manifest.json (the shipped TF.js ensemble, run as the page "
-             "runs it), a run folder (runs/<name>, its best.keras) or a .keras file.",
-        show_default=False)],
+    target: ScoredTarget,
     split: Annotated[str, typer.Option(
         "--split", help="test (PrivateTest) or val (PublicTest).")] = "test",
     conditions: Annotated[str | None, typer.Option(
