@@ -54,7 +54,7 @@ def explain(
     confused pairs, the paper's hard pairs (sad/neutral, fear/surprise,
     disgust/angry) both ways, per-class accuracy, the surest mistakes and
     examples of each top pair with saliency overlays, and class-average maps
-    over the class- average face. Saliency: occlusion sensitivity (works for
+    over the class-average face. Saliency: occlusion sensitivity (works for
     every model, the shipped TF.js ones included) and Grad-CAM for Keras
     models.
     """
