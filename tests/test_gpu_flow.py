@@ -108,7 +108,10 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
         config = json.loads((runs / name / "config.json").read_text())
         assert (runs / name / "best.keras").is_file()
         metrics = json.loads((runs / name / "metrics.json").read_text())
-        assert metrics["backend"] == "jax" and metrics["epochs_run"] == 2
+        # --schedule-minutes ends a member when the call's minutes are used, whatever its epoch:
+        # on a loaded machine (the suite run twice at once) that can be after the first epoch.
+        assert metrics["backend"] == "jax" and 1 <= metrics["epochs_run"] <= 2, metrics
+        assert metrics["status"] == "complete", metrics
     assert config["precision"] == "bf16"
     data_opts = ["--data-dir", data, "--fer2013", data / "fer2013.csv"]
     _cli("evaluate", runs / "sep", "--split", "test", *data_opts, cwd=tmp_path, env=here)

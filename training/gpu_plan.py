@@ -34,7 +34,10 @@ MARGIN_MINUTES = 0.5
 # the training images), bf16 on the GPU's tensor cores, a training checkpoint written only
 # when the member stops (the call never brings checkpoints back), and no early stopping:
 # the schedule is stretched over the member's minutes (--epochs is only a ceiling).
+# --robust-aug low_light,occlusion: the robustness levers measured best (models/README.md,
+# "Robustness training"): +4.3 points mean over ten corruptions, clean PrivateTest unchanged.
 COMMON = ("--optimizer adamw --schedule cosine --label-smoothing 0.1 --aux ckplus,jaffe "
+          "--robust-aug low_light,occlusion "
           "--precision bf16 --checkpoint-minutes 60 --epochs 500 --patience 500")
 
 # The first session's members: every 48x48 architecture of the zoo, two seeds of the
