@@ -255,8 +255,12 @@ def test_the_committed_checkpoint_still_loads_with_its_augmenter():
     model = load_model(CHECKPOINT / "checkpoint" / state["checkpoint_model"], compile=True)
     fresh = build_augmenter(seed=saved.seed, erasing=saved.random_erasing,
                             robust=saved.robust_aug, robust_p=saved.robust_p)
-    assert [(type(a), a.get_config()) for a in model.augmenter.layers] == \
-        [(type(b), b.get_config()) for b in fresh.layers]
+    # Names left out: Keras numbers auto-named layers per process (random_flip_5 after
+    # other tests built four), which says nothing about the augmentation.
+    def spec(layer):
+        return type(layer), {k: v for k, v in layer.get_config().items() if k != "name"}
+
+    assert [spec(a) for a in model.augmenter.layers] == [spec(b) for b in fresh.layers]
 
 
 # --- the option: names, config.json, resume, GPU plans -------------------------------------
