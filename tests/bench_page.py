@@ -1,11 +1,21 @@
 """Benchmark the live page with a models folder in headless Chromium (a report, not a test).
 
-    python tests/bench_page.py [--models models] [--seconds 20] [--backend wasm] [--faces 1|2]
+    python tests/bench_page.py [--models models] [--seconds 20] [--backend wasm] [--faces 1|2|5]
+                               [--web DIR ...] [--rounds N] [--query 'threads=1']
 
-Serves the real backend, plays the astronaut (or two faces) through Chromium's fake camera and
-samples `window.ferState` for a while; prints the medians of BlazeFace detection, ensemble
-classification per face and whole-frame latency as JSON. Numbers depend on the machine: say which
-one when you quote them.
+Serves the real backend, plays a clip through Chromium's fake camera (the astronaut once, twice,
+or five faces: tests/camera_clips.py) at 15 fps and reports, per page variant:
+
+* per-frame processing time: median, p90 and mean over `ferState.frameTimes` (one entry per
+  distinct camera frame the page processed); pages without it (before the per-frame loop) are
+  sampled from `lastLatencyMs` every 0.25 s instead (`frame_source` says which);
+* fps: frames processed per second over the sampling window (from `framesProcessed` when the
+  page counts them, else the page's own `fps` readout), and the camera's fps;
+* first label: seconds from clicking Start (page loaded, warm HTTP cache) to a labelled face;
+* page weight: bytes the page downloaded on a cold load until ready (response bodies).
+
+`--web A --web B --rounds 3` runs A, B, A, B, ... in one process so both see the same machine
+load (a before/after table). Numbers depend on the machine: say which one when you quote them.
 """
 
 from __future__ import annotations
@@ -32,51 +42,119 @@ from e2e_support import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[1]
+CAMERA_FPS = 15
+
+
+def clip(faces: int, path: Path) -> Path:
+    from skimage import data
+
+    if faces == 5:
+        from camera_clips import five_faces
+
+        frames, _ = five_faces()
+    else:
+        frame = (single_face_frame if faces == 1 else multi_face_frame)(data.astronaut())
+        frames = frames_with_jitter(frame)
+    return write_y4m(path, frames, fps=CAMERA_FPS)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def measure(b, base: str, args, label: str) -> dict:
+    ctx = b.new_context(viewport={"width": 412, "height": 860})
+    sizes: list[int] = []
+    ctx.on("requestfinished", lambda r: sizes.append(r.sizes()["responseBodySize"]))
+    page = ctx.new_page()
+    query = f"backend={args.backend}" + (f"&{args.query}" if args.query else "")
+    page.goto(f"{base}/?{query}")
+    wait_state(page, "window.ferState && window.ferState.ready", 120)
+    cold_bytes = sum(sizes)
+    page.reload()  # warm HTTP cache (and service worker) from here on
+    wait_state(page, "window.ferState && window.ferState.ready", 120)
+    t0 = time.monotonic()
+    page.click("#toggle")
+    wait_state(page, "window.ferState.faces.some(f => f.label)", 60, interval_s=0.02)
+    first_label_s = time.monotonic() - t0
+    wait_state(page, f"window.ferState.faces.length >= {args.faces}", 60)
+    time.sleep(2)  # warm-up frames are not counted
+    js = "({...window.ferState, faces: window.ferState.faces.length})"
+    s0, t_start = page.evaluate(js), time.monotonic()
+    sampled: list[float] = []
+    faces_seen: list[int] = []
+    end = t_start + args.seconds
+    while time.monotonic() < end:
+        s = page.evaluate(js)
+        if isinstance(s.get("lastLatencyMs"), (int, float)):
+            sampled.append(float(s["lastLatencyMs"]))
+        faces_seen.append(s["faces"])
+        time.sleep(0.25)
+    s1, t_end = page.evaluate(js), time.monotonic()
+    frame_times = s1.get("frameTimes")
+    if frame_times:
+        # The last <= 240 frames; at 15 fps that is the whole window for --seconds <= 16.
+        n_new = s1["framesProcessed"] - s0["framesProcessed"]
+        times, source = frame_times[-max(1, min(len(frame_times), n_new)):], "frameTimes"
+        fps = n_new / (t_end - t_start)
+    else:
+        times, source = sampled, "lastLatencyMs sampled every 0.25 s"
+        fps = s1.get("fps")
+    ctx.close()
+    return {
+        "variant": label,
+        "faces_expected": args.faces,
+        "faces_median": statistics.median(faces_seen),
+        "frame_ms_median": round(statistics.median(times), 1),
+        "frame_ms_p90": round(pct(times, 0.9), 1),
+        "frame_ms_mean": round(statistics.fmean(times), 1),
+        "frames": len(times),
+        "frame_source": source,
+        "fps_processed": round(fps, 1) if fps else None,
+        "camera_fps": s1.get("cameraFps"),
+        "detect_ms_last": s1.get("detectMs"),
+        "first_label_s": round(first_label_s, 2),
+        "cold_load_bytes": cold_bytes,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, default=REPO / "models")
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--backend", default="wasm", choices=["wasm", "webgl", "cpu"])
-    ap.add_argument("--faces", type=int, default=1, choices=[1, 2])
+    ap.add_argument("--faces", type=int, default=1, choices=[1, 2, 5])
+    ap.add_argument("--web", type=Path, action="append",
+                    help="web/ folder to serve (repeat to compare variants); default: this repo's")
+    ap.add_argument("--rounds", type=int, default=1, help="runs per variant, interleaved")
+    ap.add_argument("--query", default="", help="extra query string, e.g. threads=1")
     args = ap.parse_args()
     if not (args.models / "manifest.json").is_file():
         sys.exit(f"error: no manifest.json in {args.models}; run `fer-hybrid export` first")
 
-    from skimage import data
-
     tmp = Path(tempfile.mkdtemp(prefix="fer-bench-"))
-    frame = (single_face_frame if args.faces == 1 else multi_face_frame)(data.astronaut())
-    video = write_y4m(tmp / "cam.y4m", frames_with_jitter(frame))
-    samples: dict[str, list[float]] = {"detectMs": [], "classifyPerFaceMs": [], "lastLatencyMs": []}
-    with live_server(args.models, tmp / "custom") as base, browser(video) as b:
-        page = b.new_page(viewport={"width": 412, "height": 860})
-        page.goto(f"{base}/?backend={args.backend}")
-        wait_state(page, "window.ferState && window.ferState.ready", 120)
-        page.click("#toggle")
-        wait_state(page, f"window.ferState.faces.length >= {args.faces}", 120)
-        time.sleep(2)  # warm-up frames are not counted
-        end = time.monotonic() + args.seconds
-        while time.monotonic() < end:
-            state = page.evaluate("({...window.ferState, faces: window.ferState.faces.length})")
-            for key in samples:
-                if isinstance(state.get(key), (int, float)):
-                    samples[key].append(float(state[key]))
-            time.sleep(0.25)
-        fps = page.evaluate("window.ferState.fps")
-    report = {
-        "backend": args.backend,
-        "faces": args.faces,
-        "models": str(args.models),
-        "median_detect_ms": statistics.median(samples["detectMs"]),
-        "median_classify_ms_per_face": statistics.median(samples["classifyPerFaceMs"]),
-        "median_frame_ms": statistics.median(samples["lastLatencyMs"]),
-        "fps": fps,
-        "samples": len(samples["lastLatencyMs"]),
-        "page_weight_bytes": page_weight(REPO / "web", args.models),
-    }
-    print(json.dumps(report, indent=2))
+    video = clip(args.faces, tmp / "cam.y4m")
+    webs = args.web or [REPO / "web"]
+    runs = []
+    with browser(video) as b:
+        for r in range(args.rounds):
+            for web in webs:
+                with live_server(args.models, tmp / "custom", web_dir=web) as base:
+                    res = measure(b, base, args, str(web))
+                res["round"] = r
+                runs.append(res)
+                print(json.dumps(res), flush=True)
+    summary = {}
+    for web in webs:
+        mine = [x for x in runs if x["variant"] == str(web)]
+        summary[str(web)] = {k: statistics.median(x[k] for x in mine)
+                             for k in ("frame_ms_median", "frame_ms_p90", "frame_ms_mean",
+                                       "fps_processed", "first_label_s", "cold_load_bytes")
+                             if all(x[k] is not None for x in mine)}
+    print(json.dumps({"backend": args.backend, "faces": args.faces, "query": args.query,
+                      "models": str(args.models), "summary (median over rounds)": summary,
+                      "page_weight_files_bytes": page_weight(REPO / "web", args.models)}, indent=2))
 
 
 if __name__ == "__main__":

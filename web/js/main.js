@@ -5,7 +5,8 @@ import {
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
 import { Ensemble, argmax } from './classifier.js';
-import { Tracker } from './tracker.js';
+import { LivePipeline } from './live.js';
+import { FrameLoop } from './frameloop.js';
 import { drawOverlay } from './overlay.js';
 import { analyse } from './pipeline.js';
 import { drawPhoto, PhotoError } from './photo.js';
@@ -22,14 +23,17 @@ const state = {
   ready: false, backend: null, status: 'loading', error: null, cameraProblem: null,
   faces: [], frames: 0, lastLatencyMs: null, detectMs: null, classifyMs: null, classifyPerFaceMs: null,
   fps: 0, labels: null, modelsLoaded: false, mode: 'live', backendTimings: null,
+  // Per camera frame (frameloop.js): whole-frame times of the last <= 240 processed frames, ms.
+  frameTimes: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
+  fullDetections: 0, followMs: null, classifiedFaces: 0,
 };
+const FRAME_TIMES_KEPT = 240;
 window.ferState = state;
 
 let detector = null, classifier = null;
 const camera = new Camera(els.video);
-const tracker = new Tracker();
 const scratch = document.createElement('canvas');
-let running = false, loopToken = 0;
+let live = null, frameLoop = null, running = false;
 
 function setStatus(status, text) {
   state.status = status;
@@ -60,54 +64,47 @@ function publishFaces(faces, mode) {
   els.faceList.replaceChildren(...items);
 }
 
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
+
 function updateStats() {
   const parts = [`${state.backend}`];
-  if (state.fps) parts.push(`${state.fps.toFixed(1)} fps`);
-  if (state.lastLatencyMs != null) parts.push(`${Math.round(state.lastLatencyMs)} ms`);
+  if (state.fps) parts.push(`${state.fps.toFixed(1)} fps${state.cameraFps ? ` of ${Math.round(state.cameraFps)}` : ''}`);
+  if (state.frameTimes.length) parts.push(`${Math.round(median(state.frameTimes.slice(-30)))} ms/frame`);
   if (state.detectMs != null) parts.push(`detect ${Math.round(state.detectMs)}`);
   if (state.classifyPerFaceMs != null) parts.push(`classify ${Math.round(state.classifyPerFaceMs)}/face`);
   els.stats.textContent = parts.join(' · ');
 }
 
+/** One distinct camera frame (called by the FrameLoop, never twice at once). */
 async function step() {
   const v = els.video;
   if (v.readyState < 2 || !v.videoWidth) return;
   const t0 = performance.now();
   performance.mark('fer-frame-start');
-  const r = await analyse(v, v.videoWidth, v.videoHeight, detector, classifier, scratch);
-  const tracks = tracker.update(r.faces);
+  const r = await live.process(v, v.videoWidth, v.videoHeight, t0);
+  if (!running) return;
+  drawOverlay(els.overlay, r.tracks, labelsOrDefault(), { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored });
+  publishFaces(r.tracks, 'live');
+  els.status.textContent = r.tracks.length ? `${r.tracks.length} face${r.tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
   const latency = performance.now() - t0;
   performance.measure('fer-frame', 'fer-frame-start');
-  if (!running) return;
-  drawOverlay(els.overlay, tracks, labelsOrDefault(), { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored });
   state.frames++;
   state.lastLatencyMs = latency;
-  state.detectMs = r.detectMs;
-  if (r.faces.length && classifier) {
+  state.frameTimes.push(latency);
+  if (state.frameTimes.length > FRAME_TIMES_KEPT) state.frameTimes.splice(0, state.frameTimes.length - FRAME_TIMES_KEPT);
+  if (r.full) { state.detectMs = r.detectMs; state.fullDetections++; } else state.followMs = r.detectMs;
+  if (r.classified && classifier) {
     state.classifyMs = r.classifyMs;
-    state.classifyPerFaceMs = r.classifyMs / r.faces.length;
+    state.classifyPerFaceMs = r.classifyMs / r.classified;
+    state.classifiedFaces += r.classified;
   }
-  publishFaces(tracks, 'live');
-  els.status.textContent = tracks.length ? `${tracks.length} face${tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
+  updateStats();
 }
 
-async function loop(token) {
-  let last = performance.now();
-  while (running && token === loopToken) {
-    try {
-      await step();
-    } catch (err) {
-      console.error(err);
-      showMessage('Recognition failed', String(err && err.message || err));
-      stop();
-      return;
-    }
-    const now = performance.now();
-    state.fps = 0.8 * state.fps + 0.2 * (1000 / Math.max(1, now - last));
-    last = now;
-    updateStats();
-    await new Promise((resolve) => requestAnimationFrame(() => resolve()));
-  }
+function failed(err) {
+  console.error(err);
+  showMessage('Recognition failed', String(err && err.message || err));
+  stop();
 }
 
 async function start() {
@@ -124,16 +121,19 @@ async function start() {
   }
   els.video.classList.toggle('mirrored', camera.mirrored);
   running = true;
-  tracker.reset();
+  live.reset();
+  state.frameTimes = [];
   els.toggle.textContent = 'Stop';
   els.toggle.setAttribute('aria-pressed', 'true');
   setStatus('running', 'Looking for faces…');
-  loop(++loopToken);
+  if (frameLoop) frameLoop.stop();
+  frameLoop = new FrameLoop(els.video, step, state, failed).start();
 }
 
 function stop() {
   running = false;
-  loopToken++;
+  if (frameLoop) frameLoop.stop();
+  frameLoop = null;
   camera.stop();
   els.overlay.getContext('2d').clearRect(0, 0, els.overlay.width, els.overlay.height);
   els.toggle.textContent = 'Start';
@@ -147,7 +147,7 @@ async function switchCamera() {
   try {
     await camera.switchFacing();
     els.video.classList.toggle('mirrored', camera.mirrored);
-    tracker.reset();
+    live.reset();
   } catch (err) {
     showMessage('Could not switch camera', err.message);
   }
@@ -268,6 +268,7 @@ async function init() {
     showMessage('Recognition could not start', `${err.message}. Try ?backend=cpu in the address bar.`);
     return;
   }
+  live = new LivePipeline(detector, classifier);
   state.ready = true;
   updateStats();
   if (!problem) els.toggle.disabled = false;

@@ -25,7 +25,7 @@ export class Tracker {
       usedT.add(ti); usedD.add(di);
       const t = this.tracks[ti], d = dets[di];
       t.box = d.box; t.det = d; t.missed = 0; t.hits++;
-      if (d.probs) t.probs = t.probs ? t.probs.map((p, k) => (1 - this.alpha) * p + this.alpha * d.probs[k]) : Float32Array.from(d.probs);
+      if (d.probs) this.smooth(t, d.probs);
     }
     this.tracks.forEach((t, ti) => { if (!usedT.has(ti)) t.missed++; });
     dets.forEach((d, di) => {
@@ -33,5 +33,10 @@ export class Tracker {
     });
     this.tracks = this.tracks.filter((t) => t.missed <= this.maxMissed);
     return this.tracks.filter((t) => t.missed === 0);
+  }
+
+  /** Fold a new classification of `track` into its smoothed probabilities. */
+  smooth(track, probs) {
+    track.probs = track.probs ? track.probs.map((p, k) => (1 - this.alpha) * p + this.alpha * probs[k]) : Float32Array.from(probs);
   }
 }

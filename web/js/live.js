@@ -1,0 +1,113 @@
+// The live camera's per-frame work, scheduled so a frame costs less than the full pipeline:
+//  * the detector (BlazeFace, a fixed 256x256 graph: the dearest step) runs on the whole frame
+//    only every few frames, at least every `detectEveryMs`, whenever no face is tracked and
+//    whenever following a face fails; in between each face is followed by patch matching
+//    (motion.js, ~1 ms) so its box keeps up with the motion;
+//  * a face is re-classified only when its aligned crop changed since its last classification,
+//    or after `reclassifyEvery` frames; otherwise its smoothed probabilities stand.
+// Still photos do not come here: they take pipeline.analyse (detect + classify everything).
+import { alignFace } from './align.js';
+import { normalizeLowLight } from './lowlight.js';
+import { grabGray, follow, shiftDetection } from './motion.js';
+import { Tracker } from './tracker.js';
+
+export const LIVE_DEFAULTS = {
+  detectEvery: 3, // full detector pass at least every 3rd processed frame ...
+  detectEveryMs: 250, // ... and at least every 250 ms: a new face shows up within ~1/4 s
+  lostCost: 24, // mean grey-level difference above which a followed face counts as lost
+  reclassifyEvery: 6, // a face is re-classified at least every 6th processed frame ...
+  cropChange: 3, // ... and whenever its 48x48 crop moved more than this (mean |diff|, grey levels)
+};
+
+/** Mean absolute difference of two grey crops of the same size. */
+export function cropDifference(a, b) {
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) acc += Math.abs(a[i] - b[i]);
+  return acc / a.length;
+}
+
+export class LivePipeline {
+  constructor(detector, classifier, opts = {}) {
+    Object.assign(this, { detector, classifier }, LIVE_DEFAULTS, opts);
+    this.tracker = new Tracker();
+    this.grayCanvas = document.createElement('canvas');
+    this.scratch = document.createElement('canvas');
+    this.reset();
+  }
+
+  reset() {
+    this.tracker.reset();
+    this.key = null; // grey copy of the last frame the detector saw
+    this.sinceFull = Infinity;
+    this.lastFullAt = -Infinity;
+  }
+
+  _fullDue(now) {
+    const visible = this.tracker.tracks.filter((t) => t.missed === 0);
+    return !this.key || !visible.length || this.sinceFull + 1 >= this.detectEvery
+      || now - this.lastFullAt >= this.detectEveryMs;
+  }
+
+  /** Followed detections for every visible track, or null when one is lost. */
+  _follow(cur) {
+    const dets = [];
+    for (const t of this.tracker.tracks) {
+      if (t.missed !== 0 || !t.keyDet) continue;
+      const m = follow(this.key, cur, t.keyDet.box, t.offset);
+      if (!(m.cost <= this.lostCost)) return null;
+      t.offset = { dx: m.dx, dy: m.dy };
+      dets.push(shiftDetection(t.keyDet, m.dx, m.dy));
+    }
+    return dets.length ? dets : null;
+  }
+
+  /**
+   * One camera frame. Returns {tracks, full, detectMs, classifyMs, classified}: the visible
+   * tracks ({id, box, probs, lowlight, det, ...}), whether the detector ran, its time (or the
+   * following time), the classifier's time and how many faces it classified.
+   */
+  async process(source, width, height, now = performance.now()) {
+    const t0 = performance.now();
+    const cur = grabGray(source, width, height, this.grayCanvas);
+    let dets = this._fullDue(now) ? null : this._follow(cur);
+    const full = !dets;
+    if (full) {
+      dets = await this.detector.detect(source, width, height);
+      this.key = cur;
+      this.sinceFull = 0;
+      this.lastFullAt = now;
+    } else {
+      this.sinceFull++;
+    }
+    const tracks = this.tracker.update(dets);
+    if (full) {
+      // New key frame: follow from here; a track the detector missed cannot be followed.
+      for (const t of this.tracker.tracks) {
+        t.keyDet = t.missed === 0 ? t.det : null;
+        t.offset = { dx: 0, dy: 0 };
+      }
+    }
+    const t1 = performance.now();
+    const c = this.classifier;
+    const size = c ? c.height : 48;
+    const todo = [];
+    for (const t of tracks) {
+      const crop = alignFace(source, t.det, size, this.scratch);
+      const ll = normalizeLowLight(crop.gray);
+      t.lowlight = ll.applied;
+      if (!c) continue;
+      const last = t.classified;
+      if (last && last.age + 1 < this.reclassifyEvery && cropDifference(ll.gray, last.gray) <= this.cropChange) last.age++;
+      else todo.push([t, ll.gray]);
+    }
+    if (todo.length) {
+      const probs = await c.classify(todo.map(([, g]) => g));
+      todo.forEach(([t, gray], i) => {
+        this.tracker.smooth(t, probs[i]);
+        t.classified = { gray, age: 0 };
+      });
+    }
+    const t2 = performance.now();
+    return { tracks, full, detectMs: t1 - t0, classifyMs: t2 - t1, classified: todo.length };
+  }
+}
