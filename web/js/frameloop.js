@@ -16,12 +16,20 @@ export class RateMeter {
   }
 }
 
+export const FRAMES_KEPT = 240;
+
 /**
  * new FrameLoop(video, onFrame, stats, onError).start(); onFrame(frameId) is awaited: frames that arrive
  * meanwhile are counted in stats.framesSeen but only the newest is processed afterwards (stale
  * frames are dropped, a frame is never processed twice). `stats` receives framesSeen,
- * framesProcessed, cameraFps and fps (processed frames per second).
+ * framesProcessed, cameraFps, fps (processed frames per second) and, for the last <= 240
+ * processed frames, frameTimes (ms each onFrame took) and frameIds (which camera frame it was).
  */
+function keep(list, value) {
+  list.push(value);
+  if (list.length > FRAMES_KEPT) list.splice(0, list.length - FRAMES_KEPT);
+}
+
 export class FrameLoop {
   constructor(video, onFrame, stats, onError = (err) => console.error(err)) {
     Object.assign(this, { video, onFrame, stats, onError });
@@ -40,6 +48,8 @@ export class FrameLoop {
     this.running = true;
     this.stats.framesSeen = 0;
     this.stats.framesProcessed = 0;
+    this.stats.frameTimes = [];
+    this.stats.frameIds = [];
     this.latest = this.done = -1;
     this._arm();
     return this;
@@ -88,10 +98,15 @@ export class FrameLoop {
     this.busy = true;
     const id = this.latest;
     try {
+      const t0 = performance.now();
       await this.onFrame(id);
+      const t1 = performance.now();
+      if (!this.running) return;
       this.done = id;
       this.stats.framesProcessed++;
-      this.processed.tick(performance.now());
+      keep(this.stats.frameTimes, t1 - t0);
+      keep(this.stats.frameIds, id);
+      this.processed.tick(t1);
       this.stats.fps = this.processed.rate;
     } catch (err) {
       this.onError(err);

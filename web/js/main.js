@@ -23,11 +23,12 @@ const state = {
   ready: false, backend: null, status: 'loading', error: null, cameraProblem: null,
   faces: [], frames: 0, lastLatencyMs: null, detectMs: null, classifyMs: null, classifyPerFaceMs: null,
   fps: 0, labels: null, modelsLoaded: false, mode: 'live', backendTimings: null,
-  // Per camera frame (frameloop.js): whole-frame times of the last <= 240 processed frames, ms.
-  frameTimes: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
+  // Per camera frame, kept by frameloop.js: whole-frame times (ms) and camera frame ids of the
+  // last <= 240 processed frames, frames delivered / processed since Start, both rates.
+  frameTimes: [], frameIds: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
   fullDetections: 0, followMs: null, classifiedFaces: 0,
 };
-const FRAME_TIMES_KEPT = 240;
+
 window.ferState = state;
 
 let detector = null, classifier = null;
@@ -90,8 +91,6 @@ async function step() {
   performance.measure('fer-frame', 'fer-frame-start');
   state.frames++;
   state.lastLatencyMs = latency;
-  state.frameTimes.push(latency);
-  if (state.frameTimes.length > FRAME_TIMES_KEPT) state.frameTimes.splice(0, state.frameTimes.length - FRAME_TIMES_KEPT);
   if (r.full) { state.detectMs = r.detectMs; state.fullDetections++; } else state.followMs = r.detectMs;
   if (r.classified && classifier) {
     state.classifyMs = r.classifyMs;
@@ -122,7 +121,6 @@ async function start() {
   els.video.classList.toggle('mirrored', camera.mirrored);
   running = true;
   live.reset();
-  state.frameTimes = [];
   els.toggle.textContent = 'Stop';
   els.toggle.setAttribute('aria-pressed', 'true');
   setStatus('running', 'Looking for faces…');
