@@ -58,14 +58,44 @@ export function tfjsFolder(doc = document) {
   return meta ? meta.content : null;
 }
 
-/** Make sure the vendored tf global exists and switch to `name`; returns the active backend. */
-export async function useBackend(name) {
+/** Script (in the TF.js folder) of each backend the pages load only when it is asked for. */
+export const LAZY_BACKENDS = { webgl: 'tf-backend-webgl.es2017.min.js' };
+
+/**
+ * Load a lazily loaded backend's script once (a same-origin <script>, which the CSP allows);
+ * resolves when it has registered itself with tf. The live page loads WebGL only when it tries
+ * it: on the wasm path that is 370 KB the page never downloads.
+ */
+export function loadBackendScript(name, doc = document) {
+  const tf = globalThis.tf;
+  if (!LAZY_BACKENDS[name] || tf.findBackendFactory(name)) return Promise.resolve();
+  loadBackendScript.pending = loadBackendScript.pending || {};
+  loadBackendScript.pending[name] = loadBackendScript.pending[name] || new Promise((resolve, reject) => {
+    const el = doc.createElement('script');
+    el.src = tfjsFolder(doc) + LAZY_BACKENDS[name];
+    el.onload = () => resolve();
+    el.onerror = () => { delete loadBackendScript.pending[name]; reject(new Error(`Could not load ${el.src}`)); };
+    doc.head.appendChild(el);
+  });
+  return loadBackendScript.pending[name];
+}
+
+/**
+ * Make sure the vendored tf global exists and switch to `name`; returns the active backend.
+ * `lazy`: load a backend of LAZY_BACKENDS first if it is not there (the live page; the upload
+ * page never loads WebGL, so asking it for WebGL fails as before).
+ */
+export async function useBackend(name, { lazy = false } = {}) {
   const tf = globalThis.tf;
   if (!tf) throw new Error(`TensorFlow.js did not load (${tfjsFolder()}).`);
+  if (lazy) await loadBackendScript(name);
   if (tf.wasm && tf.wasm.setWasmPaths && !useBackend._pathsSet) {
     // tfjs-wasm's threaded build starts its workers with importScripts(blob:...), which the page's
-    // CSP (script-src 'self') forbids; use the single-threaded SIMD build unless ?threads=1.
-    if (new URLSearchParams(location.search).get('threads') !== '1') tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    // CSP (script-src 'self') forbids; use the single-threaded SIMD build unless ?threads=N
+    // (N >= 2 threads; needs blob: in script-src and cross-origin isolation).
+    const threads = Number(new URLSearchParams(location.search).get('threads'));
+    if (threads >= 2 && tf.wasm.setThreadsCount) tf.wasm.setThreadsCount(threads);
+    else tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     tf.wasm.setWasmPaths(tfjsFolder());
     useBackend._pathsSet = true;
   }
@@ -81,10 +111,10 @@ export async function useBackend(name) {
  * page tells the user to try another) unless `fallbackOnRequest`, which falls back to cpu as
  * well (the upload page only detects faces and loads no WebGL backend, so any backend will do).
  */
-export async function chooseBackend({ fallbackOnRequest = false } = {}) {
+export async function chooseBackend({ fallbackOnRequest = false, lazy = false } = {}) {
   const req = requestedBackend();
   if (req && req !== 'auto') {
-    return fallbackOnRequest ? useBackend(req).catch(() => useBackend('cpu')) : useBackend(req);
+    return fallbackOnRequest ? useBackend(req, { lazy }).catch(() => useBackend('cpu')) : useBackend(req, { lazy });
   }
   try {
     return await useBackend('wasm');

@@ -203,7 +203,7 @@ async function maybeSwitchToWebgl() {
   if (!probe.getContext('webgl2') && !probe.getContext('webgl')) return;
   try {
     const wasmMs = await benchmark();
-    await useBackend('webgl');
+    await useBackend('webgl', { lazy: true });
     const webglMs = await benchmark();
     state.backendTimings = { wasm: wasmMs, webgl: webglMs };
     if (webglMs < 0.8 * wasmMs) state.backend = 'webgl';
@@ -233,7 +233,7 @@ async function init() {
   }
 
   try {
-    state.backend = await chooseBackend();
+    state.backend = await chooseBackend({ lazy: true });
     setStatus('loading', 'Loading face detector…');
     detector = await new FaceDetector().load();
   } catch (err) {
