@@ -3,8 +3,11 @@
 //    only every few frames, at least every `detectEveryMs`, whenever no face is tracked and
 //    whenever following a face fails; in between each face is followed by patch matching
 //    (motion.js, ~1 ms) so its box keeps up with the motion;
-//  * a face is re-classified only when its aligned crop changed since its last classification,
-//    or after `reclassifyEvery` frames; otherwise its smoothed probabilities stand.
+//  * a face is re-classified only when its aligned crop changed since its last classification
+//    (compared at 12x12, so a sub-pixel shift of the crop does not count but a mouth opening
+//    does), or after `reclassifyEvery` frames; otherwise its smoothed probabilities stand. At
+//    most `classifyBudget` faces per frame (fewer on detector frames) go to the classifier, the
+//    unlabelled and the most changed first, so five faces do not cost five classifications.
 // Still photos do not come here: they take pipeline.analyse (detect + classify everything).
 import { alignFace } from './align.js';
 import { normalizeLowLight } from './lowlight.js';
@@ -16,10 +19,22 @@ export const LIVE_DEFAULTS = {
   detectEveryMs: 250, // ... and at least every 250 ms: a new face shows up within ~1/4 s
   lostCost: 24, // mean grey-level difference above which a followed face counts as lost
   reclassifyEvery: 6, // a face is re-classified at least every 6th processed frame ...
-  cropChange: 3, // ... and whenever its 48x48 crop moved more than this (mean |diff|, grey levels)
+  cropChange: 4, // ... or when its 12x12 thumbnail changed more than this (mean |diff|, grey levels)
+  classifyBudget: 2, // faces classified per frame at most (1 on frames where the detector ran)
 };
 
-/** Mean absolute difference of two grey crops of the same size. */
+/** 12x12 average-pooled thumbnail of a square grey crop (side divisible by 12). */
+export function thumbnail(gray, side) {
+  const f = side / 12, out = new Float32Array(144);
+  for (let y = 0; y < side; y++) {
+    const row = Math.floor(y / f) * 12;
+    for (let x = 0; x < side; x++) out[row + Math.floor(x / f)] += gray[y * side + x];
+  }
+  for (let i = 0; i < 144; i++) out[i] /= f * f;
+  return out;
+}
+
+/** Mean absolute difference of two arrays of the same length. */
 export function cropDifference(a, b) {
   let acc = 0;
   for (let i = 0; i < a.length; i++) acc += Math.abs(a[i] - b[i]);
@@ -90,21 +105,27 @@ export class LivePipeline {
     const t1 = performance.now();
     const c = this.classifier;
     const size = c ? c.height : 48;
-    const todo = [];
+    const due = [];
     for (const t of tracks) {
       const crop = alignFace(source, t.det, size, this.scratch);
       const ll = normalizeLowLight(crop.gray);
       t.lowlight = ll.applied;
       if (!c) continue;
+      const thumb = thumbnail(ll.gray, size);
       const last = t.classified;
-      if (last && last.age + 1 < this.reclassifyEvery && cropDifference(ll.gray, last.gray) <= this.cropChange) last.age++;
-      else todo.push([t, ll.gray]);
+      if (last) last.age++;
+      // Priority: never classified, then overdue, then by how much the face changed.
+      const change = last ? cropDifference(thumb, last.thumb) : Infinity;
+      const overdue = last && last.age >= this.reclassifyEvery;
+      if (!last || overdue || change > this.cropChange) due.push({ t, gray: ll.gray, thumb, rank: overdue ? 1e6 + change : change });
     }
+    due.sort((a, b) => b.rank - a.rank);
+    const todo = due.slice(0, full ? Math.max(1, this.classifyBudget - 1) : this.classifyBudget);
     if (todo.length) {
-      const probs = await c.classify(todo.map(([, g]) => g));
-      todo.forEach(([t, gray], i) => {
+      const probs = await c.classify(todo.map((d) => d.gray));
+      todo.forEach(({ t, thumb }, i) => {
         this.tracker.smooth(t, probs[i]);
-        t.classified = { gray, age: 0 };
+        t.classified = { thumb, age: 0 };
       });
     }
     const t2 = performance.now();

@@ -63,7 +63,16 @@ export function follow(key, cur, keyBox, guess = { dx: 0, dy: 0 }, { grid = 16, 
   };
   scan(gx, gy, r, 2);
   scan(best.ox, best.oy, 1, 1);
-  return { dx: best.ox / s, dy: best.oy / s, cost: best.c };
+  // Sub-pixel: the vertex of a parabola through the costs either side of the best offset (one
+  // grey pixel is 2 camera pixels; whole-pixel steps would make the aligned crop jitter).
+  const at = (ox, oy) => cost(key, cur, x0, y0, n, step, ox, oy, Infinity);
+  const vertex = (cm, c0, cp) => {
+    const d = cm - 2 * c0 + cp;
+    return Number.isFinite(d) && d > 0 ? Math.max(-0.5, Math.min(0.5, (cm - cp) / (2 * d))) : 0;
+  };
+  const fx = vertex(at(best.ox - 1, best.oy), best.c, at(best.ox + 1, best.oy));
+  const fy = vertex(at(best.ox, best.oy - 1), best.c, at(best.ox, best.oy + 1));
+  return { dx: (best.ox + fx) / s, dy: (best.oy + fy) / s, cost: best.c };
 }
 
 /** A detection moved by (dx, dy): box and keypoints shifted, everything else kept. */
