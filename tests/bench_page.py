@@ -12,7 +12,9 @@ or five faces: tests/camera_clips.py) at 15 fps and reports, per page variant:
 * fps: frames processed per second over the sampling window (from `framesProcessed` when the
   page counts them, else the page's own `fps` readout), and the camera's fps;
 * first label: seconds from clicking Start (page loaded, warm HTTP cache) to a labelled face;
-* page weight: bytes the page downloaded on a cold load until ready (response bodies).
+* page weight: bytes the page itself downloaded on a cold load until ready (response bodies as
+  sent, i.e. compressed where the server compresses; the service worker's background precache
+  is not counted: `page_weight_files_bytes` lists the files' sizes).
 
 `--web A --web B --rounds 3` runs A, B, A, B, ... in one process so both see the same machine
 load (a before/after table). Numbers depend on the machine: say which one when you quote them.
@@ -66,7 +68,8 @@ def pct(values: list[float], q: float) -> float:
 def measure(b, base: str, args, label: str) -> dict:
     ctx = b.new_context(viewport={"width": 412, "height": 860})
     sizes: list[int] = []
-    ctx.on("requestfinished", lambda r: sizes.append(r.sizes()["responseBodySize"]))
+    # The page's own downloads (the service worker's precache runs in the background after).
+    ctx.on("requestfinished", lambda r: None if r.service_worker else sizes.append(r.sizes()["responseBodySize"]))
     page = ctx.new_page()
     query = f"backend={args.backend}" + (f"&{args.query}" if args.query else "")
     page.goto(f"{base}/?{query}")
