@@ -15,8 +15,8 @@ import { grabGray, follow, shiftDetection } from './motion.js';
 import { Tracker } from './tracker.js';
 
 export const LIVE_DEFAULTS = {
-  detectEvery: 3, // full detector pass at least every 3rd processed frame ...
-  detectEveryMs: 250, // ... and at least every 250 ms: a new face shows up within ~1/4 s
+  detectEvery: 5, // full detector pass at least every 5th processed frame ...
+  detectEveryMs: 400, // ... and at least every 400 ms: a new face shows up within ~1/2 s
   lostCost: 24, // mean grey-level difference above which a followed face counts as lost
   reclassifyEvery: 6, // a face is re-classified at least every 6th processed frame ...
   cropChange: 4, // ... or when its 12x12 thumbnail changed more than this (mean |diff|, grey levels)
