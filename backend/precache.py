@@ -17,6 +17,11 @@ SHELL_FILES = ("css/app.css", "manifest.webmanifest", "icon.svg")
 MODULE_SUFFIXES = (".js", ".mjs")
 #: TF.js scripts and the wasm binaries tfjs-backend-wasm picks from at run time (not LICENSE).
 TFJS_SUFFIXES = (".js", ".wasm")
+#: ... except those fetched only when used (then kept by the worker's cache-first rule), 806 KB
+#: that every first visit would otherwise download: the WebGL backend (the live page loads it
+#: only when it tries WebGL; offline that attempt fails and the page stays on wasm) and the
+#: threaded wasm binary (threads are opt-in, ?threads=N: web/js/env.js).
+TFJS_ON_DEMAND = ("tf-backend-webgl.es2017.min.js", "tfjs-backend-wasm-threaded-simd.wasm")
 #: The BlazeFace weights detector.js loads; a glob, so the Human version is not written here too.
 DETECTOR_GLOB = "vendor/human-*/models/*"
 
@@ -39,5 +44,6 @@ def shell_urls(web_dir: Path) -> list[str]:
 def vendor_urls(web_dir: Path) -> list[str]:
     """The vendored files the pages load at run time (versioned folders: cache-first)."""
     web = Path(web_dir)
-    tfjs = [p for p in _files(web, f"{TFJS_DIR}/*") if p.suffix in TFJS_SUFFIXES]
+    tfjs = [p for p in _files(web, f"{TFJS_DIR}/*")
+            if p.suffix in TFJS_SUFFIXES and p.name not in TFJS_ON_DEMAND]
     return [_url(web, p) for p in (*tfjs, *_files(web, DETECTOR_GLOB))]

@@ -278,6 +278,8 @@ def test_service_worker_precaches_every_module_and_vendored_file(repo_root, tmp_
         for name in ("tf-core.es2017.min.js", "tf-backend-wasm.es2017.min.js",
                      "tfjs-backend-wasm-simd.wasm", "tfjs-backend-wasm.wasm"):
             assert TFJS_URL + name in vendor
+        # Fetched on first use only (backend/precache.py TFJS_ON_DEMAND).
+        assert not [u for u in vendor if "webgl" in u or "threaded" in u]
         assert any(u.endswith("/models/blazeface.json") for u in vendor)
         assert any(u.endswith("/models/blazeface.bin") for u in vendor)
         for url in shell + vendor:
