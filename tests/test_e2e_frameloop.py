@@ -155,3 +155,45 @@ def test_a_face_entering_the_view_is_found_within_a_second(e2e_models, tmp_path)
     assert len(episodes) >= 3, counts
     # Found within ~0.5 s of appearing (the rest of the 1 s window it stays boxed).
     assert np.median(episodes) >= 0.4, episodes
+
+
+def test_schedule_detects_every_few_frames_and_keeps_a_face_the_detector_misses_once(
+        e2e_models, tmp_path):
+    """live.LivePipeline with a scripted detector on a still canvas: the full pass runs on the
+    1st, 6th and 11th of 11 frames 66 ms apart; a face the detector then misses once stays
+    (found by patch matching), missed twice in a row it goes."""
+    require_browser()
+    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
+        page = b.new_page()
+        page.goto(f"{base}/upload?backend=cpu")
+        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
+        r = page.evaluate("""async () => {
+          const { LivePipeline } = await import('/static/js/live.js');
+          const c = document.createElement('canvas'); c.width = 640; c.height = 480;
+          const ctx = c.getContext('2d');
+          ctx.fillStyle = '#556'; ctx.fillRect(0, 0, 640, 480);
+          for (let i = 0; i < 60; i++) {
+            ctx.fillStyle = `hsl(${(i * 47) % 360}, 70%, ${30 + (i * 13) % 50}%)`;
+            ctx.fillRect(200 + (i * 37) % 120, 150 + (i * 53) % 120, 10 + i % 9, 10 + i % 7);
+          }
+          const face = { box: { x: 200, y: 150, w: 130, h: 130 }, score: 0.9,
+            keypoints: [[240, 200], [290, 200], [265, 230], [265, 255], [205, 205], [325, 205]] };
+          face.rightEye = face.keypoints[0]; face.leftEye = face.keypoints[1];
+          const script = [];
+          let calls = 0;
+          const detector = { detect: async () => { calls++; return script.length ? script.shift() : [face]; } };
+          const live = new LivePipeline(detector, null);
+          const visible = [];
+          let now = 0;
+          for (let i = 0; i < 11; i++, now += 66) visible.push((await live.process(c, 640, 480, now)).tracks.map((t) => t.id));
+          const regular = calls;
+          // Full passes from here on (500 ms apart): the detector misses the face twice.
+          script.push([], []);
+          const misses = [];
+          for (let i = 0; i < 3; i++) { now += 500; misses.push((await live.process(c, 640, 480, now)).tracks.map((t) => t.id)); }
+          return { regular, visible, misses, calls };
+        }""")
+    assert r["regular"] == 3
+    assert all(ids == [1] for ids in r["visible"]), r["visible"]
+    # 1st miss: kept by patch matching; 2nd miss in a row: gone; then the detector finds it anew.
+    assert r["misses"][0] == [1] and r["misses"][1] == [] and len(r["misses"][2]) == 1

@@ -3,6 +3,9 @@
 //    only every few frames, at least every `detectEveryMs`, whenever no face is tracked and
 //    whenever following a face fails; in between each face is followed by patch matching
 //    (motion.js, ~1 ms) so its box keeps up with the motion;
+//  * a face the detector misses on one full pass but patch matching still finds stays (at most
+//    `rescueMisses` passes in a row): with passes every few frames, one flaky detection would
+//    otherwise hide a face for several frames;
 //  * a face is re-classified only when its aligned crop changed since its last classification
 //    (compared at 12x12, so a sub-pixel shift of the crop does not count but a mouth opening
 //    does), or after `reclassifyEvery` frames; otherwise its smoothed probabilities stand. At
@@ -10,6 +13,7 @@
 //    unlabelled and the most changed first, so five faces do not cost five classifications.
 // Still photos do not come here: they take pipeline.analyse (detect + classify everything).
 import { alignFace } from './align.js';
+import { iou } from './detector.js';
 import { normalizeLowLight } from './lowlight.js';
 import { grabGray, follow, shiftDetection } from './motion.js';
 import { Tracker } from './tracker.js';
@@ -18,6 +22,7 @@ export const LIVE_DEFAULTS = {
   detectEvery: 5, // full detector pass at least every 5th processed frame ...
   detectEveryMs: 400, // ... and at least every 400 ms: a new face shows up within ~1/2 s
   lostCost: 24, // mean grey-level difference above which a followed face counts as lost
+  rescueMisses: 1, // full passes in a row that may miss a face still found by patch matching
   reclassifyEvery: 6, // a face is re-classified at least every 6th processed frame ...
   cropChange: 4, // ... or when its 12x12 thumbnail changed more than this (mean |diff|, grey levels)
   classifyBudget: 2, // faces classified per frame at most (1 on frames where the detector ran)
@@ -63,17 +68,36 @@ export class LivePipeline {
       || now - this.lastFullAt >= this.detectEveryMs;
   }
 
+  /** Track t followed into frame `cur` (a detection), or null when it is lost. */
+  _followOne(t, cur) {
+    const m = follow(this.key, cur, t.keyDet.box, t.offset);
+    if (!(m.cost <= this.lostCost)) return null;
+    t.offset = { dx: m.dx, dy: m.dy };
+    return shiftDetection(t.keyDet, m.dx, m.dy);
+  }
+
   /** Followed detections for every visible track, or null when one is lost. */
   _follow(cur) {
     const dets = [];
     for (const t of this.tracker.tracks) {
       if (t.missed !== 0 || !t.keyDet) continue;
-      const m = follow(this.key, cur, t.keyDet.box, t.offset);
-      if (!(m.cost <= this.lostCost)) return null;
-      t.offset = { dx: m.dx, dy: m.dy };
-      dets.push(shiftDetection(t.keyDet, m.dx, m.dy));
+      const d = this._followOne(t, cur);
+      if (!d) return null;
+      dets.push(d);
     }
     return dets.length ? dets : null;
+  }
+
+  /** Visible tracks the detector just missed but patch matching still finds (see rescueMisses). */
+  _rescue(dets, cur) {
+    const out = [];
+    for (const t of this.tracker.tracks) {
+      if (t.missed !== 0 || !t.keyDet || (t.detectorMisses || 0) >= this.rescueMisses) continue;
+      if (dets.some((d) => iou(d.box, t.box) >= this.tracker.minIou)) continue;
+      const d = this._followOne(t, cur);
+      if (d) out.push({ ...d, rescued: true });
+    }
+    return out;
   }
 
   /**
@@ -88,6 +112,7 @@ export class LivePipeline {
     const full = !dets;
     if (full) {
       dets = await this.detector.detect(source, width, height);
+      if (this.key) dets = dets.concat(this._rescue(dets, cur));
       this.key = cur;
       this.sinceFull = 0;
       this.lastFullAt = now;
@@ -100,6 +125,7 @@ export class LivePipeline {
       for (const t of this.tracker.tracks) {
         t.keyDet = t.missed === 0 ? t.det : null;
         t.offset = { dx: 0, dy: 0 };
+        t.detectorMisses = t.missed === 0 && t.det.rescued ? (t.detectorMisses || 0) + 1 : 0;
       }
     }
     const t1 = performance.now();

@@ -146,6 +146,9 @@ async function switchCamera() {
     await camera.switchFacing();
     els.video.classList.toggle('mirrored', camera.mirrored);
     live.reset();
+    // A new stream numbers its frames from the start again: a fresh loop, fresh counters.
+    frameLoop.stop();
+    frameLoop = new FrameLoop(els.video, step, state, failed).start();
   } catch (err) {
     showMessage('Could not switch camera', err.message);
   }
