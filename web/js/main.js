@@ -4,9 +4,11 @@ import {
 } from './env.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
-import { Ensemble, argmax } from './classifier.js';
+import { Ensemble } from './classifier.js';
 import { Tracker } from './tracker.js';
-import { drawOverlay } from './overlay.js';
+import { drawOverlay, clearOverlay } from './overlay.js';
+import { FaceNumbers, numberByPosition } from './numbering.js';
+import { describeFaces, renderFaceList } from './facelist.js';
 import { analyse } from './pipeline.js';
 import { drawPhoto, PhotoError } from './photo.js';
 import { showMessage as showIn, hideMessage as hideIn } from './message.js';
@@ -15,7 +17,7 @@ const $ = (id) => document.getElementById(id);
 const els = {
   video: $('video'), overlay: $('overlay'), status: $('status'), stats: $('stats'), message: $('message'),
   toggle: $('toggle'), switchCam: $('switch'), photo: $('photo'), stillWrap: $('still'), stillImage: $('still-image'),
-  stillOverlay: $('still-overlay'), stillClose: $('still-close'), faceList: $('face-list'), placeholder: $('placeholder-note'),
+  stillOverlay: $('still-overlay'), stillClose: $('still-close'), faceList: $('face-list'), faceSummary: $('face-summary'), placeholder: $('placeholder-note'),
 };
 
 const state = {
@@ -28,6 +30,7 @@ window.ferState = state;
 let detector = null, classifier = null;
 const camera = new Camera(els.video);
 const tracker = new Tracker();
+const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
 let running = false, loopToken = 0;
 
@@ -42,22 +45,13 @@ const hideMessage = () => hideIn(els.message);
 
 function labelsOrDefault() { return classifier ? classifier.labels : ['face']; }
 
+/** faces: numbered (numbering.js) and in that order, like the boxes. */
 function publishFaces(faces, mode) {
   const labels = classifier ? classifier.labels : null;
   state.mode = mode;
-  state.faces = faces.map((f) => {
-    const probs = f.probs ? Array.from(f.probs) : null;
-    const label = probs && labels ? labels[argmax(probs)] : null;
-    return { id: f.id ?? null, box: { ...f.box }, score: f.score ?? f.det?.score ?? null, label, probs, lowlight: f.lowlight ?? f.det?.lowlight ?? null };
-  });
+  state.faces = describeFaces(faces, labels);
   document.body.dataset.faces = String(state.faces.length);
-  const items = state.faces.map((f, i) => {
-    const li = document.createElement('li');
-    li.dataset.label = f.label || '';
-    li.textContent = f.label ? `Face ${i + 1}: ${f.label} (${Math.round(Math.max(...f.probs) * 100)}%)` : `Face ${i + 1}`;
-    return li;
-  });
-  els.faceList.replaceChildren(...items);
+  renderFaceList(els.faceList, state.faces, labels, els.faceSummary);
 }
 
 function updateStats() {
@@ -75,11 +69,12 @@ async function step() {
   const t0 = performance.now();
   performance.mark('fer-frame-start');
   const r = await analyse(v, v.videoWidth, v.videoHeight, detector, classifier, scratch);
-  const tracks = tracker.update(r.faces);
+  const view = { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored };
+  const tracks = numbers.assign(tracker.update(r.faces), view);
   const latency = performance.now() - t0;
   performance.measure('fer-frame', 'fer-frame-start');
   if (!running) return;
-  drawOverlay(els.overlay, tracks, labelsOrDefault(), { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored });
+  drawOverlay(els.overlay, tracks, labelsOrDefault(), view);
   state.frames++;
   state.lastLatencyMs = latency;
   state.detectMs = r.detectMs;
@@ -125,6 +120,7 @@ async function start() {
   els.video.classList.toggle('mirrored', camera.mirrored);
   running = true;
   tracker.reset();
+  numbers.reset();
   els.toggle.textContent = 'Stop';
   els.toggle.setAttribute('aria-pressed', 'true');
   setStatus('running', 'Looking for faces…');
@@ -135,7 +131,7 @@ function stop() {
   running = false;
   loopToken++;
   camera.stop();
-  els.overlay.getContext('2d').clearRect(0, 0, els.overlay.width, els.overlay.height);
+  clearOverlay(els.overlay);
   els.toggle.textContent = 'Start';
   els.toggle.setAttribute('aria-pressed', 'false');
   publishFaces([], 'live');
@@ -148,6 +144,7 @@ async function switchCamera() {
     await camera.switchFacing();
     els.video.classList.toggle('mirrored', camera.mirrored);
     tracker.reset();
+  numbers.reset();
   } catch (err) {
     showMessage('Could not switch camera', err.message);
   }
@@ -173,10 +170,11 @@ async function analysePhoto(file) {
   document.body.classList.add('still-mode');
   setStatus('analysing', 'Analysing photo…');
   const r = await analyse(c, w, h, detector, classifier, scratch);
-  drawOverlay(els.stillOverlay, r.faces, labelsOrDefault(), { width: w, height: h, mirror: false });
+  const faces = numberByPosition(r.faces);
+  drawOverlay(els.stillOverlay, faces, labelsOrDefault(), { width: w, height: h, mirror: false });
   state.detectMs = r.detectMs;
   if (r.faces.length && classifier) state.classifyPerFaceMs = r.classifyMs / r.faces.length;
-  publishFaces(r.faces, 'still');
+  publishFaces(faces, 'still');
   setStatus('ready', r.faces.length ? `${r.faces.length} face(s) in the photo` : 'No face found in the photo');
 }
 
