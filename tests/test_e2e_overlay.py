@@ -193,6 +193,10 @@ def test_six_faces_photo_phone_portrait_then_landscape(tmp_path):
         assert matched == [0, 1, 2, 3, 4, 5], matched  # composed in reading order
         sel = ["#still-overlay", "#still-image"]
         check_layout(page.evaluate(GEOMETRY, sel), 6, "photo portrait")
+        # What a screen reader hears (the overlay is aria-hidden): every face, in words.
+        summary = page.evaluate("document.getElementById('face-summary').textContent")
+        assert summary == "; ".join(f"Face {f['number']}: {f['label']}" for f in faces)
+        assert page.get_attribute("#still-overlay", "aria-hidden") == "true"
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "overlay_six_photo_portrait.png"))
         # Turning the phone re-lays the tags out (no new frame comes for a photo).
