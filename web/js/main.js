@@ -144,7 +144,7 @@ async function switchCamera() {
     await camera.switchFacing();
     els.video.classList.toggle('mirrored', camera.mirrored);
     tracker.reset();
-  numbers.reset();
+    numbers.reset();
   } catch (err) {
     showMessage('Could not switch camera', err.message);
   }
