@@ -150,8 +150,12 @@ HELPERS = """async () => {
   const n2 = nums.assign([at(7, 300), at(5, 100), at(6, 200)]).map((t) => [t.id, t.number]);
   for (let i = 0; i < 3; i++) nums.assign([at(7, 300)]);
   const n3 = nums.assign([at(7, 300), at(9, 50)]).map((t) => [t.id, t.number]);
+  const again = new N.FaceNumbers();
+  again.assign([at(1, 100), at(2, 300)]);
+  again.assign([at(1, 100)]);
+  const n4 = again.assign([at(1, 100), at(3, 302), at(4, 500)]).map((t) => [t.id, t.number]);
   const m = new N.FaceNumbers().assign([at(1, 10), at(2, 500)], { width: 640, mirror: true }).map((t) => [t.id, t.number]);
-  return { crowd, crowdTags, edge, top, rect, mirrored, order, n1, n2, n3, m };
+  return { crowd, crowdTags, edge, top, rect, mirrored, order, n1, n2, n3, n4, m };
 }"""
 
 
@@ -177,6 +181,7 @@ def test_layout_and_numbering_helpers(tmp_path):
     assert dict(r["n1"]) == {5: 1, 6: 2, 7: 3}  # new faces numbered left to right
     assert dict(r["n2"]) == {5: 1, 6: 2, 7: 3}  # a blink keeps the number
     assert dict(r["n3"]) == {7: 3, 9: 1}  # freed numbers are reused, the kept one stays
+    assert dict(r["n4"]) == {1: 1, 3: 2, 4: 3}  # lost and found again under a new id: same number
     assert dict(r["m"]) == {2: 1, 1: 2}  # mirrored preview: the frame's right side is on the left
 
 
