@@ -139,6 +139,27 @@ HELPERS = """async () => {
   const edge = L.placeTags([{ x: 270, y: 100, w: 40, h: 40 }], [[{ w: 100, h: 18 }]], bounds)[0];
   // At the top edge the tag goes under the box.
   const top = L.placeTags([{ x: 100, y: 20, w: 40, h: 40 }], [[{ w: 60, h: 18 }]], bounds)[0];
+  // Invariants over many random pictures: every placed tag inside, apart, against its own box.
+  const bad = [];
+  let placedTotal = 0, total = 0;
+  for (let k = 0; k < 300; k++) {
+    const b = { x: rnd() * 50, y: rnd() * 50, w: 200 + rnd() * 500, h: 150 + rnd() * 400 };
+    const n = 1 + Math.floor(rnd() * 12);
+    const bs = Array.from({ length: n }, () => { const s = 16 + rnd() * 90;
+      return { x: b.x + rnd() * (b.w - s), y: b.y + rnd() * (b.h - s), w: s, h: s }; });
+    const sz = bs.map(() => [{ w: 60 + rnd() * 60, h: 18 }, { w: 22, h: 18 }]);
+    const got = L.placeTags(bs, sz, b);
+    got.forEach((t, i) => {
+      total++;
+      if (t.variant < 0) return;
+      placedTotal++;
+      const o = bs[i];
+      if (t.x < b.x - 0.01 || t.y < b.y - 0.01 || t.x + t.w > b.x + b.w + 0.01 || t.y + t.h > b.y + b.h + 0.01) bad.push(['outside', k, i]);
+      if (Math.min(t.x + t.w, o.x + o.w) - Math.max(t.x, o.x) < Math.min(16, o.w / 2, t.w / 2) - 0.01) bad.push(['off its box', k, i]);
+      if (t.y > o.y + o.h + 0.01 || t.y + t.h < o.y - 0.01) bad.push(['away from its box', k, i]);
+      got.forEach((u, j) => { if (j > i && u.variant >= 0 && L.overlapArea(t, u) > 0.01) bad.push(['overlap', k, i, j]); });
+    });
+  }
   const rect = L.containRect(412, 400, 640, 480);
   const mirrored = L.toView({ x: 600, y: 0, w: 40, h: 40 }, rect, 640, true);
   const order = N.readingOrder([{ x: 300, y: 10, w: 50, h: 50 }, { x: 10, y: 200, w: 50, h: 50 },
@@ -155,7 +176,7 @@ HELPERS = """async () => {
   again.assign([at(1, 100)]);
   const n4 = again.assign([at(1, 100), at(3, 302), at(4, 500)]).map((t) => [t.id, t.number]);
   const m = new N.FaceNumbers().assign([at(1, 10), at(2, 500)], { width: 640, mirror: true }).map((t) => [t.id, t.number]);
-  return { crowd, crowdTags, edge, top, rect, mirrored, order, n1, n2, n3, n4, m };
+  return { bad, placedTotal, total, crowd, crowdTags, edge, top, rect, mirrored, order, n1, n2, n3, n4, m };
 }"""
 
 
@@ -165,6 +186,8 @@ def test_layout_and_numbering_helpers(tmp_path):
         page = b.new_page()
         page.goto(f"{base}/upload?backend=cpu")
         r = page.evaluate(HELPERS)
+    assert r["bad"] == []
+    assert r["placedTotal"] > 0.8 * r["total"], (r["placedTotal"], r["total"])
     bounds = {"x": 10, "y": 20, "w": 300, "h": 200}
     shown = [t for t in r["crowdTags"] if t["variant"] >= 0]
     assert len(shown) >= 7, r["crowdTags"]  # most fit, at least as a number

@@ -70,8 +70,9 @@ export function placeTags(boxes, sizes, bounds, { gap = 2, prefer = [] } = {}) {
       const clampX = (x) => (lo <= hi ? Math.min(hi, Math.max(lo, x)) : Math.min(bx1 - w, Math.max(bx0, x)));
       let best = null;
       for (const side of SIDES) {
-        const y = sideY(side, box, h, gap);
+        let y = sideY(side, box, h, gap);
         if (y < by0 - eps || y + h > by1 + eps) continue;
+        y = Math.min(by1 - h, Math.max(by0, y)); // the sub-pixel slack, taken back
         const xs = [box.x + box.w / 2 - w / 2, box.x, box.x + box.w - w];
         for (const p of placed) {
           if (p.y < y + h && y < p.y + p.h) xs.push(p.x + p.w + gap, p.x - gap - w);
