@@ -69,10 +69,23 @@ export function renderFaceList(list, faces, labels, summary = null) {
       chart.setAttribute('aria-label', labels.map((l, k) => `${l} ${Math.round(f.probs[k] * 100)}%`).join(', '));
     }
   });
-  if (summary) {
-    const text = faces.length
-      ? faces.map((f) => `Face ${f.number}: ${f.label || 'face'}`).join('; ')
-      : '';
-    if (summary.textContent !== text) summary.textContent = text;
-  }
+  if (summary) announce(summary, faces.map((f) => `Face ${f.number}: ${f.label || 'face'}`).join('; '));
+}
+
+// A live region that changed at every flicker of a label would talk without pause: changes
+// are announced at most every ANNOUNCE_MS, the latest one last.
+const ANNOUNCE_MS = 2000;
+const announcers = new WeakMap(); // element -> {at, timer, text}
+
+function announce(el, text) {
+  let a = announcers.get(el);
+  if (!a) announcers.set(el, (a = { at: -Infinity, timer: null, text: el.textContent }));
+  a.text = text;
+  if (a.timer) return;
+  const flush = () => {
+    a.timer = null;
+    if (el.textContent !== a.text) { el.textContent = a.text; a.at = performance.now(); }
+  };
+  const wait = a.at + ANNOUNCE_MS - performance.now();
+  if (wait <= 0) flush(); else a.timer = setTimeout(flush, wait);
 }
