@@ -67,11 +67,12 @@ def assert_private(log: RequestLog, base: str) -> None:
     assert not [r for r in log.requests if "/api/" in r["url"]]
 
 
-def overlay_ink(page) -> int:
+def overlay_faces(page) -> list[dict]:
+    """The overlay's boxes (DOM elements over the video) with their tags' numbers and text."""
     return page.evaluate(
-        """(() => { const c = document.getElementById('overlay');
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()"""
+        """[...document.querySelectorAll('#overlay .face-box')].map((b) => {
+            const t = document.querySelector(`#overlay .face-tag[data-face="${b.dataset.face}"]`);
+            return { face: b.dataset.face, w: b.offsetWidth, tag: t && !t.hidden ? t.innerText : null }; })"""
     )
 
 
@@ -100,7 +101,10 @@ def test_live_single_face_labelled_locally(e2e_models, e2e_videos, tmp_path):
         assert int(page.get_attribute("body", "data-faces")) >= 1
         assert page.get_attribute("#face-list li", "data-label") in LABELS
         assert page.get_attribute("body", "data-state") == "running"
-        assert overlay_ink(page) > 500
+        boxes = overlay_faces(page)
+        assert boxes and all(x["w"] > 20 and x["tag"] for x in boxes), boxes
+        # The list's first row is the face numbered 1 on the picture.
+        assert page.get_attribute("#face-list li", "data-face") == "1"
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "live_portrait.png"))
         page.set_viewport_size({"width": 860, "height": 412})
@@ -111,6 +115,7 @@ def test_live_single_face_labelled_locally(e2e_models, e2e_videos, tmp_path):
         # Stop releases the camera and clears faces.
         page.click("#toggle")
         wait_state(page, "window.ferState.status === 'ready' && window.ferState.faces.length === 0", 20)
+        assert overlay_faces(page) == [] and page.query_selector_all("#face-list li") == []
         ctx.close()
     med = lambda i: statistics.median(x[i] for x in samples if x[i] is not None)
     save_json("e2e_metrics.json", {

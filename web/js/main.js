@@ -4,10 +4,12 @@ import {
 } from './env.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
-import { Ensemble, argmax } from './classifier.js';
+import { Ensemble } from './classifier.js';
 import { LivePipeline } from './live.js';
 import { FrameLoop } from './frameloop.js';
-import { drawOverlay } from './overlay.js';
+import { drawOverlay, clearOverlay } from './overlay.js';
+import { FaceNumbers, numberByPosition } from './numbering.js';
+import { describeFaces, renderFaceList } from './facelist.js';
 import { analyse } from './pipeline.js';
 import { drawPhoto, PhotoError } from './photo.js';
 import { showMessage as showIn, hideMessage as hideIn } from './message.js';
@@ -16,7 +18,7 @@ const $ = (id) => document.getElementById(id);
 const els = {
   video: $('video'), overlay: $('overlay'), status: $('status'), stats: $('stats'), message: $('message'),
   toggle: $('toggle'), switchCam: $('switch'), photo: $('photo'), stillWrap: $('still'), stillImage: $('still-image'),
-  stillOverlay: $('still-overlay'), stillClose: $('still-close'), faceList: $('face-list'), placeholder: $('placeholder-note'),
+  stillOverlay: $('still-overlay'), stillClose: $('still-close'), faceList: $('face-list'), faceSummary: $('face-summary'), placeholder: $('placeholder-note'),
 };
 
 const state = {
@@ -33,6 +35,7 @@ window.ferState = state;
 
 let detector = null, classifier = null;
 const camera = new Camera(els.video);
+const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
 let live = null, frameLoop = null, running = false;
 
@@ -47,22 +50,13 @@ const hideMessage = () => hideIn(els.message);
 
 function labelsOrDefault() { return classifier ? classifier.labels : ['face']; }
 
+/** faces: numbered (numbering.js) and in that order, like the boxes. */
 function publishFaces(faces, mode) {
   const labels = classifier ? classifier.labels : null;
   state.mode = mode;
-  state.faces = faces.map((f) => {
-    const probs = f.probs ? Array.from(f.probs) : null;
-    const label = probs && labels ? labels[argmax(probs)] : null;
-    return { id: f.id ?? null, box: { ...f.box }, score: f.score ?? f.det?.score ?? null, label, probs, lowlight: f.lowlight ?? f.det?.lowlight ?? null };
-  });
+  state.faces = describeFaces(faces, labels);
   document.body.dataset.faces = String(state.faces.length);
-  const items = state.faces.map((f, i) => {
-    const li = document.createElement('li');
-    li.dataset.label = f.label || '';
-    li.textContent = f.label ? `Face ${i + 1}: ${f.label} (${Math.round(Math.max(...f.probs) * 100)}%)` : `Face ${i + 1}`;
-    return li;
-  });
-  els.faceList.replaceChildren(...items);
+  renderFaceList(els.faceList, state.faces, labels, els.faceSummary);
 }
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
@@ -84,9 +78,11 @@ async function step() {
   performance.mark('fer-frame-start');
   const r = await live.process(v, v.videoWidth, v.videoHeight, t0);
   if (!running) return;
-  drawOverlay(els.overlay, r.tracks, labelsOrDefault(), { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored });
-  publishFaces(r.tracks, 'live');
-  els.status.textContent = r.tracks.length ? `${r.tracks.length} face${r.tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
+  const view = { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored };
+  const tracks = numbers.assign(r.tracks, view);
+  drawOverlay(els.overlay, tracks, labelsOrDefault(), view);
+  publishFaces(tracks, 'live');
+  els.status.textContent = tracks.length ? `${tracks.length} face${tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
   const latency = performance.now() - t0;
   performance.measure('fer-frame', 'fer-frame-start');
   state.frames++;
@@ -121,6 +117,7 @@ async function start() {
   els.video.classList.toggle('mirrored', camera.mirrored);
   running = true;
   live.reset();
+  numbers.reset();
   els.toggle.textContent = 'Stop';
   els.toggle.setAttribute('aria-pressed', 'true');
   setStatus('running', 'Looking for faces…');
@@ -133,7 +130,7 @@ function stop() {
   if (frameLoop) frameLoop.stop();
   frameLoop = null;
   camera.stop();
-  els.overlay.getContext('2d').clearRect(0, 0, els.overlay.width, els.overlay.height);
+  clearOverlay(els.overlay);
   els.toggle.textContent = 'Start';
   els.toggle.setAttribute('aria-pressed', 'false');
   publishFaces([], 'live');
@@ -146,6 +143,7 @@ async function switchCamera() {
     await camera.switchFacing();
     els.video.classList.toggle('mirrored', camera.mirrored);
     live.reset();
+    numbers.reset();
     // A new stream numbers its frames from the start again: a fresh loop, fresh counters.
     frameLoop.stop();
     frameLoop = new FrameLoop(els.video, step, state, failed).start();
@@ -174,10 +172,11 @@ async function analysePhoto(file) {
   document.body.classList.add('still-mode');
   setStatus('analysing', 'Analysing photo…');
   const r = await analyse(c, w, h, detector, classifier, scratch);
-  drawOverlay(els.stillOverlay, r.faces, labelsOrDefault(), { width: w, height: h, mirror: false });
+  const faces = numberByPosition(r.faces);
+  drawOverlay(els.stillOverlay, faces, labelsOrDefault(), { width: w, height: h, mirror: false });
   state.detectMs = r.detectMs;
   if (r.faces.length && classifier) state.classifyPerFaceMs = r.classifyMs / r.faces.length;
-  publishFaces(r.faces, 'still');
+  publishFaces(faces, 'still');
   setStatus('ready', r.faces.length ? `${r.faces.length} face(s) in the photo` : 'No face found in the photo');
 }
 
