@@ -1,0 +1,66 @@
+// Human 3.3.6 (@vladmandic/human): BlazeFace + the emotion model, every other module off.
+// ?cache=1: Human's default video behaviour (frame-difference cache: cacheSensitivity 0.7, and
+// the detector/emotion skipFrames/skipTime reuse of earlier results); ?cache=0: all of it off,
+// so every frame runs detection and emotion.
+import { Human } from '/peer/human/dist/human.esm.js';
+
+const OFF = { enabled: false };
+
+export async function load(params) {
+  const cache = params.get('cache') !== '0';
+  const config = {
+    backend: 'wasm', wasmPath: '/tfjs/', modelBasePath: '/peer/human/models/', cacheModels: false,
+    warmup: 'none', debug: false,
+    face: {
+      enabled: true,
+      detector: { enabled: true, maxDetected: 20, rotation: false }, // our page: up to 20 faces
+      mesh: OFF, iris: OFF, attention: OFF, description: OFF, antispoof: OFF, liveness: OFF,
+      emotion: { enabled: true },
+    },
+    // no whole-frame image filters (Human runs them through WebGL, which headless Chromium
+    // renders in software): the frame goes to the detector as the camera gives it, as on our page
+    filter: OFF,
+    body: OFF, hand: OFF, object: OFF, segmentation: OFF, gesture: OFF,
+  };
+  if (!cache) {
+    config.cacheSensitivity = 0;
+    config.face.detector = { ...config.face.detector, skipFrames: 0, skipTime: 0 };
+    config.face.emotion = { ...config.face.emotion, skipFrames: 0, skipTime: 0 };
+  }
+  const human = new Human(config);
+  await human.init();
+  await human.load();
+  const tf = human.tf;
+  const model = human.models.models.emotion;
+  if (!model) throw new Error('Human did not load its emotion model');
+  const size = model.inputs[0].shape[2];
+  const rgbWeights = tf.tensor1d([0.2989, 0.5870, 0.1140], 'float32');
+
+  return {
+    info: { tool: 'human', version: human.version, backend: tf.getBackend(), cache,
+            wasm: { simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
+                    multithread: await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT') },
+            emotionLabels: ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'] },
+    async detect(video) {
+      const r = await human.detect(video);
+      return r.face.filter((f) => f.emotion && f.emotion.length).length;
+    },
+    // Human's own preprocessing of a face for the emotion model, replicated on a 48x48 crop:
+    // the face crop is RGB scaled to 0..1 (src/face/facemeshutil.ts cutAndResize: / 255), then
+    // src/gear/emotion.ts predict(): resizeBilinear to the model's 64x64 (alignCorners false),
+    // grey = sum(rgb * [0.2989, 0.5870, 0.1140]), (grey - 0.5) * 2, model.execute; the output
+    // is already a probability vector in the order of emotion.ts `annotations` (oarriaga's).
+    async classify(bytes, n) {
+      const out = tf.tidy(() => {
+        const grey = tf.div(tf.tensor4d(Float32Array.from(bytes), [n, 48, 48, 1]), 255);
+        const rgb = tf.tile(grey, [1, 1, 1, 3]);
+        const resized = tf.image.resizeBilinear(rgb, [size, size], false);
+        const g = tf.sum(tf.mul(resized, rgbWeights), 3, true);
+        return model.execute(tf.mul(tf.sub(g, 0.5), 2));
+      });
+      const probs = Array.from(await out.data());
+      out.dispose();
+      return { labels: this.info.emotionLabels, probs };
+    },
+  };
+}
