@@ -111,6 +111,16 @@ def test_pinned_peers_and_cache_location(monkeypatch, tmp_path):
         P.parse_peers("human,clmtrackr")
 
 
+# ---------------------------------------------------------------- our page's frame times
+def test_new_frame_times_takes_what_the_window_gained():
+    from training.bench.latency import new_frame_times
+
+    window = [10.0, 11.0, 12.0, 13.0]
+    assert new_frame_times(window, 100, 102) == [12.0, 13.0]
+    assert new_frame_times(window, 102, 102) == []
+    assert new_frame_times(window, 0, 500) == window  # more than the window holds: all of it
+
+
 # ---------------------------------------------------------------- report
 def _lat(median, faces, size=3_000_000):
     return {"median_ms": median, "p90_ms": median * 1.5, "frames": 50, "faces_median": faces,

@@ -50,7 +50,27 @@ def summarise(times: list[float], faces: list[int], method: str) -> dict:
     q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else [times[0]] * 9
     return {"median_ms": statistics.median(times), "p90_ms": q[8], "frames": len(times),
             "faces_median": statistics.median(faces) if faces else 0,
-            "faces_min": min(faces) if faces else 0, "method": method}
+            "faces_min": min(faces) if faces else 0, "method": method,
+            "_times": list(times), "_faces": list(faces)}
+
+
+def pool(rounds: list[dict]) -> dict:
+    """One result from several interleaved rounds of the same configuration: the frame times
+    pooled (median and p90 over all of them), each round's median kept to show the spread."""
+    times = [t for r in rounds for t in r["_times"]]
+    faces = [f for r in rounds for f in r["_faces"]]
+    out = {**rounds[-1], **summarise(times, faces, rounds[-1]["method"])}
+    out["round_medians_ms"] = [r["median_ms"] for r in rounds]
+    out.pop("_times")
+    out.pop("_faces")
+    return out
+
+
+def new_frame_times(window: list[float], processed_before: int, processed_now: int) -> list[float]:
+    """The times `window` (the page's last <= 240 frame times) gained since the page had
+    processed `processed_before` frames."""
+    n = min(processed_now - processed_before, len(window))
+    return [float(t) for t in window[-n:]] if n > 0 else []
 
 
 def measure_ours(b, base: str, seconds: float, warmup: float) -> dict:
@@ -76,21 +96,29 @@ def measure_ours(b, base: str, seconds: float, warmup: float) -> dict:
             " faces: s.faces.length, processed: s.framesProcessed ?? null, seen: s.framesSeen ?? null,"
             " times: Array.isArray(s.frameTimes) ? s.frameTimes.slice() : null, backend: s.backend}; })()")
     start = page.evaluate(read)
-    times, faces, last_frames = [], [], start["frames"]
+    use_window = start["times"] is not None and start["processed"] is not None
+    times, faces = [], []
+    last_frames, processed = start["frames"], start["processed"]
+    # frameTimes holds the last <= 240 frames: polled every 2 s (<= 60 frames at 30 fps) nothing
+    # is lost, and the page's thread is left alone; else lastLatencyMs is sampled every 0.1 s
+    every = 2.0 if use_window else 0.1
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while True:
+        time.sleep(max(0.0, min(every, end - time.monotonic())))
         s = page.evaluate(read)
-        if s["frames"] != last_frames and s["last"] is not None:
+        if use_window:
+            times += new_frame_times(s["times"], processed, s["processed"])
+            processed = s["processed"]
+            faces.append(int(s["faces"]))
+        elif s["frames"] != last_frames and s["last"] is not None:
             times.append(float(s["last"]))
             faces.append(int(s["faces"]))
             last_frames = s["frames"]
-        time.sleep(0.1)
-    stop = page.evaluate(read)
-    if stop["times"] is not None and stop["processed"] is not None:
-        n = min(stop["processed"] - start["processed"], len(stop["times"]))
-        times, method = [float(t) for t in stop["times"][-n:]], "ferState.frameTimes"
-    else:
-        method = "ferState.lastLatencyMs, sampled every 0.1 s when ferState.frames moved"
+        if time.monotonic() >= end:
+            break
+    stop = s
+    method = ("ferState.frameTimes (one time per distinct camera frame)" if use_window else
+              "ferState.lastLatencyMs, sampled every 0.1 s when ferState.frames moved")
     result = summarise(times, faces, method)
     result["backend"] = stop["backend"]
     if stop["seen"] is not None:
@@ -120,8 +148,10 @@ def measure_peer(b, base: str, tool: str, seconds: float, warmup: float, cache: 
 
 
 def run_latency(videos: dict[int, Path], our_base: str, peer_base: str | None, peers: list[str],
-                seconds: float, warmup: float, log=print) -> dict[str, dict[str, dict]]:
-    """{config: {"1": result, "5": result}} for ours and each peer configuration."""
+                seconds: float, warmup: float, rounds: int = 1, log=print) -> dict[str, dict[str, dict]]:
+    """{config: {"1": result, "5": result}} for ours and each peer configuration. With several
+    rounds the configurations take turns (ours, human, ..., ours, human, ...), so a change in
+    the machine's load hits them alike; their frame times are pooled."""
     out: dict[str, dict[str, dict]] = {}
     for faces, video in videos.items():
         with browser(video) as b:
@@ -132,11 +162,16 @@ def run_latency(videos: dict[int, Path], our_base: str, peer_base: str | None, p
                              lambda: measure_peer(b, peer_base, "human", seconds, warmup, False)))
             if "faceapi" in peers:
                 plan.append(("faceapi", lambda: measure_peer(b, peer_base, "faceapi", seconds, warmup)))
-            for name, run in plan:
-                log(f"  latency: {name}, {faces} face{'s' if faces > 1 else ''} "
-                    f"({warmup:.0f} s warm-up + {seconds:.0f} s) ...")
-                r = run()
-                log(f"    median {r['median_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, "
-                    f"{r['frames']} frames, faces found (median) {r['faces_median']:g}")
-                out.setdefault(name, {})[str(faces)] = r
+            done: dict[str, list[dict]] = {}
+            for i in range(rounds):
+                for name, run in plan:
+                    log(f"  latency: {name}, {faces} face{'s' if faces > 1 else ''}"
+                        f"{f', round {i + 1}/{rounds}' if rounds > 1 else ''} "
+                        f"({warmup:g} s warm-up + {seconds:g} s) ...")
+                    r = run()
+                    log(f"    median {r['median_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, "
+                        f"{r['frames']} frames, faces found (median) {r['faces_median']:g}")
+                    done.setdefault(name, []).append(r)
+            for name, results in done.items():
+                out.setdefault(name, {})[str(faces)] = pool(results)
     return out

@@ -86,7 +86,8 @@ def markdown(result: dict) -> str:
         "",
         table(result),
         "",
-        f"Latency: {s['seconds']:g} s per tool and video after {s['warmup']:g} s of warm-up; one "
+        f"Latency: {s['seconds']:g} s per tool and video after {s['warmup']:g} s of warm-up"
+        f"{', in %d interleaved rounds, frame times pooled' % s['rounds'] if s.get('rounds', 1) > 1 else ''}; one "
         "detect+classify per distinct camera frame of a 640x480 fake camera "
         f"({s['fps']} fps, a packaged portrait, 1 face or 5 faces); median and 90th percentile "
         "over frames. Download: uncompressed bytes of every file the tool's page fetched "

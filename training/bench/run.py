@@ -30,6 +30,8 @@ class BenchSettings:
     command: str
     seconds: float = 20.0
     warmup: float = 3.0
+    rounds: int = 1
+    web_dir: Path | None = None  # another copy of the page to measure (default web/)
     accuracy: bool = True
     crops: int | None = None  # None: the whole PrivateTest
     data_dir: Path | None = None
@@ -101,7 +103,8 @@ def run(s: BenchSettings, log=print) -> dict:
             log(f"  accuracy skipped: {skipped}")
     result: dict = {
         "created": utc_now(), "command": s.command, "environment": environment(),
-        "settings": {"seconds": s.seconds, "warmup": s.warmup, "fps": FPS, "quick": s.quick,
+        "settings": {"seconds": s.seconds, "warmup": s.warmup, "rounds": s.rounds, "fps": FPS,
+                     "quick": s.quick, "web_dir": str(s.web_dir) if s.web_dir else "web",
                      "faces": [1, 5], "models_dir": str(s.models_dir),
                      "backend": "TF.js 4.22.0 wasm backend, single-threaded with SIMD, for every "
                                 "tool (headless Chromium, no cross-origin isolation)",
@@ -114,8 +117,10 @@ def run(s: BenchSettings, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
         tmp = Path(tmp)
         videos = {n: video.write_face_video(tmp / f"faces{n}.y4m", n, fps=FPS) for n in (1, 5)}
-        with servers.backend(s.models_dir.resolve(), tmp) as ours, servers.static(routes) as peer:
-            result["latency"] = latency.run_latency(videos, ours, peer, keys, s.seconds, s.warmup, log)
+        with servers.backend(s.models_dir.resolve(), tmp, s.web_dir) as ours, \
+                servers.static(routes) as peer:
+            result["latency"] = latency.run_latency(videos, ours, peer, keys, s.seconds, s.warmup,
+                                                    s.rounds, log)
             if x is not None:
                 result["accuracy"] = accuracy.run_accuracy(x, y, ours, peer, keys, log)
     if x is None:

@@ -48,11 +48,14 @@ def _wait_http(url: str, proc: subprocess.Popen | None, timeout_s: float) -> Non
 
 
 @contextmanager
-def backend(models_dir: Path, work_dir: Path, timeout_s: float = 90.0):
-    """`python -m training.cli serve` on a free port; yields the base URL."""
+def backend(models_dir: Path, work_dir: Path, web_dir: Path | None = None, timeout_s: float = 90.0):
+    """`python -m training.cli serve` on a free port; yields the base URL. `web_dir`: another
+    copy of the page (e.g. a variant to compare); default the repository's web/."""
     port = free_port()
     cmd = [sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--models-dir", str(models_dir), "--custom-dir", str(work_dir / "custom"), "--no-qr"]
+    if web_dir is not None:
+        cmd += ["--web-dir", str(web_dir)]
     log = open(work_dir / "serve.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             cwd=Path(__file__).resolve().parents[2])

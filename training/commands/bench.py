@@ -41,6 +41,13 @@ def bench(
     warmup: Annotated[float | None, typer.Option(
         "--warmup", help="Untimed seconds before that (default 3; 2 with --quick).",
         show_default=False)] = None,
+    rounds: Annotated[int, typer.Option(
+        "--rounds", min=1,
+        help="Latency rounds: the tools take turns this many times and their frame times are "
+             "pooled (on a busy machine, 3 rounds of 10 s beat one of 30).")] = 1,
+    web_dir: Annotated[Path | None, typer.Option(
+        "--web-dir", help="Measure another copy of the page (default: web/).",
+        show_default=False)] = None,
     crops: Annotated[int | None, typer.Option(
         "--crops", help="Score a stratified sample of N PrivateTest crops (default: all "
                         "3,589; 140 with --quick).", show_default=False)] = None,
@@ -74,7 +81,7 @@ def bench(
     settings = BenchSettings(
         models_dir=models_dir, out=out, peers=chosen, quick=quick, accuracy=accuracy,
         seconds=seconds if seconds is not None else d["seconds"],
-        warmup=warmup if warmup is not None else d["warmup"],
+        warmup=warmup if warmup is not None else d["warmup"], rounds=rounds, web_dir=web_dir,
         crops=crops if crops is not None else d["crops"], data_dir=data_dir, fer2013=fer2013,
         command="fer-hybrid " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"bench: ours + {', '.join(p.key for p in chosen) or 'no peers'} -> {out}")
