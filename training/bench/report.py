@@ -27,6 +27,30 @@ ROWS = ("ours", "ours_raw", "human", "human_nocache", "faceapi")
 SAME_CLASSIFIER = {"human_nocache": "human"}
 
 
+# What a reader needs to weigh the numbers; each is checked against the peers' sources.
+NOTES = [
+    "Notes:",
+    "",
+    "- Human's emotion model is oarriaga's mini-Xception (Human's README, 'Default models'). "
+    "oarriaga's trainer (face_classification, src/train_emotion_classifier.py with "
+    "src/utils/datasets.py split_data) trains on the first 80 % of fer2013.csv, exactly the "
+    "Training rows, and keeps the checkpoint with the best loss on the last 20 %, PublicTest "
+    "and PrivateTest together: PrivateTest took part in that model's selection, so its "
+    "PrivateTest figure is somewhat optimistic. What face-api.js's expression net was trained "
+    "on is not documented.",
+    "- Human, accuracy: the emotion model's own preprocessing (src/gear/emotion.ts: bilinear "
+    "resize to 64x64, grey = 0.2989 R + 0.587 G + 0.114 B, (grey - 0.5) * 2) on the 48x48 crop "
+    "scaled to 0..1; its detector's crop (the box resized to 256x256 first) is not replayed. "
+    "face-api: each crop as a canvas to faceExpressionNet.predictExpressions (its own resize to "
+    "112x112 and normalisation).",
+    "- Human 'default video caching' reuses its earlier detection and emotion results while "
+    "frames differ little (cacheSensitivity 0.7, skipFrames 99, skipTime 1.5-2.5 s): on a "
+    "still fake camera most frames are served from that cache, so it measures the caching, "
+    "not the models; 'caching off' runs both models on every frame. Human's whole-frame image "
+    "filters are off (WebGL, which headless Chromium renders in software).",
+]
+
+
 def mib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.2f} MiB"
 
@@ -89,7 +113,8 @@ def markdown(result: dict) -> str:
         f"Latency: {s['seconds']:g} s per tool and video after {s['warmup']:g} s of warm-up"
         f"{', in %d interleaved rounds, frame times pooled' % s['rounds'] if s.get('rounds', 1) > 1 else ''}; one "
         "detect+classify per distinct camera frame of a 640x480 fake camera "
-        f"({s['fps']} fps, a packaged portrait, 1 face or 5 faces); median and 90th percentile "
+        f"({s['fps']} fps; 1 face: scikit-image's astronaut; 5 faces: she and matplotlib's Grace "
+        "Hopper, some mirrored); median and 90th percentile "
         "over frames. Download: uncompressed bytes of every file the tool's page fetched "
         "(JavaScript, wasm, models).",
     ]
@@ -100,7 +125,7 @@ def markdown(result: dict) -> str:
                      "probabilities.")
     else:
         lines.append(f"Accuracy: not measured ({result.get('accuracy_skipped', 'skipped')}).")
-    lines.append("")
+    lines += ["", *NOTES, ""]
     return "\n".join(lines)
 
 

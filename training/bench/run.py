@@ -39,6 +39,14 @@ class BenchSettings:
     quick: bool = False
 
 
+def shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def environment() -> dict:
     from training.bench.browser import chromium_version
 
@@ -104,8 +112,8 @@ def run(s: BenchSettings, log=print) -> dict:
     result: dict = {
         "created": utc_now(), "command": s.command, "environment": environment(),
         "settings": {"seconds": s.seconds, "warmup": s.warmup, "rounds": s.rounds, "fps": FPS,
-                     "quick": s.quick, "web_dir": str(s.web_dir) if s.web_dir else "web",
-                     "faces": [1, 5], "models_dir": str(s.models_dir),
+                     "quick": s.quick, "web_dir": shown(s.web_dir or WEB),
+                     "faces": [1, 5], "models_dir": shown(s.models_dir),
                      "backend": "TF.js 4.22.0 wasm backend, single-threaded with SIMD, for every "
                                 "tool (headless Chromium, no cross-origin isolation)",
                      "crops": crops_what if x is not None else None},
