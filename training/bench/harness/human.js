@@ -34,27 +34,35 @@ export async function load(params) {
   const model = human.models.models.emotion;
   if (!model) throw new Error('Human did not load its emotion model');
   const size = model.inputs[0].shape[2];
+  const detector = human.models.models.blazeface;
+  if (!detector) throw new Error('Human did not load BlazeFace');
+  const faceSize = detector.inputs[0].shape[2]; // blazeface.size(): the face crop's side
   const rgbWeights = tf.tensor1d([0.2989, 0.5870, 0.1140], 'float32');
 
   return {
     info: { tool: 'human', version: human.version, backend: tf.getBackend(), cache,
             wasm: { simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
                     multithread: await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT') },
-            emotionLabels: ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'] },
+            emotionLabels: ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'],
+            faceCrop: faceSize, emotionInput: size },
     async detect(video) {
       const r = await human.detect(video);
       return r.face.filter((f) => f.emotion && f.emotion.length).length;
     },
-    // Human's own preprocessing of a face for the emotion model, replicated on a 48x48 crop:
-    // the face crop is RGB scaled to 0..1 (src/face/facemeshutil.ts cutAndResize: / 255), then
-    // src/gear/emotion.ts predict(): resizeBilinear to the model's 64x64 (alignCorners false),
-    // grey = sum(rgb * [0.2989, 0.5870, 0.1140]), (grey - 0.5) * 2, model.execute; the output
-    // is already a probability vector in the order of emotion.ts `annotations` (oarriaga's).
+    // Human's own path from a face box to the emotion model, replayed on a 48x48 crop (the box
+    // is the whole crop): src/face/facemeshutil.ts cutAndResize (tf.image.cropAndResize of the
+    // box to blazeface.size() x blazeface.size(), then / 255; what facemesh.ts gives every face
+    // when the mesh is off), then src/gear/emotion.ts predict(): resizeBilinear to the model's
+    // 64x64 (alignCorners false), grey = sum(rgb * [0.2989, 0.5870, 0.1140]), (grey - 0.5) * 2,
+    // model.execute; the output is already a probability vector in the order of emotion.ts
+    // `annotations` (oarriaga's, FER2013's).
     async classify(bytes, n) {
       const out = tf.tidy(() => {
-        const grey = tf.div(tf.tensor4d(Float32Array.from(bytes), [n, 48, 48, 1]), 255);
-        const rgb = tf.tile(grey, [1, 1, 1, 3]);
-        const resized = tf.image.resizeBilinear(rgb, [size, size], false);
+        const rgb = tf.tile(tf.tensor4d(Float32Array.from(bytes), [n, 48, 48, 1]), [1, 1, 1, 3]);
+        const boxes = tf.tensor2d(Array.from({ length: n }, () => [0, 0, 1, 1]));
+        const index = tf.tensor1d(Array.from({ length: n }, (_, i) => i), 'int32');
+        const face = tf.div(tf.image.cropAndResize(rgb, boxes, index, [faceSize, faceSize]), 255);
+        const resized = tf.image.resizeBilinear(face, [size, size], false);
         const g = tf.sum(tf.mul(resized, rgbWeights), 3, true);
         return model.execute(tf.mul(tf.sub(g, 0.5), 2));
       });
