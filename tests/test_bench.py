@@ -111,6 +111,27 @@ def test_pinned_peers_and_cache_location(monkeypatch, tmp_path):
         P.parse_peers("human,clmtrackr")
 
 
+# ---------------------------------------------------------------- the command
+def test_cli_refuses_an_unknown_peer_before_any_work(repo_root):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "training.cli", "bench", "--peers", "clmtrackr"],
+                         cwd=repo_root, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 2
+    assert "error: unknown peer(s) clmtrackr; choose from human, faceapi" in out.stderr
+
+
+def test_cli_help_names_the_requirements():
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["bench", "--help"], terminal_width=200).output.split())
+    assert "fer-hybrid[train,test]" in text and "/usr/bin/chromium" in text
+    assert "--quick" in text and "--no-accuracy" in text and "--peers" in text
+
+
 # ---------------------------------------------------------------- our page's frame times
 def test_new_frame_times_takes_what_the_window_gained():
     from training.bench.latency import new_frame_times
