@@ -74,8 +74,15 @@ def bench(
 
     chosen = parse_peers(peers)
     require_chromium()
-    import matplotlib  # noqa: F401  - the figure at the end: fail now, not after 15 minutes
-    import skimage  # noqa: F401
+    # the videos need scikit-image, the figure at the end matplotlib: fail now, not after 15 min
+    from training.errors import FerError
+
+    for module, extra in (("skimage", "test"), ("matplotlib", "train")):
+        try:
+            __import__(module)
+        except ModuleNotFoundError:
+            raise FerError(f"fer-hybrid bench needs {module}: pip install "
+                           f"'fer-hybrid[train,test]' (the {extra} extra)") from None
 
     d = QUICK if quick else {"seconds": 20.0, "warmup": 3.0, "crops": None}
     settings = BenchSettings(
