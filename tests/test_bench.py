@@ -132,6 +132,18 @@ def test_cli_help_names_the_requirements():
     assert "--quick" in text and "--no-accuracy" in text and "--peers" in text
 
 
+def test_no_dataset_means_latency_only_unless_a_data_option_was_given(monkeypatch, tmp_path):
+    from training.bench.run import BenchSettings, load_crops
+
+    monkeypatch.setenv("FER_HYBRID_DATA", str(tmp_path))
+    s = BenchSettings(models_dir=REPO / "models", out=tmp_path, peers=[], command="test")
+    x, y, why = load_crops(s, log=lambda *_: None)
+    assert x is None and y is None and why.startswith("FER2013 not found")
+    s.data_dir = tmp_path
+    with pytest.raises(FerError):
+        load_crops(s, log=lambda *_: None)
+
+
 # ---------------------------------------------------------------- our page's frame times
 def test_new_frame_times_takes_what_the_window_gained():
     from training.bench.latency import new_frame_times

@@ -114,8 +114,8 @@ def run(s: BenchSettings, log=print) -> dict:
         "settings": {"seconds": s.seconds, "warmup": s.warmup, "rounds": s.rounds, "fps": FPS,
                      "quick": s.quick, "web_dir": shown(s.web_dir or WEB),
                      "faces": [1, 5], "models_dir": shown(s.models_dir),
-                     "backend": "TF.js 4.22.0 wasm backend, single-threaded with SIMD, for every "
-                                "tool (headless Chromium, no cross-origin isolation)",
+                     "backend": f"TF.js {P.TFJS_VERSION} wasm backend, single-threaded with SIMD, "
+                                "for every tool (headless Chromium, no cross-origin isolation)",
                      "crops": crops_what if x is not None else None},
         "ours_members": members,
         "peers": {p.key: {"package": p.package, "version": p.version, "integrity": p.integrity,
