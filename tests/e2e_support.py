@@ -1,10 +1,10 @@
 """Helpers for the browser end-to-end tests (tests/test_e2e_*.py).
 
-* Y4M writer (Chromium's fake camera reads `--use-file-for-fake-video-capture=FILE.y4m`)
+* Y4M writer (Chromium's fake camera reads `--use-file-for-fake-video-capture=FILE.y4m`) and
+  headless Chromium launch: re-exported from training/bench/ (their one home)
 * astronaut frames (single face / several faces on one canvas)
 * a tiny Keras expression model exported as a TF.js ensemble (fixture models folder)
 * a live Uvicorn server running the real backend in a thread
-* headless Chromium launch (Debian's /usr/bin/chromium; `playwright install` is never needed)
 * a still image through the live page's Photo button (`analyse_photo`)
 """
 
@@ -21,36 +21,16 @@ import pytest
 from uvicorn_thread import free_port, serve_in_thread
 
 from backend.assets import TFJS_DIR
+from training.bench.browser import CHROMIUM, CHROMIUM_ARGS, browser  # noqa: F401 - re-exported
+from training.bench.video import jitter as frames_with_jitter  # noqa: F401 - re-exported
+from training.bench.video import rgb_to_i420, write_y4m  # noqa: F401 - re-exported
 
-CHROMIUM = Path("/usr/bin/chromium")
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
 
 
 # ---------------------------------------------------------------- video
-def rgb_to_i420(rgb: np.ndarray) -> bytes:
-    """RGB uint8 (H, W, 3), even H and W -> planar I420 (BT.601 full range, as C420jpeg means)."""
-    h, w, _ = rgb.shape
-    assert h % 2 == 0 and w % 2 == 0, "I420 needs even sizes"
-    f = rgb.astype(np.float32)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    u = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
-    v = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
-    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    planes = [y, sub(u), sub(v)]
-    return b"".join(np.clip(np.rint(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
-
-
-def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """Write RGB frames as a YUV4MPEG2 (I420) file."""
-    h, w, _ = frames[0].shape
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for fr in frames:
-            f.write(b"FRAME\n")
-            f.write(rgb_to_i420(fr))
-    return path
+# rgb_to_i420 and write_y4m live in training/bench/video.py (the bench writes fake-camera videos too).
 
 
 def resize_rgb(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -73,11 +53,6 @@ def multi_face_frame(astronaut: np.ndarray) -> np.ndarray:
     canvas[40:440, 0:320] = half
     canvas[40:440, 320:640] = half[:, ::-1]
     return canvas
-
-
-def frames_with_jitter(frame: np.ndarray, n: int = 10) -> list[np.ndarray]:
-    """A few frames with a 1-2 px shift so the fake camera shows a (barely) moving picture."""
-    return [np.roll(frame, shift=(i % 3) - 1, axis=1) for i in range(n)]
 
 
 # ---------------------------------------------------------------- models
@@ -148,27 +123,7 @@ def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None)
 
 
 # ---------------------------------------------------------------- browser
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-]
-
-
-@contextmanager
-def browser(video: Path | None = None):
-    """Headless Debian Chromium via Playwright (sync API); fake camera from `video` when given."""
-    from playwright.sync_api import sync_playwright
-
-    args = list(CHROMIUM_ARGS)
-    if video is not None:
-        args.append(f"--use-file-for-fake-video-capture={video}")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            yield b
-        finally:
-            b.close()
+# CHROMIUM, CHROMIUM_ARGS and browser() live in training/bench/browser.py (the bench drives it too).
 
 
 class RequestLog:

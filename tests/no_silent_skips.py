@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 ALLOWED_SKIPS = ("real datasets not found", "/usr/bin/chromium not installed",
-                 "needs /usr/bin/chromium", "needs Python 3.12 for the GPU look-alike")
+                 "needs /usr/bin/chromium", "needs Python 3.12 for the GPU look-alike",
+                 "npm registry unreachable")
 
 
 def _skip_reason(report) -> str:

@@ -179,3 +179,47 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
         plt.close(fig)
         raise
     return _save(fig, path)
+
+
+def plot_bench(result: dict, path: str | Path, tools: dict) -> Path:
+    """`fer-hybrid bench`: latency per frame (1 and 5 faces, median with p90 whiskers) beside
+    PrivateTest accuracy (plain and flip TTA), one bar group per tool configuration."""
+    plt = _pyplot()
+    lat, acc = result.get("latency", {}), result.get("accuracy") or {}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
+    try:
+        names = [k for k in lat]
+        xs = np.arange(len(names))
+        for i, (faces, colour) in enumerate((("1", "tab:blue"), ("5", "tab:orange"))):
+            med = [lat[k].get(faces, {}).get("median_ms", np.nan) for k in names]
+            p90 = [lat[k].get(faces, {}).get("p90_ms", np.nan) for k in names]
+            err = [np.zeros(len(names)), np.subtract(p90, med)]
+            left.bar(xs + (i - 0.5) * 0.38, med, 0.38, yerr=err, capsize=3, color=colour,
+                     label=f"{faces} face{'s' if faces != '1' else ''}")
+        left.set_xticks(xs, [tools[k]["short"] for k in names], fontsize=8)
+        left.set_ylabel("ms per frame (median, whisker: p90)")
+        left.set_title("Latency per camera frame (lower is better)")
+        left.legend(fontsize=8)
+        left.grid(axis="y", alpha=0.3)
+        names = [k for k in acc]
+        if names:
+            xs = np.arange(len(names))
+            for i, (key, colour, label) in enumerate((("accuracy", "tab:green", "plain"),
+                                                      ("accuracy_flip_tta", "tab:olive", "flip TTA"))):
+                vals = [100 * acc[k][key] for k in names]
+                bars = right.bar(xs + (i - 0.5) * 0.38, vals, 0.38, color=colour, label=label)
+                right.bar_label(bars, fmt="%.1f", fontsize=7)
+            right.set_xticks(xs, [tools[k]["short"].split("\n(")[0] for k in names], fontsize=8)
+            right.set_ylim(0, 100)
+            right.set_ylabel("% correct")
+            right.set_title(f"FER2013 PrivateTest ({next(iter(acc.values()))['n']} crops)")
+            right.legend(fontsize=8, loc="lower right")
+            right.grid(axis="y", alpha=0.3)
+        else:
+            right.axis("off")
+            right.text(0.5, 0.5, "accuracy not measured", ha="center", va="center")
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, path)
