@@ -168,7 +168,7 @@ def test_schedule_detects_every_few_frames_and_keeps_a_face_the_detector_misses_
         page.goto(f"{base}/upload?backend=cpu")
         wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
         r = page.evaluate("""async () => {
-          const { LivePipeline } = await import('/static/js/live.js');
+          const { LivePipeline, liveOptions } = await import('/static/js/live.js');
           const c = document.createElement('canvas'); c.width = 640; c.height = 480;
           const ctx = c.getContext('2d');
           ctx.fillStyle = '#556'; ctx.fillRect(0, 0, 640, 480);
@@ -191,9 +191,15 @@ def test_schedule_detects_every_few_frames_and_keeps_a_face_the_detector_misses_
           script.push([], []);
           const misses = [];
           for (let i = 0; i < 3; i++) { now += 500; misses.push((await live.process(c, 640, 480, now)).tracks.map((t) => t.id)); }
-          return { regular, visible, misses, calls };
+          // ?reuse=0 (the bench's like-for-like row): the detector on every frame.
+          let everyCalls = 0;
+          const every = new LivePipeline({ detect: async () => { everyCalls++; return [face]; } }, null,
+            liveOptions('?backend=wasm&reuse=0'));
+          for (let i = 0; i < 5; i++) await every.process(c, 640, 480, i * 66);
+          return { regular, visible, misses, calls, everyCalls, defaults: liveOptions('?backend=wasm') };
         }""")
     assert r["regular"] == 3
+    assert r["everyCalls"] == 5 and r["defaults"] == {}
     assert all(ids == [1] for ids in r["visible"]), r["visible"]
     # 1st miss: kept by patch matching; 2nd miss in a row: gone; then the detector finds it anew.
     assert r["misses"][0] == [1] and r["misses"][1] == [] and len(r["misses"][2]) == 1

@@ -17,7 +17,7 @@ from training.bench.browser import browser, wait_for
 from training.errors import FerError
 
 # What bench.json calls each measured configuration; labels for the table live in report.py.
-CONFIGS = ("ours", "human", "human_nocache", "faceapi")
+CONFIGS = ("ours", "ours_noreuse", "human", "human_nocache", "faceapi")
 
 
 @dataclass
@@ -73,8 +73,9 @@ def new_frame_times(window: list[float], processed_before: int, processed_now: i
     return [float(t) for t in window[-n:]] if n > 0 else []
 
 
-def measure_ours(b, base: str, seconds: float, warmup: float) -> dict:
+def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True) -> dict:
     """Our real page: press Start, then read per-frame times from window.ferState.
+    `reuse=False` opens it with `?reuse=0` (detector and classifier on every frame).
 
     Uses `ferState.frameTimes` (the last <= 240 whole-frame times, one per distinct camera
     frame) with `framesProcessed` when the page has them; else samples `lastLatencyMs` each
@@ -83,7 +84,7 @@ def measure_ours(b, base: str, seconds: float, warmup: float) -> dict:
     sizes = Bytes()
     sizes.attach(ctx)
     page = ctx.new_page()
-    page.goto(f"{base}/?backend=wasm")
+    page.goto(f"{base}/?backend=wasm{'' if reuse else '&reuse=0'}")
     wait_for(page, "window.ferState && (window.ferState.ready || window.ferState.error)", 180,
           "our page to load")
     if page.evaluate("window.ferState.error"):
@@ -155,7 +156,8 @@ def run_latency(videos: dict[int, Path], our_base: str, peer_base: str | None, p
     out: dict[str, dict[str, dict]] = {}
     for faces, video in videos.items():
         with browser(video) as b:
-            plan = [("ours", lambda: measure_ours(b, our_base, seconds, warmup))]
+            plan = [("ours", lambda: measure_ours(b, our_base, seconds, warmup)),
+                    ("ours_noreuse", lambda: measure_ours(b, our_base, seconds, warmup, False))]
             if "human" in peers:
                 plan.append(("human", lambda: measure_peer(b, peer_base, "human", seconds, warmup, True)))
                 plan.append(("human_nocache",

@@ -28,6 +28,15 @@ export const LIVE_DEFAULTS = {
   classifyBudget: 2, // faces classified per frame at most (1 on frames where the detector ran)
 };
 
+// `?reuse=0`: every frame gets the full detector and every face its classification, nothing
+// reused: the like-for-like row next to peers measured without their caching (fer-hybrid bench).
+export const EVERY_FRAME = { detectEvery: 1, reclassifyEvery: 0, classifyBudget: Infinity };
+
+/** The schedule the URL asks for: LIVE_DEFAULTS, or EVERY_FRAME with `?reuse=0`. */
+export function liveOptions(search = '') {
+  return new URLSearchParams(search).get('reuse') === '0' ? { ...EVERY_FRAME } : {};
+}
+
 /** 12x12 average-pooled thumbnail of a square grey crop (side divisible by 12). */
 export function thumbnail(gray, side) {
   const f = side / 12, out = new Float32Array(144);

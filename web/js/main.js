@@ -5,7 +5,7 @@ import {
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
 import { Ensemble } from './classifier.js';
-import { LivePipeline } from './live.js';
+import { LivePipeline, liveOptions } from './live.js';
 import { FrameLoop } from './frameloop.js';
 import { drawOverlay, clearOverlay } from './overlay.js';
 import { FaceNumbers, numberByPosition } from './numbering.js';
@@ -268,7 +268,7 @@ async function init() {
     showMessage('Recognition could not start', `${err.message}. Try ?backend=cpu in the address bar.`);
     return;
   }
-  live = new LivePipeline(detector, classifier);
+  live = new LivePipeline(detector, classifier, liveOptions(location.search));
   state.ready = true;
   updateStats();
   if (!problem) els.toggle.disabled = false;
