@@ -50,12 +50,13 @@ def open_page(b, base):
     return page
 
 
-def plan(sources, seed: int, max_faces: int, repeats: dict[str, int]) -> list[tuple[list[S.Placement], str]]:
-    """Every source x size x angle x light, repeats[source.kind] times (each time a new place,
-    background and noise), shuffled and packed into scenes."""
+def plan(sources, seed: int, max_faces: int, repeats: dict[str, int],
+         grid=(SIZES, ANGLES, LIGHTS)) -> list[tuple[list[S.Placement], str]]:
+    """Every source x size x angle x light of `grid`, repeats[source.kind] times (each time a new
+    place, background and noise), shuffled and packed into scenes."""
     rng = np.random.default_rng(seed)
     todo = [S.Placement(i, size, angle, light) for i, src in enumerate(sources)
-            for size, angle, light in itertools.product(SIZES, ANGLES, LIGHTS)
+            for size, angle, light in itertools.product(*grid)
             for _ in range(repeats[src.kind])]
     todo = [todo[i] for i in rng.permutation(len(todo))]
     out, current = [], []

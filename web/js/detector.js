@@ -1,8 +1,12 @@
-// BlazeFace (MediaPipe short-range face detector, weights converted by Human 3.3.6) with our own
-// decoder: 896 SSD anchors (16x16x2 + 8x8x6), box = anchor + offsets in input pixels,
-// sigmoid scores, 6 keypoints, greedy NMS. Input: 256x256 RGB scaled to [-1, 1], letterboxed.
+// BlazeFace (MediaPipe's face detector, the 256x256 "back" model as converted by Human 3.3.6) with
+// our own decoder: 896 SSD anchors (16x16x2 + 8x8x6), box = anchor + offsets in input pixels,
+// sigmoid scores, 6 keypoints, greedy NMS. Input: 256x256 RGB scaled to [-1, 1].
+// Default: one pass over the letterboxed frame (the live loop's budget). {thorough: true}: that
+// pass plus overlapping tiles at a finer scale (tiles.js), merged by NMS, for small faces.
 
 export const DETECTOR_URL = '/static/vendor/human-3.3.6/models/blazeface.json';
+import { letterboxView, tileViews, drawRect, toSource, cutByView } from './tiles.js';
+
 export const KEYPOINTS = ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'];
 
 export function generateAnchors(size = 256) {
@@ -40,6 +44,31 @@ export function nms(dets, iouThreshold = 0.3, maxFaces = 20) {
 
 const sigmoid = (v) => 1 / (1 + Math.exp(-v));
 
+// The thorough mode's tile levels: `scale` input px per source px, `overlap` in source px (the
+// widest face a level must see whole; wider ones are the letterboxed pass's). Measured in
+// tests/bench_detector.py; see models/detector.md.
+export const THOROUGH = {
+  levels: [{ scale: 1, overlap: 112 }],
+  scoreThreshold: 0.6,
+  maxTiles: 24,  // a large photo gets coarser tiles rather than hundreds of passes
+};
+
+/** Tile levels for a frame, coarsened (scale and overlap shrunk alike) until at most maxTiles. */
+export function thoroughViews(srcW, srcH, size, { levels, maxTiles } = THOROUGH) {
+  const views = [letterboxView(srcW, srcH, size)];
+  const coarsest = size / Math.max(srcW, srcH);
+  for (const level of levels) {
+    let { scale, overlap } = level;
+    let tiles = tileViews(srcW, srcH, size, { scale, overlap });
+    while (tiles.length > maxTiles && scale > coarsest * 1.25) {
+      scale *= 0.8;
+      tiles = tileViews(srcW, srcH, size, { scale, overlap });
+    }
+    if (scale > coarsest * 1.25) views.push(...tiles);  // else the letterbox pass already is this level
+  }
+  return views;
+}
+
 export class FaceDetector {
   constructor({ url = DETECTOR_URL, scoreThreshold = 0.6, iouThreshold = 0.3, maxFaces = 20 } = {}) {
     Object.assign(this, { url, scoreThreshold, iouThreshold, maxFaces });
@@ -47,6 +76,7 @@ export class FaceDetector {
     this.anchors = generateAnchors(this.size);
     this.canvas = null;
     this.model = null;
+    this.lastViews = 0;  // passes the last detect() ran (for benchmarks and the stats line)
   }
 
   async load() {
@@ -83,20 +113,18 @@ export class FaceDetector {
     return { arrays, shapes };
   }
 
-  /**
-   * Detect every face in `source` (video, image, canvas, ImageBitmap) of size srcW x srcH.
-   * Returns [{box: {x, y, w, h}, score, keypoints: [[x, y] x 6], rightEye, leftEye}] in source pixels,
-   * sorted by score. rightEye = the subject's right eye (image left on an unmirrored image).
-   */
-  async detect(source, srcW, srcH) {
+  /** One pass: draw the view into the input canvas, run, decode to source pixels. */
+  async _pass(source, srcW, srcH, view, scoreThreshold) {
     const S = this.size;
-    const scale = S / Math.max(srcW, srcH);
-    const dw = srcW * scale, dh = srcH * scale;
-    const padX = (S - dw) / 2, padY = (S - dh) / 2;
     this.ctx.fillStyle = '#000';
     this.ctx.fillRect(0, 0, S, S);
-    this.ctx.drawImage(source, 0, 0, srcW, srcH, padX, padY, dw, dh);
+    const r = drawRect(view, srcW, srcH);
+    if (r.sw > 0 && r.sh > 0) this.ctx.drawImage(source, r.sx, r.sy, r.sw, r.sh, r.dx, r.dy, r.dw, r.dh);
     const { arrays, shapes } = await this._run();
+    return this._decode(arrays, shapes, (px, py) => toSource(view, px, py), scoreThreshold);
+  }
+
+  _decode(arrays, shapes, toSrc, scoreThreshold) {
     // Outputs: scores [1,512,1], [1,384,1] and regressors [1,512,16], [1,384,16] (any order);
     // the 512-anchor (stride 16) group comes first, matching generateAnchors().
     const byN = {};
@@ -109,12 +137,11 @@ export class FaceDetector {
     const groups = Object.keys(byN).map(Number).sort((a, b) => b - a);
     const dets = [];
     let base = 0;
-    const toSrc = (px, py) => [(px - padX) / scale, (py - padY) / scale];
     for (const n of groups) {
       const { scores, regs, c } = byN[n];
       for (let i = 0; i < n; i++) {
         const score = sigmoid(Math.max(-80, Math.min(80, scores[i])));
-        if (score < this.scoreThreshold) continue;
+        if (score < scoreThreshold) continue;
         const [ax, ay] = this.anchors[base + i];
         const r = i * c;
         const cx = regs[r] + ax, cy = regs[r + 1] + ay, w = regs[r + 2], h = regs[r + 3];
@@ -126,7 +153,31 @@ export class FaceDetector {
       }
       base += n;
     }
-    return nms(dets, this.iouThreshold, this.maxFaces)
+    return dets;
+  }
+
+  /**
+   * Detect every face in `source` (video, image, canvas, ImageBitmap) of size srcW x srcH.
+   * Returns [{box: {x, y, w, h}, score, keypoints: [[x, y] x 6], rightEye, leftEye}] in source pixels,
+   * sorted by score. rightEye = the subject's right eye (image left on an unmirrored image).
+   * opts.thorough: also scan overlapping tiles at a finer scale (several passes; for stills and
+   * periodic full scans). opts.levels / opts.scoreThreshold (the tiles') override THOROUGH's.
+   */
+  async detect(source, srcW, srcH, opts = {}) {
+    const views = opts.thorough
+      ? thoroughViews(srcW, srcH, this.size, { ...THOROUGH, ...(opts.levels ? { levels: opts.levels } : {}) })
+      : [letterboxView(srcW, srcH, this.size)];
+    // The letterboxed pass keeps the default threshold, so thorough finds everything the default
+    // finds; tiles have their own (more passes over more texture: more chances for a false face).
+    const tileThreshold = opts.scoreThreshold ?? THOROUGH.scoreThreshold;
+    const dets = [];
+    for (const [i, view] of views.entries()) {
+      const found = await this._pass(source, srcW, srcH, view, i === 0 ? this.scoreThreshold : tileThreshold);
+      // A face cut by a tile's inner side is seen whole by the neighbouring tile (the overlap).
+      for (const d of found) if (!cutByView(view, d.box)) dets.push(d);
+    }
+    this.lastViews = views.length;
+    return nms(dets, opts.iouThreshold ?? this.iouThreshold, this.maxFaces)
       .filter((d) => d.box.w > 4 && d.box.h > 4)
       .map((d) => ({ ...d, rightEye: d.keypoints[0], leftEye: d.keypoints[1] }));
   }
