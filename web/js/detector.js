@@ -45,11 +45,15 @@ export function nms(dets, iouThreshold = 0.3, maxFaces = 20) {
 const sigmoid = (v) => 1 / (1 + Math.exp(-v));
 
 // The thorough mode's tile levels: `scale` input px per source px, `overlap` in source px (the
-// widest face a level must see whole; wider ones are the letterboxed pass's). Measured in
-// tests/bench_detector.py; see models/detector.md.
+// widest face a level must see whole; wider ones are the letterboxed pass's, which finds every
+// face >= 96 px). Scale 0.8 puts a 40 px face at 32 input px: 6 tiles on 640x480, 7 passes with
+// the letterboxed one. Scale 1 (12 tiles) found no more photo faces; 0.65 (4 tiles) missed
+// dark 40 px ones. Tiles' threshold 0.65: 0.6 doubled the boxes on face-free frames, 0.7 lost
+// dark 40 px faces. Measured with tests/bench_detector.py; see models/detector.md.
 export const THOROUGH = {
-  levels: [{ scale: 1, overlap: 112 }],
-  scoreThreshold: 0.6,
+  levels: [{ scale: 0.8, overlap: 112 }],
+  scoreThreshold: 0.65,
+  normalize: null,  // 'gamma' | 'local': brighten dark tiles (see brighten())
   maxTiles: 24,  // a large photo gets coarser tiles rather than hundreds of passes
 };
 
@@ -67,6 +71,21 @@ export function thoroughViews(srcW, srcH, size, { levels, maxTiles } = THOROUGH)
     if (scale > coarsest * 1.25) views.push(...tiles);  // else the letterbox pass already is this level
   }
   return views;
+}
+
+/**
+ * Gamma-brighten a dark view (RGB 0..1, [h, w, 3]) so its mean light comes up to about 0.45,
+ * gamma in [0.4, 1] (bright views untouched). 'gamma': one gamma for the view; 'local': per
+ * pixel from the light around it (a face in shadow on a bright background). In-graph, no sync.
+ */
+function brighten(tf, x, mode) {
+  const gammaOf = (m) => tf.clipByValue(tf.div(Math.log(0.45), tf.log(tf.clipByValue(m, 0.01, 0.99))), 0.4, 1);
+  if (mode === 'gamma') return tf.pow(x, gammaOf(tf.mean(x)));
+  const [h, w] = x.shape;
+  const lum = tf.expandDims(tf.mean(x, 2, true), 0);
+  const coarse = tf.avgPool(tf.avgPool(lum, 8, 8, 'same'), 5, 1, 'same');
+  const around = tf.squeeze(tf.image.resizeBilinear(coarse, [h, w]), [0]);
+  return tf.pow(x, gammaOf(around));
 }
 
 export class FaceDetector {
@@ -98,11 +117,13 @@ export class FaceDetector {
     await this._run();
   }
 
-  async _run() {
+  async _run(normalize = null) {
     const tf = globalThis.tf;
     const outs = tf.tidy(() => {
       const px = tf.browser.fromPixels(this.canvas);
-      const x = tf.expandDims(tf.sub(tf.div(tf.cast(px, 'float32'), 127.5), 1), 0);
+      const x = normalize
+        ? tf.expandDims(tf.sub(tf.mul(brighten(tf, tf.div(tf.cast(px, 'float32'), 255), normalize), 2), 1), 0)
+        : tf.expandDims(tf.sub(tf.div(tf.cast(px, 'float32'), 127.5), 1), 0);
       let res = this.model.execute(x);
       if (!Array.isArray(res)) res = [res];
       return res;
@@ -114,13 +135,13 @@ export class FaceDetector {
   }
 
   /** One pass: draw the view into the input canvas, run, decode to source pixels. */
-  async _pass(source, srcW, srcH, view, scoreThreshold) {
+  async _pass(source, srcW, srcH, view, scoreThreshold, normalize = null) {
     const S = this.size;
     this.ctx.fillStyle = '#000';
     this.ctx.fillRect(0, 0, S, S);
     const r = drawRect(view, srcW, srcH);
     if (r.sw > 0 && r.sh > 0) this.ctx.drawImage(source, r.sx, r.sy, r.sw, r.sh, r.dx, r.dy, r.dw, r.dh);
-    const { arrays, shapes } = await this._run();
+    const { arrays, shapes } = await this._run(normalize);
     return this._decode(arrays, shapes, (px, py) => toSource(view, px, py), scoreThreshold);
   }
 
@@ -172,7 +193,8 @@ export class FaceDetector {
     const tileThreshold = opts.scoreThreshold ?? THOROUGH.scoreThreshold;
     const dets = [];
     for (const [i, view] of views.entries()) {
-      const found = await this._pass(source, srcW, srcH, view, i === 0 ? this.scoreThreshold : tileThreshold);
+      const found = await this._pass(source, srcW, srcH, view, i === 0 ? this.scoreThreshold : tileThreshold,
+        i === 0 ? null : opts.normalize ?? THOROUGH.normalize);
       // A face cut by a tile's inner side is seen whole by the neighbouring tile (the overlap).
       for (const d of found) if (!cutByView(view, d.box)) dets.push(d);
     }

@@ -172,7 +172,7 @@ async function analysePhoto(file) {
   els.stillWrap.hidden = false;
   document.body.classList.add('still-mode');
   setStatus('analysing', 'Analysing photo…');
-  const r = await analyse(c, w, h, detector, classifier, scratch);
+  const r = await analyse(c, w, h, { detect: (s, sw, sh) => detector.detect(s, sw, sh, { thorough: true }) }, classifier, scratch);
   drawOverlay(els.stillOverlay, r.faces, labelsOrDefault(), { width: w, height: h, mirror: false });
   state.detectMs = r.detectMs;
   if (r.faces.length && classifier) state.classifyPerFaceMs = r.classifyMs / r.faces.length;
