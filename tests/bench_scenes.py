@@ -14,7 +14,8 @@ crop): same top-1 label, and L1 distance. The two kinds of face are reported apa
 are what a camera sees, the LFW crops (blurry upscaled brow-to-chin crops) give many identities
 but are much harder for BlazeFace, and pooled they would bury the photos. Writes scenes.json,
 scenes.md and scenes_recall.png to --out (models/: top-level files there survive `fer-hybrid
-export`, sub-folders do not); no image is written. About 5 minutes on the 2-core machine.
+export`, sub-folders do not); no image is written. About 11 minutes on the loaded 2-core
+machine (the Photo button runs the detector's thorough mode: 7 passes per 640x480 scene).
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ const sigmoid = (v) => 1 / (1 + Math.exp(-v));
 // The thorough mode's tile levels: `scale` input px per source px, `overlap` in source px (the
 // widest face a level must see whole; wider ones are the letterboxed pass's, which finds every
 // face >= 96 px). Scale 0.8 puts a 40 px face at 32 input px: 6 tiles on 640x480, 7 passes with
-// the letterboxed one. Scale 1 (12 tiles) found no more photo faces; 0.65 (4 tiles) missed
-// dark 40 px ones. Tiles' threshold 0.65: 0.6 doubled the boxes on face-free frames, 0.7 lost
+// the letterboxed one. Scale 1 (12 tiles) found no more photo faces; 0.65 (4 tiles) missed some
+// dark 40 px ones. Tiles' threshold 0.65: 0.6 doubled the face-free frames given a box, 0.7 lost
 // dark 40 px faces. Measured with tests/bench_detector.py; see models/detector.md.
 export const THOROUGH = {
   levels: [{ scale: 0.8, overlap: 112 }],
@@ -182,19 +182,30 @@ export class FaceDetector {
    * Returns [{box: {x, y, w, h}, score, keypoints: [[x, y] x 6], rightEye, leftEye}] in source pixels,
    * sorted by score. rightEye = the subject's right eye (image left on an unmirrored image).
    * opts.thorough: also scan overlapping tiles at a finer scale (several passes; for stills and
-   * periodic full scans). opts.levels / opts.scoreThreshold (the tiles') override THOROUGH's.
+   * periodic full scans). opts.levels / opts.scoreThreshold (the tiles') / opts.normalize
+   * override THOROUGH's.
    */
   async detect(source, srcW, srcH, opts = {}) {
     const views = opts.thorough
       ? thoroughViews(srcW, srcH, this.size, { ...THOROUGH, ...(opts.levels ? { levels: opts.levels } : {}) })
       : [letterboxView(srcW, srcH, this.size)];
-    // The letterboxed pass keeps the default threshold, so thorough finds everything the default
-    // finds; tiles have their own (more passes over more texture: more chances for a false face).
+    return this.detectViews(source, srcW, srcH, views, opts);
+  }
+
+  /**
+   * Run the given views (tiles.js; e.g. a few of thoroughViews() per frame, to spread a full
+   * scan over several frames) and merge their detections by NMS. Same output as detect().
+   */
+  async detectViews(source, srcW, srcH, views, opts = {}) {
+    // The letterboxed pass keeps the default threshold (thorough = the default's detections plus
+    // the tiles'); tiles have their own: more passes over more texture, more chances of a false face.
     const tileThreshold = opts.scoreThreshold ?? THOROUGH.scoreThreshold;
+    const normalize = opts.normalize ?? THOROUGH.normalize;
     const dets = [];
-    for (const [i, view] of views.entries()) {
-      const found = await this._pass(source, srcW, srcH, view, i === 0 ? this.scoreThreshold : tileThreshold,
-        i === 0 ? null : opts.normalize ?? THOROUGH.normalize);
+    for (const view of views) {
+      const found = view.tile
+        ? await this._pass(source, srcW, srcH, view, tileThreshold, normalize)
+        : await this._pass(source, srcW, srcH, view, this.scoreThreshold);
       // A face cut by a tile's inner side is seen whole by the neighbouring tile (the overlap).
       for (const d of found) if (!cutByView(view, d.box)) dets.push(d);
     }

@@ -38,7 +38,7 @@ export function tileViews(srcW, srcH, size, { scale, overlap }) {
   for (const y0 of ys) {
     for (const x0 of xs) {
       views.push({
-        x0, y0, scale, size,
+        x0, y0, scale, size, tile: true,
         inner: { left: x0 > 0.5, top: y0 > 0.5, right: x0 + win < srcW - 0.5, bottom: y0 + win < srcH - 0.5 },
       });
     }
