@@ -2,7 +2,7 @@
 face-free frames and ms per detect() call, for several detect() options on the same images.
 
     python tests/bench_detector.py [--out models] [--sizes 32,40,48,64,96,128] [--angles 0,15,-30]
-        [--photo-repeats 2] [--lfw 0] [--fp-frames 1] [--variant NAME=JSON ...]
+        [--photo-repeats 2] [--lfw 0] [--fp-frames 1] [--canvas 640x480 --tag ""] [--variant NAME=JSON ...]
 
 Scenes are tests/scenes.py's (the faces shipped in packages on 640x480 backgrounds); every
 variant sees every scene and every face-free frame in turn (interleaved, so a loaded machine
@@ -39,13 +39,13 @@ FACE_FREE = ("brick", "coffee", "rocket", "grass", "gravel", "text", "moon", "pa
              "hubble_deep_field", "immunohistochemistry", "colorwheel", "retina", "clock", "cell")
 
 
-def face_free_frames(n_backgrounds: int) -> list[tuple[str, np.ndarray]]:
-    """640x480 frames with no face: each picture scaled to cover and centre-cropped, plus
-    `n_backgrounds` of each scene background; each in every scene lighting (whole frame)."""
+def face_free_frames(n_backgrounds: int, shape=S.CANVAS) -> list[tuple[str, np.ndarray]]:
+    """Frames (default 640x480) with no face: each picture scaled to cover and centre-cropped,
+    plus `n_backgrounds` of each scene background; each in every scene lighting (whole frame)."""
     from skimage import data
     from skimage.transform import resize
 
-    h, w = S.CANVAS
+    h, w = shape
     base = []
     for name in FACE_FREE:
         img = getattr(data, name)()
@@ -60,7 +60,7 @@ def face_free_frames(n_backgrounds: int) -> list[tuple[str, np.ndarray]]:
     rng = np.random.default_rng(123)
     for kind in S.BACKGROUNDS:
         for i in range(n_backgrounds):
-            base.append((f"{kind}{i}", S.background(kind, rng).astype(np.float64)))
+            base.append((f"{kind}{i}", S.background(kind, rng, shape).astype(np.float64)))
     out = []
     for name, img in base:
         for light in S.LIGHTS:
@@ -68,13 +68,13 @@ def face_free_frames(n_backgrounds: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def run(page, variants: dict[str, dict], sources, scenes_plan, fp_frames) -> dict:
+def run(page, variants: dict[str, dict], sources, scenes_plan, fp_frames, shape=S.CANVAS) -> dict:
     rows = {v: [] for v in variants}
     ms = {v: [] for v in variants}
     views = {}
     extra = {v: {"detections": 0, "unmatched": 0} for v in variants}
     for k, (placements, bg) in enumerate(scenes_plan):
-        scene = S.compose(placements, sources, background_kind=bg, seed=k)
+        scene = S.compose(placements, sources, background_kind=bg, seed=k, shape=shape)
         put_image(page, scene.image)
         for v, opts in variants.items():
             r = detect(page, opts)
@@ -138,9 +138,9 @@ def summarise(res: dict, variants: dict, min_face: int) -> dict:
 def markdown(report: dict) -> str:
     pct = lambda x: f"{100 * x:.0f} %"
     s, g = report["summary"], report["grid"]
-    lines = [f"`{report['command']}` — {report['faces']} faces in {report['scenes']} scenes of 640×480, "
+    lines = [f"`{report['command']}` — {report['faces']} faces in {report['scenes']} scenes of {report['canvas']}, "
              f"{report['fp_frames']} face-free frames; wasm backend, headless Chromium, {report['note']}", ""]
-    lines += ["| variant | passes (640×480) | ms / detect, median (p90) | recall ≥ "
+    lines += [f"| variant | passes ({report['canvas']}) | ms / detect, median (p90) | recall ≥ "
               f"{report['min_face']} px, photo | recall ≥ {report['min_face']} px, LFW | scene boxes on no face "
               "| face-free frames with a box | boxes on face-free frames |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -179,6 +179,8 @@ def main() -> None:
     ap.add_argument("--max-faces", type=int, default=8)
     ap.add_argument("--fp-frames", type=int, default=1, help="scene backgrounds of each kind among the face-free frames")
     ap.add_argument("--min-face", type=int, default=40)
+    ap.add_argument("--canvas", default="640x480", help="WxH of the scenes and face-free frames")
+    ap.add_argument("--tag", default="", help="written as detector<TAG>.json/.md")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--note", default="")
     ap.add_argument("--variant", action="append", default=[], help="NAME=JSON detect() options (repeatable)")
@@ -187,18 +189,19 @@ def main() -> None:
     variants = {k: json.loads(v) for k, v in variants.items()}
     grid = {"sizes": [int(x) for x in args.sizes.split(",")], "angles": [float(x) for x in args.angles.split(",")],
             "lights": args.lights.split(",")}
+    w, h = (int(x) for x in args.canvas.split("x"))
     sources = [S.astronaut_source(), S.hopper_source()] + S.lfw_sources(args.lfw)
     scenes_plan = plan(sources, args.seed, args.max_faces, {"photo": args.photo_repeats, "lfw": 1},
-                       (grid["sizes"], grid["angles"], grid["lights"]))
-    fp_frames = face_free_frames(args.fp_frames)
+                       (grid["sizes"], grid["angles"], grid["lights"]), (h, w))
+    fp_frames = face_free_frames(args.fp_frames, (h, w))
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="fer-detector-"))
     with live_server(args.models, tmp / "custom") as base, browser() as b:
         page = open_detector_page(b, base)
-        res = run(page, variants, sources, scenes_plan, fp_frames)
+        res = run(page, variants, sources, scenes_plan, fp_frames, (h, w))
     report = {
         "command": "python tests/bench_detector.py " + " ".join(sys.argv[1:]),
-        "note": args.note, "grid": grid, "min_face": args.min_face,
+        "note": args.note, "grid": grid, "canvas": f"{w}×{h}", "min_face": args.min_face,
         "scenes": len(scenes_plan), "faces": len(next(iter(res["rows"].values()))), "fp_frames": len(fp_frames),
         "seconds": round(time.monotonic() - t0, 1), "summary": summarise(res, variants, args.min_face),
     }
@@ -206,8 +209,8 @@ def main() -> None:
     print(md)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "detector.json").write_text(json.dumps(report, indent=1) + "\n")
-        (args.out / "detector.md").write_text(md)
+        (args.out / f"detector{args.tag}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (args.out / f"detector{args.tag}.md").write_text(md)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def open_page(b, base):
 
 
 def plan(sources, seed: int, max_faces: int, repeats: dict[str, int],
-         grid=(SIZES, ANGLES, LIGHTS)) -> list[tuple[list[S.Placement], str]]:
+         grid=(SIZES, ANGLES, LIGHTS), shape=S.CANVAS) -> list[tuple[list[S.Placement], str]]:
     """Every source x size x angle x light of `grid`, repeats[source.kind] times (each time a new
     place, background and noise), shuffled and packed into scenes."""
     rng = np.random.default_rng(seed)
@@ -62,10 +62,10 @@ def plan(sources, seed: int, max_faces: int, repeats: dict[str, int],
     todo = [todo[i] for i in rng.permutation(len(todo))]
     out, current = [], []
     for p in todo:
-        trial = S.place(current + [p], sources, rng)
+        trial = S.place(current + [p], sources, rng, shape)
         if trial is None or len(current) == max_faces:
             out.append(current)
-            current = S.place([p], sources, rng)
+            current = S.place([p], sources, rng, shape)
         else:
             current = trial
     out.append(current)
