@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scenes as S  # noqa: E402
-from bench_scenes import plan  # noqa: E402
-from detector_support import detect, open_detector_page, put_image  # noqa: E402
-from e2e_support import browser, live_server  # noqa: E402
+import scenes as S
+from bench_scenes import plan
+from detector_support import detect, open_detector_page, put_image
+from e2e_support import browser, live_server
 
 REPO = Path(__file__).resolve().parents[1]
 # scikit-image pictures with no human face (camera, astronaut: faces; chelsea: a cat's face;
@@ -106,7 +106,7 @@ def recall_table(rows: list[dict], keys) -> dict:
 
 def summarise(res: dict, variants: dict, min_face: int) -> dict:
     out = {}
-    for v in variants:
+    for v, opts in variants.items():
         rows = res["rows"][v]
         big = [r for r in rows if r["size"] >= min_face]
         by_kind = {}
@@ -120,7 +120,7 @@ def summarise(res: dict, variants: dict, min_face: int) -> dict:
             by_light[light][0] += 1
             by_light[light][1] += len(scores)
         out[v] = {
-            "opts": variants[v], "views": res["views"].get(v),
+            "opts": opts, "views": res["views"].get(v),
             "ms_median": float(np.median(res["ms"][v])), "ms_p90": float(np.percentile(res["ms"][v], 90)),
             f"recall_ge_{min_face}_by_kind": by_kind,
             "size_light_kind": recall_table(rows, ("size", "light", "kind")),
@@ -138,17 +138,21 @@ def summarise(res: dict, variants: dict, min_face: int) -> dict:
 def markdown(report: dict) -> str:
     pct = lambda x: f"{100 * x:.0f} %"
     s, g = report["summary"], report["grid"]
-    lines = [f"`{report['command']}` — {report['faces']} faces in {report['scenes']} scenes of {report['canvas']}, "
-             f"{report['fp_frames']} face-free frames; wasm backend, headless Chromium, {report['note']}", ""]
-    lines += [f"| variant | passes ({report['canvas']}) | ms / detect, median (p90) | recall ≥ "
-              f"{report['min_face']} px, photo | recall ≥ {report['min_face']} px, LFW | scene boxes on no face "
-              "| face-free frames with a box | boxes on face-free frames |",
+    canvas = report.get("canvas", "640×480")  # reports from before --canvas
+    lines = [(f"`{report['command']}` — {report['faces']} faces in {report['scenes']} scenes of {canvas}, "
+              f"{report['fp_frames']} face-free frames; wasm backend, headless Chromium, {report['note']}"), ""]
+    lines += [(f"| variant | passes ({canvas}) | ms / detect, median (p90) | recall ≥ "
+               f"{report['min_face']} px, photo | recall ≥ {report['min_face']} px, LFW | scene boxes on no face "
+               "| face-free frames with a box | boxes on face-free frames |"),
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def cell(rk: dict, k: str) -> str:
+        return f"{pct(rk[k]['recall'])} of {rk[k]['n']}" if k in rk and rk[k]["n"] else "–"
+
     for v, r in s.items():
         rk = r[f"recall_ge_{report['min_face']}_by_kind"]
-        cell = lambda k: f"{pct(rk[k]['recall'])} of {rk[k]['n']}" if k in rk and rk[k]["n"] else "–"
-        lines.append(f"| `{v}` | {r['views']} | {r['ms_median']:.1f} ({r['ms_p90']:.1f}) | {cell('photo')} | "
-                     f"{cell('lfw')} | {r['scene_detections']['unmatched']} of {r['scene_detections']['detections']} "
+        lines.append(f"| `{v}` | {r['views']} | {r['ms_median']:.1f} ({r['ms_p90']:.1f}) | {cell(rk, 'photo')} | "
+                     f"{cell(rk, 'lfw')} | {r['scene_detections']['unmatched']} of {r['scene_detections']['detections']} "
                      f"| {r['fp_frames_with_any']} of {r['fp_frames']} | {r['fp_detections']} |")
     for kind in ("photo", "lfw"):
         if not any(k.endswith("/" + kind) for k in next(iter(s.values()))["size_light_kind"]):
