@@ -14,7 +14,8 @@ crop): same top-1 label, and L1 distance. The two kinds of face are reported apa
 are what a camera sees, the LFW crops (blurry upscaled brow-to-chin crops) give many identities
 but are much harder for BlazeFace, and pooled they would bury the photos. Writes scenes.json,
 scenes.md and scenes_recall.png to --out (models/: top-level files there survive `fer-hybrid
-export`, sub-folders do not); no image is written. About 5 minutes on the 2-core machine.
+export`, sub-folders do not); no image is written. About 11 minutes on the loaded 2-core
+machine (the Photo button runs the detector's thorough mode: 7 passes per 640x480 scene).
 """
 
 from __future__ import annotations
@@ -50,20 +51,21 @@ def open_page(b, base):
     return page
 
 
-def plan(sources, seed: int, max_faces: int, repeats: dict[str, int]) -> list[tuple[list[S.Placement], str]]:
-    """Every source x size x angle x light, repeats[source.kind] times (each time a new place,
-    background and noise), shuffled and packed into scenes."""
+def plan(sources, seed: int, max_faces: int, repeats: dict[str, int],
+         grid=(SIZES, ANGLES, LIGHTS), shape=S.CANVAS) -> list[tuple[list[S.Placement], str]]:
+    """Every source x size x angle x light of `grid`, repeats[source.kind] times (each time a new
+    place, background and noise), shuffled and packed into scenes."""
     rng = np.random.default_rng(seed)
     todo = [S.Placement(i, size, angle, light) for i, src in enumerate(sources)
-            for size, angle, light in itertools.product(SIZES, ANGLES, LIGHTS)
+            for size, angle, light in itertools.product(*grid)
             for _ in range(repeats[src.kind])]
     todo = [todo[i] for i in rng.permutation(len(todo))]
     out, current = [], []
     for p in todo:
-        trial = S.place(current + [p], sources, rng)
+        trial = S.place(current + [p], sources, rng, shape)
         if trial is None or len(current) == max_faces:
             out.append(current)
-            current = S.place([p], sources, rng)
+            current = S.place([p], sources, rng, shape)
         else:
             current = trial
     out.append(current)

@@ -3,7 +3,8 @@
 The page's own BlazeFace, alignment, low-light step and the *shipped* ensemble (models/, what
 users get; the tiny fixture models would make the expression checks meaningless) on the wasm
 backend. The full grid of sizes x rotations x lightings is tests/bench_scenes.py; this is its
-smallest case, so a broken detector hand-off, box mapping or batch order fails CI.
+smallest case, so a broken detector hand-off, box mapping or batch order fails CI; the detector's
+own tiling is tests/test_e2e_detector.py.
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
-# The astronaut three times at sizes the page must handle, plus two it may miss.
+# The astronaut at sizes the page must handle, plus two it may miss. The Photo button runs the
+# detector's thorough mode (tiles): the last three are faces the single letterboxed pass mostly
+# misses (32 px normal 30 %, 40 px dim 30 %, 48 px dark 5 %; thorough 100 % each: models/detector.md).
 REQUIRED = [S.Placement(0, 128, 0.0, "normal", (140.0, 150.0)),
             S.Placement(0, 96, 0.0, "normal", (370.0, 130.0)),
-            S.Placement(0, 64, 0.0, "normal", (550.0, 110.0))]
+            S.Placement(0, 64, 0.0, "normal", (550.0, 110.0)),
+            S.Placement(0, 48, 0.0, "normal", (90.0, 400.0)),
+            S.Placement(0, 40, 0.0, "normal", (180.0, 330.0)),
+            S.Placement(0, 48, 0.0, "dim", (480.0, 290.0)),
+            S.Placement(0, 32, 0.0, "normal", (230.0, 440.0)),
+            S.Placement(0, 40, 0.0, "dim", (600.0, 230.0)),
+            S.Placement(0, 48, 0.0, "dark", (470.0, 420.0))]
 OPTIONAL = [S.Placement(0, 24, 0.0, "normal", (560.0, 400.0)),
             S.Placement(0, 96, 0.0, "dark", (330.0, 360.0))]
 
@@ -66,7 +75,9 @@ def test_scene_faces_found_in_place_and_classified_like_their_single_crop(tmp_pa
     [ref_j] = S.match(alone.boxes, ref_faces)
     assert ref_j is not None
     ref = ref_faces[ref_j]
-    for truth, j in zip(scene.boxes[:n_req], matched[:n_req]):
+    for p, truth, j in zip(REQUIRED, scene.boxes[:n_req], matched[:n_req]):
+        if p.light != "normal":
+            continue  # the low-light step changes what the classifier sees (models/README.md)
         c = S.compare(faces[j]["probs"], ref["probs"])
         # Same face, same light, upright: only the size differs, so the label must not change.
         assert c["agree"], (truth, faces[j]["label"], ref["label"])

@@ -1,8 +1,12 @@
-// BlazeFace (MediaPipe short-range face detector, weights converted by Human 3.3.6) with our own
-// decoder: 896 SSD anchors (16x16x2 + 8x8x6), box = anchor + offsets in input pixels,
-// sigmoid scores, 6 keypoints, greedy NMS. Input: 256x256 RGB scaled to [-1, 1], letterboxed.
+// BlazeFace (MediaPipe's face detector, the 256x256 "back" model as converted by Human 3.3.6) with
+// our own decoder: 896 SSD anchors (16x16x2 + 8x8x6), box = anchor + offsets in input pixels,
+// sigmoid scores, 6 keypoints, greedy NMS. Input: 256x256 RGB scaled to [-1, 1].
+// Default: one pass over the letterboxed frame (the live loop's budget). {thorough: true}: that
+// pass plus overlapping tiles at a finer scale (tiles.js), merged by NMS, for small faces.
 
 export const DETECTOR_URL = '/static/vendor/human-3.3.6/models/blazeface.json';
+import { letterboxView, tileViews, drawRect, toSource, cutByView } from './tiles.js';
+
 export const KEYPOINTS = ['rightEye', 'leftEye', 'nose', 'mouth', 'rightEar', 'leftEar'];
 
 export function generateAnchors(size = 256) {
@@ -40,6 +44,50 @@ export function nms(dets, iouThreshold = 0.3, maxFaces = 20) {
 
 const sigmoid = (v) => 1 / (1 + Math.exp(-v));
 
+// The thorough mode's tile levels: `scale` input px per source px, `overlap` in source px (the
+// widest face a level must see whole; wider ones are the letterboxed pass's, which finds every
+// face >= 96 px). Scale 0.8 puts a 40 px face at 32 input px: 6 tiles on 640x480, 7 passes with
+// the letterboxed one. Scale 1 (12 tiles) found no more photo faces; 0.65 (4 tiles) missed some
+// dark 40 px ones. Tiles' threshold 0.65: 0.6 doubled the face-free frames given a box, 0.7 lost
+// dark 40 px faces. Measured with tests/bench_detector.py; see models/detector.md.
+export const THOROUGH = {
+  levels: [{ scale: 0.8, overlap: 112 }],
+  scoreThreshold: 0.65,
+  normalize: null,  // 'gamma' | 'local': brighten dark tiles (see brighten())
+  maxTiles: 24,  // a large photo gets coarser tiles rather than hundreds of passes
+};
+
+/** Tile levels for a frame, coarsened (scale and overlap shrunk alike) until at most maxTiles. */
+export function thoroughViews(srcW, srcH, size, { levels, maxTiles } = THOROUGH) {
+  const views = [letterboxView(srcW, srcH, size)];
+  const coarsest = size / Math.max(srcW, srcH);
+  for (const level of levels) {
+    let { scale, overlap } = level;
+    let tiles = tileViews(srcW, srcH, size, { scale, overlap });
+    while (tiles.length > maxTiles && scale > coarsest * 1.25) {
+      scale *= 0.8;
+      tiles = tileViews(srcW, srcH, size, { scale, overlap });
+    }
+    if (scale > coarsest * 1.25) views.push(...tiles);  // else the letterbox pass already is this level
+  }
+  return views;
+}
+
+/**
+ * Gamma-brighten a dark view (RGB 0..1, [h, w, 3]) so its mean light comes up to about 0.45,
+ * gamma in [0.4, 1] (bright views untouched). 'gamma': one gamma for the view; 'local': per
+ * pixel from the light around it (a face in shadow on a bright background). In-graph, no sync.
+ */
+function brighten(tf, x, mode) {
+  const gammaOf = (m) => tf.clipByValue(tf.div(Math.log(0.45), tf.log(tf.clipByValue(m, 0.01, 0.99))), 0.4, 1);
+  if (mode === 'gamma') return tf.pow(x, gammaOf(tf.mean(x)));
+  const [h, w] = x.shape;
+  const lum = tf.expandDims(tf.mean(x, 2, true), 0);
+  const coarse = tf.avgPool(tf.avgPool(lum, 8, 8, 'same'), 5, 1, 'same');
+  const around = tf.squeeze(tf.image.resizeBilinear(coarse, [h, w]), [0]);
+  return tf.pow(x, gammaOf(around));
+}
+
 export class FaceDetector {
   constructor({ url = DETECTOR_URL, scoreThreshold = 0.6, iouThreshold = 0.3, maxFaces = 20 } = {}) {
     Object.assign(this, { url, scoreThreshold, iouThreshold, maxFaces });
@@ -47,6 +95,7 @@ export class FaceDetector {
     this.anchors = generateAnchors(this.size);
     this.canvas = null;
     this.model = null;
+    this.lastViews = 0;  // passes the last detect() ran (for benchmarks and the stats line)
   }
 
   async load() {
@@ -68,11 +117,13 @@ export class FaceDetector {
     await this._run();
   }
 
-  async _run() {
+  async _run(normalize = null) {
     const tf = globalThis.tf;
     const outs = tf.tidy(() => {
       const px = tf.browser.fromPixels(this.canvas);
-      const x = tf.expandDims(tf.sub(tf.div(tf.cast(px, 'float32'), 127.5), 1), 0);
+      const x = normalize
+        ? tf.expandDims(tf.sub(tf.mul(brighten(tf, tf.div(tf.cast(px, 'float32'), 255), normalize), 2), 1), 0)
+        : tf.expandDims(tf.sub(tf.div(tf.cast(px, 'float32'), 127.5), 1), 0);
       let res = this.model.execute(x);
       if (!Array.isArray(res)) res = [res];
       return res;
@@ -83,20 +134,18 @@ export class FaceDetector {
     return { arrays, shapes };
   }
 
-  /**
-   * Detect every face in `source` (video, image, canvas, ImageBitmap) of size srcW x srcH.
-   * Returns [{box: {x, y, w, h}, score, keypoints: [[x, y] x 6], rightEye, leftEye}] in source pixels,
-   * sorted by score. rightEye = the subject's right eye (image left on an unmirrored image).
-   */
-  async detect(source, srcW, srcH) {
+  /** One pass: draw the view into the input canvas, run, decode to source pixels. */
+  async _pass(source, srcW, srcH, view, scoreThreshold, normalize = null) {
     const S = this.size;
-    const scale = S / Math.max(srcW, srcH);
-    const dw = srcW * scale, dh = srcH * scale;
-    const padX = (S - dw) / 2, padY = (S - dh) / 2;
     this.ctx.fillStyle = '#000';
     this.ctx.fillRect(0, 0, S, S);
-    this.ctx.drawImage(source, 0, 0, srcW, srcH, padX, padY, dw, dh);
-    const { arrays, shapes } = await this._run();
+    const r = drawRect(view, srcW, srcH);
+    if (r.sw > 0 && r.sh > 0) this.ctx.drawImage(source, r.sx, r.sy, r.sw, r.sh, r.dx, r.dy, r.dw, r.dh);
+    const { arrays, shapes } = await this._run(normalize);
+    return this._decode(arrays, shapes, (px, py) => toSource(view, px, py), scoreThreshold);
+  }
+
+  _decode(arrays, shapes, toSrc, scoreThreshold) {
     // Outputs: scores [1,512,1], [1,384,1] and regressors [1,512,16], [1,384,16] (any order);
     // the 512-anchor (stride 16) group comes first, matching generateAnchors().
     const byN = {};
@@ -109,12 +158,11 @@ export class FaceDetector {
     const groups = Object.keys(byN).map(Number).sort((a, b) => b - a);
     const dets = [];
     let base = 0;
-    const toSrc = (px, py) => [(px - padX) / scale, (py - padY) / scale];
     for (const n of groups) {
       const { scores, regs, c } = byN[n];
       for (let i = 0; i < n; i++) {
         const score = sigmoid(Math.max(-80, Math.min(80, scores[i])));
-        if (score < this.scoreThreshold) continue;
+        if (score < scoreThreshold) continue;
         const [ax, ay] = this.anchors[base + i];
         const r = i * c;
         const cx = regs[r] + ax, cy = regs[r + 1] + ay, w = regs[r + 2], h = regs[r + 3];
@@ -126,7 +174,43 @@ export class FaceDetector {
       }
       base += n;
     }
-    return nms(dets, this.iouThreshold, this.maxFaces)
+    return dets;
+  }
+
+  /**
+   * Detect every face in `source` (video, image, canvas, ImageBitmap) of size srcW x srcH.
+   * Returns [{box: {x, y, w, h}, score, keypoints: [[x, y] x 6], rightEye, leftEye}] in source pixels,
+   * sorted by score. rightEye = the subject's right eye (image left on an unmirrored image).
+   * opts.thorough: also scan overlapping tiles at a finer scale (several passes; for stills and
+   * periodic full scans). opts.levels / opts.scoreThreshold (the tiles') / opts.normalize
+   * override THOROUGH's.
+   */
+  async detect(source, srcW, srcH, opts = {}) {
+    const views = opts.thorough
+      ? thoroughViews(srcW, srcH, this.size, { ...THOROUGH, ...(opts.levels ? { levels: opts.levels } : {}) })
+      : [letterboxView(srcW, srcH, this.size)];
+    return this.detectViews(source, srcW, srcH, views, opts);
+  }
+
+  /**
+   * Run the given views (tiles.js; e.g. a few of thoroughViews() per frame, to spread a full
+   * scan over several frames) and merge their detections by NMS. Same output as detect().
+   */
+  async detectViews(source, srcW, srcH, views, opts = {}) {
+    // The letterboxed pass keeps the default threshold (thorough = the default's detections plus
+    // the tiles'); tiles have their own: more passes over more texture, more chances of a false face.
+    const tileThreshold = opts.scoreThreshold ?? THOROUGH.scoreThreshold;
+    const normalize = opts.normalize ?? THOROUGH.normalize;
+    const dets = [];
+    for (const view of views) {
+      const found = view.tile
+        ? await this._pass(source, srcW, srcH, view, tileThreshold, normalize)
+        : await this._pass(source, srcW, srcH, view, this.scoreThreshold);
+      // A face cut by a tile's inner side is seen whole by the neighbouring tile (the overlap).
+      for (const d of found) if (!cutByView(view, d.box)) dets.push(d);
+    }
+    this.lastViews = views.length;
+    return nms(dets, opts.iouThreshold ?? this.iouThreshold, this.maxFaces)
       .filter((d) => d.box.w > 4 && d.box.h > 4)
       .map((d) => ({ ...d, rightEye: d.keypoints[0], leftEye: d.keypoints[1] }));
   }

@@ -171,7 +171,10 @@ async function analysePhoto(file) {
   els.stillWrap.hidden = false;
   document.body.classList.add('still-mode');
   setStatus('analysing', 'Analysing photo…');
-  const r = await analyse(c, w, h, detector, classifier, scratch);
+  // A still photo may hold many small faces and there is no next frame: the thorough detector
+  // (letterboxed pass + overlapping tiles at a finer scale).
+  const thorough = { detect: (s, sw, sh) => detector.detect(s, sw, sh, { thorough: true }) };
+  const r = await analyse(c, w, h, thorough, classifier, scratch);
   const faces = numberByPosition(r.faces);
   drawOverlay(els.stillOverlay, faces, labelsOrDefault(), { width: w, height: h, mirror: false });
   state.detectMs = r.detectMs;
