@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,9 +20,10 @@ import pytest
 from uvicorn_thread import free_port, serve_in_thread
 
 from backend.assets import TFJS_DIR
-from training.bench.browser import CHROMIUM, CHROMIUM_ARGS, browser  # noqa: F401 - re-exported
+from training.bench.browser import CHROMIUM, CHROMIUM_ARGS, browser, wait_for  # noqa: F401 - re-exported
 from training.bench.video import jitter as frames_with_jitter  # noqa: F401 - re-exported
 from training.bench.video import rgb_to_i420, write_y4m  # noqa: F401 - re-exported
+from training.errors import FerError
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
@@ -151,20 +151,13 @@ class RequestLog:
 
 
 def wait_state(page, expr: str, timeout_s: float = 60.0, interval_s: float = 0.25):
-    """Poll the JS expression until truthy; returns its value.
-
-    (page.wait_for_function compiles the predicate with `new Function`, which the page's CSP
-    forbids; page.evaluate goes through the DevTools protocol and is not subject to it.)
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = page.evaluate(expr)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = page.evaluate("JSON.stringify(window.ferState || window.ferUploadState || null)")
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {expr!r}; state={state[:1500]}")
-        time.sleep(interval_s)
+    """Poll the JS expression until truthy (training.bench.browser.wait_for); returns its value.
+    On a time-out the page's state goes into the error, to show what the page was doing."""
+    try:
+        return wait_for(page, expr, timeout_s, repr(expr), interval_s)
+    except FerError as err:
+        state = page.evaluate("JSON.stringify(window.ferState || window.ferUploadState || null)")
+        raise TimeoutError(f"{err}; state={state[:1500]}") from None
 
 
 def analyse_photo(page, rgb: np.ndarray, name: str = "scene.png",

@@ -48,7 +48,7 @@ def browser(video: Path | None = None):
             b.close()
 
 
-def wait_for(page, expr: str, timeout_s: float, what: str):
+def wait_for(page, expr: str, timeout_s: float, what: str, interval_s: float = 0.2):
     """Poll a JS expression until truthy; returns its value. (page.wait_for_function compiles
     with `new Function`, which our page's CSP forbids; page.evaluate is not subject to it.)"""
     deadline = time.monotonic() + timeout_s
@@ -58,4 +58,4 @@ def wait_for(page, expr: str, timeout_s: float, what: str):
             return value
         if time.monotonic() > deadline:
             raise FerError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval_s)
