@@ -57,10 +57,10 @@ NOTES = [
     "the classifier on every frame. Ratios compare like with like: our schedule with Human's "
     "cache, our every-frame page with Human without cache and with face-api.js (no cache).",
     "- Human 'default video caching' reuses its earlier detection and emotion results while "
-    "frames differ little (cacheSensitivity 0.7, skipFrames 99, skipTime 1.5-2.5 s): on a "
-    "still fake camera most frames are served from that cache, so it measures the caching, "
-    "not the models; 'caching off' runs both models on every frame. Human's whole-frame image "
-    "filters are off (WebGL, which headless Chromium renders in software).",
+    "frames differ little (cacheSensitivity 0.7, skipFrames 99, skipTime 1.5-2.5 s); how often "
+    "that applies depends on the video (the clip here jitters by a few pixels every frame), "
+    "so compare its two rows; 'caching off' runs both models on every frame. Human's "
+    "whole-frame image filters are off (WebGL, which headless Chromium renders in software).",
 ]
 
 
