@@ -18,6 +18,12 @@ export class RateMeter {
 
 export const FRAMES_KEPT = 240;
 
+/** Append to a bounded list (the last FRAMES_KEPT values). */
+function keep(list, value) {
+  list.push(value);
+  if (list.length > FRAMES_KEPT) list.splice(0, list.length - FRAMES_KEPT);
+}
+
 /**
  * new FrameLoop(video, onFrame, stats, onError).start(); onFrame(frameId) is awaited: frames that arrive
  * meanwhile are counted in stats.framesSeen but only the newest is processed afterwards (stale
@@ -25,11 +31,6 @@ export const FRAMES_KEPT = 240;
  * framesProcessed, cameraFps, fps (processed frames per second) and, for the last <= 240
  * processed frames, frameTimes (ms each onFrame took) and frameIds (which camera frame it was).
  */
-function keep(list, value) {
-  list.push(value);
-  if (list.length > FRAMES_KEPT) list.splice(0, list.length - FRAMES_KEPT);
-}
-
 export class FrameLoop {
   constructor(video, onFrame, stats, onError = (err) => console.error(err)) {
     Object.assign(this, { video, onFrame, stats, onError });
