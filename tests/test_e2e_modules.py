@@ -36,6 +36,7 @@ JS = """async () => {
     kept: kept.map(k => k.score), iou: det.iou(box(0, 0, 10, 10), box(5, 0, 10, 10)),
     angle: geo.angle, side: geo.side,
     dark: ll.normalizeLowLight(level(10, 30)).applied, flat: ll.normalizeLowLight(level(120, 40)).applied,
+    flatFormer: ll.normalizeLowLight(level(120, 40), { darkMean: 70, minRange: 110 }).applied,
     normal: ll.normalizeLowLight(level(0, 250)).applied,
     darkOut: (() => { const r = ll.normalizeLowLight(level(10, 30)).gray; return [Math.min(...r), Math.max(...r)]; })(),
     ids: [a[0].id, b.map(x => x.id)], smoothed: Array.from(b[0].probs), pooled: Array.from(pooled),
@@ -56,7 +57,8 @@ def test_js_helpers(e2e_models, tmp_path):
     assert r["iou"] == pytest.approx(1 / 3)
     assert r["angle"] == pytest.approx(math.atan2(20, 40))
     assert r["side"] == pytest.approx(2.6 * math.hypot(40, 20))
-    assert (r["dark"], r["flat"], r["normal"]) == ("equalize", "stretch", "none")
+    # a flat crop is left alone by today's rule; the former rule (an option) stretched it
+    assert (r["dark"], r["flat"], r["normal"], r["flatFormer"]) == ("equalize", "none", "none", "stretch")
     assert r["darkOut"][0] == 0 and r["darkOut"][1] == 255
     assert r["ids"][0] == r["ids"][1][0] and r["ids"][1][1] != r["ids"][0]
     assert r["smoothed"][0] == pytest.approx(0.5) and r["smoothed"][3] == pytest.approx(0.5)

@@ -62,6 +62,8 @@ def crops(astronaut_rgb) -> dict[str, np.ndarray]:
         "range_111": _edge_crop(60, 171, 120),
         "mean_just_below_70": _edge_crop(0, 200, 67),  # mean 69.86
         "mean_just_above_70": _edge_crop(0, 200, 68),  # mean 70.78
+        "mean_just_below_40": _edge_crop(0, 100, 39),  # mean 39.96
+        "mean_just_above_40": _edge_crop(0, 100, 40),  # mean 40.87
         "astronaut": astro,
         "astronaut_dark": perturb(astro, "low_light", 2)[0],
         "astronaut_night": perturb(astro, "night", 3)[0],
@@ -75,11 +77,11 @@ def crops(astronaut_rgb) -> dict[str, np.ndarray]:
     return {k: np.asarray(v).astype(np.uint8) for k, v in out.items()}
 
 
-JS = """async (crops) => {
+JS = """async ([crops, opts]) => {
   const ll = await import('/static/js/lowlight.js');
   const out = {};
   for (const [name, values] of Object.entries(crops)) {
-    const r = ll.normalizeLowLight(Uint8Array.from(values));
+    const r = ll.normalizeLowLight(Uint8Array.from(values), opts || undefined);
     out[name] = { applied: r.applied, gray: Array.from(r.gray),
                   mean: r.stats.mean, p2: r.stats.p2, p98: r.stats.p98 };
   }
@@ -94,11 +96,17 @@ def test_js_round_is_half_up():
 
 def test_port_covers_every_branch_and_the_ties(astronaut_rgb):
     c = crops(astronaut_rgb)
-    branches = {name: lowlight.normalize_low_light(v)[1] for name, v in c.items()}
+    # The former rule (70 / 110) still reaches every branch; its edges are crops of their own.
+    branches = {name: lowlight.normalize_low_light(v, **lowlight.FORMER_RULE)[1] for name, v in c.items()}
     assert set(branches.values()) == {"equalize", "stretch", "none"}
     assert branches["range_109"] == "stretch" and branches["range_110"] == "none"
     assert branches["mean_just_below_70"] == "equalize" and branches["constant_70"] == "stretch"
     assert branches["mean_just_above_70"] == "none"
+    # Today's default: equalise below mean 40, never stretch.
+    default = {name: lowlight.normalize_low_light(v)[1] for name, v in c.items()}
+    assert set(default.values()) == {"equalize", "none"}
+    assert default["mean_just_below_40"] == "equalize" and default["mean_just_above_40"] == "none"
+    assert default["range_109"] == "none" and default["constant_1"] == "equalize"
     # the tie crops really hold halves that numpy's round would send the other way
     exact = (np.cumsum(lowlight.stats(c["equalize_ties"]).hist) - 1794) * 255 / 510
     lut = lowlight.equalize_lut(lowlight.stats(c["equalize_ties"]).hist, N)
@@ -106,12 +114,13 @@ def test_port_covers_every_branch_and_the_ties(astronaut_rgb):
     assert lowlight.stretch(np.array([103], np.uint8), 100, 110).tolist() == [77]
 
 
-def test_batch_equals_per_crop(astronaut_rgb):
+@pytest.mark.parametrize("rule", [{}, lowlight.FORMER_RULE], ids=["default", "former"])
+def test_batch_equals_per_crop(astronaut_rgb, rule):
     c = crops(astronaut_rgb)
     x = np.stack(list(c.values()))
-    got, branch = lowlight.normalize_batch(x)
+    got, branch = lowlight.normalize_batch(x, **rule)
     for i, v in enumerate(c.values()):
-        want, applied = lowlight.normalize_low_light(v)
+        want, applied = lowlight.normalize_low_light(v, **rule)
         assert branch[i] == applied
         np.testing.assert_array_equal(got[i], want)
     empty, b = lowlight.normalize_batch(np.zeros((0, 48, 48), np.uint8))
@@ -123,19 +132,25 @@ def test_batch_equals_per_crop(astronaut_rgb):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_matches_the_page_module_byte_for_byte(astronaut_rgb, tmp_path):
+    """Both rules: the default (JS called without options, so its defaults are checked too)
+    and the former one (every branch, including the stretch)."""
     from e2e_support import browser, live_server, require_browser
 
     require_browser()
     c = crops(astronaut_rgb)
+    plain = {k: v.ravel().tolist() for k, v in c.items()}
+    former_js = {"darkMean": lowlight.FORMER_RULE["dark_mean"], "minRange": lowlight.FORMER_RULE["min_range"]}
     with live_server(tmp_path / "models", tmp_path / "custom") as base, browser() as b:
         page = b.new_page()
         assert page.goto(f"{base}/static/js/lowlight.js").ok  # any page of the server's origin
-        js = page.evaluate(JS, {k: v.ravel().tolist() for k, v in c.items()})
-    batch, branches = lowlight.normalize_batch(np.stack(list(c.values())))
-    for i, (name, crop) in enumerate(c.items()):
-        got, applied = lowlight.normalize_low_light(crop)
-        s = lowlight.stats(crop)
-        assert (applied, branches[i]) == (js[name]["applied"],) * 2, name
-        assert (s.mean, s.p2, s.p98) == (js[name]["mean"], js[name]["p2"], js[name]["p98"]), name
-        assert got.ravel().tolist() == js[name]["gray"], name
-        assert batch[i].ravel().tolist() == js[name]["gray"], name
+        runs = [({}, page.evaluate(JS, [plain, None])),
+                (lowlight.FORMER_RULE, page.evaluate(JS, [plain, former_js]))]
+    for rule, js in runs:
+        batch, branches = lowlight.normalize_batch(np.stack(list(c.values())), **rule)
+        for i, (name, crop) in enumerate(c.items()):
+            got, applied = lowlight.normalize_low_light(crop, **rule)
+            s = lowlight.stats(crop)
+            assert (applied, branches[i]) == (js[name]["applied"],) * 2, (rule, name)
+            assert (s.mean, s.p2, s.p98) == (js[name]["mean"], js[name]["p2"], js[name]["p98"]), name
+            assert got.ravel().tolist() == js[name]["gray"], (rule, name)
+            np.testing.assert_array_equal(batch[i], got)

@@ -31,7 +31,7 @@ import numpy as np
 from contract import IMAGE_SIZE, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
 from training.errors import FerError
-from training.lowlight import BRANCHES, normalize_batch
+from training.lowlight import BRANCHES, DARK_MEAN, MIN_RANGE, normalize_batch
 from training.metrics import top1_accuracy
 from training.perturb import CONDITIONS, FAMILIES, SEVERITIES, SEVERITY_NAMES, perturb
 from training.report import (
@@ -327,6 +327,12 @@ def _params_text(params: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in params.items())
 
 
+def _rule_text() -> str:
+    """The page's low-light rule in words, from training/lowlight.py (the port of lowlight.js)."""
+    text = f"equalise when the mean < {DARK_MEAN}"
+    return text + (f", stretch when the 2–98 % range < {MIN_RANGE}" if MIN_RANGE > 0 else "")
+
+
 def _header(result: dict) -> list[str]:
     t = result["target"]
     members = ", ".join(f"{m['name']} (weight {m['weight']:g})" for m in t["members"])
@@ -338,8 +344,8 @@ def _header(result: dict) -> list[str]:
         "",
         "Drops are in points against the clean crops of the same mode, with a paired 95 % "
         "interval; positive = accuracy lost. **page**: the corrupted crop goes through the "
-        "page's low-light normalisation (equalise when the mean < 70, stretch when the "
-        "2–98 % range < 110) before the models, as in the browser; **raw**: it does not. "
+        f"page's low-light normalisation ({_rule_text()}) before the models, as in the "
+        "browser; **raw**: it does not. "
         "The goals are judged on the page's numbers.",
     ]
 

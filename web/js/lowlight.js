@@ -1,5 +1,8 @@
-// Per-face low-light normalisation of a grey crop: contrast stretch when the crop is low-contrast,
-// histogram equalisation when it is dark. Bright, well-exposed crops are returned untouched.
+// Per-face low-light normalisation of a grey crop: histogram equalisation when the crop is dark.
+// The thresholds were chosen on FER2013 PublicTest with the shipped model
+// (tests/bench_lowlight_rule.py): equalising only below mean 40 and never stretching costs
+// nothing on clean crops (the former 70 / contrast-stretch-below-110 rule cost 0.3-0.8 points)
+// and keeps the step's gain in the dark. The stretch branch stays available as an option.
 
 export function stats(gray) {
   const hist = new Uint32Array(256);
@@ -16,7 +19,7 @@ export function stats(gray) {
 }
 
 /** Decide what (if anything) to do: 'equalize' | 'stretch' | 'none'. */
-export function decide(s, { darkMean = 70, minRange = 110 } = {}) {
+export function decide(s, { darkMean = 40, minRange = 0 } = {}) {
   if (s.mean < darkMean) return 'equalize';
   if (s.p98 - s.p2 < minRange) return 'stretch';
   return 'none';
