@@ -160,6 +160,17 @@ def wait_state(page, expr: str, timeout_s: float = 60.0, interval_s: float = 0.2
         raise TimeoutError(f"{err}; state={state[:1500]}") from None
 
 
+def evaluate_in_page(models_dir: Path, tmp_path: Path, script: str, arg=None):
+    """Run `script` (a JS function) in the upload page of a fresh server and browser, TF.js on
+    the cpu backend and ready, and return its value: the home of the page modules' unit checks."""
+    require_browser()
+    with live_server(models_dir, tmp_path / "custom") as base, browser() as b:
+        page = b.new_page()
+        page.goto(f"{base}/upload?backend=cpu")
+        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
+        return page.evaluate(script, arg)
+
+
 def analyse_photo(page, rgb: np.ndarray, name: str = "scene.png",
                   timeout_s: float = 60.0) -> list[dict]:
     """Run an RGB image through the live page's Photo button: its own detector, alignment,

@@ -16,7 +16,15 @@ import e2e_support
 import numpy as np
 import pytest
 import scenes as S
-from e2e_support import browser, js_state, live_server, require_browser, wait_state, write_y4m
+from e2e_support import (
+    browser,
+    evaluate_in_page,
+    js_state,
+    live_server,
+    require_browser,
+    wait_state,
+    write_y4m,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,12 +82,7 @@ def test_each_camera_frame_processed_at_most_once(e2e_models, e2e_videos, tmp_pa
 
 def test_patch_matching_recovers_a_known_shift(e2e_models, tmp_path):
     """motion.follow on two canvases of the astronaut, the second shifted by a known amount."""
-    require_browser()
-    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
-        page = b.new_page()
-        page.goto(f"{base}/upload?backend=cpu")
-        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
-        r = page.evaluate("""async () => {
+    r = evaluate_in_page(e2e_models, tmp_path, """async () => {
           const m = await import('/static/js/motion.js');
           const frame = (dx, dy) => {  // a textured 640x480 frame, content moved by (dx, dy)
             const c = document.createElement('canvas'); c.width = 640; c.height = 480;
@@ -162,12 +165,7 @@ def test_schedule_detects_every_few_frames_and_keeps_a_face_the_detector_misses_
     """live.LivePipeline with a scripted detector on a still canvas: the full pass runs on the
     1st, 6th and 11th of 11 frames 66 ms apart; a face the detector then misses once stays
     (found by patch matching), missed twice in a row it goes."""
-    require_browser()
-    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
-        page = b.new_page()
-        page.goto(f"{base}/upload?backend=cpu")
-        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
-        r = page.evaluate("""async () => {
+    r = evaluate_in_page(e2e_models, tmp_path, """async () => {
           const { LivePipeline, liveOptions } = await import('/static/js/live.js');
           const c = document.createElement('canvas'); c.width = 640; c.height = 480;
           const ctx = c.getContext('2d');

@@ -6,7 +6,7 @@ import math
 
 import e2e_support
 import pytest
-from e2e_support import browser, live_server, require_browser, wait_state
+from e2e_support import browser, evaluate_in_page, live_server, require_browser, wait_state
 
 from backend.assets import TFJS_URL
 
@@ -45,12 +45,7 @@ JS = """async () => {
 
 
 def test_js_helpers(e2e_models, tmp_path):
-    require_browser()
-    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
-        page = b.new_page()
-        page.goto(f"{base}/upload?backend=cpu")
-        wait_state(page, "window.ferUploadState && window.ferUploadState.ready", 60)
-        r = page.evaluate(JS)
+    r = evaluate_in_page(e2e_models, tmp_path, JS)
     assert r["nAnchors"] == 896
     assert r["first"] == [8, 8] and r["last"] == [240, 240]
     assert r["kept"] == [0.9, 0.7]

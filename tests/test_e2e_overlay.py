@@ -25,6 +25,7 @@ from e2e_support import (
     ARTIFACTS,
     analyse_photo,
     browser,
+    evaluate_in_page,
     frames_with_jitter,
     js_state,
     live_server,
@@ -181,11 +182,7 @@ HELPERS = """async () => {
 
 
 def test_layout_and_numbering_helpers(tmp_path):
-    require_browser()
-    with live_server(MODELS, tmp_path / "custom") as base, browser() as b:
-        page = b.new_page()
-        page.goto(f"{base}/upload?backend=cpu")
-        r = page.evaluate(HELPERS)
+    r = evaluate_in_page(MODELS, tmp_path, HELPERS)
     assert r["bad"] == []
     assert r["placedTotal"] > 0.8 * r["total"], (r["placedTotal"], r["total"])
     bounds = {"x": 10, "y": 20, "w": 300, "h": 200}
