@@ -4,7 +4,7 @@
                                [--web DIR ...] [--rounds N] [--query 'threads=1']
 
 Serves the real backend, plays a clip through Chromium's fake camera (the astronaut once, twice,
-or five faces: tests/camera_clips.py) at 15 fps and reports, per page variant:
+or five faces: training/bench/video.py, as `fer-hybrid bench`) at 15 fps and reports, per page variant:
 
 * per-frame processing time: median, p90 and mean over `ferState.frameTimes` (one entry per
   distinct camera frame the page processed); pages without it (before the per-frame loop) are
@@ -51,9 +51,9 @@ def clip(faces: int, path: Path) -> Path:
     from skimage import data
 
     if faces == 5:
-        from camera_clips import five_faces
+        from training.bench.video import face_frame
 
-        frames, _ = five_faces()
+        frames = frames_with_jitter(face_frame(5))
     else:
         frame = (single_face_frame if faces == 1 else multi_face_frame)(data.astronaut())
         frames = frames_with_jitter(frame)

@@ -12,10 +12,9 @@
 //    most `classifyBudget` faces per frame (fewer on detector frames) go to the classifier, the
 //    unlabelled and the most changed first, so five faces do not cost five classifications.
 // Still photos do not come here: they take pipeline.analyse (detect + classify everything).
-import { alignFace } from './align.js';
 import { iou } from './detector.js';
-import { normalizeLowLight } from './lowlight.js';
 import { grabGray, follow, shiftDetection } from './motion.js';
+import { faceCrop } from './pipeline.js';
 import { Tracker } from './tracker.js';
 
 export const LIVE_DEFAULTS = {
@@ -142,17 +141,16 @@ export class LivePipeline {
     const size = c ? c.height : 48;
     const due = [];
     for (const t of tracks) {
-      const crop = alignFace(source, t.det, size, this.scratch);
-      const ll = normalizeLowLight(crop.gray);
-      t.lowlight = ll.applied;
+      const { gray, lowlight } = faceCrop(source, t.det, size, this.scratch);
+      t.lowlight = lowlight;
       if (!c) continue;
-      const thumb = thumbnail(ll.gray, size);
+      const thumb = thumbnail(gray, size);
       const last = t.classified;
       if (last) last.age++;
       // Priority: never classified, then overdue, then by how much the face changed.
       const change = last ? cropDifference(thumb, last.thumb) : Infinity;
       const overdue = last && last.age >= this.reclassifyEvery;
-      if (!last || overdue || change > this.cropChange) due.push({ t, gray: ll.gray, thumb, rank: overdue ? 1e6 + change : change });
+      if (!last || overdue || change > this.cropChange) due.push({ t, gray, thumb, rank: overdue ? 1e6 + change : change });
     }
     due.sort((a, b) => b.rank - a.rank);
     const todo = due.slice(0, full ? Math.max(1, this.classifyBudget - 1) : this.classifyBudget);

@@ -3,6 +3,15 @@ import { alignFace } from './align.js';
 import { normalizeLowLight } from './lowlight.js';
 
 /**
+ * What the classifier sees of one detection: the aligned size x size grey crop after the
+ * low-light step. {gray, lowlight} (lowlight: the branch applied). Live frames and photos both.
+ */
+export function faceCrop(source, det, size, scratch = null) {
+  const ll = normalizeLowLight(alignFace(source, det, size, scratch).gray);
+  return { gray: ll.gray, lowlight: ll.applied };
+}
+
+/**
  * Returns {faces: [{box, score, keypoints, gray, lowlight, probs}], detectMs, classifyMs}.
  * classifier may be null (detection only).
  */
@@ -11,11 +20,7 @@ export async function analyse(source, width, height, detector, classifier, scrat
   const dets = await detector.detect(source, width, height);
   const t1 = performance.now();
   const size = classifier ? classifier.height : 48;
-  const faces = dets.map((d) => {
-    const crop = alignFace(source, d, size, scratch);
-    const ll = normalizeLowLight(crop.gray);
-    return { ...d, gray: ll.gray, lowlight: ll.applied };
-  });
+  const faces = dets.map((d) => ({ ...d, ...faceCrop(source, d, size, scratch) }));
   let probs = [];
   if (classifier && faces.length) probs = await classifier.classify(faces.map((f) => f.gray));
   faces.forEach((f, i) => { f.probs = probs[i] || null; });
