@@ -25,7 +25,7 @@ import io
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageChops, ImageOps
 
@@ -159,11 +159,27 @@ def _open(data: bytes, fmt: str, what: str) -> Image.Image:
         ) from err
 
 
-@dataclass(frozen=True)
+@dataclass
 class _JpegLayout:
-    scan_end: int | None  # offset of the marker that ends the last scan (usually EOI)
-    progressive: bool
-    arithmetic: bool
+    """What the marker segments of a JPEG say (read without decoding any scan)."""
+
+    scan_end: int | None = None  # offset of the marker that ends the last scan (usually EOI)
+    sof: int | None = None  # the frame marker (baseline, progressive, arithmetic, ...)
+    width: int = 0
+    height: int = 0
+    sampling: dict[int, tuple[int, int]] = field(default_factory=dict)  # component -> (H, V)
+    restart_interval: int = 0  # MCUs between restart markers (0: none)
+    scans: int = 0
+    last_scan_components: tuple[int, ...] = ()
+    last_scan_restarts: int = 0  # restart markers inside the last scan's data
+
+    @property
+    def progressive(self) -> bool:
+        return self.sof in _SOF_PROGRESSIVE
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.sof in _SOF_ARITHMETIC
 
 
 _SOF_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
@@ -172,11 +188,13 @@ _SOF = {0xC0, 0xC1, 0xC3, 0xC5, 0xC7} | _SOF_PROGRESSIVE | _SOF_ARITHMETIC
 #: Inside entropy-coded data FF is followed by 00 (stuffing) or D0-D7 (restart markers);
 #: anything else (after optional FF fill bytes) is the marker that ends the scan.
 _SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 
 
 def _jpeg_layout(data: bytes) -> _JpegLayout:
-    """Walk the JPEG's marker segments (no decoding) to find its frame type and scan end."""
-    pos, sof, scan_end = 2, None, None
+    """Walk the JPEG's marker segments (no decoding): frame, restart interval, scans."""
+    layout = _JpegLayout()
+    pos = 2
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
             pos = data.find(b"\xff", pos)
@@ -188,7 +206,7 @@ def _jpeg_layout(data: bytes) -> _JpegLayout:
             pos += 1
             continue
         if marker == 0xD9:  # EOI
-            scan_end = pos
+            layout.scan_end = pos
             break
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # segments without a length
             pos += 2
@@ -196,17 +214,54 @@ def _jpeg_layout(data: bytes) -> _JpegLayout:
         if pos + 4 > len(data):
             break
         seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in _SOF and sof is None:
-            sof = marker
-        if marker == 0xDA:  # SOS: entropy-coded data runs up to the next real marker
+        body = data[pos + 4 : seg_end]
+        if marker in _SOF and layout.sof is None and len(body) >= 6:
+            layout.sof = marker
+            layout.height = int.from_bytes(body[1:3], "big")
+            layout.width = int.from_bytes(body[3:5], "big")
+            for i in range(body[5]):
+                comp = body[6 + 3 * i : 9 + 3 * i]
+                if len(comp) == 3:
+                    layout.sampling[comp[0]] = (comp[1] >> 4, comp[1] & 15)
+        elif marker == 0xDD and len(body) >= 2:  # DRI
+            layout.restart_interval = int.from_bytes(body[:2], "big")
+        elif marker == 0xDA:  # SOS: entropy-coded data runs up to the next real marker
             found = _SCAN_END.search(data, seg_end)
             if found is None:
                 break
             pos = found.end() - 2
-            scan_end = pos
+            layout.scans += 1
+            layout.last_scan_components = tuple(body[1 : 1 + 2 * body[0] : 2]) if body else ()
+            layout.last_scan_restarts = len(_RESTART.findall(data, seg_end, pos))
+            layout.scan_end = pos
             continue
         pos = seg_end
-    return _JpegLayout(scan_end, sof in _SOF_PROGRESSIVE, sof in _SOF_ARITHMETIC)
+    return layout
+
+
+def _restart_markers_missing(layout: _JpegLayout) -> bool:
+    """True when a one-scan JPEG with restart intervals lacks some of its restart markers.
+
+    An encoder writes a restart marker after every `restart_interval` MCUs except the last,
+    so a complete scan holds ceil(MCUs / interval) - 1 of them. A file cut at an interval
+    boundary shows no other sign: libjpeg skips to the EOI and pads the rest.
+    """
+    if layout.progressive or layout.scans != 1 or not layout.restart_interval:
+        return False
+    comps = [layout.sampling.get(c) for c in layout.last_scan_components]
+    if not comps or None in comps or not layout.sampling:
+        return False
+    h_max = max(h for h, _ in layout.sampling.values())
+    v_max = max(v for _, v in layout.sampling.values())
+    if len(comps) == 1:  # non-interleaved: one block per MCU, at the component's resolution
+        h, v = comps[0]
+        cols = math.ceil(math.ceil(layout.width * h / h_max) / 8)
+        rows = math.ceil(math.ceil(layout.height * v / v_max) / 8)
+    else:
+        cols = math.ceil(layout.width / (8 * h_max))
+        rows = math.ceil(layout.height / (8 * v_max))
+    expected = math.ceil(cols * rows / layout.restart_interval) - 1
+    return layout.last_scan_restarts < expected
 
 
 def _least_complete_size(
@@ -284,9 +339,16 @@ def _check_jpeg_complete(data: bytes, what: str) -> None:
     scan never reads them (identical pixels); a truncated one decodes them instead of zeros
     (different pixels). Sequential JPEGs are compared at 1/8 size (DC terms only: cheap, and
     every block's DC is in the one scan); progressive ones at full size, because their last
-    scan usually carries only fine detail.
+    scan usually carries only fine detail. A cut exactly at a restart marker is invisible to
+    that probe (libjpeg skips the filler while looking for the next marker), so the restart
+    markers are counted first.
     """
     layout = _jpeg_layout(data)
+    if _restart_markers_missing(layout):
+        raise ImageRejected(
+            f"{what} is truncated: its JPEG data stops before the last part of the picture "
+            "(some of its restart markers are missing)"
+        )
     if layout.scan_end is None:
         return  # no scan end found: the full decode reports the damage
     scale = 1 if layout.progressive else 8

@@ -113,6 +113,18 @@ def test_jpeg_cut_short_but_closed_with_eoi_is_rejected(
     assert_nothing_stored(settings)
 
 
+def test_jpeg_cut_exactly_at_a_restart_marker_is_rejected(client, settings, astronaut_rgb):
+    """Cut at an interval boundary, libjpeg skips straight to the EOI: only the count shows it."""
+    jpeg = encode(grey(face_crop(astronaut_rgb)), "JPEG", quality=90, restart_marker_rows=1)
+    restarts = [i for i in range(len(jpeg) - 1) if jpeg[i] == 0xFF and 0xD0 <= jpeg[i + 1] <= 0xD7]
+    assert len(restarts) == 15  # 16 MCU rows of 8 pixels
+    for cut in (restarts[3], restarts[10], restarts[-1]):
+        r = post_upload(client, jpeg[:cut] + b"\xff\xd9")
+        assert r.status_code == 400, r.text
+        assert "truncated" in r.json()["detail"]
+    assert_nothing_stored(settings)
+
+
 def test_truncated_original_jpeg_is_rejected(client, settings, astronaut_rgb):
     original = cut_with_eoi(encode(astronaut_rgb, "JPEG", quality=85), 0.4)
     r = post_upload(client, encode(face_crop(astronaut_rgb), "PNG"), original=original)
