@@ -299,9 +299,8 @@ def decode(
 ) -> Image.Image:
     """Fully decode `data` into an upright L/LA/RGB/RGBA image, or raise `ImageRejected`."""
     head = probe(data, what=what, min_side=min_side, max_side=max_side, max_pixels=max_pixels)
-    if head.format == "JPEG":
-        _check_jpeg_complete(data, what)
-    img = _load(data, head.format, what)
+    full = _check_jpeg_complete(data, what) if head.format == "JPEG" else None
+    img = full if full is not None else _load(data, head.format, what)
     try:
         img = ImageOps.exif_transpose(img)  # honour orientation, then drop the EXIF
     except Exception as err:  # noqa: BLE001 - a damaged EXIF block
@@ -329,8 +328,10 @@ def _load(data: bytes, fmt: str, what: str, scale: int = 1) -> Image.Image:
 _FILLER = bytes((i * 113 + 29) % 255 for i in range(512))
 
 
-def _check_jpeg_complete(data: bytes, what: str) -> None:
+def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
     """Reject a JPEG whose last scan ends before its last block (libjpeg pads it silently).
+
+    Returns the image when it had to be decoded at full size anyway (progressive), else None.
 
     A JPEG cut short and closed with an EOI marker decodes without error: libjpeg meets the
     marker where more scan data should be and fills the rest of the image with zeros (one
@@ -350,7 +351,7 @@ def _check_jpeg_complete(data: bytes, what: str) -> None:
             "(some of its restart markers are missing)"
         )
     if layout.scan_end is None:
-        return  # no scan end found: the full decode reports the damage
+        return None  # no scan end found: the full decode reports the damage
     scale = 1 if layout.progressive else 8
     sent = _load(data, "JPEG", what, scale)
     padded = data[: layout.scan_end] + _FILLER + data[layout.scan_end :]
@@ -366,6 +367,7 @@ def _check_jpeg_complete(data: bytes, what: str) -> None:
             f"{what} is truncated: its JPEG data stops before the last part of the picture "
             "(the rest would be filled with one flat colour)"
         )
+    return sent if scale == 1 else None
 
 
 def _check_not_flat(img: Image.Image, what: str) -> None:
