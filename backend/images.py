@@ -24,7 +24,9 @@ import hashlib
 import io
 import math
 import re
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageChops, ImageOps
@@ -299,6 +301,8 @@ def decode(
 ) -> Image.Image:
     """Fully decode `data` into an upright L/LA/RGB/RGBA image, or raise `ImageRejected`."""
     head = probe(data, what=what, min_side=min_side, max_side=max_side, max_pixels=max_pixels)
+    if head.format == "PNG":
+        _check_png_complete(data, what)
     full = _check_jpeg_complete(data, what) if head.format == "JPEG" else None
     img = full if full is not None else _load(data, head.format, what)
     try:
@@ -368,6 +372,60 @@ def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
             "(the rest would be filled with one flat colour)"
         )
     return sent if scale == 1 else None
+
+
+#: Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_raw_size(width: int, height: int, depth: int, colour_type: int, interlace: int) -> int:
+    """Bytes the IDAT stream must inflate to: each row is a filter byte + its packed samples."""
+    bits = _PNG_CHANNELS.get(colour_type, 1) * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        cols, rows = math.ceil(max(0, width - x0) / dx), math.ceil(max(0, height - y0) / dy)
+        if cols and rows:
+            total += rows * (1 + math.ceil(cols * bits / 8))
+    return total
+
+
+def _check_png_complete(data: bytes, what: str) -> None:
+    """Reject a PNG whose compressed data holds fewer rows than its header promises.
+
+    A complete zlib stream that simply stops early decodes without error in Pillow (the
+    missing rows come out black), so inflate the IDAT chunks here, in 1 MiB steps (no big
+    buffer), and count the bytes against the size the header implies.
+    """
+    width, height = struct.unpack(">II", data[16:24])
+    depth, colour_type, interlace = data[24], data[25], data[28]
+    need = _png_raw_size(width, height, depth, colour_type, interlace)
+    inflater, got, pos = zlib.decompressobj(), 0, 8
+    try:
+        while pos + 8 <= len(data) and got < need:
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            if kind == b"IDAT":
+                chunk = data[pos + 8 : pos + 8 + length]
+                while chunk and got < need:
+                    got += len(inflater.decompress(chunk, 1 << 20))
+                    chunk = inflater.unconsumed_tail
+            pos += 12 + length
+    except zlib.error as err:
+        raise ImageRejected(f"{what} is corrupt: its PNG data does not decompress") from err
+    if got < need:
+        raise ImageRejected(
+            f"{what} is truncated: its PNG data holds only {got} of the {need} bytes its "
+            f"{width}x{height} pixels need"
+        )
 
 
 def _check_not_flat(img: Image.Image, what: str) -> None:

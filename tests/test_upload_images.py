@@ -68,6 +68,32 @@ def png_16bit(width: int, height: int, colour_type: int = 2, seed: int = 0) -> b
     )
 
 
+def png_adam7(grey_arr: np.ndarray) -> bytes:
+    """An interlaced (Adam7) 8-bit grey PNG, built by hand (Pillow cannot write one)."""
+    passes = (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    )
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        sub = grey_arr[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
+    height, width = grey_arr.shape
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 1)
+    return (
+        images.PNG_MAGIC
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
 def jpeg_claiming(width: int, height: int, data_from: np.ndarray) -> bytes:
     """A real small JPEG whose frame header is edited to claim width x height."""
     jpeg = bytearray(encode(data_from, "JPEG", quality=90))
@@ -122,6 +148,25 @@ def test_jpeg_cut_exactly_at_a_restart_marker_is_rejected(client, settings, astr
         r = post_upload(client, jpeg[:cut] + b"\xff\xd9")
         assert r.status_code == 400, r.text
         assert "truncated" in r.json()["detail"]
+    assert_nothing_stored(settings)
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_png_whose_data_stops_early_is_rejected(client, settings, astronaut_rgb, interlaced):
+    """A complete zlib stream holding only 40 of 128 rows: Pillow pads the rest silently."""
+    face = face_crop(astronaut_rgb)
+    raw = b"".join(b"\x00" + face[y].tobytes() for y in range(40))
+    ihdr = struct.pack(">IIBBBBB", 128, 128, 8, 2, 0, 0, int(interlaced))
+    short = (
+        images.PNG_MAGIC
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+    r = post_upload(client, short)
+    assert r.status_code == 400, r.text
+    assert "truncated" in r.json()["detail"]
+    assert_words_only(r.json()["detail"])
     assert_nothing_stored(settings)
 
 
@@ -204,6 +249,14 @@ def _legit_images(astronaut: np.ndarray):
         yield f"webp {side}", encode(crop, "WEBP", quality=80)
         yield f"lossless webp {side}", encode(crop, "WEBP", lossless=True)
     yield "restart markers", encode(face, "JPEG", quality=90, restart_marker_blocks=2)
+    pil_face = Image.fromarray(face)
+    for mode, kwargs in (("P", {}), ("P", {"bits": 4}), ("1", {}), ("LA", {}), ("RGBA", {})):
+        img = pil_face.quantize(16 if kwargs else 256) if mode == "P" else pil_face.convert(mode)
+        buf = io.BytesIO()
+        img.save(buf, "PNG", **kwargs)
+        yield f"png mode {mode} {kwargs}", buf.getvalue()
+    yield "interlaced png", png_adam7(grey(face))
+    yield "16-bit png", png_16bit(128, 128, 0)
     white = np.full((128, 128, 3), 255, np.uint8)
     white[40:88, 40:88] = face_crop(astronaut, 48)  # a small face on a flat white background
     yield "face on white (86 % flat)", encode(white, "PNG")
