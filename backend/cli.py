@@ -125,6 +125,19 @@ def resolve_tls(settings, lan_ips: list[str] | None = None) -> tuple[Path, Path]
     return info.cert_path, info.key_path
 
 
+def uvicorn_options(settings, tls: tuple[Path, Path] | None) -> dict:
+    """The keyword arguments for `uvicorn.run`/`uvicorn.Config`: one home for `serve` and the tests."""
+    return dict(
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+
+
 def serve(
     host: str | None = typer.Option(
         None,
@@ -180,13 +193,4 @@ def serve(
         banner(urls, https=settings.https, host=settings.host, cert=tls[0] if tls else None, qr=qr)
     )
     sys.stdout.flush()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(tls[0]) if tls else None,
-        ssl_keyfile=str(tls[1]) if tls else None,
-        proxy_headers=False,
-        server_header=False,
-        log_level="info",
-    )
+    uvicorn.run(app, **uvicorn_options(settings, tls))
