@@ -20,7 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from .assets import AssetVersion
-from .middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from .hosts import TrustedHostMiddleware, TrustedHosts
+from .middleware import (
+    BodySizeLimitMiddleware,
+    HeaderLimitMiddleware,
+    RelativeRedirectMiddleware,
+    SecurityHeadersMiddleware,
+)
 from .routers import api, pages, uploads
 from .routers.static import AssetFiles
 from .settings import Settings, default_settings
@@ -97,7 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/models", AssetFiles(settings.models_dir), name="models")
 
     # add_middleware wraps: the last one added is the outermost. Security headers go on
-    # everything, including the size limiter's 413s; gzip sits innermost.
+    # everything, including the limiters' 413/431s and the Host check's 400s; then the header
+    # limits, the Host allow-list (every path: DNS rebinding would read the API too), relative
+    # redirects, the body limit; gzip sits innermost.
     app.add_middleware(
         GZipMiddleware,
         minimum_size=1024,
@@ -106,6 +114,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         BodySizeLimitMiddleware, limit=lambda: settings.max_request_bytes, paths=("/api/uploads",)
+    )
+    app.add_middleware(RelativeRedirectMiddleware)
+    app.add_middleware(TrustedHostMiddleware, trusted=TrustedHosts(settings))
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_bytes=lambda: settings.max_header_bytes,
+        max_count=lambda: settings.max_header_count,
     )
     app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
     return app
