@@ -58,9 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or default_settings()
     store = UploadStore(settings.custom_dir)
     asset_version = AssetVersion(settings.web_dir, settings.models_dir)
+    trusted = TrustedHosts(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        trusted.names()  # LAN addresses + certificate names, once, before the first request
         report = store.recover()
         app.state.recovery = report
         yield
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.asset_version = asset_version
+    app.state.trusted_hosts = trusted
     app.state.recovery = None
 
     @app.exception_handler(StarletteHTTPException)
@@ -116,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware, limit=lambda: settings.max_request_bytes, paths=("/api/uploads",)
     )
     app.add_middleware(RelativeRedirectMiddleware)
-    app.add_middleware(TrustedHostMiddleware, trusted=TrustedHosts(settings))
+    app.add_middleware(TrustedHostMiddleware, trusted=trusted)
     app.add_middleware(
         HeaderLimitMiddleware,
         max_bytes=lambda: settings.max_header_bytes,
