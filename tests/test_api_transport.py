@@ -214,6 +214,36 @@ def test_trusted_host_allow_list(tmp_path, monkeypatch):
     assert status(anything, "evil.example") == 200
 
 
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("localhost", ("localhost", None)),
+        ("LocalHost.:8000", ("localhost", 8000)),
+        ("[::1]:8443", ("::1", 8443)),
+        ("192.168.1.20:80", ("192.168.1.20", 80)),
+        ("::1", None),  # IPv6 must be bracketed
+        ("a.example:http", None),
+        ("a.example:70000", None),
+        ("a b", None),
+        ("", None),
+        ("a.example/x", None),
+    ],
+)
+def test_host_header_parsing(header, expected):
+    from backend.hosts import split_host
+
+    assert split_host(header) == expected
+
+
+def test_origin_parsing():
+    from backend.hosts import parse_origin
+
+    assert parse_origin("https://Fer.Example") == ("https", "fer.example", 443)
+    assert parse_origin("http://[::1]:8000") == ("http", "::1", 8000)
+    for bad in ("null", "file://", "http://a@b.example", "http://b.example/x", "ftp://b.example", ""):
+        assert parse_origin(bad) is None, bad
+
+
 def test_trusted_hosts_from_env_and_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_HYBRID_TRUSTED_HOSTS", "a.example, B.example")
     assert Settings().trusted_hosts == ["a.example", "b.example"]
