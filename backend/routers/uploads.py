@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +21,7 @@ from contract import LABELS
 
 from ..decode_budget import BudgetBusy, BudgetTooSmall, DecodeBudget
 from ..dependencies import SettingsDep, StoreDep
+from ..hosts import check_same_origin
 from ..images import ImageRejected, clean_crop, clean_original, probe
 from ..storage import UploadError
 
@@ -114,14 +114,8 @@ ERRORS = {
 
 
 def _check_same_origin(request: Request) -> None:
-    """Refuse cross-site form posts (CSRF): a browser always says where a POST comes from."""
-    origin = request.headers.get("origin")
-    if origin is not None:
-        host = request.headers.get("host", "")
-        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
-            raise HTTPException(403, "uploads are only accepted from this server's own pages")
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise HTTPException(403, "uploads are only accepted from this server's own pages")
+    """Refuse cross-site form posts (CSRF): Origin must be this page's scheme, host and port."""
+    check_same_origin(request)
 
 
 async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
