@@ -423,7 +423,7 @@ def _check_png_complete(data: bytes, what: str) -> None:
         raise ImageRejected(f"{what} is corrupt: its PNG data does not decompress") from err
     if got < need:
         raise ImageRejected(
-            f"{what} is truncated: its PNG data holds only {got} of the {need} bytes its "
+            f"{what} is truncated or corrupt: its PNG data holds only {got} of the {need} bytes its "
             f"{width}x{height} pixels need"
         )
 
