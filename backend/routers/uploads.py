@@ -6,7 +6,7 @@ limits apply while streaming and every error is a single human-readable `detail`
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -32,9 +32,8 @@ SOURCES = {"camera", "file"}
 MAX_FIELD_BYTES = 1024
 
 
-@lru_cache
-def _budget(capacity: int) -> DecodeBudget:
-    return DecodeBudget(capacity)
+_BUDGETS: dict[int, DecodeBudget] = {}
+_BUDGETS_LOCK = threading.Lock()  # lru_cache could hand two racing first callers two budgets
 
 
 def decode_budget(settings) -> DecodeBudget:
@@ -43,7 +42,11 @@ def decode_budget(settings) -> DecodeBudget:
     Decoding a 4096x3072 photo takes ~150 MB and a 128x128 crop ~200 KB, so uploads reserve the
     bytes their headers announce instead of taking one of a fixed number of slots.
     """
-    return _budget(settings.decode_memory_bytes)
+    with _BUDGETS_LOCK:
+        capacity = settings.decode_memory_bytes
+        if capacity not in _BUDGETS:
+            _BUDGETS[capacity] = DecodeBudget(capacity)
+        return _BUDGETS[capacity]
 
 
 class UploadCreated(BaseModel):
