@@ -1,25 +1,65 @@
 """Validation and clean re-encoding of uploaded images (Pillow).
 
-The format is decided from the bytes (magic numbers), never from the file name
-or the client's Content-Type. Images are fully decoded (to catch truncation),
-size-checked before decoding (to defuse decompression bombs) and re-encoded
-from pixels only, so no EXIF/ICC/text metadata survives.
+The format is decided from the bytes (magic numbers), never from the file name or the
+client's Content-Type. Every image goes through three stages:
+
+1. `probe` reads the header only: sides, pixel count, whether the file holds enough bytes for
+   the pixels it claims (a 1 KB JPEG cannot hold 4096x3072 pixels), and how much memory
+   decoding it will take (`Header.decode_bytes`, for the server's decode budget). Nothing is
+   decoded yet, so forged headers and decompression bombs cost almost nothing.
+2. `decode` decodes every pixel and rejects what the decoder had to make up: truncated data
+   (including JPEGs cut short and closed with an EOI marker, which libjpeg silently pads) and
+   images that are mostly one flat colour (what padding and blank images look like).
+3. The pixels are re-encoded from scratch, so no EXIF/ICC/text metadata survives: crops as
+   lossless PNG, originals in their own format unless that would store far more bytes than
+   were sent (then as a JPEG whose quality steps down until it fits).
+
+Every `ImageRejected` message is plain words meant for the user; no exception text (which can
+hold Python object reprs and addresses) is ever passed through.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
+import re
+import struct
 import warnings
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 #: Pillow format name -> file extension used on disk.
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+#: Reject an image when more than this share of its pixels is one exact colour. libjpeg pads
+#: missing data with one repeated colour, and a blank/forged image is one colour; a real face
+#: photo never is: even a face crop darkened to 2 % brightness and saved as a quality-30 JPEG
+#: has 81 % of its pixels on one value, and a 48x48 face on a 128x128 white background 86 %.
+#: Above 90 % less than a tenth of the image (1,600 pixels of a 128x128 crop) carries anything.
+FLAT_FILL_SHARE = 0.90
+
+#: A stored original may take at most this many times the bytes that were sent (or
+#: ORIGINAL_MIN_ALLOWANCE for tiny files), so a request cannot make the server store much more
+#: than it received. Re-encoding a camera JPEG at quality 90 stays well inside this.
+ORIGINAL_GROWTH = 1.5
+ORIGINAL_MIN_ALLOWANCE = 64 * 1024
+#: JPEG qualities tried, in order, when the original's own format does not fit the allowance.
+ORIGINAL_FALLBACK_QUALITIES = (85, 70, 50, 30)
+#: Quality of re-encoded JPEG/WebP originals (visually lossless, about a camera's own size).
+ORIGINAL_QUALITY = 90
+
+#: Bytes per pixel of one working copy after decoding (Pillow keeps RGB/RGBA/LA in 4 bytes).
+WORK_BYTES_PER_PIXEL = 4
+
+#: Deflate cannot compress better than about 1032:1 (258-byte matches coded in 2 bits), so a
+#: complete PNG holds at least raw_bytes / 1032 bytes of image data.
+DEFLATE_MAX_RATIO = 1032
 
 
 class ImageRejected(ValueError):
@@ -48,6 +88,17 @@ class CleanImage:
         return EXTENSIONS[self.format]
 
 
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says, read before any pixel is decoded."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    decode_bytes: int  # upper estimate of the memory decoding + re-encoding it takes
+
+
 def sniff_format(data: bytes) -> str | None:
     """The image format from its magic number, or None when it is not PNG/JPEG/WebP."""
     if data.startswith(PNG_MAGIC):
@@ -59,36 +110,346 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, *, what: str, min_side: int, max_side: int) -> Image.Image:
-    """Fully decode `data` into an upright image, or raise `ImageRejected`."""
+# ---------------------------------------------------------------- stage 1: the header
+def probe(
+    data: bytes, *, what: str, min_side: int, max_side: int, max_pixels: int | None
+) -> Header:
+    """Check what the header claims (sides, pixels, bytes for them); raise `ImageRejected`."""
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageRejected(
             f"{what} is not a PNG, JPEG or WebP image (checked its bytes, not its name)"
         )
+    img = _open(data, fmt, what)
+    width, height = img.size
+    if width > max_side or height > max_side:
+        raise ImageRejected(
+            f"{what} is {width}x{height} pixels; the largest accepted side is {max_side}", 413
+        )
+    if width < min_side or height < min_side:
+        raise ImageRejected(
+            f"{what} is {width}x{height} pixels; the smallest accepted side is {min_side}"
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageRejected(
+            f"{what} is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels); "
+            f"the most accepted is {max_pixels / 1e6:.1f} megapixels",
+            413,
+        )
+    jpeg = _jpeg_layout(data) if fmt == "JPEG" else None
+    least = _least_complete_size(data, fmt, width, height, jpeg)
+    if len(data) < least:
+        raise ImageRejected(
+            f"{what} says it is {width}x{height} pixels but holds only {len(data)} bytes; a "
+            f"complete {fmt} of that size needs at least {least} bytes, so it is truncated "
+            "or its header is forged"
+        )
+    return Header(fmt, width, height, img.mode, _decode_bytes(data, fmt, img, jpeg))
+
+
+def _open(data: bytes, fmt: str, what: str) -> Image.Image:
+    """Open lazily (header only); errors become words, never exception text."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = img.size
-            if width > max_side or height > max_side:
-                raise ImageRejected(
-                    f"{what} is {width}x{height} pixels; the largest accepted side is {max_side}",
-                    413,
-                )
-            if width < min_side or height < min_side:
-                raise ImageRejected(
-                    f"{what} is {width}x{height} pixels; the smallest accepted side is {min_side}"
-                )
-            img.load()  # decodes every byte: truncated or corrupt data raises here
-            img = ImageOps.exif_transpose(img)  # honour orientation, then drop the EXIF
-    except ImageRejected:
-        raise
+            return Image.open(io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageRejected(f"{what} decompresses to too many pixels", 413) from err
-    except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as err:
-        raise ImageRejected(f"{what} is truncated or corrupt ({fmt}): {err}") from err
-    return _plain_mode(img)
+    except Exception as err:  # noqa: BLE001 - any parser failure means a damaged header
+        raise ImageRejected(
+            f"{what} starts like a {fmt} file but its header is truncated or corrupt"
+        ) from err
+
+
+@dataclass
+class _JpegLayout:
+    """What the marker segments of a JPEG say (read without decoding any scan)."""
+
+    scan_end: int | None = None  # offset of the marker that ends the last scan (usually EOI)
+    sof: int | None = None  # the frame marker (baseline, progressive, arithmetic, ...)
+    width: int = 0
+    height: int = 0
+    sampling: dict[int, tuple[int, int]] = field(default_factory=dict)  # component -> (H, V)
+    restart_interval: int = 0  # MCUs between restart markers (0: none)
+    scans: int = 0
+    last_scan_components: tuple[int, ...] = ()
+    last_scan_restarts: int = 0  # restart markers inside the last scan's data
+
+    @property
+    def progressive(self) -> bool:
+        return self.sof in _SOF_PROGRESSIVE
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.sof in _SOF_ARITHMETIC
+
+
+_SOF_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+_SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_SOF = {0xC0, 0xC1, 0xC3, 0xC5, 0xC7} | _SOF_PROGRESSIVE | _SOF_ARITHMETIC
+#: Inside entropy-coded data FF is followed by 00 (stuffing) or D0-D7 (restart markers);
+#: anything else (after optional FF fill bytes) is the marker that ends the scan.
+_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
+
+
+def _jpeg_layout(data: bytes) -> _JpegLayout:
+    """Walk the JPEG's marker segments (no decoding): frame, restart interval, scans."""
+    layout = _JpegLayout()
+    pos = 2
+    while pos + 2 <= len(data):
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            layout.scan_end = pos
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # segments without a length
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            break
+        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        body = data[pos + 4 : seg_end]
+        if marker in _SOF and layout.sof is None and len(body) >= 6:
+            layout.sof = marker
+            layout.height = int.from_bytes(body[1:3], "big")
+            layout.width = int.from_bytes(body[3:5], "big")
+            for i in range(body[5]):
+                comp = body[6 + 3 * i : 9 + 3 * i]
+                if len(comp) == 3:
+                    layout.sampling[comp[0]] = (comp[1] >> 4, comp[1] & 15)
+        elif marker == 0xDD and len(body) >= 2:  # DRI
+            layout.restart_interval = int.from_bytes(body[:2], "big")
+        elif marker == 0xDA:  # SOS: entropy-coded data runs up to the next real marker
+            found = _SCAN_END.search(data, seg_end)
+            if found is None:
+                break
+            pos = found.end() - 2
+            layout.scans += 1
+            layout.last_scan_components = tuple(body[1 : 1 + 2 * body[0] : 2]) if body else ()
+            layout.last_scan_restarts = len(_RESTART.findall(data, seg_end, pos))
+            layout.scan_end = pos
+            continue
+        pos = seg_end
+    return layout
+
+
+def _restart_markers_missing(layout: _JpegLayout) -> bool:
+    """True when a one-scan JPEG with restart intervals lacks some of its restart markers.
+
+    An encoder writes a restart marker after every `restart_interval` MCUs except the last,
+    so a complete scan holds ceil(MCUs / interval) - 1 of them. A file cut at an interval
+    boundary shows no other sign: libjpeg skips to the EOI and pads the rest.
+    """
+    if layout.progressive or layout.scans != 1 or not layout.restart_interval:
+        return False
+    comps = [layout.sampling.get(c) for c in layout.last_scan_components]
+    if not comps or None in comps or not layout.sampling:
+        return False
+    h_max = max(h for h, _ in layout.sampling.values())
+    v_max = max(v for _, v in layout.sampling.values())
+    if len(comps) == 1:  # non-interleaved: one block per MCU, at the component's resolution
+        h, v = comps[0]
+        cols = math.ceil(math.ceil(layout.width * h / h_max) / 8)
+        rows = math.ceil(math.ceil(layout.height * v / v_max) / 8)
+    else:
+        cols = math.ceil(layout.width / (8 * h_max))
+        rows = math.ceil(layout.height / (8 * v_max))
+    expected = math.ceil(cols * rows / layout.restart_interval) - 1
+    return layout.last_scan_restarts < expected
+
+
+def _least_complete_size(
+    data: bytes, fmt: str, width: int, height: int, jpeg: _JpegLayout | None
+) -> int:
+    """A lower bound on the bytes any complete file of this format and size must hold."""
+    if fmt == "JPEG" and jpeg is not None and not jpeg.arithmetic:
+        # Huffman coding spends at least one bit on the DC term of every 8x8 block of the
+        # first component, whatever the content or quality.
+        return math.ceil(width / 8) * math.ceil(height / 8) // 8
+    if fmt == "PNG" and len(data) >= 26:
+        depth, colour_type = data[24], data[25]
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 1)
+        raw = height * (1 + math.ceil(width * channels * depth / 8))  # + 1 filter byte a row
+        return raw // DEFLATE_MAX_RATIO
+    return 0  # WebP (lossless or VP8) can code a flat image in almost nothing: checked later
+
+
+def _decode_bytes(data: bytes, fmt: str, img: Image.Image, jpeg: _JpegLayout | None) -> int:
+    """Memory to decode and re-encode this image: the decoded buffer + two working copies."""
+    pixels = img.width * img.height
+    bands = len(img.getbands())
+    sample = 2 if fmt == "PNG" and len(data) >= 25 and data[24] == 16 else 1
+    pillow = {"1": 1, "L": 1, "P": 1}.get(img.mode, 2 if img.mode.startswith("I;16") else 4)
+    decoded = max(bands * sample, pillow)  # a 16-bit sample takes 2 bytes in the file
+    total = pixels * (decoded + 2 * WORK_BYTES_PER_PIXEL)
+    if jpeg is not None and jpeg.progressive:
+        total += pixels * bands * 2  # libjpeg keeps every 16-bit coefficient of the image
+    return total
+
+
+# ---------------------------------------------------------------- stage 2: the pixels
+def decode(
+    data: bytes, *, what: str, min_side: int, max_side: int, max_pixels: int | None = None
+) -> Image.Image:
+    """Fully decode `data` into an upright L/LA/RGB/RGBA image, or raise `ImageRejected`."""
+    head = probe(data, what=what, min_side=min_side, max_side=max_side, max_pixels=max_pixels)
+    if head.format == "PNG":
+        _check_png_complete(data, what)
+    full = _check_jpeg_complete(data, what) if head.format == "JPEG" else None
+    img = full if full is not None else _load(data, head.format, what)
+    try:
+        img = ImageOps.exif_transpose(img)  # honour orientation, then drop the EXIF
+    except Exception as err:  # noqa: BLE001 - a damaged EXIF block
+        raise ImageRejected(f"{what} has a damaged orientation (EXIF) block") from err
+    img = _plain_mode(img)
+    _check_not_flat(img, what)
+    return img
+
+
+def _load(data: bytes, fmt: str, what: str, scale: int = 1) -> Image.Image:
+    """Decode every byte (at 1/`scale` size for JPEG); truncated or corrupt data raises."""
+    img = _open(data, fmt, what)
+    try:
+        if scale > 1:
+            img.draft(img.mode, (max(1, img.width // scale), max(1, img.height // scale)))
+        img.load()
+    except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad data
+        raise ImageRejected(
+            f"{what} is truncated or corrupt: its {fmt} data ends early or does not decode"
+        ) from err
+    return img
+
+
+#: Bytes that are never read when a JPEG's scans are complete (no FF, so no marker).
+_FILLER = bytes((i * 113 + 29) % 255 for i in range(512))
+
+
+def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
+    """Reject a JPEG whose last scan ends before its last block (libjpeg pads it silently).
+
+    Returns the image when it had to be decoded at full size anyway (progressive), else None.
+
+    A JPEG cut short and closed with an EOI marker decodes without error: libjpeg meets the
+    marker where more scan data should be and fills the rest of the image with zeros (one
+    flat colour). Pillow does not report that warning, so ask the decoder differently: insert
+    filler bytes just before the marker that ends the last scan and decode again. A complete
+    scan never reads them (identical pixels); a truncated one decodes them instead of zeros
+    (different pixels). Sequential JPEGs are compared at 1/8 size (DC terms only: cheap, and
+    every block's DC is in the one scan); progressive ones at full size, because their last
+    scan usually carries only fine detail. A cut exactly at a restart marker is invisible to
+    that probe (libjpeg skips the filler while looking for the next marker), so the restart
+    markers are counted first.
+    """
+    layout = _jpeg_layout(data)
+    if _restart_markers_missing(layout):
+        raise ImageRejected(
+            f"{what} is truncated: its JPEG data stops before the last part of the picture "
+            "(some of its restart markers are missing)"
+        )
+    if layout.scan_end is None:
+        return None  # no scan end found: the full decode reports the damage
+    scale = 1 if layout.progressive else 8
+    sent = _load(data, "JPEG", what, scale)
+    padded = data[: layout.scan_end] + _FILLER + data[layout.scan_end :]
+    try:
+        probe_img = _load(padded, "JPEG", what, scale)
+        same = (
+            sent.size == probe_img.size and ImageChops.difference(sent, probe_img).getbbox() is None
+        )
+    except ImageRejected:
+        same = False  # the decoder read the filler, so the scan was not complete
+    if not same:
+        raise ImageRejected(
+            f"{what} is truncated: its JPEG data stops before the last part of the picture "
+            "(the rest would be filled with one flat colour)"
+        )
+    return sent if scale == 1 else None
+
+
+#: Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_raw_size(width: int, height: int, depth: int, colour_type: int, interlace: int) -> int:
+    """Bytes the IDAT stream must inflate to: each row is a filter byte + its packed samples."""
+    bits = _PNG_CHANNELS.get(colour_type, 1) * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        cols, rows = math.ceil(max(0, width - x0) / dx), math.ceil(max(0, height - y0) / dy)
+        if cols and rows:
+            total += rows * (1 + math.ceil(cols * bits / 8))
+    return total
+
+
+def _check_png_complete(data: bytes, what: str) -> None:
+    """Reject a PNG whose compressed data holds fewer rows than its header promises.
+
+    A complete zlib stream that simply stops early decodes without error in Pillow (the
+    missing rows come out black), so inflate the IDAT chunks here, in 1 MiB steps (no big
+    buffer), and count the bytes against the size the header implies.
+    """
+    width, height = struct.unpack(">II", data[16:24])
+    depth, colour_type, interlace = data[24], data[25], data[28]
+    need = _png_raw_size(width, height, depth, colour_type, interlace)
+    inflater, got, pos = zlib.decompressobj(), 0, 8
+    try:
+        while pos + 8 <= len(data) and got < need:
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            if kind == b"IDAT":
+                chunk = data[pos + 8 : pos + 8 + length]
+                while chunk and got < need:
+                    got += len(inflater.decompress(chunk, 1 << 20))
+                    chunk = inflater.unconsumed_tail
+            pos += 12 + length
+    except zlib.error as err:
+        raise ImageRejected(f"{what} is corrupt: its PNG data does not decompress") from err
+    if got < need:
+        raise ImageRejected(
+            f"{what} is truncated or corrupt: its PNG data holds only {got} of the {need} bytes its "
+            f"{width}x{height} pixels need"
+        )
+
+
+def _check_not_flat(img: Image.Image, what: str) -> None:
+    """Reject images mostly made of one exact colour (see FLAT_FILL_SHARE)."""
+    pixels = img.width * img.height
+    limit = FLAT_FILL_SHARE * pixels
+    histogram = img.histogram()
+    colour = []
+    for i in range(len(img.getbands())):
+        counts = histogram[256 * i : 256 * (i + 1)]
+        top = max(counts)
+        if top <= limit:  # some band has no value that common: cannot be one flat colour
+            return
+        colour.append(counts.index(top))
+    mask = None  # 255 where every band has the common value
+    for band, value in zip(img.split(), colour):
+        hit = band.point([255 if v == value else 0 for v in range(256)])
+        mask = hit if mask is None else ImageChops.multiply(mask, hit)
+    share = mask.histogram()[255] / pixels
+    if share > FLAT_FILL_SHARE:
+        raise ImageRejected(
+            f"{what} is {share:.0%} one flat colour; that is what a truncated or blank image "
+            "looks like, not a photo of a face"
+        )
 
 
 def _plain_mode(img: Image.Image) -> Image.Image:
@@ -109,31 +470,55 @@ def _plain_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGBA" if "A" in img.getbands() else "RGB")
 
 
-def encode(img: Image.Image, fmt: str) -> bytes:
+# ---------------------------------------------------------------- stage 3: re-encoding
+def _pixels_only(img: Image.Image) -> Image.Image:
+    """A fresh image with the same pixels and no info (EXIF, ICC, text) to carry along."""
+    clean = Image.new(img.mode, img.size)
+    clean.paste(img)
+    return clean
+
+
+def encode(img: Image.Image, fmt: str, quality: int = ORIGINAL_QUALITY) -> bytes:
     """Re-encode pixels only: a fresh image carries no EXIF, ICC profile or text chunks."""
-    clean = Image.frombytes(img.mode, img.size, img.tobytes())
+    clean = _pixels_only(img)
     buf = io.BytesIO()
     if fmt == "PNG":
         clean.save(buf, "PNG", optimize=False, compress_level=6)
     elif fmt == "JPEG":
         if clean.mode not in ("L", "RGB"):
             clean = clean.convert("RGB")
-        clean.save(buf, "JPEG", quality=95)
+        clean.save(buf, "JPEG", quality=quality)
     elif fmt == "WEBP":
-        clean.save(buf, "WEBP", quality=95)
+        clean.save(buf, "WEBP", quality=quality)
     else:  # pragma: no cover - callers pass known formats
         raise ValueError(fmt)
     return buf.getvalue()
 
 
 def clean_crop(data: bytes, *, min_side: int, max_side: int) -> CleanImage:
-    """Validate the face crop and re-encode it as metadata-free PNG."""
+    """Validate the face crop and re-encode it as metadata-free PNG (lossless)."""
     img = decode(data, what="the crop", min_side=min_side, max_side=max_side)
     return CleanImage(encode(img, "PNG"), "PNG", *img.size)
 
 
-def clean_original(data: bytes, *, max_side: int) -> CleanImage:
-    """Validate the optional original photo; re-encode it in its own format without metadata."""
+def clean_original(data: bytes, *, max_side: int, max_pixels: int | None = None) -> CleanImage:
+    """Validate the optional original photo and re-encode it without metadata.
+
+    It keeps its own format (PNG lossless, JPEG/WebP at ORIGINAL_QUALITY) when that stores at
+    most ORIGINAL_GROWTH times the bytes sent; otherwise (a low-quality JPEG of fine detail, a
+    palette PNG, ...) it becomes a JPEG at the first ORIGINAL_FALLBACK_QUALITIES step that fits.
+    """
     fmt = sniff_format(data) or "PNG"
-    img = decode(data, what="the original", min_side=1, max_side=max_side)
-    return CleanImage(encode(img, fmt), fmt, *img.size)
+    img = decode(data, what="the original", min_side=1, max_side=max_side, max_pixels=max_pixels)
+    allowance = max(int(ORIGINAL_GROWTH * len(data)), ORIGINAL_MIN_ALLOWANCE)
+    attempts = [(fmt, ORIGINAL_QUALITY)] + [("JPEG", q) for q in ORIGINAL_FALLBACK_QUALITIES]
+    for out_fmt, quality in attempts:
+        stored = encode(img, out_fmt, quality)
+        if len(stored) <= allowance:
+            return CleanImage(stored, out_fmt, *img.size)
+    raise ImageRejected(
+        f"the original would take {len(stored)} bytes to store even as a quality-{quality} "
+        f"JPEG, more than {ORIGINAL_GROWTH}x the {len(data)} bytes sent; send the photo as "
+        "the camera saved it",
+        413,
+    )

@@ -39,6 +39,26 @@ class Settings(BaseSettings):
     )
     max_image_side: int = Field(4096, gt=0, description="Largest accepted width/height (pixels).")
     min_image_side: int = Field(16, gt=0, description="Smallest accepted width/height (pixels).")
+    max_crop_side: int = Field(
+        512,
+        gt=0,
+        description="Largest accepted face-crop width/height (pixels); the page sends 128x128.",
+    )
+    max_original_pixels: int = Field(
+        4096 * 3072,
+        gt=0,
+        description="Most pixels accepted in the optional original photo (a 12 MP phone photo fits).",
+    )
+    decode_memory_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Memory all concurrent uploads may use to decode images (estimated from headers).",
+    )
+    decode_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How long an upload waits for decode memory before answering 503.",
+    )
     https: bool = Field(False, description="Serve over TLS (phones need it for the camera).")
     tls_cert: Path | None = Field(
         None, description="PEM certificate to use instead of the generated one."
@@ -114,6 +134,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.min_image_side > self.max_image_side:
             raise ValueError("min_image_side must not exceed max_image_side")
+        if self.min_image_side > self.max_crop_side:
+            raise ValueError("min_image_side must not exceed max_crop_side")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
         return self

@@ -19,9 +19,10 @@ from starlette.requests import ClientDisconnect
 
 from contract import LABELS
 
+from ..decode_budget import BudgetBusy, BudgetTooSmall, DecodeBudget
 from ..dependencies import SettingsDep, StoreDep
 from ..hosts import check_same_origin
-from ..images import ImageRejected, clean_crop, clean_original
+from ..images import ImageRejected, clean_crop, clean_original, probe
 from ..storage import UploadError
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
@@ -29,8 +30,23 @@ router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 CONSENT_YES = {"true", "on", "1", "yes"}
 SOURCES = {"camera", "file"}
 MAX_FIELD_BYTES = 1024
-# Decoding a 4096x4096 image takes ~64 MB; bound how many run at once (threadpool has 40 threads).
-_DECODE_SLOTS = threading.BoundedSemaphore(4)
+
+
+_BUDGETS: dict[int, DecodeBudget] = {}
+_BUDGETS_LOCK = threading.Lock()  # lru_cache could hand two racing first callers two budgets
+
+
+def decode_budget(settings) -> DecodeBudget:
+    """The process-wide decode memory budget (one per configured size: memory is per process).
+
+    Decoding a 4096x3072 photo takes ~150 MB and a 128x128 crop ~200 KB, so uploads reserve the
+    bytes their headers announce instead of taking one of a fixed number of slots.
+    """
+    with _BUDGETS_LOCK:
+        capacity = settings.decode_memory_bytes
+        if capacity not in _BUDGETS:
+            _BUDGETS[capacity] = DecodeBudget(capacity)
+        return _BUDGETS[capacity]
 
 
 class UploadCreated(BaseModel):
@@ -187,8 +203,7 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
 
     def work():
         try:
-            with _DECODE_SLOTS:
-                crop, original = _clean(crop_bytes, original_bytes, settings)
+            crop, original = _clean(crop_bytes, original_bytes, settings)
         except ImageRejected as err:
             raise HTTPException(err.status_code, str(err)) from err
         try:
@@ -207,15 +222,52 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
 
 
 def _clean(crop_bytes: bytes, original_bytes: bytes | None, settings):
-    """Decode + re-encode both images (raises ImageRejected)."""
-    crop = clean_crop(
-        crop_bytes, min_side=settings.min_image_side, max_side=settings.max_image_side
-    )
-    original = (
-        clean_original(original_bytes, max_side=settings.max_image_side)
-        if original_bytes is not None
-        else None
-    )
+    """Decode + re-encode both images within the decode memory budget (raises ImageRejected).
+
+    Both headers are checked first (cheap, nothing decoded); the memory they announce is then
+    reserved in one step, so a request never holds part of the budget while waiting for more.
+    """
+    crop_side = min(settings.max_crop_side, settings.max_image_side)
+    need = probe(
+        crop_bytes,
+        what="the crop",
+        min_side=settings.min_image_side,
+        max_side=crop_side,
+        max_pixels=None,
+    ).decode_bytes
+    if original_bytes is not None:
+        need += probe(
+            original_bytes,
+            what="the original",
+            min_side=1,
+            max_side=settings.max_image_side,
+            max_pixels=settings.max_original_pixels,
+        ).decode_bytes
+    budget = decode_budget(settings)
+    try:
+        with budget.reserve(need, timeout=settings.decode_wait_seconds):
+            crop = clean_crop(crop_bytes, min_side=settings.min_image_side, max_side=crop_side)
+            original = (
+                clean_original(
+                    original_bytes,
+                    max_side=settings.max_image_side,
+                    max_pixels=settings.max_original_pixels,
+                )
+                if original_bytes is not None
+                else None
+            )
+    except BudgetTooSmall as err:
+        raise ImageRejected(
+            f"these images need about {need / 2**20:.0f} MiB of memory to decode; this server "
+            f"decodes at most {budget.capacity / 2**20:.0f} MiB at a time",
+            413,
+        ) from err
+    except BudgetBusy as err:
+        raise HTTPException(
+            503,
+            "the server is busy decoding other uploads; try again in a few seconds",
+            headers={"Retry-After": "5"},
+        ) from err
     return crop, original
 
 
