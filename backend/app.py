@@ -25,6 +25,7 @@ from .routers import api, pages, uploads
 from .routers.static import AssetFiles
 from .settings import Settings, default_settings
 from .storage import UploadStore
+from .upload_openapi import install as document_uploads
 
 log = logging.getLogger("fer_hybrid.server")
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(uploads.router)
+    document_uploads(app, settings)  # the uploads contract in /openapi.json, from settings
     app.mount("/static", AssetFiles(settings.web_dir), name="static")
     app.mount("/models", AssetFiles(settings.models_dir), name="models")
 
