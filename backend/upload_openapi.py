@@ -21,6 +21,7 @@ from .settings import Settings
 
 CONSENT_VALUES = ("true", "on", "1", "yes")
 SOURCES = ("camera", "file")
+FORM_FIELDS = ("crop", "label", "consent", "original", "source")  # any other field: 400
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = "^[A-Za-z0-9_-]{16,64}$"
 DELETION_TOKEN_HEADER = "X-Deletion-Token"
@@ -76,6 +77,7 @@ def _request_body(s: Settings) -> dict[str, Any]:
                 "schema": {
                     "type": "object",
                     "required": ["crop", "label", "consent"],
+                    "additionalProperties": False,  # other fields: 400
                     "properties": {
                         "crop": {
                             "type": "string",

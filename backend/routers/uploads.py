@@ -32,6 +32,7 @@ from ..upload_openapi import (
     CONSENT_VALUES,
     CREATE_OPERATION_ID,
     DELETE_OPERATION_ID,
+    FORM_FIELDS,
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_PATTERN,
     SOURCES,
@@ -159,6 +160,12 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
     except ClientDisconnect as err:
         raise HTTPException(400, "the upload was interrupted") from err
     try:
+        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+        if unknown:
+            raise HTTPException(
+                400,
+                f"unknown form field {unknown[0][:40]!r}; the fields are: {', '.join(FORM_FIELDS)}",
+            )
         crop_file = form.get("crop")
         if not isinstance(crop_file, UploadFile):
             raise HTTPException(422, "the 'crop' file field is required")
