@@ -284,3 +284,17 @@ def test_openapi_documents_the_idempotency_key(spec):
     assert param["schema"]["pattern"] == "^[A-Za-z0-9_-]{16,64}$"
     created = _resolve(spec, post["responses"]["201"]["content"]["application/json"]["schema"])
     assert {"resent", "duplicate"} <= set(created["properties"])
+
+
+def test_undocumented_form_fields_are_refused(tmp_path):
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        r = client.post(
+            "/api/uploads",
+            files={"crop": ("c.png", image_bytes(seed=1), "image/png")},
+            data={"label": "happy", "consent": "true", "labl": "sad"},
+        )
+        assert r.status_code == 400 and "unknown form field 'labl'" in r.json()["detail"]
+    assert stored_files(settings.custom_dir) == []
+    spec_body = create_app(settings).openapi()["paths"]["/api/uploads"]["post"]["requestBody"]
+    assert spec_body["content"]["multipart/form-data"]["schema"]["additionalProperties"] is False
