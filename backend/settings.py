@@ -45,7 +45,9 @@ class Settings(BaseSettings):
         "0 = no limit). Over it: 429 with Retry-After.",
     )
     upload_burst: int = Field(
-        30, ge=1, description="Uploads a client may send at once before the per-minute rate applies."
+        30,
+        ge=1,
+        description="Uploads a client may send at once before the per-minute rate applies.",
     )
     custom_max_bytes: int = Field(
         2 * 1024**3,

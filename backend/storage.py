@@ -160,7 +160,6 @@ def _size(path: Path) -> int:
         return 0
 
 
-
 class UploadStore:
     """Thread- and process-safe store of contributed face crops."""
 
@@ -263,7 +262,9 @@ class UploadStore:
         if not consent:
             raise UploadError(400, "consent is required to store a photo")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise UploadError(400, "the Idempotency-Key must be 16 to 64 characters A-Z a-z 0-9 _ -")
+            raise UploadError(
+                400, "the Idempotency-Key must be 16 to 64 characters A-Z a-z 0-9 _ -"
+            )
         key_hash = hashlib.sha256(key.encode("ascii")).hexdigest() if key is not None else None
         token = secrets.token_urlsafe(32)
         created: list[Path] = []  # files this call brought into existence (removed on failure)
@@ -284,9 +285,12 @@ class UploadStore:
                     )
                 duplicate = row is not None
                 upload_id = row[0] if duplicate else uuid.uuid4().hex
-                new_original = original is not None and not conn.execute(
-                    "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (original.sha256,)
-                ).fetchone()
+                new_original = (
+                    original is not None
+                    and not conn.execute(
+                        "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (original.sha256,)
+                    ).fetchone()
+                )
                 if quota is not None and (not duplicate or new_original):
                     self._check_quota(
                         conn,

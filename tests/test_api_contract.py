@@ -47,7 +47,10 @@ def test_uploads_are_rate_limited_per_client_with_retry_after(tmp_path):
         assert len(stored_files(settings.custom_dir)) == 2
         # Everything but POST /api/uploads is unaffected.
         assert client.get("/api/uploads/stats").json()["total"] == 2
-        assert client.delete("/api/uploads/" + "0" * 32, headers={"X-Deletion-Token": "x"}).status_code == 404
+        assert (
+            client.delete("/api/uploads/" + "0" * 32, headers={"X-Deletion-Token": "x"}).status_code
+            == 404
+        )
         assert client.get("/openapi.json").status_code == 200
         clock.now += 9.5
         assert post_upload(client, image_bytes(seed=3)).status_code == 429
@@ -104,8 +107,16 @@ def test_storage_quota_in_bytes_gives_507_and_stores_nothing(tmp_path):
         # Deleting frees the space again.
         body = first.json()
         url = f"/api/uploads/{body['id']}"
-        assert client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code == 204
-        assert client.delete(url, headers={"X-Deletion-Token": dup.json()["deletion_token"]}).status_code == 204
+        assert (
+            client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code
+            == 204
+        )
+        assert (
+            client.delete(
+                url, headers={"X-Deletion-Token": dup.json()["deletion_token"]}
+            ).status_code
+            == 204
+        )
         assert post_upload(client, image_bytes(seed=2)).status_code == 201
 
 
@@ -189,7 +200,9 @@ def test_a_store_from_a_newer_schema_is_refused(tmp_path):
     root = tmp_path / "c"
     root.mkdir()
     with sqlite3.connect(root / "uploads.sqlite") as conn:
-        conn.executescript(SCHEMA_V1.replace("user_version=1", f"user_version={SCHEMA_VERSION + 1}"))
+        conn.executescript(
+            SCHEMA_V1.replace("user_version=1", f"user_version={SCHEMA_VERSION + 1}")
+        )
     with pytest.raises(RuntimeError, match="newer"):
         UploadStore(root)
 
@@ -222,9 +235,10 @@ def test_openapi_post_documents_every_answer(spec):
     post = spec["paths"]["/api/uploads"]["post"]
     codes = set(post["responses"])
     assert {"201", "400", "403", "409", "413", "422", "429", "507"} <= codes
-    assert "own pages" in post["responses"]["403"]["description"] or "same origin" in post[
-        "responses"
-    ]["403"]["description"].lower()
+    assert (
+        "own pages" in post["responses"]["403"]["description"]
+        or "same origin" in post["responses"]["403"]["description"].lower()
+    )
     assert "same-origin" in post["description"].lower() or "same origin" in post["description"]
     assert "Retry-After" in post["responses"]["429"]["headers"]
     assert "quota" in post["responses"]["507"]["description"]
@@ -241,8 +255,19 @@ def test_openapi_consent_is_the_accepted_values(spec):
     assert body["required"] is True
 
 
-@pytest.mark.parametrize("consent, status", [("true", 201), ("on", 201), ("1", 201), ("yes", 201),
-                                             ("", 400), ("TRUE", 400), (" true", 400), ("no", 400)])
+@pytest.mark.parametrize(
+    "consent, status",
+    [
+        ("true", 201),
+        ("on", 201),
+        ("1", 201),
+        ("yes", 201),
+        ("", 400),
+        ("TRUE", 400),
+        (" true", 400),
+        ("no", 400),
+    ],
+)
 def test_consent_accepts_exactly_the_documented_values(tmp_path, consent, status):
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings)) as client:

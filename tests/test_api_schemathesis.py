@@ -94,8 +94,6 @@ def test_stateful_links_post_then_delete(api_schema):
             seen.append((case.method.upper(), response.status_code))
 
     start = time.monotonic()
-    Workflow.run(
-        settings=settings(RUN, max_examples=15, stateful_step_count=4)
-    )
+    Workflow.run(settings=settings(RUN, max_examples=15, stateful_step_count=4))
     assert ("POST", 201) in seen and ("DELETE", 204) in seen, seen  # the link was followed
     assert time.monotonic() - start < 120

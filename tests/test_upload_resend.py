@@ -59,7 +59,10 @@ def test_crash_between_commit_and_response_is_reclaimed_by_a_resend(settings, mo
         assert third["resent"] is True and third["id"] == body["id"]
         assert third["deletion_token"] != body["deletion_token"]
         url = f"/api/uploads/{body['id']}"
-        assert client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code == 403
+        assert (
+            client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code
+            == 403
+        )
         r = client.delete(url, headers={"X-Deletion-Token": third["deletion_token"]})
         assert r.status_code == 204
     # Gone completely: no file, no original, no row, no orphan claim.
@@ -76,9 +79,15 @@ def test_resend_of_a_duplicate_keeps_the_other_contribution(settings):
         assert mine["duplicate"] is True and again["duplicate"] is True and again["resent"] is True
         assert len(db_rows(settings.custom_dir, "claims")) == 2
         url = f"/api/uploads/{mine['id']}"
-        assert client.delete(url, headers={"X-Deletion-Token": again["deletion_token"]}).status_code == 204
+        assert (
+            client.delete(url, headers={"X-Deletion-Token": again["deletion_token"]}).status_code
+            == 204
+        )
         assert len(stored_files(settings.custom_dir)) == 1  # the other contributor's stays
-        assert client.delete(url, headers={"X-Deletion-Token": other["deletion_token"]}).status_code == 204
+        assert (
+            client.delete(url, headers={"X-Deletion-Token": other["deletion_token"]}).status_code
+            == 204
+        )
         assert stored_files(settings.custom_dir) == []
 
 
@@ -95,7 +104,9 @@ def test_same_key_for_another_image_or_label_is_a_409(settings):
         assert len(stored_files(settings.custom_dir)) == 1
 
 
-@pytest.mark.parametrize("key", ["x" * 15, "x" * 65, "has space in it!!", "key.with.dots.0123456", "a+b/c=" * 4])
+@pytest.mark.parametrize(
+    "key", ["x" * 15, "x" * 65, "has space in it!!", "key.with.dots.0123456", "a+b/c=" * 4]
+)
 def test_malformed_keys_are_refused(settings, key):
     with TestClient(create_app(settings)) as client:
         r = post(client, image_bytes(seed=41), key=key)
