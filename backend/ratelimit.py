@@ -10,11 +10,28 @@ The clock is injectable (tests move time by hand instead of sleeping). Memory is
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
 
 _EPS = 1e-9  # float slack: 10 s at 0.1 token/s is one token, not 0.9999999
+
+
+def client_address(host: str | None) -> str:
+    """The bucket key of a peer address: an IPv6 client counts by its /64, which one subscriber
+    typically holds whole (otherwise each new address would be a fresh bucket)."""
+    if not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class RateLimiter:

@@ -12,7 +12,7 @@ from test_backend_helpers import db_rows, image_bytes, make_settings, post_uploa
 
 from backend.app import create_app
 from backend.images import clean_crop
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import RateLimiter, client_address
 from backend.storage import SCHEMA_VERSION, UploadStore
 
 
@@ -61,6 +61,13 @@ def test_uploads_are_rate_limited_per_client_with_retry_after(tmp_path):
     limiter = RateLimiter(6, 2, clock=clock)
     assert limiter.acquire("10.0.0.1") == 0 and limiter.acquire("10.0.0.1") == 0
     assert limiter.acquire("10.0.0.1") > 0 and limiter.acquire("10.0.0.2") == 0
+
+
+def test_ipv6_clients_count_by_their_64():
+    assert client_address("2001:db8:1:2:aaaa::1") == client_address("2001:db8:1:2:bbbb::9")
+    assert client_address("2001:db8:1:2::1") != client_address("2001:db8:1:3::1")
+    assert client_address("::ffff:10.0.0.1") == client_address("10.0.0.1") == "10.0.0.1"
+    assert client_address(None) == "unknown" and client_address("testclient") == "testclient"
 
 
 def test_rate_limiter_forgets_idle_clients_and_can_be_off():

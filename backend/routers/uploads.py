@@ -25,7 +25,7 @@ from contract import LABELS
 
 from ..dependencies import SettingsDep, StoreDep
 from ..images import ImageRejected, clean_crop, clean_original
-from ..ratelimit import RateLimiter
+from ..ratelimit import RateLimiter, client_address
 from ..settings import Settings
 from ..storage import Quota, UploadError
 from ..upload_openapi import (
@@ -96,13 +96,13 @@ def _rate_limit(request: Request, settings: Settings) -> None:
     if limiter is None:
         limiter = RateLimiter(settings.uploads_per_minute, settings.upload_burst)
         request.app.state.upload_limiter = limiter
-    wait = limiter.acquire(request.client.host if request.client else "unknown")
+    wait = limiter.acquire(client_address(request.client.host if request.client else None))
     if wait > 0:
         retry = max(1, math.ceil(wait - 1e-6))
         raise HTTPException(
             429,
-            f"too many uploads from your address: at most {settings.uploads_per_minute:g} per "
-            f"minute (bursts of {settings.upload_burst}); try again in {retry} s",
+            f"too many uploads from your address: at most {limiter.rate * 60:g} per minute "
+            f"(bursts of {limiter.burst}); try again in {retry} s",
             headers={"Retry-After": str(retry)},
         )
 
