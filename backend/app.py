@@ -20,7 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from .assets import AssetVersion
-from .middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from .hosts import TrustedHostMiddleware, TrustedHosts
+from .middleware import (
+    BodySizeLimitMiddleware,
+    HeaderLimitMiddleware,
+    RelativeRedirectMiddleware,
+    SecurityHeadersMiddleware,
+)
 from .routers import api, pages, uploads
 from .routers.static import AssetFiles
 from .settings import Settings, default_settings
@@ -53,9 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or default_settings()
     store = UploadStore(settings.custom_dir)
     asset_version = AssetVersion(settings.web_dir, settings.models_dir)
+    trusted = TrustedHosts(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        trusted.names()  # LAN addresses + certificate names, once, before the first request
         report = store.recover()
         app.state.recovery = report
         yield
@@ -80,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.asset_version = asset_version
+    app.state.trusted_hosts = trusted
     app.state.recovery = None
 
     @app.exception_handler(StarletteHTTPException)
@@ -99,7 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/models", AssetFiles(settings.models_dir), name="models")
 
     # add_middleware wraps: the last one added is the outermost. Security headers go on
-    # everything, including the size limiter's 413s; gzip sits innermost.
+    # everything, including the limiters' 413/431s and the Host check's 400s; then the header
+    # limits, the Host allow-list (every path: DNS rebinding would read the API too), relative
+    # redirects, the body limit; gzip sits innermost.
     app.add_middleware(
         GZipMiddleware,
         minimum_size=1024,
@@ -108,6 +119,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         BodySizeLimitMiddleware, limit=lambda: settings.max_request_bytes, paths=("/api/uploads",)
+    )
+    app.add_middleware(RelativeRedirectMiddleware)
+    app.add_middleware(TrustedHostMiddleware, trusted=trusted)
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_bytes=lambda: settings.max_header_bytes,
+        max_count=lambda: settings.max_header_count,
     )
     app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
     return app

@@ -125,6 +125,28 @@ def resolve_tls(settings, lan_ips: list[str] | None = None) -> tuple[Path, Path]
     return info.cert_path, info.key_path
 
 
+def uvicorn_options(settings, tls: tuple[Path, Path] | None) -> dict:
+    """The keyword arguments for `uvicorn.run`/`uvicorn.Config`: one home for `serve` and the tests.
+
+    `http` is Uvicorn's httptools protocol with a request-head size limit, a head timeout and a
+    body idle timeout (backend/transport.py); `timeout_keep_alive` closes idle kept-alive
+    connections.
+    """
+    from .transport import guarded_protocol
+
+    return dict(
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+        http=guarded_protocol(settings),
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+
+
 def serve(
     host: str | None = typer.Option(
         None,
@@ -147,9 +169,40 @@ def serve(
     web_dir: Path | None = typer.Option(
         None, "--web-dir", help="Folder with the page (default web/)."
     ),
+    trusted_host: list[str] | None = typer.Option(
+        None,
+        "--trusted-host",
+        help="Another host name the server answers to (repeatable; env FER_HYBRID_TRUSTED_HOSTS, "
+        "comma-separated). Always trusted: localhost, 127.0.0.1, [::1], --host, the LAN "
+        "addresses when bound to 0.0.0.0 and the TLS certificate's names; requests for any "
+        "other Host get 400 (DNS-rebinding defence). '*.example.org' covers subdomains, '*' "
+        "turns the check off.",
+    ),
+    header_timeout: float | None = typer.Option(
+        None,
+        "--header-timeout",
+        help="Seconds a client has to send a request's line and headers (default 10); silent "
+        "and slow-header connections are closed.",
+    ),
+    keep_alive_timeout: float | None = typer.Option(
+        None,
+        "--keep-alive-timeout",
+        help="Seconds an idle kept-alive connection stays open after a response (default 5).",
+    ),
+    body_timeout: float | None = typer.Option(
+        None,
+        "--body-timeout",
+        help="Longest silence, in seconds, while an upload body is arriving (default 60); slow "
+        "bodies are fine as long as bytes keep coming.",
+    ),
     qr: bool = typer.Option(True, "--qr/--no-qr", help="Print a QR code for the phone URL."),
 ) -> None:
-    """Serve the mobile web app and the exported models (all inference runs on the phone)."""
+    """Serve the mobile web app and the exported models (all inference runs on the phone).
+
+    Request heads are limited to FER_HYBRID_MAX_REQUEST_HEAD_BYTES (64 KiB, else 431 and the
+    connection is closed); the app takes at most FER_HYBRID_MAX_HEADER_COUNT headers (100) of
+    FER_HYBRID_MAX_HEADER_BYTES in all (32 KiB).
+    """
     settings = build_settings(
         host=host,
         port=port,
@@ -159,6 +212,10 @@ def serve(
         models_dir=models_dir,
         custom_dir=custom_dir,
         web_dir=web_dir,
+        trusted_hosts=trusted_host or None,
+        header_timeout_seconds=header_timeout,
+        keep_alive_timeout_seconds=keep_alive_timeout,
+        body_timeout_seconds=body_timeout,
     )
     from .tls import lan_ipv4_addresses
 
@@ -180,13 +237,4 @@ def serve(
         banner(urls, https=settings.https, host=settings.host, cert=tls[0] if tls else None, qr=qr)
     )
     sys.stdout.flush()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(tls[0]) if tls else None,
-        ssl_keyfile=str(tls[1]) if tls else None,
-        proxy_headers=False,
-        server_header=False,
-        log_level="info",
-    )
+    uvicorn.run(app, **uvicorn_options(settings, tls))

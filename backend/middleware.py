@@ -1,10 +1,10 @@
-"""Pure-ASGI middleware: security headers, cache policy and the request-body size limit."""
+"""Pure-ASGI middleware: security headers, cache policy, body and header limits, relative redirects."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -175,3 +175,90 @@ class BodySizeLimitMiddleware:
                 raise
         if exceeded and not started:
             await self._reject(send, limit)
+
+
+async def _json_reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class HeaderLimitMiddleware:
+    """431 with a JSON `detail` when a request has more than `max_count` headers or more than
+    `max_bytes` of them (names + values + separators).
+
+    The server's protocol (backend.transport) already refuses an oversized request head while
+    reading it; this is the app's own, tighter limit, whatever server runs it.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: Callable[[], int], max_count: Callable[[], int]
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        max_count, max_bytes = self.max_count(), self.max_bytes()
+        if len(headers) > max_count:
+            detail = f"too many request headers: the limit is {max_count}"
+        elif sum(len(k) + len(v) + 4 for k, v in headers) > max_bytes:
+            detail = f"request headers too large: the limit is {max_bytes} bytes in all"
+        else:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1009})
+            return
+        await _json_reply(send, 431, detail)
+
+
+class RelativeRedirectMiddleware:
+    """Rewrites a redirect to this same server into a path-only Location.
+
+    Starlette's trailing-slash redirects (GET /static -> /static/) are built from the Host
+    header; a relative Location never repeats what the client sent as Host.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    @staticmethod
+    def _relative(location: str, scope: Scope) -> str:
+        parts = urlsplit(location)
+        if not parts.scheme and not parts.netloc:
+            return location
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        if parts.scheme.lower() != scope.get("scheme") or parts.netloc.lower() != host:
+            return location  # somewhere else on purpose
+        path = "/" + parts.path.lstrip("/")  # never `//name`, which would leave the site
+        return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = MutableHeaders(scope=message)
+                location = headers.get("location")
+                if location is not None:
+                    headers["location"] = self._relative(location, scope)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

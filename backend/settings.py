@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contract import REPO_ROOT, default_custom_dir
 
@@ -69,6 +70,67 @@ class Settings(BaseSettings):
         REPO_ROOT / "data" / "tls",
         description="Where the generated self-signed certificate is kept.",
     )
+
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers to besides localhost, 127.0.0.1, [::1], the bound "
+        "host, the LAN addresses (when bound to 0.0.0.0) and the TLS certificate's names. "
+        "Comma-separated in FER_HYBRID_TRUSTED_HOSTS; `*.example.org` covers subdomains; `*` "
+        "alone turns the Host check off.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request line and headers must arrive in full within this many seconds "
+        "(from the connection, or from a kept-alive request's first byte); else the connection "
+        "is closed.",
+    )
+    keep_alive_timeout_seconds: float = Field(
+        5.0, gt=0, description="Idle time after a response before a kept-alive connection is closed."
+    )
+    body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest silence while a request body is being received; the body itself may "
+        "take as long as it needs.",
+    )
+    max_request_head_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Request line + headers larger than this are refused (431) before they are "
+        "buffered any further.",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, gt=0, description="Largest total size of the request headers the app accepts (431)."
+    )
+    max_header_count: int = Field(
+        100, gt=0, description="Most request headers the app accepts (431)."
+    )
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        from .hosts import normalize_trusted_host
+
+        out = []
+        for entry in value:
+            if not entry.strip():
+                continue
+            name = normalize_trusted_host(entry)
+            if name is None:
+                raise ValueError(
+                    f"{entry.strip()!r} is not a host name: give names or addresses like "
+                    "fer.example.org, 192.168.1.20, [fe80::1], *.example.org or *"
+                )
+            out.append(name)
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

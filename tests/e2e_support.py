@@ -109,8 +109,11 @@ def model_files(models_dir: Path) -> list[Path]:
 
 # ---------------------------------------------------------------- server
 @contextmanager
-def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None):
-    """The real backend under Uvicorn in a daemon thread; yields the base URL."""
+def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None,
+                trusted_hosts: list[str] | None = None):
+    """The real backend under Uvicorn in a daemon thread; yields the base URL.
+
+    `trusted_hosts`: names besides localhost/127.0.0.1 the page is opened with (`--trusted-host`)."""
     from backend.settings import Settings
 
     port = free_port()
@@ -118,6 +121,8 @@ def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None)
               "cert_dir": custom_dir.parent / "tls"}
     if web_dir is not None:
         kwargs["web_dir"] = web_dir
+    if trusted_hosts is not None:
+        kwargs["trusted_hosts"] = trusted_hosts
     with serve_in_thread(Settings(**kwargs)):
         yield f"http://127.0.0.1:{port}"
 

@@ -33,6 +33,8 @@ def make_settings(tmp_path: Path, **overrides):
         models_dir=models,
         custom_dir=tmp_path / "custom",
         cert_dir=tmp_path / "tls",
+        # TestClient sends `Host: testserver`; production trusts only our own names.
+        trusted_hosts=["testserver"],
     )
     values.update(overrides)
     return Settings(**values)

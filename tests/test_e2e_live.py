@@ -190,7 +190,9 @@ def test_insecure_origin_shows_https_hint(e2e_models, tmp_path):
     from e2e_support import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
-    with live_server(e2e_models, tmp_path / "custom") as base, sync_playwright() as p:
+    # the name must be trusted (`serve --trusted-host`), like any name a phone uses
+    with live_server(e2e_models, tmp_path / "custom", trusted_hosts=["fer-phone.test"]) as base, \
+            sync_playwright() as p:
         port = base.rsplit(":", 1)[1]
         b = p.chromium.launch(executable_path=str(CHROMIUM),
                               args=CHROMIUM_ARGS + ["--host-resolver-rules=MAP fer-phone.test 127.0.0.1"])

@@ -16,20 +16,18 @@ def free_port() -> int:
 
 @contextmanager
 def serve_in_thread(settings, tls=None, start_timeout: float = 30.0):
-    """Serve `create_app(settings)` on 127.0.0.1:settings.port; `tls` = (certfile, keyfile)."""
+    """Serve `create_app(settings)` on 127.0.0.1:settings.port; `tls` = (certfile, keyfile).
+
+    Same Uvicorn options as `fer-hybrid serve` (backend.cli.uvicorn_options), bound to loopback.
+    """
     import uvicorn
 
     from backend.app import create_app
+    from backend.cli import uvicorn_options
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=settings.port,
-        log_level="warning",
-        ssl_certfile=str(tls[0]) if tls else None,
-        ssl_keyfile=str(tls[1]) if tls else None,
-        lifespan="on",
-    )
+    options = uvicorn_options(settings, tls)
+    options.update(host="127.0.0.1", log_level="warning", lifespan="on")
+    config = uvicorn.Config(create_app(settings), **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -11,7 +11,6 @@ import math
 import re
 import threading
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -24,6 +23,7 @@ from starlette.requests import ClientDisconnect
 from contract import LABELS
 
 from ..dependencies import SettingsDep, StoreDep
+from ..hosts import check_same_origin
 from ..images import ImageRejected, clean_crop, clean_original
 from ..ratelimit import RateLimiter, client_address
 from ..settings import Settings
@@ -80,14 +80,8 @@ ERRORS = {code: {"model": ErrorDetail} for code in (400, 403, 409, 413, 422, 429
 
 
 def _check_same_origin(request: Request) -> None:
-    """Refuse cross-site form posts (CSRF): a browser always says where a POST comes from."""
-    origin = request.headers.get("origin")
-    if origin is not None:
-        host = request.headers.get("host", "")
-        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
-            raise HTTPException(403, "uploads are only accepted from this server's own pages")
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise HTTPException(403, "uploads are only accepted from this server's own pages")
+    """Refuse cross-site form posts (CSRF): Origin must be this page's scheme, host and port."""
+    check_same_origin(request)
 
 
 def _rate_limit(request: Request, settings: Settings) -> None:
