@@ -6,9 +6,9 @@ routers/uploads.py import the accepted values from here (consent, source, key pa
 schema and the checks cannot drift apart. tests/test_api_contract.py checks the statements and
 tests/test_api_schemathesis.py checks them against the running app.
 
-Merge notes: image validation (backend/images.py) and transport limits (middleware) add answers
-or limits; add their words to `_limits`, `_post_errors` or the field descriptions below, where
-`merge: images` / `merge: transport` mark the places.
+Merge notes: image validation (backend/images.py) adds answers or limits; add its words to
+`_limits`, `_post_errors` or the field descriptions below, where `merge: images` marks the places.
+The transport answers (trusted Host 400, header limits 431) are in `_transport_errors`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ DELETION_TOKEN_HEADER = "X-Deletion-Token"
 CREATE_OPERATION_ID = "create_upload"
 DELETE_OPERATION_ID = "delete_upload"
 SAME_ORIGIN = (
-    "Same-origin only: a POST whose `Origin` header names another site (or `null`), or whose "
-    "`Sec-Fetch-Site` is not `same-origin`/`none`, is refused with 403 before anything is read; "
-    "the upload page of this server is the intended client."
+    "Same-origin only: a POST whose `Origin` header is not exactly this page's scheme, host and "
+    "port (another site, `null`, http vs https), or whose `Sec-Fetch-Site` is not "
+    "`same-origin`/`none`, is refused with 403 before the body is read; the upload page of this "
+    "server is the intended client."
 )
 ERROR_REF = {"$ref": "#/components/schemas/ErrorDetail"}
 ERROR_SCHEMA = {
@@ -42,7 +43,7 @@ ERROR_SCHEMA = {
 
 
 def _limits(settings: Settings) -> dict[str, int | float]:
-    # merge: images (crop/original byte caps, decode budget), transport (header limits)
+    # merge: images (crop/original byte caps, decode budget)
     return {
         "max_upload_bytes": settings.max_upload_bytes,
         "max_request_bytes": settings.max_request_bytes,
@@ -52,6 +53,8 @@ def _limits(settings: Settings) -> dict[str, int | float]:
         "upload_burst": settings.upload_burst,
         "custom_max_bytes": settings.custom_max_bytes,
         "custom_max_files": settings.custom_max_files,
+        "max_header_bytes": settings.max_header_bytes,
+        "max_header_count": settings.max_header_count,
     }
 
 
@@ -115,15 +118,31 @@ def _labels() -> list[str]:
     return list(LABELS)
 
 
+def _transport_errors(s: Settings) -> dict[str, dict[str, Any]]:
+    """Answers of the middleware in front of every route (backend/hosts.py, middleware.py)."""
+    return {
+        "400": _error("The Host header is not one of this server's names (trusted hosts)."),
+        "408": _error(
+            f"`fer-hybrid serve` only: the request line and headers were not complete within "
+            f"{s.header_timeout_seconds:g} s (the connection is then closed)."
+        ),
+        "431": _error(
+            f"Request headers over {s.max_header_bytes} bytes in all, or more than "
+            f"{s.max_header_count} of them."
+        ),
+    }
+
+
 def _post_errors(s: Settings) -> dict[str, dict[str, Any]]:
     return {
         "400": _error(
-            "Not an image, corrupt or truncated, too small, no or wrong consent, malformed form "
-            "or Idempotency-Key."  # merge: images
+            "Not an image, corrupt or truncated, too small, no or wrong consent, a form field "
+            "that is not documented, malformed form or Idempotency-Key; or a Host header that "
+            "is not one of this server's names."  # merge: images
         ),
         "403": _error(
             "Cross-origin post: " + SAME_ORIGIN + " Detail: 'uploads are only accepted from this "
-            "server's own pages'."  # merge: transport (Origin scheme check)
+            "server's own pages'."
         ),
         "409": _error(
             "The same image is already stored with another label, or the Idempotency-Key was "
@@ -132,7 +151,7 @@ def _post_errors(s: Settings) -> dict[str, dict[str, Any]]:
         "413": _error(
             f"A file over {s.max_upload_bytes} bytes, a request body over "
             f"{s.max_request_bytes} bytes, or an image side over {s.max_image_side} pixels "
-            "(or too many pixels to decode)."  # merge: images, transport
+            "(or too many pixels to decode)."  # merge: images
         ),
         "422": _error("Unknown label or source, or a missing crop or label field."),
         "429": _error(
@@ -150,7 +169,8 @@ def _post_errors(s: Settings) -> dict[str, dict[str, Any]]:
             f"{s.custom_max_files} files (crops + originals) and this upload would go over it. "
             "Nothing was stored; duplicates and re-sends, which add no file, are still accepted."
         ),
-        # merge: transport (431 for oversized request headers, if the server answers it)
+        "408": _transport_errors(s)["408"],
+        "431": _transport_errors(s)["431"],
     }
 
 
@@ -164,7 +184,8 @@ def _post_description(s: Settings) -> str:
         f"{s.max_request_bytes} bytes, crop sides {s.min_image_side} to {s.max_image_side} "
         f"pixels (413 / 400); {s.uploads_per_minute:g} per minute per client address with "
         f"bursts of {s.upload_burst} (429 with Retry-After); storage quota "
-        f"{s.custom_max_bytes} bytes in {s.custom_max_files} files (507).\n\n"
+        f"{s.custom_max_bytes} bytes in {s.custom_max_files} files (507); request headers up to "
+        f"{s.max_header_bytes} bytes and {s.max_header_count} headers (431).\n\n"
         "Each successful POST is one contribution with its own deletion token (only its hash is "
         "stored). To make a retry safe, send an `Idempotency-Key` (16-64 random characters, kept "
         "by the client until it has the answer): if an earlier send with that key was stored but "
@@ -236,6 +257,7 @@ def document(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "204": {"description": "Withdrawn; the files went with the last contribution."},
         "403": _error("Missing or wrong deletion token (checked before the id)."),
         "404": _error("No upload with this id."),
+        **_transport_errors(settings),
     }
     return spec
 

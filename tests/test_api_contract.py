@@ -241,7 +241,7 @@ def _resolve(spec, obj):
 def test_openapi_post_documents_every_answer(spec):
     post = spec["paths"]["/api/uploads"]["post"]
     codes = set(post["responses"])
-    assert {"201", "400", "403", "409", "413", "422", "429", "507"} <= codes
+    assert {"201", "400", "403", "409", "413", "422", "429", "431", "507"} <= codes
     assert (
         "own pages" in post["responses"]["403"]["description"]
         or "same origin" in post["responses"]["403"]["description"].lower()
@@ -306,7 +306,7 @@ def test_openapi_links_the_created_upload_to_its_deletion(spec):
     }
     header = next(p for p in delete["parameters"] if p["name"].lower() == "x-deletion-token")
     assert header["in"] == "header" and header["required"] is True
-    assert {"204", "403", "404"} <= set(delete["responses"])
+    assert {"204", "400", "403", "404", "431"} <= set(delete["responses"])
 
 
 def test_openapi_documents_the_idempotency_key(spec):
