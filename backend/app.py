@@ -27,10 +27,12 @@ from .middleware import (
     RelativeRedirectMiddleware,
     SecurityHeadersMiddleware,
 )
+from .ratelimit import RateLimiter
 from .routers import api, pages, uploads
 from .routers.static import AssetFiles
 from .settings import Settings, default_settings
 from .storage import UploadStore
+from .upload_openapi import install as document_uploads
 
 log = logging.getLogger("fer_hybrid.server")
 
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    # one bucket per client address for POST /api/uploads (tests swap in one with a fake clock)
+    app.state.upload_limiter = RateLimiter(settings.uploads_per_minute, settings.upload_burst)
     app.state.asset_version = asset_version
     app.state.trusted_hosts = trusted
     app.state.recovery = None
@@ -102,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(uploads.router)
+    document_uploads(app, settings)  # the uploads contract in /openapi.json, from settings
     app.mount("/static", AssetFiles(settings.web_dir), name="static")
     app.mount("/models", AssetFiles(settings.models_dir), name="models")
 

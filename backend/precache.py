@@ -44,6 +44,9 @@ def shell_urls(web_dir: Path) -> list[str]:
 def vendor_urls(web_dir: Path) -> list[str]:
     """The vendored files the pages load at run time (versioned folders: cache-first)."""
     web = Path(web_dir)
-    tfjs = [p for p in _files(web, f"{TFJS_DIR}/*")
-            if p.suffix in TFJS_SUFFIXES and p.name not in TFJS_ON_DEMAND]
+    tfjs = [
+        p
+        for p in _files(web, f"{TFJS_DIR}/*")
+        if p.suffix in TFJS_SUFFIXES and p.name not in TFJS_ON_DEMAND
+    ]
     return [_url(web, p) for p in (*tfjs, *_files(web, DETECTOR_GLOB))]

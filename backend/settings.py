@@ -59,6 +59,28 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an upload waits for decode memory before answering 503.",
     )
+    uploads_per_minute: float = Field(
+        30,
+        ge=0,
+        description="POST /api/uploads allowed per client address per minute (token bucket; "
+        "0 = no limit). Over it: 429 with Retry-After.",
+    )
+    upload_burst: int = Field(
+        30,
+        ge=1,
+        description="Uploads a client may send at once before the per-minute rate applies.",
+    )
+    custom_max_bytes: int = Field(
+        2 * 1024**3,
+        gt=0,
+        description="Storage quota: bytes of crops + originals the upload store may hold "
+        "(507 beyond it).",
+    )
+    custom_max_files: int = Field(
+        100_000,
+        gt=0,
+        description="Storage quota: crop + original files the upload store may hold (507 beyond it).",
+    )
     https: bool = Field(False, description="Serve over TLS (phones need it for the camera).")
     tls_cert: Path | None = Field(
         None, description="PEM certificate to use instead of the generated one."

@@ -8,12 +8,23 @@ Layout under `custom_dir` (the custom-dataset contract):
 
 Design
 ------
-* One row in `uploads` per stored crop (UNIQUE sha256): id (uuid4 hex), label, sha256, size, created.
+* One row in `uploads` per stored crop (UNIQUE sha256): id (uuid4 hex), label, sha256, size, created,
+  bytes (the PNG's size on disk).
   The same pixels can only carry one label: uploading them with another label is a conflict.
 * One row in `claims` per contribution: every successful POST (first or duplicate) gets its own
   random deletion token, of which only the sha256 is stored. DELETE with a token withdraws that
   claim; the image and its row go when the last claim is withdrawn. So a duplicate upload never
   hands out power over somebody else's contribution, and each contributor can withdraw theirs.
+* A claim may carry the sha256 of a client-chosen idempotency key (`key_hash`, UNIQUE). Sending the
+  same key again with the same crop, label and original does not add a claim: it replaces the
+  claim's token hash with a fresh token's and returns that (`resent`). That is how a contributor
+  whose upload was committed but never acknowledged (crash, lost response) gets a working token.
+  The same key with other pixels, label or original is a 409.
+* Quota: `usage()` is SUM(uploads.bytes) plus the distinct originals' `claims.original_bytes`
+  (what this store wrote; hand-added files are not counted). `add` refuses with 507 when a new
+  file would take it over `Quota`; duplicates and re-sends add no file and are always accepted.
+* `SCHEMA_VERSION` is kept in `PRAGMA user_version`; older stores are migrated in place when
+  opened (version 1 -> 2 adds the byte counts, filled from the files on disk, and `key_hash`).
 * Writes are atomic: temp file in the destination folder -> fsync -> os.replace -> fsync(dir),
   all inside an SQLite `BEGIN IMMEDIATE` transaction (a cross-process write lock), committed
   only after the file is in place; any failure removes the new file and rolls back.
@@ -39,6 +50,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from contract import LABELS, ORIGINALS
 from contract.files import TMP_PREFIX, atomic_write, temp_path
@@ -51,26 +63,40 @@ DB_NAME = "uploads.sqlite"
 OUR_FILE = re.compile(r"^[0-9a-f]{64}\.(png|jpg|webp)$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
-SCHEMA_VERSION = 1
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+SCHEMA_VERSION = 2
+# Version 2, as a fresh store gets it. The columns added since version 1 come last, so a migrated
+# store has the same layout.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
+CREATE TABLE uploads (
     id       TEXT PRIMARY KEY,
     label    TEXT NOT NULL,
     sha256   TEXT NOT NULL UNIQUE,
     width    INTEGER NOT NULL,
     height   INTEGER NOT NULL,
-    created  TEXT NOT NULL
+    created  TEXT NOT NULL,
+    bytes    INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS claims (
+CREATE TABLE claims (
     token_hash      TEXT PRIMARY KEY,
     upload_id       TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
     created         TEXT NOT NULL,
     consent         INTEGER NOT NULL,
     source          TEXT,
     original_sha256 TEXT,
-    original_ext    TEXT
+    original_ext    TEXT,
+    original_bytes  INTEGER,
+    key_hash        TEXT
 );
-CREATE INDEX IF NOT EXISTS claims_upload ON claims(upload_id);
+CREATE INDEX claims_upload ON claims(upload_id);
+CREATE UNIQUE INDEX claims_key ON claims(key_hash) WHERE key_hash IS NOT NULL;
+"""
+MIGRATE_1_TO_2 = """
+ALTER TABLE uploads ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE claims ADD COLUMN original_bytes INTEGER;
+ALTER TABLE claims ADD COLUMN key_hash TEXT;
+CREATE UNIQUE INDEX claims_key ON claims(key_hash) WHERE key_hash IS NOT NULL;
 """
 
 
@@ -88,7 +114,19 @@ class StoredUpload:
     label: str
     sha256: str
     deletion_token: str
-    duplicate: bool
+    duplicate: bool  # another contribution shares this image
+    resent: bool = False  # an earlier send with the same idempotency key had stored it
+
+
+@dataclass(frozen=True)
+class Quota:
+    max_bytes: int
+    max_files: int
+
+
+class Usage(NamedTuple):
+    bytes: int
+    files: int
 
 
 @dataclass
@@ -111,6 +149,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _statements(script: str) -> list[str]:
+    return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class UploadStore:
@@ -125,9 +172,43 @@ class UploadStore:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        with self._write_txn() as conn:  # one process creates or migrates; the others wait
+            self._ensure_schema(conn)
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'uploads'"
+        ).fetchone()
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.db_path} has schema version {version}, newer than this server's "
+                f"{SCHEMA_VERSION}: run a newer fer-hybrid"
+            )
+        if not has_tables:
+            for stmt in _statements(SCHEMA):
+                conn.execute(stmt)
+        elif version < 2:  # 0 = a version-1 store written before user_version was set
+            for stmt in _statements(MIGRATE_1_TO_2):
+                conn.execute(stmt)
+            for upload_id, label, sha in conn.execute(
+                "SELECT id, label, sha256 FROM uploads"
+            ).fetchall():
+                conn.execute(
+                    "UPDATE uploads SET bytes = ? WHERE id = ?",
+                    (_size(self.crop_path(label, sha)), upload_id),
+                )
+            for sha, ext in conn.execute(
+                "SELECT DISTINCT original_sha256, original_ext FROM claims "
+                "WHERE original_sha256 IS NOT NULL"
+            ).fetchall():
+                conn.execute(
+                    "UPDATE claims SET original_bytes = ? WHERE original_sha256 = ?",
+                    (_size(self.original_path(sha, ext)), sha),
+                )
+            log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- plumbing -----------------------------------------------------------------------------
     @property
@@ -172,15 +253,27 @@ class UploadStore:
         consent: bool,
         source: str | None = None,
         original: CleanImage | None = None,
+        key: str | None = None,
+        quota: Quota | None = None,
     ) -> StoredUpload:
+        """Store one contribution; `key` makes re-sending it safe (see the module docstring)."""
         if label not in LABELS:
             raise UploadError(422, f"unknown label {label!r}; use one of: {', '.join(LABELS)}")
         if not consent:
             raise UploadError(400, "consent is required to store a photo")
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            raise UploadError(
+                400, "the Idempotency-Key must be 16 to 64 characters A-Z a-z 0-9 _ -"
+            )
+        key_hash = hashlib.sha256(key.encode("ascii")).hexdigest() if key is not None else None
         token = secrets.token_urlsafe(32)
         created: list[Path] = []  # files this call brought into existence (removed on failure)
         try:
             with self._write_txn() as conn:
+                if key_hash is not None:
+                    resent = self._resend(conn, key_hash, token, crop, label, original)
+                    if resent is not None:
+                        return resent
                 row = conn.execute(
                     "SELECT id, label FROM uploads WHERE sha256 = ?", (crop.sha256,)
                 ).fetchone()
@@ -192,6 +285,20 @@ class UploadStore:
                     )
                 duplicate = row is not None
                 upload_id = row[0] if duplicate else uuid.uuid4().hex
+                new_original = (
+                    original is not None
+                    and not conn.execute(
+                        "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (original.sha256,)
+                    ).fetchone()
+                )
+                if quota is not None and (not duplicate or new_original):
+                    self._check_quota(
+                        conn,
+                        quota,
+                        (0 if duplicate else len(crop.data))
+                        + (len(original.data) if new_original else 0),
+                        (0 if duplicate else 1) + (1 if new_original else 0),
+                    )
                 now = _now()
                 if not duplicate:
                     path = self.crop_path(label, crop.sha256)
@@ -199,21 +306,41 @@ class UploadStore:
                         atomic_write(path, crop.data)
                         created.append(path)
                     conn.execute(
-                        "INSERT INTO uploads (id, label, sha256, width, height, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (upload_id, label, crop.sha256, crop.width, crop.height, now),
+                        "INSERT INTO uploads (id, label, sha256, width, height, created, bytes) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            upload_id,
+                            label,
+                            crop.sha256,
+                            crop.width,
+                            crop.height,
+                            now,
+                            len(crop.data),
+                        ),
                     )
-                orig_sha = orig_ext = None
+                orig_sha = orig_ext = orig_bytes = None
                 if original is not None:
                     orig_sha, orig_ext = original.sha256, original.extension
+                    orig_bytes = len(original.data)
                     opath = self.original_path(orig_sha, orig_ext)
                     if not opath.exists():
                         atomic_write(opath, original.data)
                         created.append(opath)
                 conn.execute(
                     "INSERT INTO claims (token_hash, upload_id, created, consent, source, "
-                    "original_sha256, original_ext) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (hash_token(token), upload_id, now, int(consent), source, orig_sha, orig_ext),
+                    "original_sha256, original_ext, original_bytes, key_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        hash_token(token),
+                        upload_id,
+                        now,
+                        int(consent),
+                        source,
+                        orig_sha,
+                        orig_ext,
+                        orig_bytes,
+                        key_hash,
+                    ),
                 )
         except BaseException:
             for path in created:
@@ -222,8 +349,74 @@ class UploadStore:
             raise
         return StoredUpload(upload_id, label, crop.sha256, token, duplicate)
 
+    def _resend(
+        self,
+        conn: sqlite3.Connection,
+        key_hash: str,
+        token: str,
+        crop: CleanImage,
+        label: str,
+        original: CleanImage | None,
+    ) -> StoredUpload | None:
+        """The claim made earlier with this key, now holding `token`; None if there is none."""
+        claim = conn.execute(
+            "SELECT c.upload_id, u.label, u.sha256, c.original_sha256 FROM claims c "
+            "JOIN uploads u ON u.id = c.upload_id WHERE c.key_hash = ?",
+            (key_hash,),
+        ).fetchone()
+        if claim is None:
+            return None
+        upload_id, stored_label, stored_sha, stored_original = claim
+        if (stored_label, stored_sha, stored_original) != (
+            label,
+            crop.sha256,
+            original.sha256 if original is not None else None,
+        ):
+            raise UploadError(
+                409,
+                "this Idempotency-Key was already used for a different image, label or original; "
+                "use a new key for a new contribution",
+            )
+        conn.execute(
+            "UPDATE claims SET token_hash = ? WHERE key_hash = ?", (hash_token(token), key_hash)
+        )
+        others = conn.execute(
+            "SELECT COUNT(*) FROM claims WHERE upload_id = ?", (upload_id,)
+        ).fetchone()[0]
+        return StoredUpload(upload_id, label, crop.sha256, token, others > 1, resent=True)
+
+    @staticmethod
+    def _usage(conn: sqlite3.Connection) -> Usage:
+        crops, crop_bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM uploads"
+        ).fetchone()
+        originals, original_bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(b), 0) FROM (SELECT MAX(original_bytes) AS b "
+            "FROM claims WHERE original_sha256 IS NOT NULL GROUP BY original_sha256)"
+        ).fetchone()
+        return Usage(crop_bytes + original_bytes, crops + originals)
+
+    def usage(self) -> Usage:
+        """Bytes and files this store holds on disk (crops + distinct originals)."""
+        with self._connect() as conn:
+            return self._usage(conn)
+
+    def _check_quota(
+        self, conn: sqlite3.Connection, quota: Quota, new_bytes: int, new_files: int
+    ) -> None:
+        used = self._usage(conn)
+        if used.bytes + new_bytes > quota.max_bytes or used.files + new_files > quota.max_files:
+            raise UploadError(
+                507,
+                f"storage quota reached: the server keeps at most {quota.max_bytes} bytes in "
+                f"{quota.max_files} files of contributed photos and this upload would go over it "
+                f"(now {used.bytes} bytes in {used.files} files); nothing was stored",
+            )
+
     def delete(self, upload_id: str, token: str | None) -> None:
         """Withdraw the claim holding `token`; remove the image when no claim is left."""
+        if not token:  # checked first: without a token nothing is said about the id
+            raise UploadError(403, "the X-Deletion-Token header is required")
         if not UPLOAD_ID.match(upload_id or ""):
             raise UploadError(404, "no upload with this id")
         aside: list[tuple[Path, Path]] = []
@@ -234,8 +427,6 @@ class UploadStore:
                 ).fetchone()
                 if row is None:
                     raise UploadError(404, "no upload with this id")
-                if not token:
-                    raise UploadError(403, "the X-Deletion-Token header is required")
                 wanted = hash_token(token)
                 claims = conn.execute(
                     "SELECT token_hash, original_sha256, original_ext FROM claims WHERE upload_id = ?",

@@ -48,8 +48,8 @@ def test_good_upload_lands_on_disk_and_in_sqlite(client, settings, astronaut_rgb
     r = post_upload(client, cbuf.getvalue(), label="happy", original=original)
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) == {"id", "label", "sha256", "deletion_token", "duplicate"}
-    assert body["label"] == "happy" and body["duplicate"] is False
+    assert set(body) == {"id", "label", "sha256", "deletion_token", "duplicate", "resent"}
+    assert body["label"] == "happy" and body["duplicate"] is False and body["resent"] is False
     assert len(body["id"]) == 32 and len(body["deletion_token"]) >= 32
 
     path = settings.custom_dir / "happy" / f"{body['sha256']}.png"
@@ -70,7 +70,7 @@ def test_good_upload_lands_on_disk_and_in_sqlite(client, settings, astronaut_rgb
     assert len(rows) == 1 and rows[0][0] == body["id"] and rows[0][1] == "happy"
     claims = db_rows(settings.custom_dir, "claims")
     assert len(claims) == 1
-    token_hash, upload_id, _created, consent, source, _orig_sha, orig_ext = claims[0]
+    token_hash, upload_id, _created, consent, source, _orig_sha, orig_ext = claims[0][:7]
     assert upload_id == body["id"] and consent == 1 and source == "camera" and orig_ext == "jpg"
     assert token_hash == hashlib.sha256(body["deletion_token"].encode()).hexdigest()
     assert body["deletion_token"] not in (

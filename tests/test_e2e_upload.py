@@ -119,3 +119,48 @@ def test_upload_with_original_and_no_face(e2e_models, astronaut_rgb, tmp_path):
         assert len(label_files(custom, "neutral")) == 1
         originals = [p for p in (custom / "originals").rglob("*") if p.is_file()]
         assert len(originals) == 1
+
+
+def test_lost_answer_is_resent_with_the_same_key(e2e_models, astronaut_rgb, tmp_path, monkeypatch):
+    """The server stores the upload but its answer is lost (500): the page re-sends with the same
+    Idempotency-Key, gets the token of the stored contribution, and can delete it completely."""
+    require_browser()
+    from test_backend_helpers import db_rows
+
+    from backend import storage
+
+    real_add = storage.UploadStore.add
+    keys = []
+
+    def add_then_lose_the_answer(self, *args, **kwargs):
+        stored = real_add(self, *args, **kwargs)
+        keys.append(kwargs.get("key"))
+        if len(keys) == 1:
+            raise RuntimeError("committed, but the answer is lost (test)")
+        return stored
+
+    monkeypatch.setattr(storage.UploadStore, "add", add_then_lose_the_answer)
+    custom = tmp_path / "custom"
+    photo = tmp_path / "astronaut.png"
+    photo.write_bytes(png_bytes(astronaut_rgb))
+    with live_server(e2e_models, custom) as base, browser() as b:
+        page = b.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/upload?backend=wasm")
+        wait_state(page, UPLOAD_READY, 60)
+        page.set_input_files("#file", str(photo))
+        wait_state(page, "window.ferUploadState.faces >= 1", 60)
+        page.check("input[name=label][value=sad]")
+        page.check("#consent")
+        page.click("#submit")
+        wait_state(page, "document.getElementById('result').dataset.status === 'ok'", 30)
+        assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+        assert page.evaluate("window.ferUploadState.lastUpload.resent") is True
+        assert len(db_rows(custom, "claims")) == 1 and len(label_files(custom, "sad")) == 1
+        assert page.evaluate("localStorage.getItem('fer-hybrid.pending')") == "[]"
+        page.click("#delete-all")
+        wait_state(page, "document.getElementById('delete-result').textContent.startsWith('Deleted 1')", 20)
+        assert label_files(custom, "sad") == []
+        assert db_rows(custom) == [] and db_rows(custom, "claims") == []
+        assert errors == []

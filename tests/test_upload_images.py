@@ -105,7 +105,9 @@ def jpeg_claiming(width: int, height: int, data_from: np.ndarray) -> bytes:
 
 @pytest.fixture
 def settings(tmp_path):
-    return make_settings(tmp_path)  # the shipped defaults for every limit
+    # the shipped defaults for every image limit; no rate limit (one client sends dozens of
+    # images here; the limiter has its own tests in test_api_contract.py)
+    return make_settings(tmp_path, uploads_per_minute=0)
 
 
 @pytest.fixture

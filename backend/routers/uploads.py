@@ -1,11 +1,14 @@
 """User-contributed training photos: POST /api/uploads, DELETE /api/uploads/{id}, stats.
 
 The multipart body is parsed here (not by FastAPI's Form/File parameters) so that size
-limits apply while streaming and every error is a single human-readable `detail`.
+limits apply while streaming and every error is a single human-readable `detail`. What the
+OpenAPI document says about these operations lives in backend/upload_openapi.py (one place).
 """
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from typing import Annotated
 
@@ -20,15 +23,25 @@ from starlette.requests import ClientDisconnect
 from contract import LABELS
 
 from ..decode_budget import BudgetBusy, BudgetTooSmall, DecodeBudget
-from ..dependencies import SettingsDep, StoreDep
+from ..dependencies import SettingsDep, StoreDep, UploadLimiterDep
 from ..hosts import check_same_origin
 from ..images import ImageRejected, clean_crop, clean_original, probe
-from ..storage import UploadError
+from ..ratelimit import RateLimiter, client_address
+from ..storage import Quota, UploadError
+from ..upload_openapi import (
+    CONSENT_VALUES,
+    CREATE_OPERATION_ID,
+    DELETE_OPERATION_ID,
+    FORM_FIELDS,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    SOURCES,
+)
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 
-CONSENT_YES = {"true", "on", "1", "yes"}
-SOURCES = {"camera", "file"}
+CONSENT_YES = frozenset(CONSENT_VALUES)  # exactly these strings (the OpenAPI enum)
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 MAX_FIELD_BYTES = 1024
 
 
@@ -58,8 +71,14 @@ class UploadCreated(BaseModel):
         "keep it, it cannot be shown again."
     )
     duplicate: bool = Field(
-        description="True when these exact pixels were already stored with this label; the response then "
-        "carries the existing id and a new token that withdraws only this contribution."
+        description="True when another contribution shares these exact pixels (same label): the "
+        "response carries the shared id and a token that withdraws only this contribution."
+    )
+    resent: bool = Field(
+        False,
+        description="True when an earlier send with the same Idempotency-Key had already stored "
+        "this contribution (its answer was lost): nothing new is stored and the token returned "
+        "replaces the earlier one.",
     )
 
 
@@ -72,53 +91,36 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
-UPLOAD_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["crop", "label", "consent"],
-                "properties": {
-                    "crop": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "The aligned face crop (PNG, JPEG or WebP).",
-                    },
-                    "label": {"type": "string", "enum": list(LABELS)},
-                    "consent": {
-                        "type": "string",
-                        "description": 'Must be "true" (or "on"/"1"): the user agrees to donate the photo.',
-                    },
-                    "original": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "Optional full photo the crop was taken from.",
-                    },
-                    "source": {"type": "string", "enum": sorted(SOURCES)},
-                },
-            }
-        }
-    },
-}
-
-ERRORS = {
-    400: {
-        "model": ErrorDetail,
-        "description": "Not an image, corrupt/truncated, no consent, bad form.",
-    },
-    409: {
-        "model": ErrorDetail,
-        "description": "The same image is already stored with another label.",
-    },
-    413: {"model": ErrorDetail, "description": "File or body too large, or too many pixels."},
-    422: {"model": ErrorDetail, "description": "Unknown label or missing field."},
-}
+ERRORS = {code: {"model": ErrorDetail} for code in (400, 403, 409, 413, 422, 429, 507)}
 
 
 def _check_same_origin(request: Request) -> None:
     """Refuse cross-site form posts (CSRF): Origin must be this page's scheme, host and port."""
     check_same_origin(request)
+
+
+def _rate_limit(request: Request, limiter: RateLimiter) -> None:
+    """Per-client token bucket (the peer address: no proxy header is trusted)."""
+    wait = limiter.acquire(client_address(request.client.host if request.client else None))
+    if wait > 0:
+        retry = max(1, math.ceil(wait - 1e-6))
+        raise HTTPException(
+            429,
+            f"too many uploads from your address: at most {limiter.rate * 60:g} per minute "
+            f"(bursts of {limiter.burst}); try again in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise HTTPException(
+            400,
+            f"the {IDEMPOTENCY_KEY_HEADER} header must be 16 to 64 characters from A-Z a-z 0-9 _ - "
+            "(a random value the page keeps until it has the answer)",
+        )
+    return key
 
 
 async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
@@ -134,7 +136,7 @@ def _field(form, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise HTTPException(400, f"{name!r} must be a text field, not a file")
-    return value.strip()
+    return value  # exact: the documented values only, no case or space folding
 
 
 @router.post(
@@ -142,13 +144,15 @@ def _field(form, name: str) -> str | None:
     status_code=201,
     response_model=UploadCreated,
     summary="Contribute a labelled face crop",
-    description="Validates and stores a face crop (re-encoded as PNG, metadata stripped) under "
-    "`<custom_dir>/<label>/<sha256>.png`, with the optional original in `<custom_dir>/originals/`.",
-    openapi_extra={"requestBody": UPLOAD_BODY},
-    responses=ERRORS,
+    operation_id=CREATE_OPERATION_ID,
+    responses=ERRORS,  # descriptions, request body, limits, links: upload_openapi.document
 )
-async def create_upload(request: Request, settings: SettingsDep, store: StoreDep) -> UploadCreated:
-    _check_same_origin(request)
+async def create_upload(
+    request: Request, settings: SettingsDep, store: StoreDep, limiter: UploadLimiterDep
+) -> UploadCreated:
+    _check_same_origin(request)  # first: a cross-site page cannot spend the victim's rate budget
+    _rate_limit(request, limiter)
+    key = _idempotency_key(request)
     ctype = request.headers.get("content-type", "").lower()
     if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise HTTPException(
@@ -163,6 +167,12 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
     except ClientDisconnect as err:
         raise HTTPException(400, "the upload was interrupted") from err
     try:
+        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+        if unknown:
+            raise HTTPException(
+                400,
+                f"unknown form field {unknown[0][:40]!r}; the fields are: {', '.join(FORM_FIELDS)}",
+            )
         crop_file = form.get("crop")
         if not isinstance(crop_file, UploadFile):
             raise HTTPException(422, "the 'crop' file field is required")
@@ -175,14 +185,14 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
             raise HTTPException(
                 422, f"unknown label {label[:40]!r}; use one of: {', '.join(LABELS)}"
             )
-        consent = (_field(form, "consent") or "").lower()
+        consent = _field(form, "consent")
         if consent not in CONSENT_YES:
             raise HTTPException(
                 400,
                 "consent is required: send consent=true to confirm the person agrees to donate "
                 "this photo for training",
             )
-        source = _field(form, "source") or None
+        source = _field(form, "source")
         if source is not None and source not in SOURCES:
             raise HTTPException(422, f"source must be one of: {', '.join(sorted(SOURCES))}")
         original_file = form.get("original")
@@ -207,7 +217,15 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
         except ImageRejected as err:
             raise HTTPException(err.status_code, str(err)) from err
         try:
-            return store.add(crop, label, consent=True, source=source, original=original)
+            return store.add(
+                crop,
+                label,
+                consent=True,
+                source=source,
+                original=original,
+                key=key,
+                quota=Quota(settings.custom_max_bytes, settings.custom_max_files),
+            )
         except UploadError as err:
             raise HTTPException(err.status_code, str(err)) from err
 
@@ -218,6 +236,7 @@ async def create_upload(request: Request, settings: SettingsDep, store: StoreDep
         sha256=stored.sha256,
         deletion_token=stored.deletion_token,
         duplicate=stored.duplicate,
+        resent=stored.resent,
     )
 
 
@@ -284,10 +303,8 @@ def upload_stats(store: StoreDep) -> UploadStats:
     summary="Withdraw a contribution",
     description="Withdraws the contribution identified by its deletion token; the image files and row "
     "are removed when no other contribution of the same image remains.",
-    responses={
-        403: {"model": ErrorDetail, "description": "Missing or wrong deletion token."},
-        404: {"model": ErrorDetail, "description": "Unknown upload id."},
-    },
+    operation_id=DELETE_OPERATION_ID,
+    responses={403: {"model": ErrorDetail}, 404: {"model": ErrorDetail}},
 )
 def delete_upload(
     upload_id: str,

@@ -1,5 +1,9 @@
 // Upload page: detect faces in a photo (in the browser), show the aligned crop, send crop + label
 // with explicit consent to POST /api/uploads; remember deletion tokens in localStorage.
+// Every contribution gets a random Idempotency-Key, saved (PENDING_KEY) before it is sent: when the
+// answer is lost (network error, server error), the same form is re-sent once with the same key,
+// and pressing Upload again for the same face and label re-sends it too. The server then returns
+// the deletion token of the contribution it already stored instead of storing it twice.
 import { chooseBackend } from './env.js';
 import { FaceDetector } from './detector.js';
 import { drawAligned, toGray, grayToCanvas } from './align.js';
@@ -7,6 +11,7 @@ import { drawPhoto, PhotoError } from './photo.js';
 import { showMessage as showIn, hideMessage } from './message.js';
 
 export const STORE_KEY = 'fer-hybrid.uploads';
+export const PENDING_KEY = 'fer-hybrid.pending';
 export const CROP_SIZE = 128;
 
 const $ = (id) => document.getElementById(id);
@@ -21,11 +26,25 @@ window.ferUploadState = state;
 let detector = null;
 let photoFile = null;
 let cropCanvases = [];
+let pending = null; // { key, sig } of the contribution whose answer has not arrived
 
 export function loadUploads() {
   try { return JSON.parse(localStorage.getItem(STORE_KEY) || '[]'); } catch { return []; }
 }
 function saveUploads(list) { localStorage.setItem(STORE_KEY, JSON.stringify(list)); renderUploads(); }
+
+function newKey() { // 32 url-safe characters (crypto.randomUUID needs a secure context)
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_');
+}
+function loadPending() {
+  try { return JSON.parse(localStorage.getItem(PENDING_KEY) || '[]'); } catch { return []; }
+}
+function setPending(key, entry) { // entry null: the outcome is known, forget the key
+  const list = loadPending().filter((p) => p.key !== key);
+  if (entry) list.push(entry);
+  localStorage.setItem(PENDING_KEY, JSON.stringify(list));
+}
 
 function renderUploads() {
   const list = loadUploads();
@@ -58,6 +77,7 @@ async function handleFile(file) {
   els.result.textContent = '';
   hideMessage(els.message);
   photoFile = file || null;
+  pending = null;
   state.selected = -1; state.faces = 0; cropCanvases = [];
   els.crops.replaceChildren();
   els.cropCard.hidden = true;
@@ -127,16 +147,34 @@ async function submit(ev) {
   fd.append('label', label);
   fd.append('consent', 'true');
   fd.append('source', els.file.hasAttribute('data-camera') ? 'camera' : 'file');
-  if (els.sendOriginal.checked && photoFile) fd.append('original', photoFile, photoFile.name || 'original.jpg');
+  const withOriginal = els.sendOriginal.checked && photoFile;
+  if (withOriginal) fd.append('original', photoFile, photoFile.name || 'original.jpg');
+  // Same face, label and original as an unanswered send: same key, so it cannot be stored twice.
+  const sig = `${state.selected}|${label}|${withOriginal ? 1 : 0}`;
+  if (!pending || pending.sig !== sig) pending = { key: newKey(), sig };
+  const { key } = pending;
+  setPending(key, { key, label, at: Date.now() });
+  const send = () => fetch('/api/uploads', {
+    method: 'POST', body: fd, credentials: 'same-origin', headers: { 'Idempotency-Key': key },
+  });
   let res;
-  try {
-    res = await fetch('/api/uploads', { method: 'POST', body: fd, credentials: 'same-origin' });
-  } catch (err) {
+  for (let attempt = 1; ; attempt++) {
+    let lost = null;
+    try {
+      res = await send();
+      if ([500, 502, 503, 504].includes(res.status)) lost = `HTTP ${res.status}`;
+    } catch (err) {
+      lost = err.message;
+    }
+    if (!lost) break;
+    if (attempt < 2) continue; // retry once with the same key
     els.result.textContent = '';
-    showMessage('Upload failed', `The server could not be reached (${err.message}).`);
+    showMessage('Upload not confirmed', `The server did not answer (${lost}). It may have stored the photo: press Upload again to re-send it; it will not be stored twice.`);
     refreshSubmit();
     return;
   }
+  pending = null;
+  setPending(key, null);
   if (res.status !== 201 && !res.ok) {
     els.result.textContent = '';
     state.error = await errorText(res);
