@@ -22,14 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
-import re
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageOps
+
+from .image_structure import (
+    JpegLayout,
+    jpeg_layout,
+    least_complete_size,
+    png_inflated_bytes,
+    restart_markers_missing,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -56,10 +62,6 @@ ORIGINAL_QUALITY = 90
 
 #: Bytes per pixel of one working copy after decoding (Pillow keeps RGB/RGBA/LA in 4 bytes).
 WORK_BYTES_PER_PIXEL = 4
-
-#: Deflate cannot compress better than about 1032:1 (258-byte matches coded in 2 bits), so a
-#: complete PNG holds at least raw_bytes / 1032 bytes of image data.
-DEFLATE_MAX_RATIO = 1032
 
 
 class ImageRejected(ValueError):
@@ -136,8 +138,8 @@ def probe(
             f"the most accepted is {max_pixels / 1e6:.1f} megapixels",
             413,
         )
-    jpeg = _jpeg_layout(data) if fmt == "JPEG" else None
-    least = _least_complete_size(data, fmt, width, height, jpeg)
+    jpeg = jpeg_layout(data) if fmt == "JPEG" else None
+    least = least_complete_size(data, fmt, width, height, jpeg)
     if len(data) < least:
         raise ImageRejected(
             f"{what} says it is {width}x{height} pixels but holds only {len(data)} bytes; a "
@@ -161,128 +163,7 @@ def _open(data: bytes, fmt: str, what: str) -> Image.Image:
         ) from err
 
 
-@dataclass
-class _JpegLayout:
-    """What the marker segments of a JPEG say (read without decoding any scan)."""
-
-    scan_end: int | None = None  # offset of the marker that ends the last scan (usually EOI)
-    sof: int | None = None  # the frame marker (baseline, progressive, arithmetic, ...)
-    width: int = 0
-    height: int = 0
-    sampling: dict[int, tuple[int, int]] = field(default_factory=dict)  # component -> (H, V)
-    restart_interval: int = 0  # MCUs between restart markers (0: none)
-    scans: int = 0
-    last_scan_components: tuple[int, ...] = ()
-    last_scan_restarts: int = 0  # restart markers inside the last scan's data
-
-    @property
-    def progressive(self) -> bool:
-        return self.sof in _SOF_PROGRESSIVE
-
-    @property
-    def arithmetic(self) -> bool:
-        return self.sof in _SOF_ARITHMETIC
-
-
-_SOF_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
-_SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_SOF = {0xC0, 0xC1, 0xC3, 0xC5, 0xC7} | _SOF_PROGRESSIVE | _SOF_ARITHMETIC
-#: Inside entropy-coded data FF is followed by 00 (stuffing) or D0-D7 (restart markers);
-#: anything else (after optional FF fill bytes) is the marker that ends the scan.
-_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
-_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
-
-
-def _jpeg_layout(data: bytes) -> _JpegLayout:
-    """Walk the JPEG's marker segments (no decoding): frame, restart interval, scans."""
-    layout = _JpegLayout()
-    pos = 2
-    while pos + 2 <= len(data):
-        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
-            pos = data.find(b"\xff", pos)
-            if pos < 0:
-                break
-            continue
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD9:  # EOI
-            layout.scan_end = pos
-            break
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # segments without a length
-            pos += 2
-            continue
-        if pos + 4 > len(data):
-            break
-        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        body = data[pos + 4 : seg_end]
-        if marker in _SOF and layout.sof is None and len(body) >= 6:
-            layout.sof = marker
-            layout.height = int.from_bytes(body[1:3], "big")
-            layout.width = int.from_bytes(body[3:5], "big")
-            for i in range(body[5]):
-                comp = body[6 + 3 * i : 9 + 3 * i]
-                if len(comp) == 3:
-                    layout.sampling[comp[0]] = (comp[1] >> 4, comp[1] & 15)
-        elif marker == 0xDD and len(body) >= 2:  # DRI
-            layout.restart_interval = int.from_bytes(body[:2], "big")
-        elif marker == 0xDA:  # SOS: entropy-coded data runs up to the next real marker
-            found = _SCAN_END.search(data, seg_end)
-            if found is None:
-                break
-            pos = found.end() - 2
-            layout.scans += 1
-            layout.last_scan_components = tuple(body[1 : 1 + 2 * body[0] : 2]) if body else ()
-            layout.last_scan_restarts = len(_RESTART.findall(data, seg_end, pos))
-            layout.scan_end = pos
-            continue
-        pos = seg_end
-    return layout
-
-
-def _restart_markers_missing(layout: _JpegLayout) -> bool:
-    """True when a one-scan JPEG with restart intervals lacks some of its restart markers.
-
-    An encoder writes a restart marker after every `restart_interval` MCUs except the last,
-    so a complete scan holds ceil(MCUs / interval) - 1 of them. A file cut at an interval
-    boundary shows no other sign: libjpeg skips to the EOI and pads the rest.
-    """
-    if layout.progressive or layout.scans != 1 or not layout.restart_interval:
-        return False
-    comps = [layout.sampling.get(c) for c in layout.last_scan_components]
-    if not comps or None in comps or not layout.sampling:
-        return False
-    h_max = max(h for h, _ in layout.sampling.values())
-    v_max = max(v for _, v in layout.sampling.values())
-    if len(comps) == 1:  # non-interleaved: one block per MCU, at the component's resolution
-        h, v = comps[0]
-        cols = math.ceil(math.ceil(layout.width * h / h_max) / 8)
-        rows = math.ceil(math.ceil(layout.height * v / v_max) / 8)
-    else:
-        cols = math.ceil(layout.width / (8 * h_max))
-        rows = math.ceil(layout.height / (8 * v_max))
-    expected = math.ceil(cols * rows / layout.restart_interval) - 1
-    return layout.last_scan_restarts < expected
-
-
-def _least_complete_size(
-    data: bytes, fmt: str, width: int, height: int, jpeg: _JpegLayout | None
-) -> int:
-    """A lower bound on the bytes any complete file of this format and size must hold."""
-    if fmt == "JPEG" and jpeg is not None and not jpeg.arithmetic:
-        # Huffman coding spends at least one bit on the DC term of every 8x8 block of the
-        # first component, whatever the content or quality.
-        return math.ceil(width / 8) * math.ceil(height / 8) // 8
-    if fmt == "PNG" and len(data) >= 26:
-        depth, colour_type = data[24], data[25]
-        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 1)
-        raw = height * (1 + math.ceil(width * channels * depth / 8))  # + 1 filter byte a row
-        return raw // DEFLATE_MAX_RATIO
-    return 0  # WebP (lossless or VP8) can code a flat image in almost nothing: checked later
-
-
-def _decode_bytes(data: bytes, fmt: str, img: Image.Image, jpeg: _JpegLayout | None) -> int:
+def _decode_bytes(data: bytes, fmt: str, img: Image.Image, jpeg: JpegLayout | None) -> int:
     """Memory to decode and re-encode this image: the decoded buffer + two working copies."""
     pixels = img.width * img.height
     bands = len(img.getbands())
@@ -348,8 +229,8 @@ def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
     that probe (libjpeg skips the filler while looking for the next marker), so the restart
     markers are counted first.
     """
-    layout = _jpeg_layout(data)
-    if _restart_markers_missing(layout):
+    layout = jpeg_layout(data)
+    if restart_markers_missing(layout):
         raise ImageRejected(
             f"{what} is truncated: its JPEG data stops before the last part of the picture "
             "(some of its restart markers are missing)"
@@ -374,57 +255,21 @@ def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
     return sent if scale == 1 else None
 
 
-#: Adam7 passes: (first column, first row, column step, row step).
-_ADAM7 = (
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-)
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-
-
-def _png_raw_size(width: int, height: int, depth: int, colour_type: int, interlace: int) -> int:
-    """Bytes the IDAT stream must inflate to: each row is a filter byte + its packed samples."""
-    bits = _PNG_CHANNELS.get(colour_type, 1) * depth
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-    total = 0
-    for x0, y0, dx, dy in passes:
-        cols, rows = math.ceil(max(0, width - x0) / dx), math.ceil(max(0, height - y0) / dy)
-        if cols and rows:
-            total += rows * (1 + math.ceil(cols * bits / 8))
-    return total
-
-
 def _check_png_complete(data: bytes, what: str) -> None:
     """Reject a PNG whose compressed data holds fewer rows than its header promises.
 
     A complete zlib stream that simply stops early decodes without error in Pillow (the
-    missing rows come out black), so inflate the IDAT chunks here, in 1 MiB steps (no big
-    buffer), and count the bytes against the size the header implies.
+    missing rows come out black), so count the inflated bytes against the header's size.
     """
-    width, height = struct.unpack(">II", data[16:24])
-    depth, colour_type, interlace = data[24], data[25], data[28]
-    need = _png_raw_size(width, height, depth, colour_type, interlace)
-    inflater, got, pos = zlib.decompressobj(), 0, 8
     try:
-        while pos + 8 <= len(data) and got < need:
-            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-            if kind == b"IDAT":
-                chunk = data[pos + 8 : pos + 8 + length]
-                while chunk and got < need:
-                    got += len(inflater.decompress(chunk, 1 << 20))
-                    chunk = inflater.unconsumed_tail
-            pos += 12 + length
+        got, need = png_inflated_bytes(data)
     except zlib.error as err:
         raise ImageRejected(f"{what} is corrupt: its PNG data does not decompress") from err
     if got < need:
+        width, height = struct.unpack(">II", data[16:24])
         raise ImageRejected(
-            f"{what} is truncated or corrupt: its PNG data holds only {got} of the {need} bytes its "
-            f"{width}x{height} pixels need"
+            f"{what} is truncated or corrupt: its PNG data holds only {got} of the {need} "
+            f"bytes its {width}x{height} pixels need"
         )
 
 

@@ -1,0 +1,189 @@
+"""What an image file's bytes say about its completeness, read without decoding any pixel.
+
+`backend.images` uses these to refuse forged and truncated uploads cheaply:
+
+* `jpeg_layout` walks a JPEG's marker segments (frame, restart interval, scans) and
+  `restart_markers_missing` tells a one-scan JPEG cut at a restart boundary, which libjpeg
+  pads without a word;
+* `least_complete_size` is a lower bound on the bytes a complete file of a given format and
+  size must hold (a 1 KB file cannot be a complete 4096x4096 JPEG);
+* `png_inflated_bytes` inflates a PNG's IDAT chunks in bounded steps and says how many of the
+  bytes its header needs are really there (Pillow fills missing rows black).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+#: Deflate cannot compress better than about 1032:1 (258-byte matches coded in 2 bits), so a
+#: complete PNG holds at least raw_bytes / 1032 bytes of image data.
+DEFLATE_MAX_RATIO = 1032
+#: PNG colour type -> samples per pixel.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+@dataclass
+class JpegLayout:
+    """What the marker segments of a JPEG say (read without decoding any scan)."""
+
+    scan_end: int | None = None  # offset of the marker that ends the last scan (usually EOI)
+    sof: int | None = None  # the frame marker (baseline, progressive, arithmetic, ...)
+    width: int = 0
+    height: int = 0
+    sampling: dict[int, tuple[int, int]] = field(default_factory=dict)  # component -> (H, V)
+    restart_interval: int = 0  # MCUs between restart markers (0: none)
+    scans: int = 0
+    last_scan_components: tuple[int, ...] = ()
+    last_scan_restarts: int = 0  # restart markers inside the last scan's data
+
+    @property
+    def progressive(self) -> bool:
+        return self.sof in _SOF_PROGRESSIVE
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.sof in _SOF_ARITHMETIC
+
+
+_SOF_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+_SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_SOF = {0xC0, 0xC1, 0xC3, 0xC5, 0xC7} | _SOF_PROGRESSIVE | _SOF_ARITHMETIC
+#: Inside entropy-coded data FF is followed by 00 (stuffing) or D0-D7 (restart markers);
+#: anything else (after optional FF fill bytes) is the marker that ends the scan.
+_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
+
+
+def jpeg_layout(data: bytes) -> JpegLayout:
+    """Walk the JPEG's marker segments (no decoding): frame, restart interval, scans."""
+    layout = JpegLayout()
+    pos = 2
+    while pos + 2 <= len(data):
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            layout.scan_end = pos
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # segments without a length
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            break
+        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        body = data[pos + 4 : seg_end]
+        if marker in _SOF and layout.sof is None and len(body) >= 6:
+            layout.sof = marker
+            layout.height = int.from_bytes(body[1:3], "big")
+            layout.width = int.from_bytes(body[3:5], "big")
+            for i in range(body[5]):
+                comp = body[6 + 3 * i : 9 + 3 * i]
+                if len(comp) == 3:
+                    layout.sampling[comp[0]] = (comp[1] >> 4, comp[1] & 15)
+        elif marker == 0xDD and len(body) >= 2:  # DRI
+            layout.restart_interval = int.from_bytes(body[:2], "big")
+        elif marker == 0xDA:  # SOS: entropy-coded data runs up to the next real marker
+            found = _SCAN_END.search(data, seg_end)
+            if found is None:
+                break
+            pos = found.end() - 2
+            layout.scans += 1
+            layout.last_scan_components = tuple(body[1 : 1 + 2 * body[0] : 2]) if body else ()
+            layout.last_scan_restarts = len(_RESTART.findall(data, seg_end, pos))
+            layout.scan_end = pos
+            continue
+        pos = seg_end
+    return layout
+
+
+def restart_markers_missing(layout: JpegLayout) -> bool:
+    """True when a one-scan JPEG with restart intervals lacks some of its restart markers.
+
+    An encoder writes a restart marker after every `restart_interval` MCUs except the last,
+    so a complete scan holds ceil(MCUs / interval) - 1 of them. A file cut at an interval
+    boundary shows no other sign: libjpeg skips to the EOI and pads the rest.
+    """
+    if layout.progressive or layout.scans != 1 or not layout.restart_interval:
+        return False
+    comps = [layout.sampling.get(c) for c in layout.last_scan_components]
+    if not comps or None in comps or not layout.sampling:
+        return False
+    h_max = max(h for h, _ in layout.sampling.values())
+    v_max = max(v for _, v in layout.sampling.values())
+    if len(comps) == 1:  # non-interleaved: one block per MCU, at the component's resolution
+        h, v = comps[0]
+        cols = math.ceil(math.ceil(layout.width * h / h_max) / 8)
+        rows = math.ceil(math.ceil(layout.height * v / v_max) / 8)
+    else:
+        cols = math.ceil(layout.width / (8 * h_max))
+        rows = math.ceil(layout.height / (8 * v_max))
+    expected = math.ceil(cols * rows / layout.restart_interval) - 1
+    return layout.last_scan_restarts < expected
+
+
+def least_complete_size(
+    data: bytes, fmt: str, width: int, height: int, jpeg: JpegLayout | None
+) -> int:
+    """A lower bound on the bytes any complete file of this format and size must hold."""
+    if fmt == "JPEG" and jpeg is not None and not jpeg.arithmetic:
+        # Huffman coding spends at least one bit on the DC term of every 8x8 block of the
+        # first component, whatever the content or quality.
+        return math.ceil(width / 8) * math.ceil(height / 8) // 8
+    if fmt == "PNG" and len(data) >= 26:
+        depth, colour_type = data[24], data[25]
+        channels = _PNG_CHANNELS.get(colour_type, 1)
+        raw = height * (1 + math.ceil(width * channels * depth / 8))  # + 1 filter byte a row
+        return raw // DEFLATE_MAX_RATIO
+    return 0  # WebP (lossless or VP8) can code a flat image in almost nothing: checked later
+
+
+#: Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def png_raw_size(width: int, height: int, depth: int, colour_type: int, interlace: int) -> int:
+    """Bytes the IDAT stream must inflate to: each row is a filter byte + its packed samples."""
+    bits = _PNG_CHANNELS.get(colour_type, 1) * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        cols, rows = math.ceil(max(0, width - x0) / dx), math.ceil(max(0, height - y0) / dy)
+        if cols and rows:
+            total += rows * (1 + math.ceil(cols * bits / 8))
+    return total
+
+
+def png_inflated_bytes(data: bytes) -> tuple[int, int]:
+    """(bytes the IDAT stream inflates to, bytes the header's size needs), inflating in 1 MiB
+    steps and stopping once enough is there (no big buffer). Raises zlib.error when corrupt."""
+    width, height = struct.unpack(">II", data[16:24])
+    depth, colour_type, interlace = data[24], data[25], data[28]
+    need = png_raw_size(width, height, depth, colour_type, interlace)
+    inflater, got, pos = zlib.decompressobj(), 0, 8
+    while pos + 8 <= len(data) and got < need:
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            chunk = data[pos + 8 : pos + 8 + length]
+            while chunk and got < need:
+                got += len(inflater.decompress(chunk, 1 << 20))
+                chunk = inflater.unconsumed_tail
+        pos += 12 + length
+    return got, need
