@@ -257,6 +257,26 @@ def test_decide_keeps_float32_beyond_the_thresholds():
     assert float16_check.decide(probe)[0] == "float16"
 
 
+def test_a_diverged_model_is_kept_float32_and_its_check_is_strict_json(tmp_path):
+    """A run whose weights went NaN (seen: a bf16 member under JAX) must not make the bundle's
+    strict-JSON manifest unwritable, which would lose every run of the device call."""
+    import keras
+
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(7, activation="softmax")])
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([np.full_like(kernel, np.nan), bias])
+    path = tmp_path / "best.keras"
+    model.save(path)
+    rebuilt = keras_file.rebuild_keras(keras_file.compact_keras(path.read_bytes(), "float16"))
+    images = float16_check.probe_images(n=16)
+    check = float16_check.measure(path, rebuilt, images)
+    json.dumps(check, allow_nan=False)  # raised "Out of range float values" before
+    assert check["not_finite_images"] == 16 and check["max_abs_prob_change"] is None
+    storage, reason = float16_check.decide(check)
+    assert storage == "float32" and "NaN" in reason
+
+
 def test_probe_set_stands_in_when_the_runs_data_is_not_here(tmp_path):
     run = RunFolder(tmp_path / "r")
     run.write_config({"model": "baseline_cnn", "seed": 0,

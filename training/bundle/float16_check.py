@@ -103,11 +103,17 @@ def measure(model_path: Path, rounded_keras: bytes, images: EvalImages, *,
         path.write_bytes(rounded_keras)
         rounded = predict_probs(load_model(path), images.x, batch_size=batch_size)
     top_ref, top_rounded = reference.argmax(1), rounded.argmax(1)
+    # A diverged run predicts NaN: the comparison is meaningless then, and a NaN in the
+    # manifest would make the whole bundle unwritable (strict JSON), losing every run in it.
+    not_finite = int((~np.isfinite(reference).all(1) | ~np.isfinite(rounded).all(1)).sum())
     check = {
         "images": images.source,
         "n": int(len(images.x)),
-        "max_abs_prob_change": float(np.abs(reference - rounded).max()),
+        "max_abs_prob_change": (
+            float(np.abs(reference - rounded).max()) if not not_finite else None
+        ),
         "top1_agreement_pct": round(100.0 * float((top_ref == top_rounded).mean()), 4),
+        "not_finite_images": not_finite,
     }
     if images.y is not None:
         acc32 = 100.0 * float((top_ref == images.y).mean())
@@ -121,6 +127,9 @@ def decide(check: dict, *, min_agreement: float = DEFAULT_MIN_AGREEMENT,
            max_accuracy_change: float = DEFAULT_MAX_ACCURACY_CHANGE,
            max_prob_change: float | None = None) -> tuple[str, str]:
     """('float16' | 'float32', why) for a measurement from `measure`."""
+    if check.get("not_finite_images"):
+        return "float32", (f"the model predicts NaN or infinity on {check['not_finite_images']} "
+                           f"of {check['n']} images (a diverged run?): kept as trained")
     problems = []
     if check["top1_agreement_pct"] < min_agreement:
         problems.append(f"top-1 agreement {check['top1_agreement_pct']:.2f}% < "
