@@ -71,6 +71,12 @@ def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
     return response
 
 
+def _retry_after(description: str) -> dict[str, Any]:
+    return {
+        "Retry-After": {"description": description, "schema": {"type": "integer", "minimum": 1}}
+    }
+
+
 def _request_body(s: Settings) -> dict[str, Any]:
     image_rule = (
         f"at most {s.max_upload_bytes} bytes; PNG, JPEG or WebP, decided from its bytes (not its "
@@ -169,12 +175,7 @@ def _post_errors(s: Settings) -> dict[str, dict[str, Any]]:
         "429": _error(
             f"Too many uploads from this client address: {s.uploads_per_minute:g} per minute, in "
             f"bursts of up to {s.upload_burst}. Nothing was read or stored.",
-            headers={
-                "Retry-After": {
-                    "description": "Seconds until the next upload from this address is accepted.",
-                    "schema": {"type": "integer", "minimum": 1},
-                }
-            },
+            headers=_retry_after("Seconds until the next upload from this address is accepted."),
         ),
         "507": _error(
             f"Storage quota reached: the store keeps at most {s.custom_max_bytes} bytes in "
@@ -184,12 +185,7 @@ def _post_errors(s: Settings) -> dict[str, dict[str, Any]]:
         "503": _error(
             f"The server is busy decoding other uploads: this one waited "
             f"{s.decode_wait_seconds:g} s for decode memory. Nothing was stored; try again.",
-            headers={
-                "Retry-After": {
-                    "description": "Seconds to wait before sending again.",
-                    "schema": {"type": "integer", "minimum": 1},
-                }
-            },
+            headers=_retry_after("Seconds to wait before sending again."),
         ),
         "408": _transport_errors(s)["408"],
         "431": _transport_errors(s)["431"],

@@ -180,19 +180,25 @@ def test_truncated_original_jpeg_is_rejected(client, settings, astronaut_rgb):
     assert_nothing_stored(settings)
 
 
-def test_header_claiming_4096_squared_from_a_kilobyte_is_refused_before_decoding(
-    client, settings, astronaut_rgb, monkeypatch
-):
-    forged = jpeg_claiming(4096, 3072, astronaut_rgb[:32, :32])
-    assert len(forged) < 2000
-    decoded = []
+@pytest.fixture
+def decoded(monkeypatch):
+    """The sizes of every image Pillow decodes (ImageFile.load) during the test."""
+    sizes = []
     real_load = ImageFile.ImageFile.load
 
     def spy(self):
-        decoded.append(self.size)
+        sizes.append(self.size)
         return real_load(self)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    return sizes
+
+
+def test_header_claiming_4096_squared_from_a_kilobyte_is_refused_before_decoding(
+    client, settings, astronaut_rgb, decoded
+):
+    forged = jpeg_claiming(4096, 3072, astronaut_rgb[:32, :32])
+    assert len(forged) < 2000
     crop = encode(face_crop(astronaut_rgb), "PNG")
     r = post_upload(client, crop, original=forged)
     assert r.status_code == 400, r.text
@@ -302,20 +308,12 @@ def test_crop_larger_than_the_page_sends_gets_413(client, settings, astronaut_rg
 
 
 def test_original_over_the_megapixel_cap_gets_413_before_decoding(
-    client, settings, astronaut_rgb, monkeypatch
+    client, settings, astronaut_rgb, decoded
 ):
     assert settings.max_original_pixels == 4096 * 3072
     photo = np.asarray(Image.fromarray(astronaut_rgb).resize((4096, 4096)))
     original = encode(photo, "JPEG", quality=50)
     assert len(original) < settings.max_upload_bytes
-    decoded = []
-    real_load = ImageFile.ImageFile.load
-
-    def spy(self):
-        decoded.append(self.size)
-        return real_load(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
     r = post_upload(client, encode(face_crop(astronaut_rgb), "PNG"), original=original)
     assert r.status_code == 413, r.text
     assert "megapixels" in r.json()["detail"] and "original" in r.json()["detail"]
