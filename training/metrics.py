@@ -161,3 +161,36 @@ def evaluate_probs(
     out["accuracy_tta"] = with_tta["accuracy"] if with_tta else None
     out["macro_f1_tta"] = with_tta["macro_f1"] if with_tta else None
     return out
+
+
+def ferplus_agreement(y_pred: np.ndarray, votes: np.ndarray, scored: np.ndarray) -> dict:
+    """How predictions agree with the FER+ ten-annotator votes (`training.data.ferplus`).
+
+    `votes` (N, 10) in FER+ column order, `scored` (N,) the rows whose most-voted column is one
+    of our seven classes (`FerPlusVotes.scored`). Returns:
+
+    * `majority_agreement`: share of scored rows whose predicted class got the most votes; a
+      tie counts as agreement with any tied class;
+    * `mean_vote_share`: over the same rows, the mean share of the ten (or however many)
+      annotators who chose the predicted class;
+    * `n`: how many rows were scored.
+    """
+    from training.data.ferplus import CLASS_COLUMNS
+
+    y_pred = np.asarray(y_pred, dtype="int64").ravel()
+    votes = np.asarray(votes, dtype="int64")
+    scored = np.asarray(scored, dtype=bool).ravel()
+    if not (y_pred.shape[0] == votes.shape[0] == scored.shape[0]):
+        raise ValueError(
+            f"predictions {y_pred.shape}, votes {votes.shape} and rows {scored.shape} differ"
+        )
+    pred_votes = votes[:, CLASS_COLUMNS][np.arange(len(y_pred)), y_pred]
+    top, total = votes.max(axis=1), votes.sum(axis=1)
+    n = int(scored.sum())
+    if n == 0:
+        return {"n": 0, "majority_agreement": None, "mean_vote_share": None}
+    return {
+        "n": n,
+        "majority_agreement": float((pred_votes == top)[scored].mean()),
+        "mean_vote_share": float((pred_votes / np.maximum(total, 1))[scored].mean()),
+    }

@@ -59,7 +59,8 @@ def _cache_path(path: Path) -> Path:
     return cache_dir() / f"fer2013-{digest}.npz"
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, advice: str = "re-download the FER2013 CSV") -> bytes:
+    """The file's bytes, gunzipped when it is gzip (by its magic number, not its name)."""
     try:
         with open(path, "rb") as fh:
             magic = fh.read(2)
@@ -68,7 +69,7 @@ def _read_bytes(path: Path) -> bytes:
                 return fh.read()
         return path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise FerError(f"cannot read {path} ({err}); re-download the FER2013 CSV") from None
+        raise FerError(f"cannot read {path} ({err}); {advice}") from None
 
 
 def parse_csv_bytes(
