@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from contract import LABELS, SPLIT_TITLES, utc_now
+from training.data.ferplus import FerPlusVotes
 from training.data.splits import SplitLoader
 from training.errors import FerError
-from training.metrics import evaluate_probs
+from training.metrics import combine_tta, evaluate_probs, ferplus_agreement
 from training.predict import predict_split
 from training.report import pct, text_table, write_json
 from training.runs import (
@@ -83,8 +84,12 @@ def evaluate_target(
     out_dir: Path | None = None,
     data_loader: SplitLoader | None = None,
     batch_size: int = 256,
+    votes: FerPlusVotes | None = None,
 ) -> dict:
     """Score one target on one split and write its reports.
+
+    With `votes` (the split's FER+ votes, `training.data.ferplus.votes_for_split`) the result
+    also has "ferplus": agreement with the ten-annotator majority, plain and with flip TTA.
 
     Writes into `out_dir` (default <run>/evaluation/): metrics_<split>.json,
     confusion_<split>.png and confusion_<split>.json. Returns the metrics dict
@@ -107,6 +112,7 @@ def evaluate_target(
         "predictions": origin,
         "labels": list(LABELS),
         **metrics,
+        "ferplus": ferplus_metrics(preds, votes) if votes is not None else None,
     }
     mode = "flip TTA" if metrics["tta"] else "no TTA"
     files = {"metrics": out_dir / f"metrics_{split}.json"}
@@ -116,6 +122,27 @@ def evaluate_target(
     result["files"] = {k: str(v) for k, v in files.items()}
     write_json(files["metrics"], result)
     return result
+
+
+def ferplus_metrics(preds: Predictions, votes: FerPlusVotes) -> dict:
+    """FER+ majority agreement and mean vote share of the predictions, plain and flip TTA
+    (or a "note" saying why not, when the predictions are not the split's rows)."""
+    if len(votes.votes) != len(preds.y):  # e.g. predictions from another FER2013 source
+        return {
+            "note": f"not computed: the predictions have {len(preds.y)} rows but the split has "
+            f"{len(votes.votes)} FER+ vote rows, so they are not the same images"
+        }
+    plain = combine_tta(preds.probs, None, False)
+    tta = combine_tta(preds.probs, preds.probs_flip, True) if preds.probs_flip is not None else None
+    return {
+        "ties": "a tie for the most votes counts as agreement with any tied class",
+        "plain": ferplus_agreement(plain.argmax(axis=1), votes.votes, votes.scored),
+        "tta": (
+            ferplus_agreement(tta.argmax(axis=1), votes.votes, votes.scored)
+            if tta is not None
+            else None
+        ),
+    }
 
 
 def format_summary(result: dict) -> str:
@@ -128,8 +155,19 @@ def format_summary(result: dict) -> str:
         ),
         f"  accuracy  no TTA {pct(result['accuracy_plain'])}   flip TTA {pct(result['accuracy_tta'])}",
         f"  macro-F1  no TTA {pct(result['macro_f1_plain'])}   flip TTA {pct(result['macro_f1_tta'])}",
-        f"  per class ({mode}):",
     ]
+    fp = result.get("ferplus")
+    if fp and "note" in fp:
+        lines.append(f"  FER+ agreement {fp['note']}")
+    elif fp:
+        tta = fp["tta"] or {}
+        lines.append(
+            f"  FER+ majority agreement  no TTA {pct(fp['plain']['majority_agreement'])}   "
+            f"flip TTA {pct(tta.get('majority_agreement'))}   "
+            f"(mean vote share {pct((tta or fp['plain'])['mean_vote_share'])}; "
+            f"{fp['plain']['n']} rows whose top vote is one of the 7 classes; ties agree)"
+        )
+    lines.append(f"  per class ({mode}):")
     rows = [
         [label, pct(v["recall"], 1), pct(v["precision"], 1), pct(v["f1"], 1), v["support"]]
         for label, v in result["per_class"].items()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013, PredictBatch
+from training.commands.options import DataDir, Fer2013, FerPlus, PredictBatch
 
 
 def evaluate(
@@ -38,13 +38,17 @@ def evaluate(
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
     batch_size: PredictBatch = 256,
+    ferplus: FerPlus = None,
 ) -> None:
     """Evaluate run folders or .keras models on one split (default: test = PrivateTest).
 
     A run folder's predictions/<split>.npz is reused, or computed and saved.
-    Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json.
+    Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json. When the
+    FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
+    reports agreement with the ten-annotator majority.
     """
     from training.data import splits
+    from training.data.ferplus import votes_for_split
     from training.evaluate import evaluate_target, format_summary
     from training.runs import normalise_split, resolve_target
 
@@ -52,13 +56,22 @@ def evaluate(
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist
     resolved = [resolve_target(t, need_model=False) for t in targets]
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
+    votes, votes_note = votes_for_split(split, data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
+    if votes is None:
+        typer.echo(votes_note)
     many = len(resolved) > 1
     for target in resolved:
         out_dir = None
         if out is not None:
             out_dir = out / target.name if many else out
         result = evaluate_target(
-            target, split, tta=tta, out_dir=out_dir, data_loader=loader, batch_size=batch_size
+            target,
+            split,
+            tta=tta,
+            out_dir=out_dir,
+            data_loader=loader,
+            batch_size=batch_size,
+            votes=votes,
         )
         typer.echo(format_summary(result))
         typer.echo(f"  wrote {result['files']['metrics']}, {result['files']['confusion_png']}")

@@ -17,6 +17,12 @@ Fer2013 = Annotated[Path | None, typer.Option(
     help="FER2013 source: the Kaggle CSV (plain or .gz), a `data pack` file, or the image "
          "folder (train/<class>, test/<class>). Default: found in --data-dir.")]
 
+FerPlus = Annotated[Path | None, typer.Option(
+    "--ferplus",
+    help="FER+ ten-annotator votes aligned with the FER2013 CSV (fer2013new.csv, plain or .gz), "
+         "for agreement with people beside FER2013 accuracy. Default: found next to the FER2013 "
+         "file; without it, FER2013 accuracy only.")]
+
 Aux = Annotated[str | None, typer.Option(
     "--aux",
     help="Auxiliary sets (48x48, mapped onto the FER2013 labels), comma-separated: "

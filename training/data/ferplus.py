@@ -141,3 +141,37 @@ def load_ferplus(path: str | Path, fer: FerArrays) -> FerPlusVotes:
             f"({differ.size} rows differ)"
         )
     return votes
+
+
+def votes_for_split(
+    split: str,
+    *,
+    data_dir: str | Path | None = None,
+    fer2013: str | Path | None = None,
+    ferplus: str | Path | None = None,
+) -> tuple[FerPlusVotes | None, str]:
+    """The votes of one split (`train`/`val`/`test`) and a line saying where they came from,
+    or None and a line saying why there are none (no votes file: FER2013 accuracy only).
+
+    A votes file that is there but does not line up with the FER2013 data is an error
+    (FerError), not a silent skip: the metric would be meaningless.
+    """
+    from contract import SPLIT_TITLES
+    from training.data.splits import default_data_dir, find_fer2013, load_fer_source
+
+    if fer2013 is None:
+        folder = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        try:
+            fer2013 = find_fer2013(folder)
+        except FerError:
+            if ferplus is not None:
+                raise
+            return None, f"no FER2013 data in {folder}: FER+ agreement not computed"
+    path = Path(ferplus).expanduser() if ferplus is not None else find_ferplus(fer2013)
+    if path is None:
+        return None, (
+            f"no FER+ votes ({' or '.join(FERPLUS_NAMES)}) next to {fer2013}: FER2013 accuracy "
+            "only (pass --ferplus PATH to add agreement with the ten-annotator votes)"
+        )
+    fer, _ = load_fer_source(fer2013, progress=False)
+    return load_ferplus(path, fer).split(SPLIT_TITLES[split]), f"FER+ votes: {path}"
