@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import synthetic_faces
+from conftest import main_in_process, synthetic_faces
 
 from training.errors import FerError
 from training.explain.analysis import (
@@ -292,18 +292,6 @@ def run_cli(*args: str, cache: Path | None) -> SimpleNamespace:
                            stderr=result.stderr + failure)
 
 
-def main_in_process(*args: str, monkeypatch, capsys) -> tuple[int, str]:
-    """The console entry point (`training.cli.main`, which turns user mistakes into one
-    `error:` line) run here on `fer-hybrid explain ARGS`: its exit code and stderr."""
-    from training.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["fer-hybrid", "explain", *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    return exit_.value.code, capsys.readouterr().err
-
-
 def check_report(out: Path, *, n: int, methods: list[str]) -> dict:
     doc = json.loads((out / "explain.json").read_text())
     assert doc["schema"] == "fer-hybrid/explain@1" and doc["split_name"] == "PrivateTest"
@@ -383,7 +371,7 @@ def test_cli_user_errors_are_one_line(models_dir, tmp_path, monkeypatch, capsys)
              ([str(models_dir), "--split", "holdout"], "unknown split")]
     monkeypatch.setenv("FER_HYBRID_CACHE", str(tmp_path / "cache"))
     for args, message in cases:
-        code, err = main_in_process(*args, monkeypatch=monkeypatch, capsys=capsys)
+        code, err = main_in_process(["explain", *args], monkeypatch, capsys)
         lines = err.strip().splitlines()
         assert code == 2, (args, err[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
