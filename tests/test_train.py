@@ -51,6 +51,13 @@ def splits():
 
 
 @pytest.fixture(scope="module")
+def small_splits():
+    """For the tests of the run's mechanics (crash, checkpoint, resume), not of learning:
+    3 batches an epoch instead of 9, and a third of the predictions."""
+    return _splits(96, 40)
+
+
+@pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, splits):
     run = tmp_path_factory.mktemp("runs") / "base"
     metrics = train(_config(), splits, run, verbose=0)
@@ -158,10 +165,10 @@ class _Crash(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypatch):
+def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, small_splits, monkeypatch):
     run = tmp_path / "crash"
     with pytest.raises(RuntimeError, match="injected"):  # checkpoint every epoch
-        train(_config(epochs=4, checkpoint_minutes=0), splits, run, verbose=0,
+        train(_config(epochs=4, checkpoint_minutes=0), small_splits, run, verbose=0,
               callbacks=[_Crash(2)])
     keras.saving.load_model(run / "best.keras", compile=False)
     _no_tmp(run)
@@ -178,13 +185,13 @@ def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, splits, monkeypat
 
     monkeypatch.setattr(cb, "_write_keras", broken_write)
     with pytest.raises(OSError, match="injected"):
-        train(_config(epochs=4), splits, run, resume=True, verbose=0)
+        train(_config(epochs=4), small_splits, run, resume=True, verbose=0)
     assert (run / "best.keras").read_bytes() == before
     keras.saving.load_model(run / "best.keras", compile=False)
     _no_tmp(run)
     monkeypatch.undo()
     # ... and the run still resumes to the end.
-    train(_config(epochs=4), splits, run, resume=True, verbose=0)
+    train(_config(epochs=4), small_splits, run, resume=True, verbose=0)
     assert _epochs(run)[-1] == 4
 
 
@@ -204,20 +211,21 @@ def checkpoint_epochs(monkeypatch):
 
 
 @pytest.mark.slow
-def test_checkpoint_only_when_due_and_when_the_run_stops(tmp_path, splits, checkpoint_epochs):
+def test_checkpoint_only_when_due_and_when_the_run_stops(tmp_path, small_splits,
+                                                         checkpoint_epochs):
     run = tmp_path / "rare"
-    train(_config(epochs=3, checkpoint_minutes=1000), splits, run, verbose=0)
+    train(_config(epochs=3, checkpoint_minutes=1000), small_splits, run, verbose=0)
     assert checkpoint_epochs == [3]  # none due in 1000 minutes: only the one at the end
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 3 and state["checkpoint_model"] == "train-epoch0003.keras"
-    metrics = train(_config(epochs=4, checkpoint_minutes=1000), splits, run, resume=True,
+    metrics = train(_config(epochs=4, checkpoint_minutes=1000), small_splits, run, resume=True,
                     verbose=0)
     assert checkpoint_epochs == [3, 4] and _epochs(run) == [1, 2, 3, 4]
     assert metrics["status"] == "complete"
 
 
 @pytest.mark.slow
-def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, splits, monkeypatch,
+def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, small_splits, monkeypatch,
                                                            capsys):
     import training.callbacks as cb
 
@@ -226,7 +234,7 @@ def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, splits, mon
     # epoch 2 was logged: log.csv has 2 rows, the checkpoint is epoch 1's.
     monkeypatch.setattr(cb.RunMonitor, "_checkpoint_due", lambda self: self.state["epoch"] == 1)
     with pytest.raises(RuntimeError, match="injected"):
-        train(_config(epochs=3, checkpoint_minutes=1000), splits, run, verbose=0,
+        train(_config(epochs=3, checkpoint_minutes=1000), small_splits, run, verbose=0,
               callbacks=[_Crash(2)])
     monkeypatch.undo()
     assert _epochs(run) == [1, 2]
@@ -238,7 +246,7 @@ def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, splits, mon
     assert state["best_epoch"] == 1 + int(np.argmax(val))
     assert state["best_val_accuracy"] == pytest.approx(max(val), abs=1e-6)
 
-    metrics = train(_config(epochs=3, checkpoint_minutes=1000), splits, run, resume=True,
+    metrics = train(_config(epochs=3, checkpoint_minutes=1000), small_splits, run, resume=True,
                     verbose=0)
     assert "dropped 1 epoch(s) after the checkpoint" in capsys.readouterr().out
     assert _epochs(run) == [1, 2, 3]  # epoch 2 re-trained, logged once
@@ -368,10 +376,10 @@ def test_smote_option_calls_the_data_helper(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_resume_without_augmentation(tmp_path, splits):
+def test_resume_without_augmentation(tmp_path, small_splits):
     run = tmp_path / "noaug"
-    train(_config(epochs=1, augment=False), splits, run, verbose=0)
-    metrics = train(_config(epochs=2, augment=False), splits, run, resume=True, verbose=0)
+    train(_config(epochs=1, augment=False), small_splits, run, verbose=0)
+    metrics = train(_config(epochs=2, augment=False), small_splits, run, resume=True, verbose=0)
     assert metrics["epochs_run"] == 2 and _epochs(run) == [1, 2]
     best = keras.saving.load_model(run / "best.keras", compile=False)
     assert best.name == "baseline_cnn"
@@ -389,18 +397,19 @@ def test_resume_hint_names_the_command_that_ran(monkeypatch):
 
 
 @pytest.mark.slow
-def test_init_from_starts_from_the_trained_weights(finished_run, splits, tmp_path):
+def test_init_from_starts_from_the_trained_weights(finished_run, small_splits, tmp_path):
     run, _ = finished_run
     source = keras.saving.load_model(run / "best.keras", compile=False)
     # A learning rate too small to move anything: the fine-tuned model's trainable weights are
     # the source's (BatchNorm's moving statistics still follow the data, so not all weights).
-    train(_config(epochs=1, lr=1e-12, init_from=str(run)), splits, tmp_path / "ft", verbose=0)
+    train(_config(epochs=1, lr=1e-12, init_from=str(run)), small_splits, tmp_path / "ft",
+          verbose=0)
     tuned = keras.saving.load_model(tmp_path / "ft" / "best.keras", compile=False)
     assert len(tuned.trainable_weights) == len(source.trainable_weights) > 0
     for a, b in zip(source.trainable_weights, tuned.trainable_weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
     # ... while the same run without --init-from starts somewhere else
-    train(_config(epochs=1, lr=1e-12), splits, tmp_path / "fresh", verbose=0)
+    train(_config(epochs=1, lr=1e-12), small_splits, tmp_path / "fresh", verbose=0)
     fresh = keras.saving.load_model(tmp_path / "fresh" / "best.keras", compile=False)
     assert not np.allclose(np.asarray(fresh.trainable_weights[0]),
                            np.asarray(source.trainable_weights[0]))
