@@ -64,7 +64,7 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
     venv = device_venv()  # first: it may skip (no Python 3.12 on a developer's machine)
     data = tmp_path / "data"
     data.mkdir()
-    write_synthetic_csv(data / "fer2013.csv", n_train=280, n_val=70, n_test=70)
+    write_synthetic_csv(data / "fer2013.csv", n_train=160, n_val=40, n_test=40)
     ck_x, _ = synthetic_faces(8, seed=5)
     np.savez(data / "ckplus48.npz", x=ck_x, y=np.array([0, 1, 2, 3, 4, 5, 6, 4], np.uint8),
              class_names=np.array(["anger", "contempt", "disgust", "fear", "happy",
@@ -118,7 +118,7 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
     data_opts = ["--data-dir", data, "--fer2013", data / "fer2013.csv"]
     run("evaluate", runs / "half", "--split", "test", *data_opts)
     evaluation = json.loads((runs / "half" / "evaluation" / "metrics_test.json").read_text())
-    assert evaluation["n"] == 70
+    assert evaluation["n"] == 40
     from training.serialization import load_model
 
     for name in ("cnn", "half"):  # trained, not diverged (a NaN run would still bundle)
