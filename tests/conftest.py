@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,16 @@ def synthetic_faces(n: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, 
         x[i] = np.clip(x[i] + 190 * blob, 0, 255).astype("uint8")
     return x, y.astype("int64")
 
+
+
+def main_in_process(argv, monkeypatch, capsys) -> tuple[int, str]:
+    """`fer-hybrid ARGV` through the console entry point (`training.cli.main`, which turns a
+    user mistake into one `error:` line and exit code 2) in this process, without a fresh
+    interpreter importing TensorFlow again: (exit code, what it wrote to stderr)."""
+    from training.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fer-hybrid", *map(str, argv)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err

@@ -46,6 +46,9 @@ def _run_jax(script: str, tmp_path: Path, devices: int = 2) -> subprocess.Comple
 
 @pytest.mark.slow
 def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
+    # One JAX process for both checks (each fresh one costs JAX's start-up): first a batch
+    # size the 2 devices cannot split is refused before the run folder is written, then a
+    # data-parallel run.
     # augment=False: on *virtual* CPU devices, XLA:CPU's all-reduce deadlocks (rendezvous
     # timeout, process abort) once the full Random* augmenter is in the graph, although each
     # layer alone works; this is a property of the emulation, the code path is the same.
@@ -53,8 +56,15 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
     proc = _run_jax(f"""
         import keras
         from conftest import synthetic_faces
+        from training.errors import FerError
         from training.train import TrainConfig, train
         print("DEVICES", len(keras.distribution.list_devices()))
+        x, y = synthetic_faces(20, seed=1)
+        try:
+            train(TrainConfig(model="baseline_cnn", epochs=1, batch_size=33, distribute=True),
+                  {{"train": (x, y), "val": (x, y)}}, {str(tmp_path / 'odd')!r}, verbose=0)
+        except FerError as err:
+            print("FERERROR", err)
         x, y = synthetic_faces(100, seed=1); xv, yv = synthetic_faces(41, seed=2)
         m = train(TrainConfig(model="baseline_cnn", epochs=1, batch_size=32, lr=0.05,
                               distribute=True, augment=False),
@@ -64,28 +74,11 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
+    assert "FERERROR --batch-size 33 is not divisible by the 2 devices" in out
+    assert not (tmp_path / "odd").exists()  # refused before the run folder is written
     assert "DEVICES 2" in out and "data-parallel over 2 devices" in out
     assert "AFTER None" in out  # the global distribution is restored after training
     metrics = json.loads(out.split("METRICS", 1)[1].strip().splitlines()[0])
     assert metrics["status"] == "complete" and metrics["backend"] == "jax"
     assert (run / "best.keras").is_file() and (run / "predictions" / "val.npz").is_file()
     assert json.loads((run / "config.json").read_text())["distribute"] is True
-
-
-@pytest.mark.slow
-def test_batch_size_must_divide_by_the_device_count(tmp_path):
-    proc = _run_jax(f"""
-        from conftest import synthetic_faces
-        from training.errors import FerError
-        from training.train import TrainConfig, train
-        x, y = synthetic_faces(20, seed=1)
-        try:
-            train(TrainConfig(model="baseline_cnn", epochs=1, batch_size=33, distribute=True),
-                  {{"train": (x, y), "val": (x, y)}}, {str(tmp_path / 'odd')!r}, verbose=0)
-        except FerError as err:
-            print("FERERROR", err)
-    """, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "FERERROR --batch-size 33 is not divisible by the 2 devices" in proc.stdout
-    assert not (tmp_path / "odd").exists()  # refused before the run folder is written
-

@@ -15,11 +15,13 @@ import re
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import synthetic_faces
+from conftest import main_in_process, synthetic_faces
 
 from training.errors import FerError
 from training.explain.analysis import (
@@ -275,13 +277,19 @@ def write_fer_csv(path: Path) -> Path:
     return path
 
 
-def run_cli(*args: str, cache: Path | None) -> subprocess.CompletedProcess:
-    """`fer-hybrid explain ARGS` in a fresh process (cache None: the user's FER2013 cache)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "tensorflow"}
-    if cache is not None:
-        env["FER_HYBRID_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "training.cli", "explain", *args], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_cli(*args: str, cache: Path | None) -> SimpleNamespace:
+    """`fer-hybrid explain ARGS` in this process through typer's CliRunner (the command's
+    code path, without a new interpreter importing TensorFlow again); cache None: the
+    user's FER2013 cache."""
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    env = {"FER_HYBRID_CACHE": str(cache)} if cache is not None else None
+    result = CliRunner().invoke(app, ["explain", *args], env=env)
+    failure = "".join(traceback.format_exception(result.exception)) if result.exit_code else ""
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr + failure)
 
 
 def check_report(out: Path, *, n: int, methods: list[str]) -> dict:
@@ -354,17 +362,18 @@ def test_cli_explains_an_exported_models_folder(models_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_user_errors_are_one_line(models_dir, tmp_path):
+def test_cli_user_errors_are_one_line(models_dir, tmp_path, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
     cases = [([str(tmp_path / "missing")], "does not exist"),
              ([str(tmp_path / "empty")], "neither a run folder"),
              ([str(models_dir), "--method", "gradcam"], "--method occlusion"),
              ([str(models_dir), "--method", "lime"], "unknown --method"),
              ([str(models_dir), "--split", "holdout"], "unknown split")]
+    monkeypatch.setenv("FER_HYBRID_CACHE", str(tmp_path / "cache"))
     for args, message in cases:
-        proc = run_cli(*args, cache=tmp_path / "cache")
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        code, err = main_in_process(["explain", *args], monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2, (args, err[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 

@@ -6,9 +6,13 @@ TensorFlow: tests/device_support.py) in a copy of the checkout, with $OUT and $T
 the device has them -> what comes back in $OUT (the device's limits checked) ->
 `runs unbundle` -> `evaluate` / `ensemble` / `export` here under TensorFlow.
 
-The members are tiny and train two epochs on synthetic faces, so the call lasts about a
+The members are tiny and train one epoch on synthetic faces, so the call lasts about a
 minute instead of ten; everything else (the pack, the wheels, the plan, bf16, the bundle)
-is what a real session does.
+is what a real session does. The bf16 member is five_layer, the cheapest model to compile
+under JAX on a CPU that trains sanely in bf16 (sepnet spent ~80 s compiling its first
+epoch; baseline_cnn in bf16 diverges with these options). The steps after the call run
+in this process (typer's CliRunner, as tests/test_pipeline_chain.py does): only the device
+command is about a separate process.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 from device_support import device_env, device_venv
-from test_pipeline_chain import write_synthetic_csv
+from test_pipeline_chain import run, write_synthetic_csv
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +60,11 @@ def _cli(*args, cwd: Path, env: dict | None = None, timeout: int = 600) -> str:
     return proc.stdout
 
 
-def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path):
+def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path, monkeypatch):
     venv = device_venv()  # first: it may skip (no Python 3.12 on a developer's machine)
     data = tmp_path / "data"
     data.mkdir()
-    write_synthetic_csv(data / "fer2013.csv", n_train=280, n_val=70, n_test=70)
+    write_synthetic_csv(data / "fer2013.csv", n_train=160, n_val=40, n_test=40)
     ck_x, _ = synthetic_faces(8, seed=5)
     np.savez(data / "ckplus48.npz", x=ck_x, y=np.array([0, 1, 2, 3, 4, 5, 6, 4], np.uint8),
              class_names=np.array(["anger", "contempt", "disgust", "fear", "happy",
@@ -74,9 +78,8 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
                "--level", 1, "--no-require-gpu", "--call-minutes", 5,
                "--common", "--optimizer adamw --schedule cosine --label-smoothing 0.1 "
                            "--aux ckplus --checkpoint-minutes 60 --batch-size 32",
-               "--member", "cnn: --model baseline_cnn --seed 0 --epochs 2",
-               "--member", "sep: --model sepnet --width 0.25 --seed 1 --epochs 2 "
-                           "--precision bf16",
+               "--member", "cnn: --model baseline_cnn --seed 0 --epochs 1",
+               "--member", "half: --model five_layer --seed 1 --epochs 1 --precision bf16",
                cwd=tmp_path, env=here)
     lines = out.splitlines()
     command = lines[lines.index(next(l for l in lines if l.startswith("Device call"))) + 2]
@@ -102,23 +105,28 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
     assert sum(p.stat().st_size for p in back) <= 64 * 2**20
 
     # -- here again: unbundle, evaluate, ensemble, export under TensorFlow --------------
+    monkeypatch.setenv("FER_HYBRID_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
-    _cli("runs", "unbundle", device_out, "--runs-dir", runs, cwd=tmp_path, env=here)
-    for name in ("cnn", "sep"):
+    run("runs", "unbundle", device_out, "--runs-dir", runs)
+    for name in ("cnn", "half"):
         config = json.loads((runs / name / "config.json").read_text())
         assert (runs / name / "best.keras").is_file()
         metrics = json.loads((runs / name / "metrics.json").read_text())
-        # --schedule-minutes ends a member when the call's minutes are used, whatever its epoch:
-        # on a loaded machine (the suite run twice at once) that can be after the first epoch.
-        assert metrics["backend"] == "jax" and 1 <= metrics["epochs_run"] <= 2, metrics
+        assert metrics["backend"] == "jax" and metrics["epochs_run"] == 1, metrics
         assert metrics["status"] == "complete", metrics
     assert config["precision"] == "bf16"
     data_opts = ["--data-dir", data, "--fer2013", data / "fer2013.csv"]
-    _cli("evaluate", runs / "sep", "--split", "test", *data_opts, cwd=tmp_path, env=here)
-    _cli("ensemble", runs / "cnn", runs / "sep", "--out", tmp_path / "report", *data_opts,
-         cwd=tmp_path, env=here)
+    run("evaluate", runs / "half", "--split", "test", *data_opts)
+    evaluation = json.loads((runs / "half" / "evaluation" / "metrics_test.json").read_text())
+    assert evaluation["n"] == 40
+    from training.serialization import load_model
+
+    for name in ("cnn", "half"):  # trained, not diverged (a NaN run would still bundle)
+        weights = load_model(runs / name / "best.keras").get_weights()
+        assert all(np.isfinite(w).all() for w in weights), name
+    run("ensemble", runs / "cnn", runs / "half", "--out", tmp_path / "report", *data_opts)
     models = tmp_path / "models"
-    _cli("export", runs / "cnn", runs / "sep", "--out", models, "--eval", "test", *data_opts,
-         cwd=tmp_path, env=here)
+    run("export", runs / "cnn", runs / "half", "--out", models, "--eval", "test", *data_opts)
     manifest = json.loads((models / "manifest.json").read_text())
-    assert [m["name"] for m in manifest["members"]] == ["cnn", "sep"]  # the bf16 one exported
+    assert [m["name"] for m in manifest["members"]] == ["cnn", "half"]  # the bf16 one exported
+    assert np.isfinite(manifest["metrics"]["accuracy_quantized"])

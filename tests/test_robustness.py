@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, synthetic_faces
+from conftest import REPO_ROOT, main_in_process, synthetic_faces
 from typer.testing import CliRunner
 
 from training.errors import FerError
@@ -259,14 +259,9 @@ def test_command_on_a_models_folder_with_the_model_card(world, _cache):
     assert report["target"]["tta_flip"] is False
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-c", "from training.cli import main; main()",
-                           "robustness", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, cwd=REPO_ROOT,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
-
-
-def test_bad_inputs_are_one_error_line(tmp_path):
+def test_bad_inputs_are_one_error_line(tmp_path, monkeypatch, capsys):
+    # training.cli.main in-process: the same error lines without a fresh interpreter
+    # importing TensorFlow for each case
     cases = [
         ((tmp_path / "missing",), "missing does not exist"),
         ((_keras_file(tmp_path), "--conditions", "fog"), "unknown condition 'fog'"),
@@ -283,17 +278,19 @@ def test_bad_inputs_are_one_error_line(tmp_path):
     (bad_manifest / "manifest.json").write_text('{"schema": "fer-hybrid/manifest@1"}')
     cases.append(((bad_manifest,), "invalid manifest"))
     for args, message in cases:
-        proc = _cli(*args, "--data-dir", tmp_path / "no-data")
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (args, proc.stderr)
+        code, err = main_in_process(["robustness", *args, "--data-dir", tmp_path / "no-data"],
+                                    monkeypatch, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2, (args, err)
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (
-            args, proc.stderr)
+            args, err)
     # a good target with no data fails on the data, before any model loads (the last line:
     # importing TensorFlow first may log CUDA probing on a machine with CUDA libraries)
-    proc = _cli(_keras_file(tmp_path), "--data-dir", tmp_path / "no-data")
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and last.startswith("error: no FER2013 data in"), proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, err = main_in_process(["robustness", _keras_file(tmp_path), "--data-dir",
+                                 tmp_path / "no-data"], monkeypatch, capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("error: no FER2013 data in"), err
+    assert "Traceback" not in err
 
 
 def test_base_install_gets_the_install_hint_before_the_data(tmp_path):
