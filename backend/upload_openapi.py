@@ -18,12 +18,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from .settings import Settings
+from .storage import IDEMPOTENCY_KEY
 
 CONSENT_VALUES = ("true", "on", "1", "yes")
 SOURCES = ("camera", "file")
 FORM_FIELDS = ("crop", "label", "consent", "original", "source")  # any other field: 400
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_PATTERN = "^[A-Za-z0-9_-]{16,64}$"
+IDEMPOTENCY_KEY_PATTERN = IDEMPOTENCY_KEY.pattern  # the store checks keys against it too
 DELETION_TOKEN_HEADER = "X-Deletion-Token"
 CREATE_OPERATION_ID = "create_upload"
 DELETE_OPERATION_ID = "delete_upload"

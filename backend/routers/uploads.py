@@ -8,7 +8,6 @@ OpenAPI document says about these operations lives in backend/upload_openapi.py 
 from __future__ import annotations
 
 import math
-import re
 import threading
 from typing import Annotated
 
@@ -27,21 +26,19 @@ from ..dependencies import SettingsDep, StoreDep, UploadLimiterDep
 from ..hosts import check_same_origin
 from ..images import ImageRejected, clean_crop, clean_original, probe
 from ..ratelimit import RateLimiter, client_address
-from ..storage import Quota, UploadError
+from ..storage import IDEMPOTENCY_KEY, Quota, UploadError
 from ..upload_openapi import (
     CONSENT_VALUES,
     CREATE_OPERATION_ID,
     DELETE_OPERATION_ID,
     FORM_FIELDS,
     IDEMPOTENCY_KEY_HEADER,
-    IDEMPOTENCY_KEY_PATTERN,
     SOURCES,
 )
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 
 CONSENT_YES = frozenset(CONSENT_VALUES)  # exactly these strings (the OpenAPI enum)
-IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 MAX_FIELD_BYTES = 1024
 
 
