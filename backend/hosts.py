@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .middleware import json_reply
+
 WILDCARDS = {"0.0.0.0", "", "::"}
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -135,10 +137,10 @@ class TrustedHosts:
         return any(n.startswith("*.") and name.endswith(n[1:]) for n in names)
 
 
-def _json_error(status: int, detail: str):
-    from starlette.responses import JSONResponse
-
-    return JSONResponse({"detail": detail}, status_code=status, headers={"connection": "close"})
+def _request_host(scope: Scope) -> tuple[str, int | None] | None:
+    """(name, port) from the request's one Host header; None when missing, repeated or malformed."""
+    values = [v for k, v in scope.get("headers") or [] if k == b"host"]
+    return split_host(values[0].decode("latin-1")) if len(values) == 1 else None
 
 
 class TrustedHostMiddleware:
@@ -152,8 +154,7 @@ class TrustedHostMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        values = [v for k, v in scope.get("headers") or [] if k == b"host"]
-        parsed = split_host(values[0].decode("latin-1")) if len(values) == 1 else None
+        parsed = _request_host(scope)
         if parsed is None:
             detail = NO_HOST
         elif not self.trusted.allows(parsed[0]):
@@ -164,7 +165,7 @@ class TrustedHostMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await _json_error(400, detail)(scope, receive, send)
+        await json_reply(send, 400, detail)
 
 
 def _origin_of(scheme: str, name: str, port: int | None) -> tuple[str, str, int]:
@@ -176,8 +177,7 @@ def request_origin(scope: Scope) -> tuple[str, str, int] | None:
 
     No proxy headers are honoured (`serve` runs Uvicorn with proxy_headers=False).
     """
-    values = [v for k, v in scope.get("headers") or [] if k == b"host"]
-    parsed = split_host(values[0].decode("latin-1")) if len(values) == 1 else None
+    parsed = _request_host(scope)
     if parsed is None:
         return None
     return _origin_of(scope.get("scheme", "http"), *parsed)

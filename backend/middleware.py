@@ -106,21 +106,7 @@ class BodySizeLimitMiddleware:
         self.paths = paths
 
     async def _reject(self, send: Send, limit: int) -> None:
-        body = json.dumps(
-            {"detail": f"request body too large: the limit is {limit} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await json_reply(send, 413, f"request body too large: the limit is {limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -177,7 +163,8 @@ class BodySizeLimitMiddleware:
             await self._reject(send, limit)
 
 
-async def _json_reply(send: Send, status: int, detail: str) -> None:
+async def json_reply(send: Send, status: int, detail: str) -> None:
+    """Answer `{"detail": ...}` with `status` and close: the middleware's refusals."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -224,7 +211,7 @@ class HeaderLimitMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1009})
             return
-        await _json_reply(send, 431, detail)
+        await json_reply(send, 431, detail)
 
 
 class RelativeRedirectMiddleware:
