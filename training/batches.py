@@ -40,7 +40,8 @@ class TrainBatches(keras.utils.PyDataset):
 
     def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int = 0,
                  class_weights: dict[int, float] | None = None, initial_epoch: int = 0,
-                 soft_targets: np.ndarray | None = None):
+                 soft_targets: np.ndarray | None = None,
+                 label_targets: np.ndarray | None = None):
         super().__init__()  # one worker, no multiprocessing: the arrays are already in memory
         if len(x) != len(y):
             raise FerError(f"{len(x)} images but {len(y)} labels")
@@ -50,6 +51,8 @@ class TrainBatches(keras.utils.PyDataset):
         # Offline distillation: per-image teacher probabilities travel with their images
         # (training.trainer.Trainer.inputs), so they follow every shuffle.
         self.soft = None if soft_targets is None else np.asarray(soft_targets)[:len(x)]
+        # --targets ferplus|mix: per-image label distributions, the same way.
+        self.targets = None if label_targets is None else np.asarray(label_targets)[:len(x)]
         self.batch_size = min(int(batch_size), len(x))
         self.seed = int(seed)
         self.weights = None
@@ -80,10 +83,11 @@ class TrainBatches(keras.utils.PyDataset):
         # from the big image array are faster.
         idx = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
         x = self.x[idx]
-        if self.soft is not None:
+        if self.soft is not None or self.targets is not None:
             from training.trainer import Trainer
 
-            x = Trainer.inputs(x, self.soft[idx])
+            x = Trainer.inputs(x, None if self.soft is None else self.soft[idx],
+                               None if self.targets is None else self.targets[idx])
         if self.weights is None:
             return x, self.y[idx]
         return x, self.y[idx], self.weights[idx]

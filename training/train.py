@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 # Options that may differ between the original run and a `--resume` of it
 # (`distribute` and `checkpoint_minutes` are about the machine, not the run: resume on one
 # device or many, on a machine with a fast disk or a slow one; `soft_targets` is where the
-# file lies on this machine: its content is pinned by sha256).
-RESUME_MUTABLE = ("epochs", "distribute", "checkpoint_minutes", "soft_targets")
+# file lies on this machine: its content is pinned by sha256; `ferplus` is where the votes
+# file lies: its alignment with FER2013 is checked on every load).
+RESUME_MUTABLE = ("epochs", "distribute", "checkpoint_minutes", "soft_targets", "ferplus")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -103,6 +104,10 @@ class TrainConfig:
     # Fine-tuning: the core starts from this trained model's weights (same architecture and
     # options) instead of a random init; the optimizer and the schedule start fresh.
     init_from: str | None = None
+    # What the loss trains towards (training.targets): fer2013 | ferplus | mix:A, and where the
+    # FER+ votes are (None: fer2013new.csv(.gz) next to the FER2013 data).
+    targets: str = "fer2013"
+    ferplus: str | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with None hyper-parameters filled from the model's training defaults."""
@@ -128,12 +133,14 @@ class TrainConfig:
             input_shape=tuple(self.input_shape),
             teachers=[str(t) for t in self.teachers],
             robust_aug=_robust_names(self.robust_aug, strict=False),
+            targets=_canonical_targets(self.targets),
         )
 
     @property
     def uses_trainer(self) -> bool:
         """Label smoothing, mixup and distillation need the `training.trainer.Trainer` wrapper."""
-        return bool(self.label_smoothing or self.mixup or self.teachers or self.soft_targets)
+        return bool(self.label_smoothing or self.mixup or self.teachers or self.soft_targets
+                    or self.targets != "fer2013")
 
     def check(self, *, teachers: bool = True) -> None:
         """FerError for options out of range, options the model does not take, missing files.
@@ -193,6 +200,11 @@ class TrainConfig:
             if self.schedule == "plateau":
                 raise FerError("--schedule-minutes stretches a --schedule cosine or onecycle "
                                "over minutes; the plateau rule has no end to stretch")
+        from training.targets import parse_targets
+
+        parse_targets(self.targets)  # FerError naming the valid forms
+        if self.ferplus and not Path(self.ferplus).expanduser().is_file():
+            raise FerError(f"--ferplus {self.ferplus}: no such file")
         if self.soft_targets and self.teachers:
             raise FerError("--soft-targets and --teacher are two sources of the same teacher "
                            "signal; give one of them")
@@ -229,6 +241,17 @@ def _robust_names(names, *, strict: bool = True) -> list:
         if strict:
             raise
         return list(names)
+
+
+def _canonical_targets(spec: str) -> str:
+    """--targets as config.json records it (e.g. "MIX:0.50" -> "mix:0.5"); unparseable text
+    is left as given, for `check` to report."""
+    from training.targets import parse_targets
+
+    try:
+        return str(parse_targets(spec))
+    except FerError:
+        return spec
 
 
 def config_conflicts(saved: TrainConfig, given: TrainConfig) -> list[str]:
@@ -488,12 +511,8 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
     teachers = load_teachers(config.teachers, config) if config.teachers and not resume else []
     if config.distribute:
         check_replicas(config.batch_size)
-    run.path.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_tmp(run.path):
-        log.warning("removed a temp file left by an interrupted run: %s", p)
-    run.write_config(config.to_json())
-
-    # -- data -------------------------------------------------------------------
+    # -- data (before the run folder: a data error, e.g. missing FER+ votes, leaves no
+    # half-made run that only --resume could continue) ------------------------------
     x_train, y_train = _xy(splits["train"])
     x_val, y_val = _xy(splits["val"])
     if x_train is None or len(x_train) == 0 or x_val is None or len(x_val) == 0:
@@ -510,12 +529,22 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
 
         soft = training_targets(config.soft_targets, x_train,
                                 sha256=config.soft_targets_sha256, say=_say)
+    label_q, val_votes = None, None
+    if config.targets != "fer2013":
+        x_train, y_train, label_q, soft, val_votes = _vote_targets(
+            config, x_train, y_train, x_val, soft)
     from training.predict import to_model_input
 
     xt, xv = to_model_input(x_train), to_model_input(x_val)
     if tuple(xt.shape[1:]) != tuple(config.input_shape):
         raise FerError(f"images are {tuple(xt.shape[1:])} but the model expects "
                        f"{tuple(config.input_shape)}")
+
+    run.path.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_tmp(run.path):
+        log.warning("removed a temp file left by an interrupted run: %s", p)
+    run.write_config(config.to_json())
+
     cw = class_weights_for(y_train, config.num_classes) if config.class_weights else None
 
     # -- model + fit (inside the data-parallel scope when --distribute) -----------------
@@ -528,7 +557,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
                  f"images per device and step)")
         _fit(config, state, run, xt, y_train, xv, y_val, cw, teachers, resume=resume,
              deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s,
-             soft=soft)
+             soft=soft, label_targets=label_q, val_votes=val_votes)
     params = state["params"]
 
     # -- finish ---------------------------------------------------------------------
@@ -558,6 +587,10 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
 
     best = load_model(run.best_model, float32=True)  # predictions of what ships
     metrics.update(_write_predictions(best, splits, run, predict_batch_size))
+    if config.targets == "ferplus":  # selected by agreement with the votes, not FER2013 labels
+        metrics["selected_by"] = "val_ferplus_agreement"
+        metrics["val_ferplus_agreement"] = metrics.pop("val_accuracy")
+        metrics["val_accuracy"] = _split_accuracy(run)
     metrics["status"] = "complete"
     run.write_metrics(metrics)
     _say(f"done: best val_accuracy {metrics['val_accuracy']:.4f} at epoch {metrics['best_epoch']} "
@@ -567,7 +600,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
 
 def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_val, cw,
          teachers: list, *, resume: bool, deadline: float | None, verbose, callbacks,
-         reserve_s: float, soft=None):
+         reserve_s: float, soft=None, label_targets=None, val_votes=None):
     """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
     import keras
 
@@ -640,12 +673,13 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                                          if config.schedule_minutes else None))
         batches = TrainBatches(xt, y_train, batch_size=config.batch_size, seed=config.seed,
                                class_weights=cw, initial_epoch=int(state["epoch"]),
-                               soft_targets=soft)  # trimmed with xt under --distribute
+                               soft_targets=soft,  # trimmed with xt under --distribute
+                               label_targets=label_targets)
         # Order matters: the batch clock stops before validation, validation fills the
         # val_* logs RunMonitor reads; the schedule sets the lr at epoch start (RunMonitor
         # then only logs it).
         cbs = [batches.epoch_callback(),
-               ValidationPass(core, xv, y_val, batch_size=config.batch_size)]
+               ValidationPass(core, xv, y_val, batch_size=config.batch_size, votes=val_votes)]
         if scheduled:
             cbs.append(EpochLRSchedule(config.schedule, base_lr=config.lr, epochs=config.epochs,
                                        min_lr=config.min_lr, minutes=config.schedule_minutes,
@@ -671,6 +705,47 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                         callbacks=cbs, verbose=verbose, shuffle=False)
         if batches.images_per_second is not None:
             state["img_per_s"] = float(batches.images_per_second)
+
+
+def _vote_targets(config: TrainConfig, x_train, y_train, x_val, soft):
+    """--targets ferplus|mix:A: the training images' label distributions from the FER+ votes
+    (training.targets) -> (x_train, y_train, targets, soft, val_votes); images left out under
+    ferplus are dropped from all of them. val_votes (ferplus only) are PublicTest's votes, so
+    validation selects by agreement with the ten annotators."""
+    from training.data.ferplus import load_votes
+    from training.targets import label_targets, match_votes, parse_targets
+
+    targets = parse_targets(config.targets)
+    fer, votes, note = load_votes(data_dir=config.data.get("data_dir"),
+                                  fer2013=config.data.get("fer2013"), ferplus=config.ferplus)
+    if votes is None:
+        raise FerError(f"--targets {targets} needs the FER+ votes: {note}")
+    _say(note)
+    fer_x, _ = fer.split("Training")
+    matched, covered = match_votes(x_train, fer_x, votes.split("Training"))
+    lt = label_targets(targets, y_train, matched, covered)
+    _say(lt.note)
+    if soft is not None:
+        soft = soft[lt.keep]
+    val_votes = None
+    if targets.kind == "ferplus":
+        public_x, _ = fer.split("PublicTest")
+        val_votes, val_covered = match_votes(x_val, public_x, votes.split("PublicTest"))
+        scored = int((val_covered & val_votes.scored).sum())
+        if scored == 0:
+            raise FerError("--targets ferplus selects by FER+ agreement on PublicTest, but none "
+                           "of the validation images has votes that count")
+        _say(f"model selection: FER+ majority agreement on {scored} PublicTest images (ties "
+             f"count as agreement), not FER2013 accuracy")
+    return x_train[lt.keep], lt.labels, lt.targets, soft, val_votes
+
+
+def _split_accuracy(run: RunFolder, split: str = "val") -> float:
+    """FER2013 accuracy (no TTA) of the predictions _write_predictions saved for `split`."""
+    from training.runs import load_predictions
+
+    preds = load_predictions(run.predictions(split))
+    return top1_accuracy(preds.probs, preds.y)
 
 
 def _write_predictions(model, splits: dict, run: RunFolder, batch_size: int) -> dict:

@@ -15,6 +15,8 @@ on every backend.
 Offline distillation (no teacher models): per-image teacher probabilities come in with the
 images, `trainer.fit(Trainer.inputs(x, soft), y_int, ...)`, so Keras shuffles them with
 their images; `training.soft_targets` reads them from a file by image content.
+Label distributions (`--targets ferplus|mix:A`, `training.targets`) travel the same way,
+`Trainer.inputs(x, label_targets=q)`, and replace the one-hot labels in the hard loss.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from keras import ops
 
 from training.serialization import PACKAGE
 
-IMAGES, SOFT_TARGETS = "images", "soft_targets"  # the input keys of offline distillation
+# The input keys: images, offline distillation's teacher probabilities, label distributions.
+IMAGES, SOFT_TARGETS, LABEL_TARGETS = "images", "soft_targets", "label_targets"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -36,6 +39,8 @@ class Trainer(keras.Model):
 
     Loss per sample (hard part, with mixup partner j and mixing weight lam):
         hard = lam * w_i * CE(smooth(y_i), p) + (1 - lam) * w_j * CE(smooth(y_j), p)
+    where y_i is the one-hot label, or the image's label distribution when one is given
+    (`Trainer.inputs(x, label_targets=q)`: the FER+ votes, `training.targets`).
     With teachers (Hinton et al. 2015, keras.io "Knowledge Distillation"):
         loss = kd_alpha * hard + (1 - kd_alpha) * T^2 * KL(softmax(z_t/T) || softmax(z_s/T))
     where z are log-probabilities (our models output softmax; log p is a valid logit).
@@ -69,19 +74,25 @@ class Trainer(keras.Model):
         self.built = True
 
     @staticmethod
-    def inputs(images, soft_targets=None):
+    def inputs(images, soft_targets=None, label_targets=None):
         """What to `fit`: the images alone, or with per-sample teacher probabilities (N, K)
-        (offline distillation; an all-zero row marks an image without a teacher signal)."""
-        return images if soft_targets is None else {IMAGES: images, SOFT_TARGETS: soft_targets}
+        (offline distillation; an all-zero row marks an image without a teacher signal)
+        and/or per-sample label distributions (N, K) that replace the one-hot labels."""
+        extra = {k: v for k, v in ((SOFT_TARGETS, soft_targets), (LABEL_TARGETS, label_targets))
+                 if v is not None}
+        return {IMAGES: images, **extra} if extra else images
 
     def call(self, x, training=False):
-        x, soft = (x[IMAGES], x.get(SOFT_TARGETS)) if isinstance(x, dict) else (x, None)
+        x, soft, dense = ((x[IMAGES], x.get(SOFT_TARGETS), x.get(LABEL_TARGETS))
+                          if isinstance(x, dict) else (x, None, None))
         if not training:
             return self.core(x, training=False)
         if self.augmenter is not None:
             x = self.augmenter(x, training=True)
         n = ops.shape(x)[0]
         out = {}
+        if dense is not None:  # mixed in the loss, with the partner's (like one-hot labels)
+            out["targets"] = ops.cast(dense, x.dtype)
         if soft is not None:
             soft = ops.cast(soft, x.dtype)
             covered = ops.cast(ops.sum(soft, axis=-1) > 0.5, x.dtype)
@@ -104,13 +115,20 @@ class Trainer(keras.Model):
         return out
 
     # -- loss -----------------------------------------------------------------------
-    def _ce(self, y, probs):
-        """Per-sample CE of sparse labels `y` (smoothed) against probabilities."""
-        target = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.num_classes)
+    def _targets(self, y, dense=None):
+        """Per-sample target distributions (N, K), smoothed: the label distributions `dense`
+        when given, else one-hot sparse labels `y`."""
+        target = (ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.num_classes)
+                  if dense is None else dense)
         if self.label_smoothing:
             target = target * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        return target
+
+    @staticmethod
+    def _ce(target, probs):
+        """Per-sample cross-entropy of target distributions (N, K) against probabilities."""
         logp = ops.log(ops.clip(probs, 1e-7, 1.0))
-        return -ops.sum(target * logp, axis=-1)
+        return -ops.sum(ops.cast(target, probs.dtype) * logp, axis=-1)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         extra = ops.sum(ops.stack(self.losses)) if self.losses else 0.0
@@ -123,13 +141,14 @@ class Trainer(keras.Model):
         n = ops.shape(probs)[0]
         w = (ops.ones((n,), probs.dtype) if sample_weight is None
              else ops.cast(ops.reshape(sample_weight, (-1,)), probs.dtype))
+        target = self._targets(y, y_pred.get("targets"))
         if "lam" in y_pred:
             lam, perm = y_pred["lam"], y_pred["perm"]
-            y_partner = ops.take(ops.reshape(y, (-1,)), perm)
-            hard = (lam * w * self._ce(y, probs)
-                    + (1.0 - lam) * ops.take(w, perm) * self._ce(y_partner, probs))
+            hard = (lam * w * self._ce(target, probs)
+                    + (1.0 - lam) * ops.take(w, perm) * self._ce(ops.take(target, perm, axis=0),
+                                                                 probs))
         else:
-            hard = w * self._ce(y, probs)
+            hard = w * self._ce(target, probs)
         if "teacher" not in y_pred:
             return ops.mean(hard) + extra
         # Per sample, so samples without a teacher signal (mask 0) keep the hard loss alone;

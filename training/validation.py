@@ -11,6 +11,11 @@ validation gave (plain cross-entropy, unweighted, unsmoothed, at inference).
 The callback must run before any callback that reads val_* (RunMonitor, TensorBoard): it
 writes val_loss and val_accuracy into the epoch's logs, which Keras passes to every
 callback as one dict.
+
+Given FER+ `votes` for the validation images (`--targets ferplus`), it scores agreement with
+people instead: val_accuracy is the FER+ majority agreement on the rows that metric scores
+(`training.metrics.ferplus_agreement`, ties count) and val_loss the cross-entropy against
+their vote distribution, so RunMonitor selects and schedules by them.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ def val_metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
 class ValidationPass(keras.callbacks.Callback):
     """Adds exact val_loss / val_accuracy of `model` on (x, y) to each epoch's logs."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int):
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int,
+                 votes=None):
         super().__init__()
+        self.votes = votes  # training.data.ferplus.FerPlusVotes lined up with x, or None
         self.core = model
         self.n = len(x)
         self.batch_size = int(batch_size)
@@ -46,4 +53,19 @@ class ValidationPass(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         probs = self.core.predict(self.x, batch_size=self.batch_size, verbose=0)[:self.n]
         if logs is not None:
-            logs.update(val_metrics(probs, self.y))
+            logs.update(val_metrics(probs, self.y) if self.votes is None
+                        else vote_metrics(probs, self.votes))
+
+
+def vote_metrics(probs: np.ndarray, votes) -> dict[str, float]:
+    """val_accuracy = FER+ majority agreement, val_loss = cross-entropy against the vote
+    distribution over our seven classes, both on the rows the agreement metric scores."""
+    from training.metrics import ferplus_agreement
+    from training.targets import vote_distribution
+
+    probs = np.asarray(probs, dtype="float64")
+    scored = votes.scored
+    dist = vote_distribution(votes.seven)[scored]
+    ce = -(dist * np.log(np.clip(probs[scored], EPSILON, 1.0 - EPSILON))).sum(axis=1)
+    agreement = ferplus_agreement(probs.argmax(axis=1), votes.votes, scored)
+    return {"val_loss": float(ce.mean()), "val_accuracy": float(agreement["majority_agreement"])}

@@ -19,9 +19,9 @@ Fer2013 = Annotated[Path | None, typer.Option(
 
 FerPlus = Annotated[Path | None, typer.Option(
     "--ferplus",
-    help="FER+ ten-annotator votes aligned with the FER2013 CSV (fer2013new.csv, plain or .gz), "
-         "for agreement with people beside FER2013 accuracy. Default: found next to the FER2013 "
-         "file; without it, FER2013 accuracy only.")]
+    help="FER+ ten-annotator votes aligned with the FER2013 CSV (fer2013new.csv, plain or .gz): "
+         "agreement with people beside FER2013 accuracy, and train's --targets ferplus|mix:A. "
+         "Default: found next to the FER2013 file; without it, FER2013 accuracy only.")]
 
 Aux = Annotated[str | None, typer.Option(
     "--aux",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from training.commands.options import Aux, DataDir, Fer2013, Sample
+from training.commands.options import Aux, DataDir, Fer2013, FerPlus, Sample
 from training.models.registry import MODEL_NAMES
 
 
@@ -132,6 +132,16 @@ def train(
                    "teacher's soft targets (default 0.5)."),
     kd_temperature: float | None = typer.Option(
         None, help="Distillation: softmax temperature of the soft targets (default 4)."),
+    targets: str | None = typer.Option(
+        None, "--targets",
+        help="What the loss trains towards: fer2013 (FER2013's one label per image, default), "
+             "ferplus (the share of the ten FER+ annotators' votes each of our seven classes "
+             "got; images whose top vote is contempt, unknown or not-a-face are left out, and "
+             "the best epoch is chosen by FER+ majority agreement on PublicTest) or mix:A "
+             "(A x FER2013 one-hot + (1-A) x the vote shares, e.g. mix:0.5; chosen by FER2013 "
+             "PublicTest accuracy). The votes (fer2013new.csv(.gz)) are read next to the FER2013 "
+             "data or from --ferplus. Kept on --resume."),
+    ferplus: FerPlus = None,
     distribute: bool = typer.Option(
         False, "--distribute", help="Data-parallel training over all devices of this machine "
                                     "(JAX: keras.distribution.DataParallel; TensorFlow: "
@@ -187,6 +197,7 @@ def train(
              "teachers": list(teacher) if teacher else None,
              "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
              "soft_targets": str(soft_targets) if soft_targets else None,
+             "targets": targets, "ferplus": str(ferplus) if ferplus else None,
              "distribute": True if distribute else None, "optimizer": optimizer,
              "checkpoint_minutes": checkpoint_minutes, "precision": precision,
              "schedule_minutes": schedule_minutes,

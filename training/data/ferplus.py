@@ -143,20 +143,17 @@ def load_ferplus(path: str | Path, fer: FerArrays) -> FerPlusVotes:
     return votes
 
 
-def votes_for_split(
-    split: str,
+def load_votes(
     *,
     data_dir: str | Path | None = None,
     fer2013: str | Path | None = None,
     ferplus: str | Path | None = None,
-) -> tuple[FerPlusVotes | None, str]:
-    """The votes of one split (`train`/`val`/`test`) and a line saying where they came from,
-    or None and a line saying why there are none (no votes file: FER2013 accuracy only).
-
-    A votes file that is there but does not line up with the FER2013 data is an error
-    (FerError), not a silent skip: the metric would be meaningless.
+) -> tuple[FerArrays | None, FerPlusVotes | None, str]:
+    """The FER2013 arrays and the votes lined up with them, and a line saying where the votes
+    came from; or (None, None, a line saying why there are none: no votes file or no FER2013
+    data). A votes file that is there but does not line up with the FER2013 data is an error
+    (FerError), not a silent skip: anything computed from it would be meaningless.
     """
-    from contract import SPLIT_TITLES
     from training.data.splits import default_data_dir, find_fer2013, load_fer_source
 
     if fer2013 is None:
@@ -166,12 +163,27 @@ def votes_for_split(
         except FerError:
             if ferplus is not None:
                 raise
-            return None, f"no FER2013 data in {folder}: FER+ agreement not computed"
+            return None, None, f"no FER2013 data in {folder}: FER+ agreement not computed"
     path = Path(ferplus).expanduser() if ferplus is not None else find_ferplus(fer2013)
     if path is None:
-        return None, (
+        return None, None, (
             f"no FER+ votes ({' or '.join(FERPLUS_NAMES)}) next to {fer2013}: FER2013 accuracy "
             "only (pass --ferplus PATH to add agreement with the ten-annotator votes)"
         )
     fer, _ = load_fer_source(fer2013, progress=False)
-    return load_ferplus(path, fer).split(SPLIT_TITLES[split]), f"FER+ votes: {path}"
+    return fer, load_ferplus(path, fer), f"FER+ votes: {path}"
+
+
+def votes_for_split(
+    split: str,
+    *,
+    data_dir: str | Path | None = None,
+    fer2013: str | Path | None = None,
+    ferplus: str | Path | None = None,
+) -> tuple[FerPlusVotes | None, str]:
+    """The votes of one split (`train`/`val`/`test`) and a line saying where they came from,
+    or None and a line saying why there are none (`load_votes`)."""
+    from contract import SPLIT_TITLES
+
+    _, votes, note = load_votes(data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
+    return (votes.split(SPLIT_TITLES[split]) if votes is not None else None), note
