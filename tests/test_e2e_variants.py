@@ -1,9 +1,10 @@
 """End-to-end: the live page's model menu (issue 17, item 5) in headless Chromium.
 
-A models folder offering two variants made by `fer-hybrid export` (the default and one added
-with `variant=`): two tiny models of the same architecture whose outputs differ on purpose
-(each all but certain of one class, whatever the face), so the labels on the fake camera's
-face say which model the page runs. Real backend (Uvicorn in a thread), wasm backend.
+A models folder offering two variants: a copy of the session's tiny e2e ensemble (untrained:
+near-uniform probabilities) plus one added by `fer-hybrid export`'s `variant=`, the same
+architecture with its head all but certain of "surprise" whatever the face, so the labels and
+probabilities on the fake camera's face say which model the page runs. Real backend (Uvicorn in
+a thread), wasm backend.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ from e2e_support import (
     browser,
     js_state,
     live_server,
-    require_browser,
     wait_state,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+e2e_models = e2e_support.e2e_models
 e2e_videos = e2e_support.e2e_videos
 
 READY = "window.ferState && window.ferState.ready"
-DEFAULT_LABEL, VARIANT_LABEL = "happy", "surprise"
+VARIANT_LABEL = "surprise"
 
 
 def one_class_model(path, label: str) -> None:
-    """e2e_support's tiny CNN, its head all but certain of `label` for any input."""
+    """e2e_support's tiny CNN (build_fixture_models), its head all but certain of `label`."""
     import keras
 
     from contract import LABELS
@@ -50,24 +51,40 @@ def one_class_model(path, label: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def variant_models(tmp_path_factory):
-    require_browser()
+def variant_models(e2e_models, tmp_path_factory):
+    import shutil
+
     from training.export import export_ensemble
 
     root = tmp_path_factory.mktemp("variant_models")
-    one_class_model(root / "default.keras", DEFAULT_LABEL)
-    one_class_model(root / "votes.keras", VARIANT_LABEL)
     models = root / "models"
-    export_ensemble([root / "default.keras"], models, placeholder=True, notes="e2e default")
+    shutil.copytree(e2e_models, models)
+    one_class_model(root / "votes.keras", VARIANT_LABEL)
     export_ensemble([root / "votes.keras"], models, placeholder=True, notes="e2e variant",
                     variant="ferplus", title="People's votes (FER+)",
                     description="Agrees better with people.")
     return models
 
 
-def labelled(label: str) -> str:
+def labelled(label: str | None = None) -> str:
+    """JS: faces found and all labelled (by `label` when given)."""
+    check = f"f.label === '{label}'" if label else "f.label"
     return ("window.ferState.frames >= 3 && window.ferState.faces.length >= 1"
-            f" && window.ferState.faces.every(f => f.label === '{label}')")
+            f" && window.ferState.faces.every(f => {check})")
+
+
+def weight_tensors(manifest) -> int:
+    """How many tensors the members of `manifest` (a path) hold once loaded in TF.js."""
+    import json
+
+    doc = json.loads(manifest.read_text())
+    return sum(len(group["weights"])
+               for m in doc["members"]
+               for group in json.loads((manifest.parent / m["path"]).read_text())["weightsManifest"])
+
+
+def top_probability(page) -> float:
+    return max(max(f["probs"]) for f in js_state(page)["faces"])
 
 
 def test_model_menu_switches_live_and_remembers(variant_models, e2e_videos, tmp_path):
@@ -94,7 +111,8 @@ def test_model_menu_switches_live_and_remembers(variant_models, e2e_videos, tmp_
         tensors = page.evaluate("tf.memory().numTensors")
 
         page.click("#toggle")
-        wait_state(page, labelled(DEFAULT_LABEL), 90)
+        wait_state(page, labelled(), 90)
+        assert top_probability(page) < 0.6  # the untrained default: near-uniform
         page.select_option("#model-select", "ferplus")
         wait_state(page, "window.ferState.variant === 'ferplus' && window.ferState.modelsLoaded"
                    " && !window.ferState.switchingModel", 60)
@@ -102,6 +120,7 @@ def test_model_menu_switches_live_and_remembers(variant_models, e2e_videos, tmp_
         wait_state(page, labelled(VARIANT_LABEL) + f" && window.ferState.frames > {frames + 3}", 60)
         s = js_state(page)
         assert s["status"] == "running" and s["manifestUrl"] == f"{base}/models/ferplus/manifest.json"
+        assert top_probability(page) > 0.95
         assert page.input_value("#model-select") == "ferplus"
         assert page.inner_text("#model-description") == "Agrees better with people."
         page.screenshot(path=str(ARTIFACTS / "live_model_menu.png"))
@@ -111,8 +130,10 @@ def test_model_menu_switches_live_and_remembers(variant_models, e2e_videos, tmp_
             assert f"{base}/models/{path}" in urls, path
         page.click("#toggle")
         wait_state(page, "window.ferState.status === 'ready'", 20)
-        # The first model was disposed: the same architecture leaves the same tensors alive.
-        assert page.evaluate("tf.memory().numTensors") == tensors
+        # The first model was disposed: only the second one's weights are alive beside the rest.
+        swapped = (tensors - weight_tensors(variant_models / "manifest.json")
+                   + weight_tensors(variant_models / "ferplus" / "manifest.json"))
+        assert page.evaluate("tf.memory().numTensors") == swapped
         assert page.evaluate("localStorage.getItem('fer-hybrid.model')") == "ferplus"
 
         page.reload()
