@@ -22,6 +22,25 @@ Shape (schema ``fer-hybrid/manifest@1``)::
       "notes": "..."
     }
 
+Variants (optional): the models folder may offer more than one model. The top manifest
+then lists them, itself first as the default, each a full manifest of this same schema in
+its own subfolder (its own members, labels, input and metrics)::
+
+      "variants": [
+        {"id": "fer2013", "title": "FER2013 labels", "description": "...",
+         "manifest": "manifest.json", "default": true},
+        {"id": "ferplus", "title": "People's votes (FER+)", "description": "...",
+         "manifest": "ferplus/manifest.json", "default": false}
+      ]
+
+Rules: ids are unique and safe (`VARIANT_ID`); `manifest` is relative to the top manifest's
+folder; exactly one variant is the default and it is the top manifest itself
+("manifest.json"), every other one lies in a subfolder that holds no member of the top
+manifest (nor of another variant); a variant's manifest lists no variants of its own and has
+the top manifest's labels and input spec (checked when the files are). The key is optional
+and additive, so the schema id stays ``fer-hybrid/manifest@1``: a manifest without it is
+valid as before, and a reader that ignores it gets the default model.
+
 Conventions:
 - `path` is relative to the manifest's folder, POSIX separators, no `..`.
 - `bytes` is what the page downloads for that member: `model.json` plus every
@@ -29,9 +48,9 @@ Conventions:
 - `metrics` (top level) always has `split` (``"PrivateTest"``, ``"PublicTest"``
   or ``null`` when nothing was measured); the accuracy keys are present when measured.
 
-Public helpers: `Manifest`, `Member`, `manifest_to_dict`, `manifest_from_dict`,
+Public helpers: `Manifest`, `Member`, `Variant`, `manifest_to_dict`, `manifest_from_dict`,
 `validate_manifest` (returns a list of problems), `write_manifest` (atomic),
-`read_manifest` (raises `ManifestError` when invalid), `member_bytes`.
+`read_manifest` (raises `ManifestError` when invalid), `member_bytes`, `manifest_variants`.
 """
 
 from __future__ import annotations
@@ -39,6 +58,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -53,6 +73,8 @@ QUANTIZATIONS = ("uint8", "float16", "none")
 ENSEMBLE_METHOD = "soft_voting"
 #: The splits a manifest's metrics can be measured on.
 SPLIT_NAMES = {k: SPLIT_TITLES[k] for k in ("test", "val")}
+#: A variant id: lower-case letters, digits, "_" and "-" (it names a folder and a URL part).
+VARIANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 class ManifestError(ValueError):
@@ -75,6 +97,17 @@ class Member:
 
 
 @dataclass
+class Variant:
+    """One selectable model of a models folder (the top manifest's `variants`)."""
+
+    id: str
+    title: str
+    manifest: str  # relative to the top manifest's folder: "manifest.json" or "<id>/manifest.json"
+    description: str = ""
+    default: bool = False
+
+
+@dataclass
 class Manifest:
     """The whole manifest. `to_dict()` gives the JSON document."""
 
@@ -89,14 +122,15 @@ class Manifest:
     notes: str = ""
     created: str = ""
     schema: str = SCHEMA
+    variants: list[Variant] = field(default_factory=list)  # empty: one model, no "variants" key
 
     def to_dict(self) -> dict[str, Any]:
         return manifest_to_dict(self)
 
 
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
-    """JSON-ready dict with the contract's key order."""
-    return {
+    """JSON-ready dict with the contract's key order ("variants" last, only when there are some)."""
+    data = {
         "schema": manifest.schema,
         "created": manifest.created or utc_now(),
         "labels": list(manifest.labels),
@@ -107,12 +141,24 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
         "placeholder": bool(manifest.placeholder),
         "notes": manifest.notes,
     }
+    if manifest.variants:
+        data["variants"] = [
+            {"id": v.id, "title": v.title, "description": v.description, "manifest": v.manifest,
+             "default": bool(v.default)}
+            for v in manifest.variants
+        ]
+    return data
 
 
 def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     """Inverse of `manifest_to_dict` (call `validate_manifest` first for untrusted input)."""
     known = set(Member.__dataclass_fields__)
     members = [Member(**{k: v for k, v in m.items() if k in known}) for m in data["members"]]
+    variants = [
+        Variant(id=v["id"], title=v["title"], manifest=v["manifest"],
+                description=str(v.get("description", "")), default=bool(v.get("default", False)))
+        for v in data.get("variants") or []
+    ]
     return Manifest(
         members=members,
         labels=list(data["labels"]),
@@ -123,6 +169,7 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         notes=str(data.get("notes", "")),
         created=str(data.get("created", "")),
         schema=str(data.get("schema", SCHEMA)),
+        variants=variants,
     )
 
 
@@ -145,7 +192,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _bad_relative_path(path: Any) -> str | None:
+def _bad_relative_path(path: Any, name: str = "model.json") -> str | None:
     if not isinstance(path, str) or not path:
         return "must be a non-empty string"
     if "\\" in path:
@@ -157,16 +204,110 @@ def _bad_relative_path(path: Any) -> str | None:
         return "must be relative to the manifest folder"
     if any(part in ("..", "") for part in path.split("/")):
         return "must not contain '..' or empty parts"
-    if pure.name != "model.json":
-        return "must point at a model.json"
+    if pure.name != name:
+        return f"must point at a {name}"
     return None
+
+
+def _folder(path: str) -> PurePosixPath:
+    return PurePosixPath(path).parent
+
+
+def _nested(a: PurePosixPath, b: PurePosixPath) -> bool:
+    """True when folder a is b or lies inside it, or the other way round."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def _validate_variants(data: dict[str, Any], base_dir: str | os.PathLike | None) -> list[str]:
+    """Problems of the optional top-level `variants` list (see the module docstring)."""
+    variants = data["variants"]
+    if not isinstance(variants, list) or not variants:
+        return ["variants: must be a non-empty list (leave the key out for a single model)"]
+    problems: list[str] = []
+    ids: set[str] = set()
+    folders: list[PurePosixPath] = []
+    defaults = 0
+    members = data.get("members") if isinstance(data.get("members"), list) else []
+    member_dirs = [_folder(m["path"]) for m in members
+                   if isinstance(m, dict) and not _bad_relative_path(m.get("path"))]
+    for i, variant in enumerate(variants):
+        where = f"variants[{i}]"
+        if not isinstance(variant, dict):
+            problems.append(f"{where}: must be an object with id, title and manifest")
+            continue
+        vid = variant.get("id")
+        if not isinstance(vid, str) or not VARIANT_ID.fullmatch(vid):
+            problems.append(f"{where}.id {vid!r}: must be 1-32 of a-z, 0-9, '_', '-' "
+                            "(starting with a letter or digit)")
+        elif vid in ids:
+            problems.append(f"{where}.id: duplicate id {vid!r}")
+        else:
+            ids.add(vid)
+            where = f"variants[{i}] ({vid})"
+        if not isinstance(variant.get("title"), str) or not variant["title"].strip():
+            problems.append(f"{where}.title: must be a non-empty string")
+        if not isinstance(variant.get("description", ""), str):
+            problems.append(f"{where}.description: must be a string")
+        is_default = variant.get("default", False)
+        if not isinstance(is_default, bool):
+            problems.append(f"{where}.default: must be true or false")
+            is_default = False
+        defaults += is_default
+        path = variant.get("manifest")
+        why = _bad_relative_path(path, MANIFEST_NAME)
+        if why:
+            problems.append(f"{where}.manifest {path!r}: {why}")
+            continue
+        if is_default:
+            if path != MANIFEST_NAME:
+                problems.append(f"{where}: the default variant is the top manifest itself; "
+                                f"its manifest must be {MANIFEST_NAME!r}, not {path!r}")
+            continue
+        if path == MANIFEST_NAME:
+            problems.append(f"{where}.manifest: only the default is the top manifest; put this "
+                            f"one in a subfolder, e.g. '{vid}/{MANIFEST_NAME}'")
+            continue
+        folder = _folder(path)
+        if any(_nested(folder, m) for m in member_dirs):
+            problems.append(f"{where}.manifest {path!r}: its folder overlaps a member folder "
+                            "of the top manifest")
+        elif any(_nested(folder, f) for f in folders):
+            problems.append(f"{where}.manifest {path!r}: its folder overlaps another variant's")
+        folders.append(folder)
+        if base_dir is not None:
+            problems += [f"{where}: {p}" for p in _check_variant_file(data, base_dir, path)]
+    if defaults != 1:
+        problems.append(f"variants: need exactly one default (the top manifest), found {defaults}")
+    return problems
+
+
+def _check_variant_file(top: dict[str, Any], base_dir: str | os.PathLike, path: str) -> list[str]:
+    """A variant's manifest on disk: present, valid with its files, compatible with the top one."""
+    file = Path(base_dir) / path
+    if not file.is_file():
+        return [f"{path} does not exist next to the manifest"]
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return [f"cannot read {path}: {err}"]
+    if not isinstance(doc, dict):
+        return [f"{path} is not a JSON object"]
+    problems = [f"{path}: {p}" for p in validate_manifest(doc, file.parent)]
+    if "variants" in doc:
+        problems.append(f"{path}: a variant's manifest must not list variants of its own")
+    for key in ("labels", "input"):
+        if doc.get(key) != top.get(key):
+            problems.append(f"{path}: {key} differ from the top manifest's (every variant must "
+                            "classify the same labels from the same input)")
+    return problems
 
 
 def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> list[str]:
     """All problems found in a manifest document (an empty list means valid).
 
     With `base_dir` (the manifest's folder) it also checks that every member's
-    model.json and weight shards exist and that `bytes` matches the files on disk.
+    model.json and weight shards exist and that `bytes` matches the files on disk, and
+    that every variant's manifest exists, is valid with its files and matches this one.
     """
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -279,6 +420,8 @@ def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> l
         problems.append("notes: must be a string")
     if not isinstance(data.get("created"), str) or not data.get("created"):
         problems.append("created: must be an ISO-8601 timestamp string")
+    if "variants" in data:
+        problems += _validate_variants(data, base_dir)
     return problems
 
 
@@ -325,3 +468,9 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = True) -> Manif
         raise ManifestError(f"invalid manifest {path}: " + "; ".join(problems)
                             + "; re-run `fer-hybrid export`")
     return manifest_from_dict(data)
+
+
+def manifest_variants(path: str | os.PathLike) -> list[Variant]:
+    """The variants a models folder (or its manifest file) offers, validated with their files;
+    [] for a single-model folder. Raises `ManifestError` like `read_manifest`."""
+    return read_manifest(path).variants

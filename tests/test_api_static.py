@@ -11,6 +11,7 @@ from test_backend_helpers import make_settings
 
 from backend.app import create_app
 from backend.assets import TFJS_DIR, TFJS_URL, TFJS_VERSION
+from backend.precache import shell_urls, vendor_urls
 
 MANIFEST = {
     "schema": "fer-hybrid/manifest@1",
@@ -153,6 +154,32 @@ def test_cache_policy(site):
     assert client.get("/api/health").headers["cache-control"] == "no-store"
     missing = client.get("/static/vendor/tfjs-4.22.0/nope.js")
     assert missing.status_code == 404 and "immutable" not in missing.headers["cache-control"]
+
+
+def test_variant_models_are_served_like_the_default(site, repo_root):
+    """A variant's folder (models/<id>/, listed in the manifest's variants) is plain /models/
+    content: same types, revalidated caching, no listing; the service worker precaches no model
+    file (it caches the default's members when the page fetches the manifest, a variant's when
+    the page fetches them)."""
+    client, settings = site
+    folder = settings.models_dir / "ferplus" / "c"
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text('{"format": "graph-model"}')
+    (folder / "group1-shard1of1.bin").write_bytes(b"\1" * 300)
+    (folder.parent / "manifest.json").write_text(json.dumps(
+        {**MANIFEST, "members": [{"name": "c", "path": "c/model.json", "weight": 1.0}]}))
+    for path, ctype in [("/models/ferplus/manifest.json", "application/json"),
+                        ("/models/ferplus/c/model.json", "application/json"),
+                        ("/models/ferplus/c/group1-shard1of1.bin", "application/octet-stream")]:
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].split(";")[0] == ctype
+        assert r.headers["cache-control"] == "no-cache" and "etag" in r.headers
+    assert client.get("/models/ferplus/").status_code == 404
+    assert client.get("/api/health").json() == {"status": "ok", "models": 2}  # the default's
+
+    listed = shell_urls(repo_root / "web") + vendor_urls(repo_root / "web")
+    assert not [u for u in listed if u.startswith("/models/")]
 
 
 def test_gzip_for_js_and_json_not_for_weights(site):

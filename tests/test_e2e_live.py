@@ -101,6 +101,8 @@ def test_live_single_face_labelled_locally(e2e_models, e2e_videos, tmp_path):
         assert int(page.get_attribute("body", "data-faces")) >= 1
         assert page.get_attribute("#face-list li", "data-label") in LABELS
         assert page.get_attribute("body", "data-state") == "running"
+        # One model (no "variants" in the manifest): no model menu, nothing else loaded.
+        assert s["variants"] == [] and s["variant"] is None and not page.is_visible("#model-choice")
         boxes = overlay_faces(page)
         assert boxes and all(x["w"] > 20 and x["tag"] for x in boxes), boxes
         # The list's first row is the face numbered 1 on the picture.

@@ -186,6 +186,70 @@ def test_atomic_replace_keeps_model_card_and_survives_failures(trained, tmp_path
     assert oct((out / "manifest.json").stat().st_mode & 0o777) == oct(0o644)
 
 
+def test_variant_is_registered_and_survives_a_default_reexport(trained, tmp_path):
+    """--variant: a second model in models/<id>/ listed in the top manifest's variants; the
+    default's re-export keeps both the list and the folder (issue 17, item 5)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from contract.manifest import Variant
+    from training.commands.export import export
+    from training.export import DEFAULT_VARIANT, export_ensemble, register_variant
+
+    out = tmp_path / "models"
+    with pytest.raises(FerError, match="default model first"):
+        export_ensemble([trained["run"]], out, variant="ferplus")
+    export_ensemble([trained["keras"]], out, quantization="uint8")  # the default: tiny_b
+    (out / "README.md").write_text("# model card\n")
+    # Refused before anything slow runs.
+    for kwargs, message in [({"variant": "fer2013"}, "default model"),
+                            ({"variant": "Fer Plus"}, "--variant"),
+                            ({"variant": "tiny_b"}, "member"),
+                            ({"title": "x"}, "add --variant")]:
+        with pytest.raises(FerError, match=message):
+            export_ensemble([trained["run"]], out, **kwargs)
+
+    app = typer.Typer()
+    app.command("export")(export)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, [
+        "export", str(trained["run"]), "--out", str(out), "--eval", "none", "--variant", "ferplus",
+        "--title", "People's votes (FER+)", "--description", "Ten annotators per face."])
+    assert result.exit_code == 0, result.output
+    assert "registered variant 'ferplus'" in result.output and "fer2013 (default)" in result.output
+    top = json.loads((out / "manifest.json").read_text())
+    default = {"id": "fer2013", "title": DEFAULT_VARIANT.title,
+               "description": DEFAULT_VARIANT.description, "manifest": "manifest.json",
+               "default": True}
+    assert top["variants"] == [default, {
+        "id": "ferplus", "title": "People's votes (FER+)", "description": "Ten annotators per face.",
+        "manifest": "ferplus/manifest.json", "default": False}]
+    assert [m["name"] for m in top["members"]] == ["tiny_b"]
+    assert validate_manifest(top, out) == []
+    assert read_manifest(out / "ferplus").members[0].name == "tiny_a-1"
+    assert sorted(p.name for p in (out / "ferplus").iterdir()) == ["manifest.json", "tiny_a-1"]
+    assert "variants" not in json.loads((out / "ferplus" / "manifest.json").read_text())
+    help_text = CliRunner().invoke(app, ["export", "--help"]).output
+    assert "--variant" in help_text and "--title" in help_text and "--description" in help_text
+
+    # Registering again replaces the entry with that id (what a re-export of the variant does).
+    register_variant(out, Variant("ferplus", "FER+", "ferplus/manifest.json", "votes"))
+    assert [(v["id"], v["title"]) for v in json.loads((out / "manifest.json").read_text())[
+        "variants"]] == [("fer2013", DEFAULT_VARIANT.title), ("ferplus", "FER+")]
+
+    # Re-exporting the default model keeps the variant's folder and entry.
+    variant_manifest = (out / "ferplus" / "manifest.json").read_bytes()
+    export_ensemble([trained["run"]], out, names=["again"])
+    top = json.loads((out / "manifest.json").read_text())
+    assert [m["name"] for m in top["members"]] == ["again"]
+    assert [v["id"] for v in top["variants"]] == ["fer2013", "ferplus"]
+    assert (out / "ferplus" / "manifest.json").read_bytes() == variant_manifest
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "again", "ferplus",
+                                                     "manifest.json"]
+    assert validate_manifest(top, out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]  # no temporary folders
+
+
 def test_user_errors_are_fer_errors(trained, tmp_path):
     from training.export import EvalData, export_ensemble
 

@@ -173,3 +173,116 @@ def test_manifest_module_does_not_import_tensorflow():
     code = "import sys, contract.manifest; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+
+
+# -------------------------------------------------------------------- variants (issue 17, item 5)
+
+
+def _add_variant(models_dir: Path, folder: str = "ferplus", **changes) -> dict:
+    """A second full manifest in models_dir/<folder>/ (its own member), listed by the top one."""
+    root = models_dir / folder
+    root.mkdir()
+    variant = Manifest(members=[_fake_member(root, "c", 512)], notes="votes",
+                       created="2026-01-01T00:00:00Z").to_dict()
+    variant.update(changes)
+    (root / "manifest.json").write_text(json.dumps(variant))
+    doc = _doc(models_dir)
+    doc["variants"] = [
+        {"id": "fer2013", "title": "FER2013 labels", "description": "the comparable one",
+         "manifest": "manifest.json", "default": True},
+        {"id": folder, "title": "People's votes (FER+)", "description": "ten annotators",
+         "manifest": f"{folder}/manifest.json", "default": False},
+    ]
+    return doc
+
+
+def test_variants_valid_and_round_trip(models_dir: Path):
+    from contract.manifest import Variant, manifest_variants
+
+    doc = _add_variant(models_dir)
+    assert validate_manifest(doc) == [] and validate_manifest(doc, models_dir) == []
+    write_manifest(doc, models_dir / "manifest.json")
+    manifest = read_manifest(models_dir)
+    assert [v.id for v in manifest.variants] == ["fer2013", "ferplus"]
+    assert manifest.variants[0] == Variant("fer2013", "FER2013 labels", "manifest.json",
+                                           "the comparable one", True)
+    assert manifest.to_dict()["variants"] == doc["variants"]
+    assert manifest_from_dict(_doc(models_dir)).to_dict()["variants"] == doc["variants"]
+    # Each variant is itself a full manifest: what `read_manifest` reads from its folder.
+    assert read_manifest(models_dir / "ferplus").members[0].name == "c"
+    assert [v.id for v in manifest_variants(models_dir)] == ["fer2013", "ferplus"]
+
+
+def test_manifest_without_variants_stays_valid_and_unchanged(models_dir: Path):
+    from contract.manifest import manifest_variants
+
+    doc = _doc(models_dir)
+    assert "variants" not in doc and read_manifest(models_dir).variants == []
+    assert "variants" not in read_manifest(models_dir).to_dict()
+    assert manifest_variants(models_dir) == []
+
+
+def test_the_shipped_manifest_validates():
+    root = Path(__file__).resolve().parents[1] / "models"
+    assert validate_manifest(json.loads((root / "manifest.json").read_text()), root) == []
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["variants"][1].update(id="fer2013"), "duplicate id"),
+        (lambda d: d["variants"][1].update(id="Fer Plus!"), "id"),
+        (lambda d: d["variants"][1].update(id="../x"), "id"),
+        (lambda d: d["variants"][1].update(manifest="../ferplus/manifest.json"), ".."),
+        (lambda d: d["variants"][1].update(manifest="/abs/manifest.json"), "relative"),
+        (lambda d: d["variants"][1].update(manifest="https://x.org/manifest.json"), "URL"),
+        (lambda d: d["variants"][1].update(manifest="ferplus/other.json"), "manifest.json"),
+        (lambda d: d["variants"][1].update(manifest="a/manifest.json"), "member"),
+        (lambda d: d["variants"][1].update(manifest="manifest.json"), "subfolder"),
+        (lambda d: d["variants"][1].update(default=True), "exactly one default"),
+        (lambda d: d["variants"][0].update(default=False), "exactly one default"),
+        (lambda d: d["variants"][0].update(manifest="ferplus/manifest.json", default=True)
+         or d["variants"][1].update(default=False, manifest="x/manifest.json"), "default"),
+        (lambda d: d["variants"][1].update(title=""), "title"),
+        (lambda d: d["variants"][1].update(description=3), "description"),
+        (lambda d: d["variants"][1].update(default="yes"), "default"),
+        (lambda d: d["variants"].append("ferplus"), "object"),
+        (lambda d: d.update(variants={"ferplus": "ferplus/manifest.json"}), "list"),
+        (lambda d: d.update(variants=[]), "variants"),
+    ],
+)
+def test_variants_rejected(models_dir: Path, mutate, message):
+    doc = _add_variant(models_dir)
+    mutate(doc)
+    problems = validate_manifest(doc)
+    assert problems and any(message in p for p in problems), problems
+
+
+def test_variant_files_are_checked(models_dir: Path):
+    doc = _add_variant(models_dir)
+    (models_dir / "ferplus" / "c" / "group1-shard1of1.bin").unlink()
+    problems = validate_manifest(doc, models_dir)
+    assert any("ferplus" in p and "missing weight files" in p for p in problems), problems
+    assert validate_manifest(doc) == []  # without base_dir the disk is not consulted
+    (models_dir / "ferplus" / "manifest.json").unlink()
+    problems = validate_manifest(doc, models_dir)
+    assert any("ferplus/manifest.json does not exist" in p for p in problems), problems
+    write_manifest(doc, models_dir / "manifest.json")  # checks the document, not the disk
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(models_dir / "manifest.json")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"labels": ["happy", "sad", "angry", "disgust", "fear", "surprise", "neutral"]}, "labels"),
+        ({"input": {**Manifest(members=[]).input, "height": 64, "width": 64}}, "input"),
+        ({"schema": "other@2"}, "schema"),
+        ({"variants": [{"id": "x", "title": "x", "manifest": "manifest.json", "default": True}]},
+         "variants of its own"),
+    ],
+)
+def test_variant_must_match_the_top_manifest(models_dir: Path, changes, message):
+    doc = _add_variant(models_dir, **changes)
+    problems = validate_manifest(doc, models_dir)
+    assert any("ferplus" in p and message in p for p in problems), problems

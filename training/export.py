@@ -20,7 +20,16 @@ Output folder (atomic): everything is built in a temporary sibling folder
 crash or a conversion error leaves the previous ``models/`` untouched. The new
 folder holds the exported members and the manifest; top-level *files* of the
 old folder other than ``manifest.json`` (e.g. the ``README.md`` model card,
-``.gitkeep``) are carried over; old sub-folders (previous members) are dropped.
+``.gitkeep``) are carried over; old sub-folders (previous members) are dropped, except
+the folders of the variants the old manifest lists: they and the manifest's ``variants``
+list are carried over (so re-exporting the default model keeps the other models).
+
+Variants (`variant=`, ``fer-hybrid export RUN --variant ID``): the run is exported as a
+second selectable model into ``<out_dir>/<ID>/`` (its own full manifest and member files,
+built aside and swapped in the same way) and then registered in the top manifest's
+``variants`` (one atomic write), replacing an entry with that id; the first variant added
+also creates the default's entry (`DEFAULT_VARIANT`) for the top manifest itself. The
+default model must be exported first, and a variant must share its labels and input.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -42,8 +51,14 @@ from contract import LABELS, SPLIT_TITLES, input_spec, utc_now
 from contract.manifest import (
     MANIFEST_NAME,
     SPLIT_NAMES,
+    VARIANT_ID,
     Manifest,
+    ManifestError,
     Member,
+    Variant,
+    manifest_from_dict,
+    read_manifest,
+    read_manifest_json,
     validate_manifest,
     write_manifest,
 )
@@ -302,6 +317,17 @@ def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+#: The entry a models folder's own (top) model gets when the first variant is added.
+DEFAULT_VARIANT = Variant(
+    id="fer2013",
+    title="FER2013 labels",
+    description="Trained on FER2013's one label per face: the model whose accuracy compares "
+    "with published FER2013 results.",
+    manifest=MANIFEST_NAME,
+    default=True,
+)
+
+
 @dataclass
 class ExportPlan:
     """What an export will do, every cheap check made (`plan_export`)."""
@@ -310,6 +336,50 @@ class ExportPlan:
     weights: list[float]
     quantization: str
     out_dir: Path
+    variant: Variant | None = None  # export as this variant of out_dir's top manifest
+
+    @property
+    def dest(self) -> Path:
+        """The folder the models and their manifest go to: out_dir, or out_dir/<variant id>."""
+        return self.out_dir / self.variant.id if self.variant else self.out_dir
+
+
+def plan_variant(out_dir: Path, variant_id: str, title: str | None = None,
+                 description: str | None = None) -> Variant:
+    """The `variants` entry for exporting into out_dir/<variant_id>/, checked against the top
+    manifest (which must exist, be valid and not use that id or folder)."""
+    if not VARIANT_ID.fullmatch(variant_id or ""):
+        raise FerError(f"--variant {variant_id!r}: use 1-32 of a-z, 0-9, '_' and '-' "
+                       "(it names the folder models/<id>/), e.g. --variant ferplus")
+    try:
+        data = read_manifest_json(out_dir)
+    except ManifestError as err:
+        raise FerError(f"cannot add variant {variant_id!r}: {err}. Export the default model "
+                       f"first (fer-hybrid export RUN --out {out_dir}), then the variant") from err
+    # The default model's files must be in place (a variant joins a working folder); the other
+    # variants' files are not checked here, so a broken one can be re-exported.
+    own = {k: v for k, v in data.items() if k != "variants"}
+    problems = validate_manifest(own, out_dir) + validate_manifest(data)
+    if problems:
+        raise FerError(f"cannot add variant {variant_id!r}: {out_dir / MANIFEST_NAME} is invalid: "
+                       + "; ".join(dict.fromkeys(problems)) + "; re-export the default model first")
+    top = manifest_from_dict(data)
+    default = next((v for v in top.variants if v.default), DEFAULT_VARIANT)
+    if variant_id == default.id:
+        raise FerError(f"{variant_id!r} is the default model (the top manifest itself); export "
+                       "it without --variant, or pick another id")
+    members = {PurePosixPath(m.path).parts[0] for m in top.members}
+    if variant_id in members:
+        raise FerError(f"models/{variant_id}/ holds a member of the default model; pick another "
+                       "--variant id")
+    old = next((v for v in top.variants if v.id == variant_id), None)
+    return Variant(
+        id=variant_id,
+        title=(title or (old.title if old else "") or variant_id).strip(),
+        description=(description if description is not None
+                     else (old.description if old else "")).strip(),
+        manifest=f"{variant_id}/{MANIFEST_NAME}",
+    )
 
 
 def plan_export(
@@ -319,8 +389,15 @@ def plan_export(
     quantization: str = "uint8",
     weights: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
+    variant: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
 ) -> ExportPlan:
-    """Resolve the members and check the options and --out before anything slow runs."""
+    """Resolve the members and check the options and --out before anything slow runs.
+
+    variant: export as that variant of out_dir's models (`plan_variant`), with its title and
+    description (default: the existing entry's, else the id and nothing).
+    """
     quantization = check_quantization(quantization)
     sources = resolve_members(members, names)
     # Every shipped member must count: weights > 0 (1 each by default).
@@ -328,7 +405,10 @@ def plan_export(
                else check_weights(weights, len(sources), allow_zero=False))
     out_dir = Path(out_dir)
     check_writable(out_dir)
-    return ExportPlan(sources, weights, quantization, out_dir)
+    if variant is None and (title is not None or description is not None):
+        raise FerError("--title and --description describe a variant; add --variant ID")
+    entry = plan_variant(out_dir, variant, title, description) if variant is not None else None
+    return ExportPlan(sources, weights, quantization, out_dir, entry)
 
 
 def export_ensemble(
@@ -341,6 +421,9 @@ def export_ensemble(
     placeholder: bool = False,
     notes: str = "",
     eval_split: EvalData | None = None,
+    variant: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
 ) -> Path:
     """Export Keras models as a TF.js graph-model ensemble; returns the manifest path.
 
@@ -356,10 +439,14 @@ def export_ensemble(
                   Float and quantised ensemble accuracy (with/without flip TTA) go into
                   manifest["metrics"] and each member's metrics as "<split>_accuracy[_tta]"
                   (quantised) and "<split>_accuracy_float[_tta]".
+    variant:      None (the folder's own, default model) or an id: export into out_dir/<id>/
+                  and register it in out_dir/manifest.json's variants with `title` and
+                  `description` (returns out_dir/<id>/manifest.json).
     Raises FerError for user mistakes (missing run/best.keras, bad weights, unknown quantisation,
     unwritable out_dir).
     """
-    plan = plan_export(members, out_dir, quantization=quantization, weights=weights, names=names)
+    plan = plan_export(members, out_dir, quantization=quantization, weights=weights, names=names,
+                       variant=variant, title=title, description=description)
     return export_planned(plan, placeholder=placeholder, notes=notes, eval_split=eval_split)
 
 
@@ -370,19 +457,28 @@ def export_planned(plan: ExportPlan, *, placeholder: bool = False, notes: str = 
         raise TypeError("eval_split must be an EvalData or None, e.g. load_eval_split('test')")
     sources, weights, quantization, out_dir = (plan.sources, plan.weights, plan.quantization,
                                                plan.out_dir)
-    tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    label = f"{out_dir.name}.{plan.variant.id}" if plan.variant else out_dir.name
+    tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{label}.export-"))
     try:
         models = _load_members(sources)
         entries = _convert_members(sources, models, weights, quantization, tmp_dir)
         metrics = _measure(entries, models, sources, weights, eval_split, tmp_dir)
         input_shape = tuple(models[0].input_shape[1:])
-        _write_manifest(tmp_dir, entries, input_shape, metrics,
-                        quantization=quantization, placeholder=placeholder, notes=notes)
-        _publish(tmp_dir, out_dir)
+        variants = [] if plan.variant else _carry_variants(out_dir, tmp_dir)
+        _write_manifest(tmp_dir, entries, input_shape, metrics, quantization=quantization,
+                        placeholder=placeholder, notes=notes, variants=variants)
+        if plan.variant:
+            _check_fits_top(tmp_dir, out_dir, plan.variant)
+            os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
+            _swap_in(tmp_dir, plan.dest)
+        else:
+            _publish(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # the old out_dir was never touched
         raise
-    return out_dir / MANIFEST_NAME
+    if plan.variant:
+        register_variant(out_dir, plan.variant)
+    return plan.dest / MANIFEST_NAME
 
 
 def _load_members(sources: Sequence[MemberSource]) -> list[Any]:
@@ -469,6 +565,7 @@ def _write_manifest(
     quantization: str,
     placeholder: bool,
     notes: str,
+    variants: Sequence[Variant] = (),
 ) -> None:
     """folder/manifest.json, validated against the files just written."""
     if not notes:
@@ -484,12 +581,76 @@ def _write_manifest(
         placeholder=bool(placeholder),
         notes=notes,
         created=utc_now(),
+        variants=list(variants),
     )
     data = manifest.to_dict()
     problems = validate_manifest(data, folder)
     if problems:
-        raise FerError("the exported manifest is invalid: " + "; ".join(problems))
+        hint = ("; the variants listed in the old manifest must keep fitting the default model "
+                "(re-export them too, or remove them from its variants)") if variants else ""
+        raise FerError("the exported manifest is invalid: " + "; ".join(problems) + hint)
     write_manifest(data, folder / MANIFEST_NAME)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def _carry_variants(out_dir: Path, tmp_dir: Path) -> list[Variant]:
+    """The old top manifest's variants, their folders copied into tmp_dir (re-exporting the
+    default keeps the other models). Entries whose manifest is gone are dropped."""
+    try:
+        old = read_manifest(out_dir, check_files=False)
+    except ManifestError:
+        return []  # no (valid) old manifest: nothing listed to keep
+    kept: list[Variant] = []
+    for variant in old.variants:
+        if variant.default:
+            kept.append(variant)
+            continue
+        folder = PurePosixPath(variant.manifest).parent
+        if not (out_dir / variant.manifest).is_file():
+            log.warning("dropping variant %s: %s is missing", variant.id, out_dir / variant.manifest)
+            continue
+        if (tmp_dir / folder).exists():
+            raise FerError(f"a member's folder {folder} would replace variant {variant.id!r}'s "
+                           "models; pick other member names (--names)")
+        shutil.copytree(out_dir / folder, tmp_dir / folder)
+        kept.append(variant)
+    return kept if any(not v.default for v in kept) else []
+
+
+def _check_fits_top(variant_dir: Path, out_dir: Path, variant: Variant) -> None:
+    """A variant's manifest must classify the top manifest's labels from the same input."""
+    top = read_manifest_json(out_dir)
+    mine = read_manifest_json(variant_dir)
+    for key in ("labels", "input"):
+        if mine.get(key) != top.get(key):
+            raise FerError(f"variant {variant.id!r}: its {key} ({mine.get(key)}) differ from "
+                           f"{out_dir / MANIFEST_NAME}'s ({top.get(key)}); every variant must "
+                           "classify the same labels from the same input")
+
+
+def register_variant(out_dir: str | os.PathLike, variant: Variant) -> Path:
+    """Add `variant` to out_dir/manifest.json's variants (replacing one with its id; the
+    default's entry is created when absent) and write it atomically; returns its path."""
+    out_dir = Path(out_dir)
+    try:
+        top = read_manifest(out_dir, check_files=False)
+    except ManifestError as err:
+        raise FerError(f"cannot register variant {variant.id!r}: {err}") from err
+    variants = list(top.variants) or [DEFAULT_VARIANT]
+    at = next((i for i, v in enumerate(variants) if v.id == variant.id), None)
+    if at is None:
+        variants.append(variant)
+    else:
+        variants[at] = variant
+    top.variants = variants
+    data = top.to_dict()
+    problems = validate_manifest(data, out_dir)
+    if problems:
+        raise FerError(f"variant {variant.id!r} not registered in {out_dir / MANIFEST_NAME}: "
+                       + "; ".join(problems))
+    return write_manifest(data, out_dir / MANIFEST_NAME)
 
 
 def _publish(tmp_dir: Path, out_dir: Path) -> None:

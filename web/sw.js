@@ -2,7 +2,9 @@
 //   pages, /static/js, /static/css: network-first (fresh when online), cache fallback
 //   /static/vendor/*  (versioned folders): cache-first
 //   /models/manifest.json: network-first; every member file it lists is cached with it
-//   other /models/* files: network-first (a re-export keeps paths), cache fallback offline
+//   other /models/* files: network-first (a re-export keeps paths), cache fallback offline; this
+//     includes a variant's files (models/<id>/, listed under the manifest's `variants`): never
+//     fetched here ahead of time, only when the page loads that model, then cached like this
 //   /api/* and non-GET requests: never touched (uploads always go to the network)
 const VERSION = 'fer-hybrid-v1';
 const SHELL = `${VERSION}-shell`;

@@ -83,18 +83,38 @@ def export(
         False, "--placeholder", help="Flag the models as placeholders (e.g. barely trained) in the manifest."
     ),
     notes: str = typer.Option("", help="Free text for the manifest (default: a generated description)."),
+    variant: str | None = typer.Option(
+        None, "--variant",
+        help="Export as a second model the page lets users choose: into OUT/<ID>/ (its own "
+        "manifest.json + member files) and registered in OUT/manifest.json's variants "
+        "(replacing an entry with that id). OUT must already hold the default model. "
+        "ID: a-z, 0-9, '_', '-', e.g. ferplus.",
+        show_default=False,
+    ),
+    title: str | None = typer.Option(
+        None, "--title", help="With --variant: the name the page's model menu shows "
+        "(default: the entry's current title, else the id).", show_default=False,
+    ),
+    description: str | None = typer.Option(
+        None, "--description", help="With --variant: one sentence shown under the menu "
+        "(default: the entry's current one, else none).", show_default=False,
+    ),
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
 ) -> None:
     """Export trained models as a quantised TF.js ensemble for the web page.
 
-    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md are kept. Prints a table: size per member and float vs quantised accuracy.
+    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md and the folders of the variants OUT/manifest.json lists are kept. Prints a table: size per member and float vs quantised accuracy.
+
+    With --variant ID the models become a second, selectable model instead: OUT/ID/ is replaced atomically and OUT/manifest.json gets a "variants" list (the default model first, entry "fer2013", then ID); the page shows a model menu when there are two or more. Re-exporting the default later keeps the list.
 
     Examples:
 
       fer-hybrid export runs/baseline_cnn-1 runs/vgg-1 --weights 1,2
 
       fer-hybrid export model.keras --quantize float16 --eval none --placeholder
+
+      fer-hybrid export runs/sepnet-ferplus-1 --out models --variant ferplus --title "People's votes (FER+)" --description "Trained on ten annotators' votes per face (FER+)."
     """
     import logging
     import os
@@ -110,7 +130,8 @@ def export(
     # Check everything cheap before loading data or TensorFlow.
     plan = plan_export([str(m) for m in models], out, quantization=quantize,
                        weights=parse_numbers(weights) if weights else None,
-                       names=[n.strip() for n in names.split(",")] if names else None)
+                       names=[n.strip() for n in names.split(",")] if names else None,
+                       variant=variant, title=title, description=description)
     requested = None if eval is None or eval.lower() == "none" else eval
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -136,4 +157,10 @@ def export(
     typer.echo("")
     typer.echo(format_report(manifest, eval_data.split_key if eval_data else None))
     typer.echo(f"wrote {manifest_path} in {seconds:.1f} s")
+    if plan.variant is not None:
+        top = read_manifest_json(plan.out_dir)
+        listed = ", ".join(f"{v['id']}{' (default)' if v.get('default') else ''}"
+                           for v in top.get("variants", []))
+        typer.echo(f"registered variant {plan.variant.id!r} in {plan.out_dir / 'manifest.json'} "
+                   f"(variants: {listed})")
 

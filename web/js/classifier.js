@@ -3,8 +3,43 @@
 // (Only functional tf.* ops: the UMD tf-core build has no chained tensor methods.)
 
 export const MANIFEST_URL = '/models/manifest.json';
+// The model the user picked when models/manifest.json offers variants (its `variants` list).
+export const VARIANT_KEY = 'fer-hybrid.model';
 
 export class ModelLoadError extends Error {}
+
+/** Fetch and parse a manifest; throws ModelLoadError with a readable message. */
+export async function fetchManifest(url = MANIFEST_URL) {
+  try {
+    const res = await fetch(url, { cache: 'no-cache' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return await res.json();
+  } catch (err) {
+    throw new ModelLoadError(`Could not load the expression models (${url}: ${err.message}). ` +
+      'Export models with `fer-hybrid export` into models/ and reload.');
+  }
+}
+
+/**
+ * The selectable models a top manifest offers: [{id, title, description, url, default}], the
+ * default first, URLs resolved against the manifest's own URL. [] when it lists none (one
+ * model); entries without an id or manifest are skipped.
+ */
+export function listVariants(manifest, url = MANIFEST_URL) {
+  const base = new URL(url, location.href);
+  const list = Array.isArray(manifest && manifest.variants) ? manifest.variants : [];
+  const out = list.filter((v) => v && typeof v.id === 'string' && typeof v.manifest === 'string')
+    .map((v) => ({
+      id: v.id, title: String(v.title || v.id), description: String(v.description || ''),
+      url: v.default ? base.href : new URL(v.manifest, base).href, default: v.default === true,
+    }));
+  return out.sort((a, b) => b.default - a.default);
+}
+
+/** The variant to load: the remembered id when it is still offered, else the default. */
+export function pickVariant(variants, rememberedId) {
+  return variants.find((v) => v.id === rememberedId) || variants.find((v) => v.default) || variants[0] || null;
+}
 
 export class Ensemble {
   constructor(manifest, baseUrl, members) {
@@ -18,18 +53,13 @@ export class Ensemble {
     this.placeholder = !!manifest.placeholder;
   }
 
-  /** Fetch the manifest and load every member; throws ModelLoadError with a readable message. */
-  static async load(url = MANIFEST_URL, onProgress = () => {}) {
+  /**
+   * Fetch the manifest (unless `manifest`, already fetched from `url`, is given) and load every
+   * member; throws ModelLoadError with a readable message. A failure disposes what was loaded.
+   */
+  static async load(url = MANIFEST_URL, onProgress = () => {}, manifest = null) {
     const tf = globalThis.tf;
-    let manifest;
-    try {
-      const res = await fetch(url, { cache: 'no-cache' });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      manifest = await res.json();
-    } catch (err) {
-      throw new ModelLoadError(`Could not load the expression models (${url}: ${err.message}). ` +
-        'Export models with `fer-hybrid export` into models/ and reload.');
-    }
+    if (!manifest) manifest = await fetchManifest(url);
     if (!Array.isArray(manifest.members) || manifest.members.length === 0 || !Array.isArray(manifest.labels)) {
       throw new ModelLoadError(`${url} lists no models; run \`fer-hybrid export\`.`);
     }
@@ -42,10 +72,17 @@ export class Ensemble {
         const model = await tf.loadGraphModel(new URL(m.path, base).href);
         members.push({ name: m.name, weight: Number(m.weight ?? 1), model });
       } catch (err) {
+        members.forEach((x) => x.model.dispose());
         throw new ModelLoadError(`Model "${m.name}" (${m.path}) failed to load: ${err.message}`);
       }
     }
     return new Ensemble(manifest, base.href, members);
+  }
+
+  /** Free every member's weights (switching models: never two in memory). */
+  dispose() {
+    for (const m of this.members) m.model.dispose();
+    this.members = [];
   }
 
   /** One dummy batch through every member so the first real frame is not slow. */

@@ -63,6 +63,17 @@ export class LivePipeline {
     this.reset();
   }
 
+  /**
+   * Classify with `classifier` from now on (null: none while another model loads). Every face's
+   * probabilities are forgotten, so no label mixes two models, and one classification still
+   * running with the old model is dropped when it returns.
+   */
+  setClassifier(classifier) {
+    this.classifier = classifier;
+    this.generation = (this.generation || 0) + 1;
+    for (const t of this.tracker.tracks) { t.probs = null; t.classified = null; }
+  }
+
   reset() {
     this.tracker.reset();
     this.key = null; // grey copy of the last frame the detector saw
@@ -155,7 +166,9 @@ export class LivePipeline {
     due.sort((a, b) => b.rank - a.rank);
     const todo = due.slice(0, full ? Math.max(1, this.classifyBudget - 1) : this.classifyBudget);
     if (todo.length) {
+      const generation = this.generation;
       const probs = await c.classify(todo.map((d) => d.gray));
+      if (generation !== this.generation) return { tracks, full, detectMs: t1 - t0, classifyMs: 0, classified: 0 };
       todo.forEach(({ t, thumb }, i) => {
         this.tracker.smooth(t, probs[i]);
         t.classified = { thumb, age: 0 };

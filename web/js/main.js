@@ -1,10 +1,13 @@
-// Live page wiring: environment checks, backend choice, model loading, camera loop, still photos.
+// Live page wiring: environment checks, backend choice, model loading (and the model menu when
+// models/manifest.json offers variants), camera loop, still photos.
 import {
   currentCameraProblem, requestedBackend, useBackend, chooseBackend, registerServiceWorker,
 } from './env.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
-import { Ensemble } from './classifier.js';
+import {
+  Ensemble, MANIFEST_URL, VARIANT_KEY, fetchManifest, listVariants, pickVariant,
+} from './classifier.js';
 import { LivePipeline, liveOptions } from './live.js';
 import { FrameLoop } from './frameloop.js';
 import { drawOverlay, clearOverlay } from './overlay.js';
@@ -19,6 +22,7 @@ const els = {
   video: $('video'), overlay: $('overlay'), status: $('status'), stats: $('stats'), message: $('message'),
   toggle: $('toggle'), switchCam: $('switch'), photo: $('photo'), stillWrap: $('still'), stillImage: $('still-image'),
   stillOverlay: $('still-overlay'), stillClose: $('still-close'), faceList: $('face-list'), faceSummary: $('face-summary'), placeholder: $('placeholder-note'),
+  modelChoice: $('model-choice'), modelSelect: $('model-select'), modelDescription: $('model-description'),
 };
 
 const state = {
@@ -29,6 +33,9 @@ const state = {
   // last <= 240 processed frames, frames delivered / processed since Start, both rates.
   frameTimes: [], frameIds: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
   fullDetections: 0, followMs: null, classifiedFaces: 0,
+  // The model menu: the manifest's variants [{id, title, description, default}] ([] when it
+  // offers one model), the active one's id (null without variants), the manifest it came from.
+  variants: [], variant: null, manifestUrl: null, switchingModel: false,
 };
 
 window.ferState = state;
@@ -38,6 +45,8 @@ const camera = new Camera(els.video);
 const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
 let live = null, frameLoop = null, running = false;
+let topManifest = null, variants = []; // models/manifest.json and its listVariants()
+let modelMessage = false; // the message box shows a model-loading problem (cleared by a new choice)
 
 function setStatus(status, text) {
   state.status = status;
@@ -82,7 +91,9 @@ async function step() {
   const tracks = numbers.assign(r.tracks, view);
   drawOverlay(els.overlay, tracks, labelsOrDefault(), view);
   publishFaces(tracks, 'live');
-  els.status.textContent = tracks.length ? `${tracks.length} face${tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
+  if (!state.switchingModel) { // else the status line shows the model loading
+    els.status.textContent = tracks.length ? `${tracks.length} face${tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
+  }
   const latency = performance.now() - t0;
   performance.measure('fer-frame', 'fer-frame-start');
   state.frames++;
@@ -174,13 +185,117 @@ async function analysePhoto(file) {
   // A still photo may hold many small faces and there is no next frame: the thorough detector
   // (letterboxed pass + overlapping tiles at a finer scale).
   const thorough = { detect: (s, sw, sh) => detector.detect(s, sw, sh, { thorough: true }) };
-  const r = await analyse(c, w, h, thorough, classifier, scratch);
+  let r;
+  els.modelSelect.disabled = true; // the photo is classified by the model it started with
+  try {
+    r = await analyse(c, w, h, thorough, classifier, scratch);
+  } finally {
+    els.modelSelect.disabled = false;
+  }
   const faces = numberByPosition(r.faces);
   drawOverlay(els.stillOverlay, faces, labelsOrDefault(), { width: w, height: h, mirror: false });
   state.detectMs = r.detectMs;
   if (r.faces.length && classifier) state.classifyPerFaceMs = r.classifyMs / r.faces.length;
   publishFaces(faces, 'still');
   setStatus('ready', r.faces.length ? `${r.faces.length} face(s) in the photo` : 'No face found in the photo');
+}
+
+// ---- models: the default or a chosen variant ----
+function rememberedVariant() {
+  try { return localStorage.getItem(VARIANT_KEY); } catch { return null; }
+}
+
+function rememberVariant(id) {
+  try { localStorage.setItem(VARIANT_KEY, id); } catch { /* storage off: chosen for this visit only */ }
+}
+
+/** The ensemble of `variant` (null: the manifest offers no variants; the top one is loaded). */
+function loadEnsemble(variant, onProgress) {
+  if (!variant || variant.default) return Ensemble.load(MANIFEST_URL, onProgress, topManifest);
+  return Ensemble.load(variant.url, onProgress);
+}
+
+/** Load `variant`; when a non-default one fails, say so and load the default instead. */
+async function loadChosen(variant, onProgress) {
+  try {
+    return { ensemble: await loadEnsemble(variant, onProgress), variant };
+  } catch (err) {
+    const fallback = pickVariant(variants, null);
+    if (!variant || variant.default || !fallback) throw err;
+    console.error(err);
+    showMessage(`${variant.title} is unavailable`, `${err.message} Using ${fallback.title} instead.`, 'warning');
+    modelMessage = true;
+    return { ensemble: await loadEnsemble(fallback, onProgress), variant: fallback };
+  }
+}
+
+function useEnsemble(ensemble, variant) {
+  classifier = ensemble;
+  state.labels = ensemble.labels;
+  state.modelsLoaded = true;
+  state.variant = variant ? variant.id : null;
+  state.manifestUrl = variant ? variant.url : new URL(MANIFEST_URL, location.href).href;
+  els.placeholder.hidden = !ensemble.placeholder;
+  if (variant) { els.modelSelect.value = variant.id; describeVariant(); }
+}
+
+function describeVariant() {
+  const v = variants.find((x) => x.id === els.modelSelect.value);
+  els.modelDescription.textContent = v ? v.description : '';
+}
+
+/** The model menu: shown only when the manifest offers two or more models. */
+function renderModelChoice() {
+  state.variants = variants.map(({ id, title, description, default: d }) => ({ id, title, description, default: d }));
+  els.modelChoice.hidden = variants.length < 2;
+  els.modelSelect.replaceChildren(...variants.map((v) => new Option(v.title, v.id)));
+  if (state.variant) els.modelSelect.value = state.variant;
+  describeVariant();
+}
+
+function setModelBusy(busy) {
+  state.switchingModel = busy;
+  els.modelSelect.disabled = busy;
+  els.modelChoice.setAttribute('aria-busy', String(busy));
+  els.photo.disabled = busy;
+  document.body.dataset.model = busy ? 'loading' : 'ready';
+}
+
+/**
+ * Switch to the variant `id`: the old ensemble is disposed before the new one loads (never two
+ * in memory); a running camera keeps going meanwhile, boxing faces without labels.
+ */
+async function switchModel(id) {
+  const next = variants.find((v) => v.id === id);
+  if (!next || state.switchingModel || id === state.variant) return;
+  rememberVariant(id);
+  setModelBusy(true);
+  if (modelMessage) { hideMessage(); modelMessage = false; }
+  const old = classifier;
+  classifier = null;
+  state.modelsLoaded = false;
+  if (live) live.setClassifier(null);
+  if (old) old.dispose();
+  const status = (text) => { els.status.textContent = text; };
+  const before = els.status.textContent;
+  status(`Loading ${next.title}…`);
+  try {
+    const r = await loadChosen(next, (i, n, name) => status(`Loading model ${i + 1}/${n} (${name})…`));
+    status('Warming up…');
+    await r.ensemble.warmup();
+    useEnsemble(r.ensemble, r.variant);
+    if (live) live.setClassifier(r.ensemble);
+  } catch (err) {
+    console.error(err);
+    state.error = 'models';
+    state.variant = null; // nothing loaded: any choice, the previous one too, tries again
+    showMessage('Expression models failed to load', `${err.message} Faces will still be boxed, without labels.`, 'warning');
+    modelMessage = true;
+  } finally {
+    setModelBusy(false);
+    if (!running) status(before);
+    else if (!state.faces.length) status('Looking for faces…');
+  }
 }
 
 // ---- start-up ----
@@ -226,6 +341,8 @@ async function init() {
   els.switchCam.addEventListener('click', switchCamera);
   els.photo.addEventListener('change', () => analysePhoto(els.photo.files[0]));
   els.stillClose.addEventListener('click', () => { closeStill(); publishFaces([], 'live'); });
+  els.modelSelect.addEventListener('change', () => switchModel(els.modelSelect.value));
+  els.modelSelect.disabled = true; // until the page is ready
   registerServiceWorker().then((reg) => { state.serviceWorker = !!reg; });
 
   const problem = currentCameraProblem();
@@ -250,10 +367,12 @@ async function init() {
   }
   try {
     setStatus('loading', 'Loading expression models…');
-    classifier = await Ensemble.load(undefined, (i, n, name) => setStatus('loading', `Loading model ${i + 1}/${n} (${name})…`));
-    state.labels = classifier.labels;
-    state.modelsLoaded = true;
-    if (classifier.placeholder) els.placeholder.hidden = false;
+    topManifest = await fetchManifest();
+    variants = listVariants(topManifest);
+    const r = await loadChosen(pickVariant(variants, rememberedVariant()),
+      (i, n, name) => setStatus('loading', `Loading model ${i + 1}/${n} (${name})…`));
+    useEnsemble(r.ensemble, r.variant);
+    renderModelChoice();
   } catch (err) {
     console.error(err);
     state.error = 'models';
@@ -273,6 +392,7 @@ async function init() {
   }
   live = new LivePipeline(detector, classifier, liveOptions(location.search));
   state.ready = true;
+  setModelBusy(false);
   updateStats();
   if (!problem) els.toggle.disabled = false;
   setStatus('ready', problem ? 'Photo mode only' : 'Ready — press Start');
