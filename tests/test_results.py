@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -127,6 +128,11 @@ def test_ferplus_columns_come_from_the_evaluation_or_say_not_measured(tmp_path):
     ens.write_text(json.dumps(doc))
     rows = collect([a, b, c], [ens])
     assert rows[0]["ferplus"]["tta"]["majority_agreement"] == 0.6634
+    npz = a / "predictions" / "test.npz"  # predictions newer than the evaluation: stale, "-"
+    later = (a / "evaluation" / "metrics_test.json").stat().st_mtime + 10
+    os.utime(npz, (later, later))
+    assert run_row(a)["ferplus"] is None
+    os.utime(npz, (later - 20, later - 20))
     assert rows[1]["ferplus"] is None and rows[2]["ferplus"] is None  # c: other rows (n 50)
     text = render_results(rows)
     header = next(ln for ln in text.splitlines() if ln.startswith("|  | model"))

@@ -9,8 +9,9 @@ Our rows are computed from predictions/test.npz (PrivateTest) with and without
 horizontal-flip TTA; when a run has no test predictions the table says so rather
 than guessing. Agreement with the FER+ ten-annotator majority is copied from what
 `fer-hybrid evaluate` (evaluation/metrics_test.json) or `fer-hybrid ensemble`
-(ensemble.json) measured when the votes were there; "-" where they did not. Published rows are copied from the papers (see `PUBLISHED`) and
-are never recomputed: they are marked as such in the output.
+(ensemble.json) measured when the votes were there; "-" where they did not.
+Published rows are copied from the papers (see `PUBLISHED`) and are never
+recomputed: they are marked as such in the output.
 """
 
 from __future__ import annotations
@@ -81,18 +82,21 @@ def run_row(run_dir: str | Path) -> dict:
     if run.predictions("test").is_file():
         preds = load_predictions(run.predictions("test"))
         row.update(_scores(preds.y, preds.probs, preds.probs_flip))
-        row["ferplus"] = evaluated_ferplus(run, len(preds.y))
+        row["ferplus"] = evaluated_ferplus(run, len(preds.y), run.predictions("test"))
     else:
         row["note"] = "no predictions/test.npz (run `fer-hybrid evaluate` on it)"
     return row
 
 
-def evaluated_ferplus(run: RunFolder, n: int) -> dict | None:
+def evaluated_ferplus(run: RunFolder, n: int, predictions: Path) -> dict | None:
     """The FER+ block `fer-hybrid evaluate` wrote for the run's PrivateTest predictions
-    (evaluation/metrics_test.json), None when it has none or it scored other rows."""
+    (evaluation/metrics_test.json), None when it has none, scored other rows (another n) or
+    is older than the predictions file."""
     path = run.evaluation_dir / "metrics_test.json"
     try:
         doc = json.loads(path.read_text())
+        if path.stat().st_mtime < predictions.stat().st_mtime:
+            return None
     except (OSError, ValueError):
         return None
     block = doc.get("ferplus") if isinstance(doc, dict) else None
