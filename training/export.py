@@ -419,7 +419,8 @@ def export_planned(plan: ExportPlan, *, placeholder: bool = False, notes: str = 
         _write_manifest(tmp_dir, entries, input_shape, metrics,
                         quantization=quantization, placeholder=placeholder, notes=notes)
         _publish(tmp_dir, out_dir, card_section=card_ferplus_section(
-            metrics, entries, eval_split.votes_note if eval_split is not None else ""))
+            metrics, entries, eval_split.votes_note if eval_split is not None else ""),
+            measured="majority_agreement" in metrics.get("ferplus", {}))
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # the old out_dir was never touched
         raise
@@ -571,18 +572,21 @@ def card_ferplus_section(metrics: dict[str, Any], entries: Sequence[Member], vot
     ])
 
 
-def _publish(tmp_dir: Path, out_dir: Path, card_section: str | None = None) -> None:
+def _publish(tmp_dir: Path, out_dir: Path, card_section: str | None = None,
+             measured: bool = False) -> None:
     """Carry the old folder's top-level files (model card, .gitkeep, ...) over, then swap in.
 
-    A carried-over model card (README.md) gets `card_section` as its FER+ section: the
-    numbers of the models it now sits beside (or why there are none), never an old export's.
+    A carried-over model card (README.md) gets `card_section` as its FER+ section when it was
+    `measured`; a card that already has one gets it either way (then saying why there are no
+    numbers), so it never shows an old export's numbers beside new models.
     """
     if out_dir.is_dir():
         for old in out_dir.iterdir():
             if old.is_file() and old.name != MANIFEST_NAME and not (tmp_dir / old.name).exists():
                 shutil.copy2(old, tmp_dir / old.name)
     card = tmp_dir / MODEL_CARD
-    if card_section is not None and card.is_file():
+    if card_section is not None and card.is_file() and (
+            measured or read_marked_section(card, CARD_SECTION) is not None):
         write_marked_section(card, CARD_SECTION, card_section)
     os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
     _swap_in(tmp_dir, out_dir)
