@@ -47,6 +47,14 @@ Conventions:
   weight shard it lists (so it can be checked against the files on disk).
 - `metrics` (top level) always has `split` (``"PrivateTest"``, ``"PublicTest"``
   or ``null`` when nothing was measured); the accuracy keys are present when measured.
+- `metrics.ferplus` (optional, only when the FER+ votes were there at export): the
+  quantised ensemble's agreement with Microsoft's FER+ ten-annotator votes on the same split,
+  ``{"of", "n", "rows", "ties", "majority_agreement", "majority_agreement_tta",
+  "mean_vote_share", "mean_vote_share_tta", "fer2013_labels_majority_agreement",
+  "fer2013_labels_mean_vote_share"}``: shares in [0, 1] (or null) over the `n` of the split's
+  `rows` whose most-voted FER+ column is one of the seven labels; a tie for the most votes
+  counts as agreement with any tied class. ``{"note": "..."}`` when it could not be computed.
+  Readers must not require it.
 
 Public helpers: `Manifest`, `Member`, `Variant`, `manifest_to_dict`, `manifest_from_dict`,
 `validate_manifest` (returns a list of problems), `write_manifest` (atomic),
@@ -414,6 +422,7 @@ def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> l
                 _is_number(value) and 0.0 <= value <= 1.0
             ):
                 problems.append(f"metrics.{key}: must be a number in [0, 1]")
+        problems += _ferplus_problems(metrics.get("ferplus"))
     if not isinstance(data.get("placeholder"), bool):
         problems.append("placeholder: must be true or false")
     if not isinstance(data.get("notes", ""), str):
@@ -422,6 +431,23 @@ def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> l
         problems.append("created: must be an ISO-8601 timestamp string")
     if "variants" in data:
         problems += _validate_variants(data, base_dir)
+    return problems
+
+
+def _ferplus_problems(block: Any) -> list[str]:
+    """What is wrong with an (optional) metrics.ferplus block; [] when absent or fine."""
+    if block is None:
+        return []
+    if not isinstance(block, dict):
+        return ["metrics.ferplus: must be an object (or absent)"]
+    problems = []
+    for key, value in block.items():
+        share = key.startswith(("majority_agreement", "mean_vote_share")) or "labels_" in key
+        if share and value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+            problems.append(f"metrics.ferplus.{key}: must be a number in [0, 1] or null")
+        if key in ("n", "rows") and not (isinstance(value, int) and not isinstance(value, bool)
+                                         and value >= 0):
+            problems.append(f"metrics.ferplus.{key}: must be a whole number >= 0")
     return problems
 
 

@@ -236,12 +236,12 @@ def quick_run(tmp_path_factory):
     settings = R.BenchSettings(models_dir=REPO / "models", out=tmp_path_factory.mktemp("bench"),
                                peers=available, command="test", seconds=1.5, warmup=1.0,
                                quick=True)
-    orig = R.load_crops
-    R.load_crops = lambda s, log=print: (x, y, "28 synthetic crops")
+    orig = R.load_crops_and_votes
+    R.load_crops_and_votes = lambda s, log=print: (x, y, "28 synthetic crops", None)
     try:
         result = R.run(settings, log=lambda *_: None)
     finally:
-        R.load_crops = orig
+        R.load_crops_and_votes = orig
     return result, missing, settings.out
 
 
@@ -279,3 +279,65 @@ def test_quick_run_measures_the_peers(quick_run):
     assert result["latency"]["faceapi"]["5"]["faces_median"] == 5
     for key in ("human", "faceapi"):
         assert result["accuracy"][key]["n"] == 28
+
+
+def test_accuracy_scores_carry_ferplus_agreement_and_the_report_shows_it(tmp_path):
+    """Each tool's crops scored against the same FER+ votes (`training.metrics.ferplus_scores`),
+    plain and flip TTA; bench.md gets one table of it, or one line saying why not."""
+    from test_ensemble import _votes_for
+
+    from training.bench.accuracy import score
+    from training.bench.report import markdown, write
+    from training.metrics import ferplus_scores
+
+    y = np.arange(27) % 7
+    votes = _votes_for(y)  # majority = y on every scored row (every 9th is "not a face")
+    p = np.eye(7)[np.where(np.arange(27) < 9, (y + 1) % 7, y)]  # the first 9 crops wrong
+    p_flip = np.eye(7)[y]
+    s = score(p, p_flip, y, votes)
+    assert s["accuracy"] == pytest.approx(18 / 27)
+    assert s["ferplus"] == ferplus_scores(p, (p + p_flip) / 2, votes)
+    assert s["ferplus"]["plain"]["n"] == 24 and s["ferplus"]["plain"]["majority_agreement"] == pytest.approx(16 / 24)
+    assert "ferplus" not in score(p, p_flip, y)
+
+    r = _result()
+    fp = {"ties": "a tie for the most votes counts as agreement with any tied class",
+          "plain": {"n": 3519, "majority_agreement": 0.7012, "mean_vote_share": 0.6034},
+          "tta": {"n": 3519, "majority_agreement": 0.7123, "mean_vote_share": 0.6145}}
+    for key in ("ours", "human"):
+        r["accuracy"][key]["ferplus"] = fp
+    r["accuracy"]["faceapi"]["ferplus"] = {"note": "not computed: other rows"}
+    md = markdown(r)
+    assert "Agreement with people (FER+ ten-annotator votes) on the same crops: the 3519 crops" in md
+    assert "| fer-hybrid (this page) | 70.12% | 71.23% | 60.34% | 61.45% |" in md
+    assert "| Human 3.3.6, default video caching | 70.12% |" in md
+    assert "| face-api.js weights via @vladmandic/face-api 1.7.15 | - | - | - | - |" in md
+    assert "| fer-hybrid, no low-light step | - | - | - | - |" in md  # measured without votes
+
+    r = _result()
+    r["settings"]["ferplus"] = "no FER+ votes file: FER2013 accuracy only"
+    assert ("FER+ ten-annotator votes) on the same crops: not measured (no FER+ votes file: "
+            "FER2013 accuracy only).") in markdown(r)
+    assert "FER+" not in markdown({**_result(), "accuracy": None, "accuracy_skipped": "x"})
+    write(r, tmp_path)  # bench.json / .md / .png still write
+
+
+def test_a_crop_sample_keeps_its_own_votes(tmp_path):
+    """--crops N: the FER+ votes are sampled with the same indices as the crops."""
+    from test_ensemble import write_fer_with_votes
+
+    from training.bench.run import BenchSettings, load_crops_and_votes
+
+    test_y = np.arange(63) % 7
+    data = write_fer_with_votes(tmp_path / "data", test_y)
+    s = BenchSettings(models_dir=REPO / "models", out=tmp_path, peers=[], command="test",
+                      data_dir=data, crops=21)
+    log = []
+    x, y, what, votes = load_crops_and_votes(s, log=log.append)
+    assert len(y) == len(votes.votes) == 21 and "stratified sample" in what
+    row = x[:, 0, 0].astype(int)  # crop i of the full split has grey level i
+    assert (test_y[row] == y).all() and (votes.seven.argmax(1)[votes.scored] == y[votes.scored]).all()
+    assert any("FER+ votes:" in line for line in log)
+    (data / "fer2013new.csv").unlink()
+    x, y, _, votes = load_crops_and_votes(s, log=log.append)
+    assert votes is None and len(y) == 21 and "FER2013 accuracy only" in log[-2]

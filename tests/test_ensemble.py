@@ -295,3 +295,89 @@ def test_real_cli_reports_fer_error_in_one_line(tmp_path, monkeypatch, capsys):
     assert done.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "does not exist" in err and "\n" not in err
+
+
+def _votes_for(y: np.ndarray):
+    """FER+ votes for test rows labelled y: row i's majority is y[i] (6 votes, 4 'unknown'),
+    except every 9th row, whose majority is 'not a face' (not scored)."""
+    from test_ferplus import col
+
+    from contract import LABELS
+    from training.data.ferplus import COLUMN_CLASS, FerPlusVotes
+
+    column = {k: c for c, k in COLUMN_CLASS.items() if k}
+    rows = [col(NF=10) if i % 9 == 8 else col(**{column[LABELS[c]]: 6, "unknown": 4})
+            for i, c in enumerate(y)]
+    return FerPlusVotes(np.array(rows, "uint8"), np.full(len(y), 2, "uint8"))
+
+
+def write_fer_with_votes(data: Path, test_y: np.ndarray) -> Path:
+    """data/fer2013.csv (one Training and one PublicTest row, then PrivateTest rows labelled
+    test_y, image i filled with grey level i) and data/fer2013new.csv (`_votes_for(test_y)`)."""
+    from training.data.ferplus import COLUMNS
+
+    data.mkdir()
+    usages = ["Training", "PublicTest"] + ["PrivateTest"] * len(test_y)
+    labels = [0, 0, *test_y.tolist()]
+    (data / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "".join(
+        f"{c},{' '.join([str(max(i - 2, 0))] * 2304)},{u}\n"
+        for i, (c, u) in enumerate(zip(labels, usages))))
+    votes = _votes_for(test_y).votes
+    (data / "fer2013new.csv").write_text("Usage,Image name," + ",".join(COLUMNS) + "\n" + "".join(
+        f"{u},fer{i:07d}.png,{','.join(map(str, votes[i - 2] if i >= 2 else [10] + [0] * 9))}\n"
+        for i, u in enumerate(usages)))
+    return data
+
+
+def test_members_and_ensemble_agreement_with_the_ferplus_majority(val_y):
+    """With PrivateTest's FER+ votes each member's and the ensemble's test scores carry the
+    agreement block (`training.evaluate.ferplus_metrics`); without them, one line says why."""
+    from training.evaluate import ferplus_metrics
+    from training.report import ferplus_cells
+
+    test_y = (np.arange(60, dtype="int64") * 3) % 7
+    members = [
+        Candidate("a", Path("a"), make_preds(val_y, thirds(0), 1), make_preds(test_y, thirds(0)[:60], 11)),
+        Candidate("b", Path("b"), make_preds(val_y, thirds(1), 2), make_preds(test_y, thirds(1)[:60], 12)),
+    ]
+    votes = _votes_for(test_y)  # the majority is the FER2013 label on every scored row
+    report = build_ensemble(members, select="all", tta=True, votes=votes, votes_note="FER+ votes: x")
+    for row, m in zip(report["members"], members):
+        fp = row["test"]["ferplus"]
+        assert fp == ferplus_metrics(m.test, votes) and fp["plain"]["n"] == 60 - 6
+        # a member is wrong on 30 of the 60 rows, 27 of them scored
+        assert fp["plain"]["majority_agreement"] == pytest.approx(27 / 54)
+    ens_fp = report["ensemble"]["test"]["ferplus"]
+    assert ens_fp["tta"]["majority_agreement"] == pytest.approx(report["ensemble"]["test"]["accuracy_tta"], abs=0.05)
+    md = ens.render_markdown(report)
+    assert "## Agreement with people on test (FER+ ten-annotator votes)" in md
+    assert "On the 54 PrivateTest rows" in md and "tie for the most votes" in md
+    assert f"| **ensemble** | {' | '.join(ferplus_cells(ens_fp))} |" in md
+
+    bare = build_ensemble(members, select="all", votes_note="no FER+ votes next to x")
+    assert "ferplus" not in bare["ensemble"]["test"] and "ferplus" not in bare["members"][0]["test"]
+    assert "Not computed: no FER+ votes next to x." in ens.render_markdown(bare)
+
+
+def test_cli_reports_agreement_when_the_votes_are_next_to_the_data(tmp_path, val_y):
+    """A synthetic FER2013 CSV with its FER+ votes beside it: the ensemble CLI adds each
+    member's and the ensemble's agreement; with the votes gone, one line says why not."""
+    test_y = val_y[::-1].copy()
+    runs = [write_run(tmp_path, "run-a", make_preds(val_y, thirds(0), 1), make_preds(test_y, thirds(1), 4)),
+            write_run(tmp_path, "run-b", make_preds(val_y, thirds(1), 2), make_preds(test_y, thirds(2), 5))]
+    data = write_fer_with_votes(tmp_path / "data", test_y)
+    out = tmp_path / "report"
+    res = CliRunner().invoke(_app(), ["ensemble", *map(str, runs), "--data-dir", str(data),
+                                      "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "ensemble agreement with the FER+ majority on test (flip TTA, 80 rows" in res.output
+    report = json.loads((out / "ensemble.json").read_text())
+    assert report["members"][0]["test"]["ferplus"]["plain"]["n"] == 80
+    assert "## Agreement with people on test" in (out / "ensemble.md").read_text()
+
+    (data / "fer2013new.csv").unlink()
+    res = CliRunner().invoke(_app(), ["ensemble", *map(str, runs), "--data-dir", str(data),
+                                      "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "no FER+ votes" in res.output and "FER2013 accuracy only" in res.output
+    assert "Not computed: no FER+ votes" in (out / "ensemble.md").read_text()

@@ -305,21 +305,25 @@ def test_cli_prints_table(trained, tmp_path):
 def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
     """Default --eval: PrivateTest via load_eval_split (stubbed with synthetic arrays here)."""
     import typer
+    from test_ensemble import _votes_for
     from typer.testing import CliRunner
 
     import training.export as ex
     from training.commands.export import export
 
     xy = (trained["x_test"], trained["y_test"])
+    votes = _votes_for(trained["y_test"])  # the majority is the label (every 9th row: no face)
 
     def stub(split, **data_options):
-        return ex.EvalData(split, *xy)
+        return ex.EvalData(split, *xy, votes=votes, votes_note="FER+ votes: stub")
 
     monkeypatch.setattr(ex, "load_eval_split", stub)
     app = typer.Typer()
     app.command("export")(export)
     app.command("other")(lambda: None)
     out = tmp_path / "models"
+    out.mkdir()
+    (out / "README.md").write_text("# card\n\nhand-written\n")
     result = CliRunner().invoke(app, ["export", str(trained["keras"]), "--out", str(out)])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "manifest.json").read_text())
@@ -327,6 +331,41 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
     assert "test_accuracy_tta" in doc["members"][0]["metrics"]
     assert "ensemble on PrivateTest" in result.output and "quant+tta" in result.output
     assert f"{100 * doc['metrics']['accuracy_quantized_tta']:5.1f}%" in result.output
+    # FER+: the quantised ensemble against the votes, in the manifest, the output and the card
+    fp = doc["metrics"]["ferplus"]
+    scored = votes.scored
+    assert fp["n"] == int(scored.sum()) == 356 and fp["rows"] == 400
+    assert fp["fer2013_labels_majority_agreement"] == 1.0  # the labels are the majority here
+    # agreement = accuracy on the scored rows, as the majority is the label there
+    assert 0.5 < fp["majority_agreement_tta"] < 0.95 and 0 < fp["mean_vote_share_tta"] < 0.6
+    assert validate_manifest(doc, out) == []
+    assert f"majority on 356 rows (ties agree): {100 * fp['majority_agreement']:5.1f}%" in result.output
+    card = (out / "README.md").read_text()
+    assert card.startswith("# card\n\nhand-written\n") and "<!-- ferplus:begin -->" in card
+    assert "**356 PrivateTest rows**" in card and "(44 left out" in card
+    assert f"| {100 * fp['majority_agreement_tta']:.2f}% |" in card
+
+    def no_votes(split, **data_options):
+        return ex.EvalData(split, *xy, votes_note="no FER+ votes (fer2013new.csv) next to x")
+
+    monkeypatch.setattr(ex, "load_eval_split", no_votes)
+    result = CliRunner().invoke(app, ["export", str(trained["keras"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "note: no FER+ votes (fer2013new.csv) next to x" in result.output
+    assert "ferplus" not in json.loads((out / "manifest.json").read_text())["metrics"]
+    card = (out / "README.md").read_text()  # the old numbers are gone, the reason is there
+    assert card.count("<!-- ferplus:begin -->") == 1 and "**356" not in card
+    assert "Not measured by the last `fer-hybrid export`: no FER+ votes (fer2013new.csv)" in card
+
+
+def test_broken_card_markers_fail_before_converting(trained, tmp_path):
+    from training.export import plan_export
+
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "README.md").write_text("<!-- ferplus:end -->\n<!-- ferplus:begin -->\n")
+    with pytest.raises(FerError, match="markers"):
+        plan_export([trained["keras"]], out)
 
 
 @pytest.mark.realdata

@@ -148,3 +148,22 @@ def test_real_votes_align_and_fer2013_labels_agree_with_the_majority(shared_data
     assert m["n"] == 3519
     assert m["majority_agreement"] == pytest.approx(0.6533, abs=5e-4)
     assert m["mean_vote_share"] == pytest.approx(0.5645, abs=5e-4)
+
+
+def test_scores_block_plain_and_tta_or_a_note_for_other_rows():
+    """`ferplus_scores`: the one block every report carries (evaluate, ensemble, export, bench)."""
+    from training.metrics import FERPLUS_TIES, ferplus_scores
+
+    v = parse_ferplus(votes_csv(ROWS).encode())
+    happy, disgust, sad = (LABELS.index(k) for k in ("happy", "disgust", "sad"))
+    plain = np.eye(7)[[happy, disgust, 0, 0, sad, 0]]  # rows 0, 1 agree; row 4 does not
+    tta = plain.copy()
+    tta[4] = np.eye(7)[LABELS.index("fear")]  # tied with NF: agrees
+    block = ferplus_scores(plain, tta, v)
+    assert block["ties"] == FERPLUS_TIES and "tie" in FERPLUS_TIES
+    assert block["plain"] == ferplus_agreement(plain.argmax(1), v.votes, v.scored)
+    assert block["plain"]["majority_agreement"] == pytest.approx(2 / 3)
+    assert block["tta"]["majority_agreement"] == 1.0 and block["tta"]["n"] == 3
+    assert ferplus_scores(plain, None, v)["tta"] is None
+    other = ferplus_scores(plain[:4], tta[:4], v)
+    assert set(other) == {"note"} and "4 rows but the split has 6" in other["note"]

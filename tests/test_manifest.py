@@ -286,3 +286,28 @@ def test_variant_must_match_the_top_manifest(models_dir: Path, changes, message)
     doc = _add_variant(models_dir, **changes)
     problems = validate_manifest(doc, models_dir)
     assert any("ferplus" in p and message in p for p in problems), problems
+
+
+def test_optional_ferplus_block_is_checked(models_dir: Path):
+    """metrics.ferplus (FER+ agreement, written by export when the votes are there) is optional;
+    when present its shares lie in [0, 1] (or null) and its row counts are whole numbers."""
+    doc = _doc(models_dir)
+    assert "ferplus" not in doc["metrics"] and validate_manifest(doc, models_dir) == []
+    doc["metrics"]["ferplus"] = {
+        "of": "the quantised ensemble (what the page runs)", "n": 3519, "rows": 3589,
+        "ties": "a tie for the most votes counts as agreement with any tied class",
+        "majority_agreement": 0.7, "majority_agreement_tta": 0.71, "mean_vote_share": 0.6,
+        "mean_vote_share_tta": None, "fer2013_labels_majority_agreement": 0.6533,
+        "fer2013_labels_mean_vote_share": 0.5645,
+    }
+    assert validate_manifest(doc, models_dir) == []
+    assert validate_manifest({**doc, "metrics": {**doc["metrics"], "ferplus": {"note": "x"}}}) == []
+    bad = copy.deepcopy(doc)
+    bad["metrics"]["ferplus"].update(majority_agreement_tta=71.0, n=-1,
+                                     fer2013_labels_mean_vote_share="56 %")
+    problems = validate_manifest(bad, models_dir)
+    assert "metrics.ferplus.majority_agreement_tta: must be a number in [0, 1] or null" in problems
+    assert "metrics.ferplus.n: must be a whole number >= 0" in problems
+    assert any("fer2013_labels_mean_vote_share" in p for p in problems) and len(problems) == 3
+    bad["metrics"]["ferplus"] = [0.7]
+    assert validate_manifest(bad, models_dir) == ["metrics.ferplus: must be an object (or absent)"]

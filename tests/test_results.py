@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -100,3 +101,46 @@ def test_cli_writes_markdown(tmp_path):
     assert text.startswith("# FER2013 PrivateTest results") and "Khanzada" in text
     result = CliRunner().invoke(app, ["results"])
     assert isinstance(result.exception, FerError)
+
+
+def _fp(agree, agree_tta, share, share_tta, n=97):
+    """A FER+ block as `fer-hybrid evaluate` / `ensemble` write it (training.metrics.ferplus_scores)."""
+    return {"ties": "a tie for the most votes counts as agreement with any tied class",
+            "plain": {"n": n, "majority_agreement": agree, "mean_vote_share": share},
+            "tta": {"n": n, "majority_agreement": agree_tta, "mean_vote_share": share_tta}}
+
+
+def test_ferplus_columns_come_from_the_evaluation_or_say_not_measured(tmp_path):
+    """FER+ agreement is copied from evaluation/metrics_test.json (and ensemble.json) when the
+    votes were there; "-" for a run evaluated without them, for one whose evaluation scored
+    other rows, and for the published papers: never a made-up number."""
+    a, _ = _run(tmp_path, "a", acc_target=0.6)
+    b, _ = _run(tmp_path, "b", acc_target=0.5, seed=1)
+    c, _ = _run(tmp_path, "c", acc_target=0.4, seed=2)
+    for run, n, block in ((a, 100, _fp(0.6512, 0.6634, 0.5511, 0.5623)), (b, 100, None),
+                          (c, 50, _fp(0.9, 0.9, 0.9, 0.9))):
+        (run / "evaluation").mkdir()
+        (run / "evaluation" / "metrics_test.json").write_text(
+            json.dumps({"n": n, "split": "test", "ferplus": block}))
+    ens = _ensemble_json(tmp_path, ["a", "b"])
+    doc = json.loads(ens.read_text())
+    doc["ensemble"]["test"]["ferplus"] = _fp(0.7001, 0.7102, 0.6003, 0.6104)
+    ens.write_text(json.dumps(doc))
+    rows = collect([a, b, c], [ens])
+    assert rows[0]["ferplus"]["tta"]["majority_agreement"] == 0.6634
+    npz = a / "predictions" / "test.npz"  # predictions newer than the evaluation: stale, "-"
+    later = (a / "evaluation" / "metrics_test.json").stat().st_mtime + 10
+    os.utime(npz, (later, later))
+    assert run_row(a)["ferplus"] is None
+    os.utime(npz, (later - 20, later - 20))
+    assert rows[1]["ferplus"] is None and rows[2]["ferplus"] is None  # c: other rows (n 50)
+    text = render_results(rows)
+    header = next(ln for ln in text.splitlines() if ln.startswith("|  | model"))
+    assert "FER+ majority agreement | FER+ agreement (flip TTA) | FER+ mean vote share" in header
+    line = {ln.split(" | ")[1]: ln for ln in text.splitlines() if ln.startswith("| ours")}
+    assert "| 65.12% | 66.34% | 55.11% | 56.23% |" in line["a"]
+    assert "| - | - | - | - |" in line["b"] and "| - | - | - | - |" in line["c"]
+    assert "| 70.01% | 71.02% | 60.03% | 61.04% |" in line["ensemble (2: a, b)"]
+    published = [ln for ln in text.splitlines() if ln.startswith("| published [")]
+    assert all("| - | - | - | - | - | - | - |" in ln for ln in published)
+    assert "a tie counts as agreement with any tied" in text and "3,519 of 3,589" in text

@@ -20,11 +20,12 @@ import numpy as np
 
 from contract import LABELS, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
+from training.data.ferplus import FerPlusVotes
 from training.data.splits import SplitLoader
 from training.errors import FerError
-from training.evaluate import get_predictions
+from training.evaluate import ferplus_metrics, get_predictions
 from training.metrics import evaluate_probs, top1_accuracy
-from training.report import markdown_table, pct, write_json
+from training.report import FERPLUS_HEADERS, ferplus_cells, markdown_table, pct, write_json
 from training.runs import Predictions, Target, resolve_target
 
 SELECTION_NOTE = (
@@ -256,8 +257,15 @@ def build_ensemble(
     weights: Sequence[float] | None = None,
     tta: bool = True,
     max_members: int | None = None,
+    votes: FerPlusVotes | None = None,
+    votes_note: str = "",
 ) -> dict:
     """Choose weights on val, then score every member and the ensemble on val and test.
+
+    With `votes` (PrivateTest's FER+ votes, `training.data.ferplus.votes_for_split("test")`)
+    each member's and the ensemble's "test" also get "ferplus": agreement with the
+    ten-annotator majority, plain and flip TTA (`training.evaluate.ferplus_metrics`);
+    without them the report's "ferplus_note" says why.
 
     Returns the JSON-ready report (schema fer-hybrid/ensemble-report@1).
     """
@@ -287,6 +295,8 @@ def build_ensemble(
                 "test": _summary(_scores(m.test, tta)),
             }
         )
+        if votes is not None:
+            rows[-1]["test"]["ferplus"] = ferplus_metrics(m.test, votes)
     ens = {}
     full = {}
     for split in ("val", "test"):
@@ -298,6 +308,8 @@ def build_ensemble(
         )
         full[split] = _scores(combined, tta)
         ens[split] = _summary(full[split])
+        if split == "test" and votes is not None:
+            ens[split]["ferplus"] = ferplus_metrics(combined, votes)
     for step in history:
         step["member"] = members[step["added"]].name
     return {
@@ -320,6 +332,7 @@ def build_ensemble(
             if r["weight"] > 0
         ],
         "export_command": export_command(rows),
+        "ferplus_note": votes_note,
         "members": rows,
         "ensemble": ens,
         "confusion_matrix": {
@@ -416,6 +429,7 @@ def render_markdown(report: dict) -> str:
         "```",
         "",
     ]
+    lines += ferplus_section(report)
     recall = e["test"]["per_class_recall"]
     lines += [
         f"## Ensemble per-class recall on test ({'flip TTA' if tta else 'no TTA'})",
@@ -426,6 +440,29 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def ferplus_section(report: dict) -> list[str]:
+    """Markdown lines: each member's and the ensemble's agreement with the FER+ majority on
+    test, or one line saying why there is none."""
+    title = "## Agreement with people on test (FER+ ten-annotator votes)"
+    e = report["ensemble"]["test"]
+    fp = e.get("ferplus")
+    if not fp:
+        why = report.get("ferplus_note") or "no FER+ votes given"
+        return [title, "", f"Not computed: {why}.", ""]
+    rows = [[m["name"], *ferplus_cells(m["test"].get("ferplus"))] for m in report["members"]]
+    rows.append(["**ensemble**", *ferplus_cells(fp)])
+    n = fp.get("plain", {}).get("n", "?")
+    return [
+        title,
+        "",
+        (f"On the {n} PrivateTest rows whose most-voted FER+ column is one of our seven classes; "
+         f"{fp.get('ties', '')}."),
+        "",
+        markdown_table(FERPLUS_HEADERS, rows),
+        "",
+    ]
 
 
 def write_ensemble_report(report: dict, out_dir: str | Path) -> dict[str, Path]:

@@ -14,7 +14,7 @@ from contract import LABELS, SPLIT_TITLES, utc_now
 from training.data.ferplus import FerPlusVotes
 from training.data.splits import SplitLoader
 from training.errors import FerError
-from training.metrics import combine_tta, evaluate_probs, ferplus_agreement
+from training.metrics import combine_tta, evaluate_probs, ferplus_scores
 from training.predict import predict_split
 from training.report import pct, text_table, write_json
 from training.runs import (
@@ -127,22 +127,8 @@ def evaluate_target(
 def ferplus_metrics(preds: Predictions, votes: FerPlusVotes) -> dict:
     """FER+ majority agreement and mean vote share of the predictions, plain and flip TTA
     (or a "note" saying why not, when the predictions are not the split's rows)."""
-    if len(votes.votes) != len(preds.y):  # e.g. predictions from another FER2013 source
-        return {
-            "note": f"not computed: the predictions have {len(preds.y)} rows but the split has "
-            f"{len(votes.votes)} FER+ vote rows, so they are not the same images"
-        }
-    plain = combine_tta(preds.probs, None, False)
     tta = combine_tta(preds.probs, preds.probs_flip, True) if preds.probs_flip is not None else None
-    return {
-        "ties": "a tie for the most votes counts as agreement with any tied class",
-        "plain": ferplus_agreement(plain.argmax(axis=1), votes.votes, votes.scored),
-        "tta": (
-            ferplus_agreement(tta.argmax(axis=1), votes.votes, votes.scored)
-            if tta is not None
-            else None
-        ),
-    }
+    return ferplus_scores(preds.probs, tta, votes)
 
 
 def format_summary(result: dict) -> str:

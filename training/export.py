@@ -62,9 +62,11 @@ from contract.manifest import (
     validate_manifest,
     write_manifest,
 )
+from training.data.ferplus import FerPlusVotes
 from training.ensemble import check_weights, weighted_average
 from training.errors import FerError
-from training.metrics import top1_accuracy
+from training.metrics import ferplus_agreement, ferplus_scores, top1_accuracy
+from training.report import read_marked_section, write_marked_section
 from training.runs import RunFolder, load_predictions, normalise_split, resolve_target
 from training.serialization import load_model
 from training.tfjs import (
@@ -75,6 +77,9 @@ from training.tfjs import (
 )
 
 log = logging.getLogger(__name__)
+
+MODEL_CARD = "README.md"  # the model card beside the manifest, carried over by an export
+CARD_SECTION = "ferplus"  # its part an export rewrites: <!-- ferplus:begin --> ... end
 
 
 @dataclass
@@ -198,11 +203,14 @@ def compare_float_quantized(
     weights: Sequence[float] | None = None,
     *,
     split: str = SPLIT_TITLES["test"],
+    votes: FerPlusVotes | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Float vs quantised ensemble on the same arrays -> (manifest metrics, per-member metrics).
 
     Per-member keys: ``accuracy_float[_tta]`` (Keras) and ``accuracy[_tta]`` (the
     exported, quantised graph: what the page runs). The caller prefixes them with the split.
+    With `votes` (the same rows' FER+ votes) the metrics also get "ferplus": the quantised
+    ensemble's agreement with the ten-annotator majority (`manifest_ferplus`).
     """
     f = ensemble_accuracy(float_predictors, x, y, weights)
     q = ensemble_accuracy(quant_predictors, x, y, weights)
@@ -216,6 +224,13 @@ def compare_float_quantized(
         "top1_agreement_tta": float((f["probs_tta"].argmax(1) == q["probs_tta"].argmax(1)).mean()),
         "max_abs_prob_diff_tta": float(np.abs(f["probs_tta"] - q["probs_tta"]).max()) if len(y) else 0.0,
     }
+    if votes is not None:
+        metrics["ferplus"] = manifest_ferplus(ferplus_scores(q["probs"], q["probs_tta"], votes))
+        if "note" not in metrics["ferplus"]:  # for scale: the FER2013 labels on the same rows
+            labels = ferplus_agreement(y, votes.votes, votes.scored)
+            metrics["ferplus"]["rows"] = len(y)
+            metrics["ferplus"]["fer2013_labels_majority_agreement"] = labels["majority_agreement"]
+            metrics["ferplus"]["fer2013_labels_mean_vote_share"] = labels["mean_vote_share"]
     members = [
         {
             "accuracy_float": mf["accuracy"],
@@ -226,6 +241,23 @@ def compare_float_quantized(
         for mf, mq in zip(f["members"], q["members"])
     ]
     return metrics, members
+
+
+def manifest_ferplus(block: dict) -> dict[str, Any]:
+    """`training.metrics.ferplus_scores`' block as the manifest records it (flat numbers):
+    {"of", "n", "ties", "majority_agreement[_tta]", "mean_vote_share[_tta]"}, or {"note"}."""
+    if "note" in block:
+        return {"note": block["note"]}
+    plain, tta = block["plain"], block["tta"] or {}
+    return {
+        "of": "the quantised ensemble (what the page runs)",
+        "n": plain["n"],
+        "ties": block["ties"],
+        "majority_agreement": plain["majority_agreement"],
+        "majority_agreement_tta": tta.get("majority_agreement"),
+        "mean_vote_share": plain["mean_vote_share"],
+        "mean_vote_share_tta": tta.get("mean_vote_share"),
+    }
 
 
 @dataclass
@@ -240,6 +272,8 @@ class EvalData:
     split_key: str
     x: np.ndarray  # uint8 (N, H, W) grey images
     y: np.ndarray  # (N,) class indices
+    votes: FerPlusVotes | None = None  # the same rows' FER+ votes, for agreement with people
+    votes_note: str = ""  # where the votes came from, or why there are none
 
     def __post_init__(self) -> None:
         if self.split_key not in (*SPLIT_NAMES, "sample"):
@@ -255,15 +289,19 @@ class EvalData:
 
 
 def load_eval_split(split: str, *, data_dir: Path | None = None,
-                    fer2013: Path | None = None) -> EvalData:
-    """Split "test"/"PrivateTest" or "val"/"PublicTest" of the dataset, ready to measure on."""
+                    fer2013: Path | None = None, ferplus: Path | None = None) -> EvalData:
+    """Split "test"/"PrivateTest" or "val"/"PublicTest" of the dataset, ready to measure on,
+    with its FER+ votes when they are there (`training.data.ferplus.votes_for_split`)."""
+    from training.data.ferplus import votes_for_split
     from training.data.splits import split_loader
 
     split = normalise_split(split)
     if split not in SPLIT_NAMES:
         raise FerError(f"unknown evaluation split {split!r}; use test, val or none")
 
-    return EvalData(split, *split_loader(data_dir, fer2013)(split))
+    x, y = split_loader(data_dir, fer2013)(split)
+    votes, note = votes_for_split(split, data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
+    return EvalData(split, x, y, votes, note)
 
 
 def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[float]) -> dict[str, Any] | None:
@@ -408,6 +446,8 @@ def plan_export(
     if variant is None and (title is not None or description is not None):
         raise FerError("--title and --description describe a variant; add --variant ID")
     entry = plan_variant(out_dir, variant, title, description) if variant is not None else None
+    if entry is None and (out_dir / MODEL_CARD).is_file():  # broken FER+ markers: FerError
+        read_marked_section(out_dir / MODEL_CARD, CARD_SECTION)  # now, not after converting
     return ExportPlan(sources, weights, quantization, out_dir, entry)
 
 
@@ -467,12 +507,15 @@ def export_planned(plan: ExportPlan, *, placeholder: bool = False, notes: str = 
         variants = [] if plan.variant else _carry_variants(out_dir, tmp_dir)
         _write_manifest(tmp_dir, entries, input_shape, metrics, quantization=quantization,
                         placeholder=placeholder, notes=notes, variants=variants)
-        if plan.variant:
+        if plan.variant:  # the model card is the default model's: a variant's numbers are
+            # in its own manifest.json
             _check_fits_top(tmp_dir, out_dir, plan.variant)
             os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
             _swap_in(tmp_dir, plan.dest)
         else:
-            _publish(tmp_dir, out_dir)
+            _publish(tmp_dir, out_dir, card_section=card_ferplus_section(
+                metrics, entries, eval_split.votes_note if eval_split is not None else ""),
+                measured="majority_agreement" in metrics.get("ferplus", {}))
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # the old out_dir was never touched
         raise
@@ -549,7 +592,8 @@ def _measure(
     log.info("measuring float vs quantised accuracy on %s (%d images)", ev.split_name, len(ev.x))
     quant = [load_tfjs_graph_model(folder / e.name) for e in entries]
     metrics, per_member = compare_float_quantized(
-        [keras_predictor(m) for m in models], quant, ev.x, ev.y, weights, split=ev.split_name
+        [keras_predictor(m) for m in models], quant, ev.x, ev.y, weights, split=ev.split_name,
+        votes=ev.votes,
     )
     for entry, member_metrics in zip(entries, per_member):
         entry.metrics.update({f"{ev.split_key}_{k}": v for k, v in member_metrics.items()})
@@ -653,11 +697,58 @@ def register_variant(out_dir: str | os.PathLike, variant: Variant) -> Path:
     return write_manifest(data, out_dir / MANIFEST_NAME)
 
 
-def _publish(tmp_dir: Path, out_dir: Path) -> None:
-    """Carry the old folder's top-level files (model card, .gitkeep, ...) over, then swap in."""
+def card_ferplus_section(metrics: dict[str, Any], entries: Sequence[Member], votes_note: str) -> str:
+    """The model card's FER+ section (between <!-- ferplus:begin/end -->), from the manifest's
+    metrics: the shipped ensemble's agreement with the ten-annotator majority, or why not."""
+    from training.report import markdown_table, pct
+
+    title = "## Agreement with people (FER+ ten-annotator votes)"
+    fp = metrics.get("ferplus")
+    if not fp or "note" in fp:
+        why = (fp or {}).get("note") or votes_note or "no evaluation split (--eval none)"
+        return f"{title}\n\nNot measured by the last `fer-hybrid export`: {why}."
+    names = ", ".join(f"`{e.name}`" for e in entries)
+    left_out = fp["rows"] - fp["n"]
+    return "\n".join([
+        title,
+        "",
+        f"Written by `fer-hybrid export` ({metrics['split']}, {fp['rows']:,} images): the shipped "
+        f"{entries[0].quantization} ensemble ({names}) against Microsoft's FER+ re-labelling "
+        "(`fer2013new.csv`, ten crowd votes per image). Scored on the "
+        f"**{fp['n']:,} {metrics['split']} rows** whose most-voted FER+ column is one of our "
+        f"seven classes ({left_out} left out: their top vote is contempt, unknown or not a "
+        f"face). **Ties:** {fp['ties']}.",
+        "",
+        markdown_table(["", "no TTA", "flip TTA"], [
+            ["majority agreement (predicted class got the most votes)",
+             pct(fp["majority_agreement"]), pct(fp["majority_agreement_tta"])],
+            ["mean vote share of the predicted class",
+             pct(fp["mean_vote_share"]), pct(fp["mean_vote_share_tta"])],
+        ]),
+        "",
+        f"For scale, FER2013's own labels agree with the majority on "
+        f"{pct(fp['fer2013_labels_majority_agreement'])} of the same rows (mean vote share "
+        f"{pct(fp['fer2013_labels_mean_vote_share'])}). Measured by the `fer-hybrid export` "
+        "command under Reproduce, whenever `fer2013new.csv(.gz)` is next to the FER2013 file "
+        "(or given with --ferplus); also in `manifest.json` under `metrics.ferplus`.",
+    ])
+
+
+def _publish(tmp_dir: Path, out_dir: Path, card_section: str | None = None,
+             measured: bool = False) -> None:
+    """Carry the old folder's top-level files (model card, .gitkeep, ...) over, then swap in.
+
+    A carried-over model card (README.md) gets `card_section` as its FER+ section when it was
+    `measured`; a card that already has one gets it either way (then saying why there are no
+    numbers), so it never shows an old export's numbers beside new models.
+    """
     if out_dir.is_dir():
         for old in out_dir.iterdir():
             if old.is_file() and old.name != MANIFEST_NAME and not (tmp_dir / old.name).exists():
                 shutil.copy2(old, tmp_dir / old.name)
+    card = tmp_dir / MODEL_CARD
+    if card_section is not None and card.is_file() and (
+            measured or read_marked_section(card, CARD_SECTION) is not None):
+        write_marked_section(card, CARD_SECTION, card_section)
     os.chmod(tmp_dir, 0o755)  # mkdtemp makes it 0700; the server must read it
     _swap_in(tmp_dir, out_dir)

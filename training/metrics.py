@@ -194,3 +194,32 @@ def ferplus_agreement(y_pred: np.ndarray, votes: np.ndarray, scored: np.ndarray)
         "majority_agreement": float((pred_votes == top)[scored].mean()),
         "mean_vote_share": float((pred_votes / np.maximum(total, 1))[scored].mean()),
     }
+
+
+#: How `ferplus_agreement` counts a tie for the most votes (reports quote it).
+FERPLUS_TIES = "a tie for the most votes counts as agreement with any tied class"
+
+
+def ferplus_scores(probs: np.ndarray, probs_tta: np.ndarray | None, votes) -> dict:
+    """FER+ agreement of one set of predictions, plain and with flip TTA: the block every
+    report carries (evaluate, ensemble, export's manifest, bench).
+
+    `probs` (N, 7) plain probabilities, `probs_tta` (N, 7) the flip-TTA ones (or None),
+    `votes` the same N rows' `training.data.ferplus.FerPlusVotes`. Returns
+    {"ties", "plain": ferplus_agreement(...), "tta": ... or None}, or {"note"} saying why not
+    when the predictions are not the votes' rows (another row count).
+    """
+    if len(votes.votes) != len(probs):
+        return {
+            "note": f"not computed: the predictions have {len(probs)} rows but the split has "
+            f"{len(votes.votes)} FER+ vote rows, so they are not the same images"
+        }
+
+    def agree(p):
+        return ferplus_agreement(np.asarray(p).argmax(axis=1), votes.votes, votes.scored)
+
+    return {
+        "ties": FERPLUS_TIES,
+        "plain": agree(probs),
+        "tta": agree(probs_tta) if probs_tta is not None else None,
+    }

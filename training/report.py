@@ -39,6 +39,21 @@ def pct(value: float | None, digits: int = 2) -> str:
     return f"{100.0 * value:.{digits}f}%"
 
 
+#: Table headers for `ferplus_cells`.
+FERPLUS_HEADERS = ["FER+ majority agreement", "FER+ agreement (flip TTA)", "FER+ mean vote share",
+                   "FER+ vote share (flip TTA)"]
+
+
+def ferplus_cells(block: dict | None) -> list[str]:
+    """A FER+ block (`training.metrics.ferplus_scores`: plain/tta agreement) as four table
+    cells, FERPLUS_HEADERS order; "-" where it was not measured, never a made-up number."""
+    if not block or "note" in block:
+        return ["-"] * 4
+    plain, tta = block.get("plain") or {}, block.get("tta") or {}
+    return [pct(plain.get("majority_agreement")), pct(tta.get("majority_agreement")),
+            pct(plain.get("mean_vote_share")), pct(tta.get("mean_vote_share"))]
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|")

@@ -7,8 +7,11 @@ Pure functions over saved run outputs (no model, no data, no TensorFlow):
 
 Our rows are computed from predictions/test.npz (PrivateTest) with and without
 horizontal-flip TTA; when a run has no test predictions the table says so rather
-than guessing. Published rows are copied from the papers (see `PUBLISHED`) and
-are never recomputed: they are marked as such in the output.
+than guessing. Agreement with the FER+ ten-annotator majority is copied from what
+`fer-hybrid evaluate` (evaluation/metrics_test.json) or `fer-hybrid ensemble`
+(ensemble.json) measured when the votes were there; "-" where they did not.
+Published rows are copied from the papers (see `PUBLISHED`) and are never
+recomputed: they are marked as such in the output.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from contract import utc_now
 from training.errors import FerError
-from training.report import markdown_table, pct
+from training.report import FERPLUS_HEADERS, ferplus_cells, markdown_table, pct
 from training.runs import RunFolder, load_predictions
 
 
@@ -75,12 +78,31 @@ def run_row(run_dir: str | Path) -> dict:
            "params": metrics.get("params"), "source": str(run.path), "n": None,
            "accuracy": None, "accuracy_tta": None, "macro_f1": None, "macro_f1_tta": None,
            "note": ""}
+    row["ferplus"] = None
     if run.predictions("test").is_file():
         preds = load_predictions(run.predictions("test"))
         row.update(_scores(preds.y, preds.probs, preds.probs_flip))
+        row["ferplus"] = evaluated_ferplus(run, len(preds.y), run.predictions("test"))
     else:
         row["note"] = "no predictions/test.npz (run `fer-hybrid evaluate` on it)"
     return row
+
+
+def evaluated_ferplus(run: RunFolder, n: int, predictions: Path) -> dict | None:
+    """The FER+ block `fer-hybrid evaluate` wrote for the run's PrivateTest predictions
+    (evaluation/metrics_test.json), None when it has none, scored other rows (another n) or
+    is older than the predictions file."""
+    path = run.evaluation_dir / "metrics_test.json"
+    try:
+        doc = json.loads(path.read_text())
+        if path.stat().st_mtime < predictions.stat().st_mtime:
+            return None
+    except (OSError, ValueError):
+        return None
+    block = doc.get("ferplus") if isinstance(doc, dict) else None
+    if not isinstance(block, dict) or "note" in block or doc.get("n") != n:
+        return None
+    return block
 
 
 def ensemble_row(report_path: str | Path, params: dict[str, int] | None = None) -> dict:
@@ -101,7 +123,7 @@ def ensemble_row(report_path: str | Path, params: dict[str, int] | None = None) 
             "model": "soft voting", "params": total, "source": str(path),
             "n": test.get("n"), "accuracy": test.get("accuracy"),
             "accuracy_tta": test.get("accuracy_tta"), "macro_f1": test.get("macro_f1"),
-            "macro_f1_tta": test.get("macro_f1_tta"),
+            "macro_f1_tta": test.get("macro_f1_tta"), "ferplus": test.get("ferplus"),
             "note": f"weights chosen on {rep.get('selection', {}).get('split_name', 'val')}"}
 
 
@@ -130,16 +152,22 @@ def render_results(rows: list[dict], published=PUBLISHED) -> str:
         ("**Ours (measured)**: computed by this script from the saved PrivateTest predictions "
          "of our runs / ensemble reports (flip TTA = average with the mirrored image)."),
         "**Published**: numbers as reported in the papers, not re-measured here.",
+        ("**FER+**: agreement with Microsoft's FER+ ten-annotator votes on the PrivateTest rows "
+         "whose most-voted column is one of the seven classes (3,519 of 3,589): the share where "
+         "the predicted class got the most votes (a tie counts as agreement with any tied "
+         "class), and the mean share of votes for the predicted class. Copied from `fer-hybrid "
+         "evaluate` / `fer-hybrid ensemble` when the votes were there; \"-\" where not measured."),
         "",
         markdown_table(
             ["", "model", "kind", "accuracy", "accuracy (flip TTA)", "macro-F1",
-             "macro-F1 (flip TTA)", "params", "n test", "note"],
+             "macro-F1 (flip TTA)", *FERPLUS_HEADERS, "params", "n test", "note"],
             [["ours (measured)", r["name"], r["kind"], pct(r["accuracy"]), pct(r["accuracy_tta"]),
-              _f1(r["macro_f1"]), _f1(r["macro_f1_tta"]), _params(r["params"]),
-              r["n"] if r["n"] is not None else "-", r["note"]] for r in ours]
+              _f1(r["macro_f1"]), _f1(r["macro_f1_tta"]), *ferplus_cells(r.get("ferplus")),
+              _params(r["params"]), r["n"] if r["n"] is not None else "-", r["note"]]
+             for r in ours]
             + [[f"published [{i}]", p.name, p.kind,
                 ("~" if p.approx else "") + pct(p.accuracy, 1 if p.approx else 2),
-                "-", "-", "-", "-", "-", "as reported"]
+                "-", "-", "-", *ferplus_cells(None), "-", "-", "as reported"]
                for i, p in enumerate(published, 1)],
         ),
         "",

@@ -21,6 +21,7 @@ import numpy as np
 from training.bench.browser import browser, wait_for
 from training.bench.labels import to_project_order
 from training.errors import FerError
+from training.metrics import ferplus_scores, tta_average
 
 CHUNK = 256  # crops per page.evaluate: ~0.6 MB of base64, a few seconds of work
 
@@ -68,22 +69,29 @@ def _classify_all(call, x: np.ndarray, log, what: str) -> np.ndarray:
     return np.concatenate(out)
 
 
-def score(p: np.ndarray, p_flip: np.ndarray, y: np.ndarray) -> dict:
+def score(p: np.ndarray, p_flip: np.ndarray, y: np.ndarray, votes=None) -> dict:
+    """Accuracy plain and with flip TTA; with `votes` (the same crops' FER+ votes) also
+    "ferplus": agreement with the ten-annotator majority (`training.metrics.ferplus_scores`)."""
     y = np.asarray(y)
-    return {"n": int(len(y)),
-            "accuracy": float(np.mean(p.argmax(1) == y)),
-            "accuracy_flip_tta": float(np.mean(((p + p_flip) / 2).argmax(1) == y))}
+    tta = tta_average(p, p_flip)
+    out = {"n": int(len(y)),
+           "accuracy": float(np.mean(p.argmax(1) == y)),
+           "accuracy_flip_tta": float(np.mean(tta.argmax(1) == y))}
+    if votes is not None:
+        out["ferplus"] = ferplus_scores(p, tta, votes)
+    return out
 
 
-def _both(call, x, y, log, what) -> dict:
+def _both(call, x, y, log, what, votes=None) -> dict:
     p = _classify_all(call, x, log, what)
     pf = _classify_all(call, x[:, :, ::-1], log, what + " (mirrored)")
-    return score(p, pf, y)
+    return score(p, pf, y, votes)
 
 
 def run_accuracy(x: np.ndarray, y: np.ndarray, our_base: str, peer_base: str | None,
-                 peers: list[str], log=print) -> dict[str, dict]:
-    """{config: {n, accuracy, accuracy_flip_tta, ...}} for ours, ours_raw and each peer."""
+                 peers: list[str], log=print, votes=None) -> dict[str, dict]:
+    """{config: {n, accuracy, accuracy_flip_tta, [ferplus], ...}} for ours, ours_raw and each
+    peer; "ferplus" when `votes` (the crops' FER+ votes) are given."""
     out: dict[str, dict] = {}
     with browser() as b:
         page = b.new_context(service_workers="block").new_page()
@@ -93,7 +101,7 @@ def run_accuracy(x: np.ndarray, y: np.ndarray, our_base: str, peer_base: str | N
         for name, low in (("ours", True), ("ours_raw", False)):
             log(f"  accuracy: {name} ({'page low-light step + ' if low else ''}ensemble) ...")
             call = lambda b64, n, low=low: page.evaluate(_OURS_CLASSIFY, [b64, n, low])  # noqa: E731
-            out[name] = {**_both(call, x, y, log, name), "info": info}
+            out[name] = {**_both(call, x, y, log, name, votes), "info": info}
         page.context.close()
         for tool in peers:
             page = b.new_context(service_workers="block").new_page()
@@ -105,6 +113,7 @@ def run_accuracy(x: np.ndarray, y: np.ndarray, our_base: str, peer_base: str | N
             log(f"  accuracy: {tool} ...")
             call = lambda b64, n, page=page: page.evaluate(  # noqa: E731
                 "([b, n]) => bench.classify(b, n)", [b64, n])
-            out[tool] = {**_both(call, x, y, log, tool), "info": page.evaluate("window.bench.info")}
+            out[tool] = {**_both(call, x, y, log, tool, votes),
+                         "info": page.evaluate("window.bench.info")}
             page.context.close()
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.report import markdown_table, pct, write_json
+from training.report import FERPLUS_HEADERS, ferplus_cells, markdown_table, pct, write_json
 
 # How each measured configuration is named in the table, and what it runs.
 TOOLS: dict[str, dict[str, str]] = {
@@ -111,6 +111,26 @@ def table(result: dict) -> str:
     return markdown_table(headers, rows)
 
 
+def ferplus_table(result: dict) -> list[str]:
+    """Markdown lines: each tool's agreement with the FER+ ten-annotator majority on the same
+    crops ([] when the bench measured no accuracy; one line when the votes were absent)."""
+    acc = result.get("accuracy") or {}
+    if not acc:
+        return []
+    title = "Agreement with people (FER+ ten-annotator votes) on the same crops:"
+    blocks = {k: acc[k].get("ferplus") for k in ROWS if k in acc}
+    scored = next((b for b in blocks.values() if b and "note" not in b), None)
+    if scored is None:
+        why = next((b["note"] for b in blocks.values() if b and "note" in b), None) or \
+            result["settings"].get("ferplus") or "no FER+ votes file"
+        return ["", f"{title} not measured ({why})."]
+    rows = [[TOOLS[k]["tool"], *ferplus_cells(b)] for k, b in blocks.items()]
+    return ["", (f"{title} the {scored['plain']['n']} crops whose most-voted FER+ column is "
+                 f"one of the seven classes; {scored['ties']}; vote share = mean share of the "
+                 "annotators who chose the predicted class."), "",
+            markdown_table(["tool", *FERPLUS_HEADERS], rows)]
+
+
 def markdown(result: dict) -> str:
     env, s = result["environment"], result["settings"]
     acc = result.get("accuracy")
@@ -139,6 +159,7 @@ def markdown(result: dict) -> str:
                      "probabilities.")
     else:
         lines.append(f"Accuracy: not measured ({result.get('accuracy_skipped', 'skipped')}).")
+    lines += ferplus_table(result)
     lines += ["", *NOTES, ""]
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ class BenchSettings:
     crops: int | None = None  # None: the whole PrivateTest
     data_dir: Path | None = None
     fer2013: Path | None = None
+    ferplus: Path | None = None  # FER+ votes (default: found next to the FER2013 file)
     quick: bool = False
 
 
@@ -75,6 +76,14 @@ def tfjs_folder() -> Path:
 def load_crops(s: BenchSettings, log=print) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """PrivateTest (or a stratified sample); (None, None, why) when the dataset is absent and
     no data option was given (then the bench measures latency only)."""
+    x, y, what, _ = load_crops_and_votes(s, log)
+    return x, y, what
+
+
+def load_crops_and_votes(s: BenchSettings, log=print):
+    """`load_crops` and the same crops' FER+ votes (`training.data.ferplus.votes_for_split`),
+    or None for the votes when the votes file is absent (one logged line says so)."""
+    from training.data.ferplus import FerPlusVotes, votes_for_split
     from training.data.splits import split_loader, stratified_indices
 
     try:
@@ -82,14 +91,19 @@ def load_crops(s: BenchSettings, log=print) -> tuple[np.ndarray | None, np.ndarr
     except FerError as err:
         if s.data_dir or s.fer2013:
             raise
-        return None, None, f"FER2013 not found: {err}"
+        return None, None, f"FER2013 not found: {err}", None
+    votes, note = votes_for_split("test", data_dir=s.data_dir, fer2013=s.fer2013,
+                                  ferplus=s.ferplus)
+    log(f"  {note}")
     what = f"all {len(y)}"
     if s.crops is not None and s.crops < len(y):
         idx = stratified_indices(y, s.crops, 0)
+        if votes is not None and len(votes.votes) == len(y):  # else ferplus_scores says why
+            votes = FerPlusVotes(votes.votes[idx], votes.usage[idx])
         x, y = x[idx], y[idx]
         what = f"a stratified sample (seed 0) of {len(y)}"
     log(f"  PrivateTest: {what} crops")
-    return x, y, what
+    return x, y, what, votes
 
 
 def run(s: BenchSettings, log=print) -> dict:
@@ -102,10 +116,10 @@ def run(s: BenchSettings, log=print) -> dict:
     routes = {"/harness/": HARNESS, "/tfjs/": tfjs_folder()}
     for peer in s.peers:
         routes[f"/peer/{peer.key}/"] = P.ensure(peer, log=log)
-    x = y = None
+    x = y = votes = None
     skipped = "--no-accuracy"
     if s.accuracy:
-        x, y, crops_what = load_crops(s, log)
+        x, y, crops_what, votes = load_crops_and_votes(s, log)
         if x is None:
             skipped = crops_what
             log(f"  accuracy skipped: {skipped}")
@@ -116,7 +130,10 @@ def run(s: BenchSettings, log=print) -> dict:
                      "faces": [1, 5], "models_dir": shown(s.models_dir),
                      "backend": f"TF.js {P.TFJS_VERSION} wasm backend, single-threaded with SIMD, "
                                 "for every tool (headless Chromium, no cross-origin isolation)",
-                     "crops": crops_what if x is not None else None},
+                     "crops": crops_what if x is not None else None,
+                     "ferplus": None if x is None else (
+                         "FER+ votes (fer2013new.csv) of the same crops" if votes is not None
+                         else "no FER+ votes file: FER2013 accuracy only")},
         "ours_members": members,
         "peers": {p.key: {"package": p.package, "version": p.version, "integrity": p.integrity,
                           "licence": p.licence, "tarball": p.tarball_url} for p in s.peers},
@@ -130,7 +147,8 @@ def run(s: BenchSettings, log=print) -> dict:
             result["latency"] = latency.run_latency(videos, ours, peer, keys, s.seconds, s.warmup,
                                                     s.rounds, log)
             if x is not None:
-                result["accuracy"] = accuracy.run_accuracy(x, y, ours, peer, keys, log)
+                result["accuracy"] = accuracy.run_accuracy(x, y, ours, peer, keys, log,
+                                                           votes=votes)
     if x is None:
         result["accuracy"] = None
         result["accuracy_skipped"] = skipped

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013
+from training.commands.options import DataDir, Fer2013, FerPlus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,7 @@ def bench(
                         "3,589; 140 with --quick).", show_default=False)] = None,
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
+    ferplus: FerPlus = None,
 ) -> None:
     """Peer benchmark: our page, Human 3.3.6 and face-api.js in one headless
     Chromium.
@@ -60,7 +61,8 @@ def bench(
     Per-frame latency with 1 and 5 faces (fake camera; TF.js wasm backend,
     single-threaded SIMD, for every tool), each tool's download size, and
     each tool's accuracy on the same FER2013 PrivateTest crops (plain and
-    with flip TTA). Writes bench.json, bench.md and bench.png. The peers'
+    with flip TTA), and, when the FER+ votes are there, each tool's
+    agreement with the ten-annotator majority on the same crops. Writes bench.json, bench.md and bench.png. The peers'
     pinned npm packages are downloaded once from registry.npmjs.org into
     ~/.cache/fer-hybrid/peers (sha512 checked; never committed). Needs
     Debian's /usr/bin/chromium and pip install 'fer-hybrid\\[train,test]'
@@ -90,7 +92,7 @@ def bench(
         seconds=seconds if seconds is not None else d["seconds"],
         warmup=warmup if warmup is not None else d["warmup"], rounds=rounds, web_dir=web_dir,
         crops=crops if crops is not None else d["crops"], data_dir=data_dir, fer2013=fer2013,
-        command="fer-hybrid " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        ferplus=ferplus, command="fer-hybrid " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"bench: ours + {', '.join(p.key for p in chosen) or 'no peers'} -> {out}")
     result = run(settings, log=typer.echo)
     files = write(result, out)

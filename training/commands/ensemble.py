@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import Aux, DataDir, Fer2013, PredictBatch, Sample
+from training.commands.options import Aux, DataDir, Fer2013, FerPlus, PredictBatch, Sample
 
 
 def ensemble(
@@ -52,23 +52,32 @@ def ensemble(
     aux: Aux = None,  # only for --save-soft-targets (aux sets are training images)
     sample: Sample = None,
     batch_size: PredictBatch = 256,
+    ferplus: FerPlus = None,
 ) -> None:
     """Combine trained runs by soft voting and report members and ensemble side by side.
 
     Selection never sees PrivateTest (test): weights are chosen on PublicTest (val)
     only; test is scored afterwards. Writes ensemble.md, ensemble.json and the
     ensemble's confusion matrix (confusion_test.png/.json) into --out; with
-    --save-soft-targets also the ensemble's probabilities on the training images.
+    --save-soft-targets also the ensemble's probabilities on the training images. When the
+    FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
+    each member's and the ensemble's agreement with the ten-annotator majority on test.
     """
     from training.data import splits
+    from training.data.ferplus import votes_for_split
     from training.ensemble import build_ensemble, load_members, parse_weights, write_ensemble_report
     from training.report import pct, text_table
 
     parsed = parse_weights(weights, len(runs)) if weights is not None else None
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
     members = load_members(runs, data_loader=loader, batch_size=batch_size)
+    votes, votes_note = votes_for_split("test", data_dir=data_dir, fer2013=fer2013,
+                                        ferplus=ferplus)
+    if votes is None:
+        typer.echo(votes_note)
     report = build_ensemble(
-        members, select=select, weights=parsed, tta=tta, max_members=max_members
+        members, select=select, weights=parsed, tta=tta, max_members=max_members,
+        votes=votes, votes_note=votes_note,
     )
     files = write_ensemble_report(report, out)
 
@@ -101,6 +110,16 @@ def ensemble(
     )
     typer.echo(text_table(["member", "weight", "val acc", "val TTA", "test acc", "test TTA"], rows))
     typer.echo(f"ensemble test accuracy ({'flip TTA' if tta else 'no TTA'}): {pct(e['test'][key])}")
+    fp = e["test"].get("ferplus")
+    if fp and "note" in fp:
+        typer.echo(f"FER+ agreement {fp['note']}")
+    elif fp:
+        side = fp["tta"] if tta else fp["plain"]
+        typer.echo(
+            f"ensemble agreement with the FER+ majority on test ({'flip TTA' if tta else 'no TTA'}, "
+            f"{side['n']} rows, ties agree): {pct(side['majority_agreement'])}, mean vote share "
+            f"{pct(side['mean_vote_share'])}"
+        )
     typer.echo(f"wrote {files['markdown']}, {files['json']}, {files['confusion_png']}")
     if save_soft_targets is not None:
         from training.data.splits import parse_aux

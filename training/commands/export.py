@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from training.commands.options import DataDir, Fer2013
+from training.commands.options import DataDir, Fer2013, FerPlus
 
 
 def _pct(value) -> str:
@@ -47,7 +47,17 @@ def format_report(manifest: dict, split_key: str | None) -> str:
             f"quantised+tta {_pct(met['accuracy_quantized_tta'])}; top-1 agreement float vs quantised "
             f"{_pct(met.get('top1_agreement_tta'))}"
         )
-    elif met.get("accuracy_float") is not None:
+    fp = met.get("ferplus")
+    if split_key and fp and "note" in fp:
+        lines.append(f"FER+ agreement {fp['note']}")
+    elif split_key and fp:
+        lines.append(
+            f"quantised ensemble vs the FER+ ten-annotator majority on {fp['n']} rows (ties agree): "
+            f"{_pct(fp['majority_agreement'])}, with flip TTA {_pct(fp['majority_agreement_tta'])}; "
+            f"mean vote share {_pct(fp['mean_vote_share'])}, with flip TTA "
+            f"{_pct(fp['mean_vote_share_tta'])}"
+        )
+    if met.get("accuracy_float") is not None and "accuracy_quantized" not in met:
         lines.append(
             f"ensemble on {met['split']} (float, from the runs' saved predictions): "
             f"{_pct(met['accuracy_float'])}, with flip TTA {_pct(met.get('accuracy_float_tta'))}"
@@ -101,10 +111,11 @@ def export(
     ),
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
+    ferplus: FerPlus = None,
 ) -> None:
     """Export trained models as a quantised TF.js ensemble for the web page.
 
-    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md and the folders of the variants OUT/manifest.json lists are kept. Prints a table: size per member and float vs quantised accuracy.
+    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md and the folders of the variants OUT/manifest.json lists are kept. Prints a table: size per member and float vs quantised accuracy. With the FER+ votes (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also the quantised ensemble's agreement with the ten-annotator majority, into the manifest and (default model only) the model card's FER+ section.
 
     With --variant ID the models become a second, selectable model instead: OUT/ID/ is replaced atomically and OUT/manifest.json gets a "variants" list (the default model first, entry "fer2013", then ID); the page shows a model menu when there are two or more. Re-exporting the default later keeps the list.
 
@@ -141,13 +152,19 @@ def export(
     # Load the evaluation split now, before TensorFlow and the slow conversion.
     eval_data = None
     if requested is not None:
-        eval_data = load_eval_split(requested, data_dir=data_dir, fer2013=fer2013)
+        eval_data = load_eval_split(requested, data_dir=data_dir, fer2013=fer2013,
+                                    ferplus=ferplus)
     elif eval is None:
         # Default: PrivateTest if the dataset can be loaded; otherwise say so and carry on.
         try:
-            eval_data = load_eval_split("test", data_dir=data_dir, fer2013=fer2013)
+            eval_data = load_eval_split("test", data_dir=data_dir, fer2013=fer2013,
+                                        ferplus=ferplus)
         except (FerError, OSError) as err:
+            if ferplus is not None:
+                raise
             typer.echo(f"note: not measuring accuracy ({err})", err=True)
+    if eval_data is not None and eval_data.votes is None and eval_data.votes_note:
+        typer.echo(f"note: {eval_data.votes_note}", err=True)
 
     start = time.perf_counter()
     manifest_path = export_planned(plan, placeholder=placeholder, notes=notes,

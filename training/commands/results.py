@@ -23,7 +23,7 @@ def results(
         Path | None, typer.Option("--out", help="Write the Markdown here (default: print it).")
     ] = None,
 ) -> None:
-    """PrivateTest accuracy (plain and flip TTA), macro-F1 and params of our runs and ensembles, next to the published FER2013 results (marked as such, with citations)."""
+    """PrivateTest accuracy (plain and flip TTA), macro-F1, FER+ agreement (where `fer-hybrid evaluate` / `ensemble` measured it with the votes; "-" otherwise) and params of our runs and ensembles, next to the published FER2013 results (marked as such, with citations)."""
     from contract.files import atomic_write
     from training.errors import FerError
     from training.results import collect, render_results
