@@ -164,6 +164,9 @@ def test_scores_block_plain_and_tta_or_a_note_for_other_rows():
     assert block["plain"] == ferplus_agreement(plain.argmax(1), v.votes, v.scored)
     assert block["plain"]["majority_agreement"] == pytest.approx(2 / 3)
     assert block["tta"]["majority_agreement"] == 1.0 and block["tta"]["n"] == 3
-    assert ferplus_scores(plain, None, v)["tta"] is None
+    assert ferplus_scores(plain, None, v)["tta"] is None and "fer2013_labels" not in block
+    labels = np.array([happy, 0, 0, 0, sad, 0])  # FER2013's labels of the rows, for scale
+    assert ferplus_scores(plain, tta, v, labels=labels)["fer2013_labels"] == ferplus_agreement(
+        labels, v.votes, v.scored)
     other = ferplus_scores(plain[:4], tta[:4], v)
     assert set(other) == {"note"} and "4 rows but the split has 6" in other["note"]

@@ -144,3 +144,45 @@ def test_ferplus_columns_come_from_the_evaluation_or_say_not_measured(tmp_path):
     published = [ln for ln in text.splitlines() if ln.startswith("| published [")]
     assert all("| - | - | - | - | - | - | - |" in ln for ln in published)
     assert "a tie counts as agreement with any tied" in text and "3,519 of 3,589" in text
+
+
+def test_agreement_plot_places_our_rows_and_the_bench_peers(tmp_path, monkeypatch):
+    """--agreement-plot: one point per row with FER+ agreement (flip TTA) against its FER2013
+    accuracy (flip TTA), the bench's peers beside them, FER2013's own labels as a line; rows
+    without agreement and our page's bench rows are not points."""
+    import training.plots
+    from training.cli import app
+    from training.results import agreement_points
+
+    a, _ = _run(tmp_path, "a", acc_target=0.6)
+    b, _ = _run(tmp_path, "b", acc_target=0.5, seed=1)
+    block = {**_fp(0.6512, 0.6634, 0.5511, 0.5623, n=100),
+             "fer2013_labels": {"n": 100, "majority_agreement": 0.6533, "mean_vote_share": 0.56}}
+    (a / "evaluation").mkdir()
+    (a / "evaluation" / "metrics_test.json").write_text(
+        json.dumps({"n": 100, "split": "test", "ferplus": block}))
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"accuracy": {
+        "ours": {"accuracy_flip_tta": 0.67, "ferplus": _fp(0.6, 0.66, 0.5, 0.56)},
+        "human": {"accuracy_flip_tta": 0.68, "ferplus": _fp(0.65, 0.6542, 0.5, 0.5648)},
+        "faceapi": {"accuracy_flip_tta": 0.603, "ferplus": None}}}))
+    rows = collect([a, b])
+    points = agreement_points(rows, json.loads(bench.read_text()))
+    assert [(p["name"], p["kind"], p["agreement"]) for p in points] == [
+        ("a", "ours", 0.6634), ("Human 3.3.6", "peer", 0.6542)]
+    assert points[0]["accuracy"] == rows[0]["accuracy_tta"]
+
+    drawn = {}
+    real = training.plots.plot_agreement
+    monkeypatch.setattr(training.plots, "plot_agreement", lambda pts, path, **kw: drawn.update(
+        points=pts, **kw) or real(pts, path, **kw))
+    png = tmp_path / "agreement.png"
+    result = CliRunner().invoke(app, ["results", str(a), str(b), "--out", str(tmp_path / "r.md"),
+                                      "--agreement-plot", str(png), "--bench", str(bench)])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(2 models)" in result.output
+    assert drawn["points"] == points and drawn["fer2013_labels"] == 0.6533
+    result = CliRunner().invoke(app, ["results", str(b), "--agreement-plot", str(png)])
+    assert isinstance(result.exception, FerError) and "no row has FER+" in str(result.exception)
+    result = CliRunner().invoke(app, ["results", str(a), "--bench", str(bench)])
+    assert isinstance(result.exception, FerError) and "--agreement-plot" in str(result.exception)

@@ -128,7 +128,7 @@ def ferplus_metrics(preds: Predictions, votes: FerPlusVotes) -> dict:
     """FER+ majority agreement and mean vote share of the predictions, plain and flip TTA
     (or a "note" saying why not, when the predictions are not the split's rows)."""
     tta = combine_tta(preds.probs, preds.probs_flip, True) if preds.probs_flip is not None else None
-    return ferplus_scores(preds.probs, tta, votes)
+    return ferplus_scores(preds.probs, tta, votes, labels=preds.y)
 
 
 def format_summary(result: dict) -> str:

@@ -65,7 +65,7 @@ from contract.manifest import (
 from training.data.ferplus import FerPlusVotes
 from training.ensemble import check_weights, weighted_average
 from training.errors import FerError
-from training.metrics import ferplus_agreement, ferplus_scores, top1_accuracy
+from training.metrics import ferplus_scores, top1_accuracy
 from training.report import read_marked_section, write_marked_section
 from training.runs import RunFolder, load_predictions, normalise_split, resolve_target
 from training.serialization import load_model
@@ -225,12 +225,8 @@ def compare_float_quantized(
         "max_abs_prob_diff_tta": float(np.abs(f["probs_tta"] - q["probs_tta"]).max()) if len(y) else 0.0,
     }
     if votes is not None:
-        metrics["ferplus"] = manifest_ferplus(ferplus_scores(q["probs"], q["probs_tta"], votes))
-        if "note" not in metrics["ferplus"]:  # for scale: the FER2013 labels on the same rows
-            labels = ferplus_agreement(y, votes.votes, votes.scored)
-            metrics["ferplus"]["rows"] = len(y)
-            metrics["ferplus"]["fer2013_labels_majority_agreement"] = labels["majority_agreement"]
-            metrics["ferplus"]["fer2013_labels_mean_vote_share"] = labels["mean_vote_share"]
+        metrics["ferplus"] = manifest_ferplus(
+            ferplus_scores(q["probs"], q["probs_tta"], votes, labels=y), rows=len(y))
     members = [
         {
             "accuracy_float": mf["accuracy"],
@@ -243,12 +239,13 @@ def compare_float_quantized(
     return metrics, members
 
 
-def manifest_ferplus(block: dict) -> dict[str, Any]:
-    """`training.metrics.ferplus_scores`' block as the manifest records it (flat numbers):
-    {"of", "n", "ties", "majority_agreement[_tta]", "mean_vote_share[_tta]"}, or {"note"}."""
+def manifest_ferplus(block: dict, rows: int) -> dict[str, Any]:
+    """`training.metrics.ferplus_scores`' block (with `labels`) as the manifest records it
+    (flat numbers): {"of", "n", "rows", "ties", "majority_agreement[_tta]",
+    "mean_vote_share[_tta]", "fer2013_labels_*"}, or {"note"}."""
     if "note" in block:
         return {"note": block["note"]}
-    plain, tta = block["plain"], block["tta"] or {}
+    plain, tta, labels = block["plain"], block["tta"] or {}, block["fer2013_labels"]
     return {
         "of": "the quantised ensemble (what the page runs)",
         "n": plain["n"],
@@ -257,6 +254,9 @@ def manifest_ferplus(block: dict) -> dict[str, Any]:
         "majority_agreement_tta": tta.get("majority_agreement"),
         "mean_vote_share": plain["mean_vote_share"],
         "mean_vote_share_tta": tta.get("mean_vote_share"),
+        "rows": rows,  # for scale: FER2013's own labels on the same rows
+        "fer2013_labels_majority_agreement": labels["majority_agreement"],
+        "fer2013_labels_mean_vote_share": labels["mean_vote_share"],
     }
 
 

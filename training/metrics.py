@@ -200,14 +200,16 @@ def ferplus_agreement(y_pred: np.ndarray, votes: np.ndarray, scored: np.ndarray)
 FERPLUS_TIES = "a tie for the most votes counts as agreement with any tied class"
 
 
-def ferplus_scores(probs: np.ndarray, probs_tta: np.ndarray | None, votes) -> dict:
+def ferplus_scores(probs: np.ndarray, probs_tta: np.ndarray | None, votes,
+                   labels: np.ndarray | None = None) -> dict:
     """FER+ agreement of one set of predictions, plain and with flip TTA: the block every
     report carries (evaluate, ensemble, export's manifest, bench).
 
     `probs` (N, 7) plain probabilities, `probs_tta` (N, 7) the flip-TTA ones (or None),
     `votes` the same N rows' `training.data.ferplus.FerPlusVotes`. Returns
     {"ties", "plain": ferplus_agreement(...), "tta": ... or None}, or {"note"} saying why not
-    when the predictions are not the votes' rows (another row count).
+    when the predictions are not the votes' rows (another row count). With `labels` (N,) (the
+    rows' FER2013 labels) also "fer2013_labels": their own agreement, for scale.
     """
     if len(votes.votes) != len(probs):
         return {
@@ -218,8 +220,11 @@ def ferplus_scores(probs: np.ndarray, probs_tta: np.ndarray | None, votes) -> di
     def agree(p):
         return ferplus_agreement(np.asarray(p).argmax(axis=1), votes.votes, votes.scored)
 
-    return {
+    block = {
         "ties": FERPLUS_TIES,
         "plain": agree(probs),
         "tta": agree(probs_tta) if probs_tta is not None else None,
     }
+    if labels is not None:
+        block["fer2013_labels"] = ferplus_agreement(np.asarray(labels), votes.votes, votes.scored)
+    return block

@@ -223,3 +223,36 @@ def plot_bench(result: dict, path: str | Path, tools: dict) -> Path:
         plt.close(fig)
         raise
     return _save(fig, path)
+
+
+def plot_agreement(points: Sequence[dict], path: str | Path, *,
+                   fer2013_labels: float | None = None) -> Path:
+    """FER2013 accuracy (x) against agreement with the FER+ ten-annotator majority (y), both
+    with flip TTA on PrivateTest: one labelled point per model; `kind` "ours" (filled) or
+    "peer" (hollow). `fer2013_labels`: the agreement of FER2013's own labels on the same rows,
+    drawn as a line (a model that copied FER2013 perfectly would sit on it)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    try:
+        for p in points:
+            x, y = 100 * p["accuracy"], 100 * p["agreement"]
+            ours = p.get("kind", "ours") == "ours"
+            ax.scatter([x], [y], s=60, color="tab:blue" if ours else "none",
+                       edgecolors="tab:blue" if ours else "tab:red", linewidths=1.5, zorder=3)
+            ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(6, 4),
+                        fontsize=8)
+        if fer2013_labels is not None:
+            ax.axhline(100 * fer2013_labels, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(f"FER2013's own labels: {100 * fer2013_labels:.1f} %",
+                        (ax.get_xlim()[0], 100 * fer2013_labels), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8, color="grey")
+        ax.set_xlabel("FER2013 PrivateTest accuracy, flip TTA (%)")
+        ax.set_ylabel("FER+ majority agreement, flip TTA (%)")
+        ax.set_title("Agreement with FER2013's labels vs with ten people\n"
+                     "(filled: ours; hollow: in-browser peers)", fontsize=10)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, path)

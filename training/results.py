@@ -183,3 +183,27 @@ def render_results(rows: list[dict], published=PUBLISHED) -> str:
 
 def _f1(v) -> str:
     return "-" if v is None else f"{v:.4f}"
+
+
+def agreement_points(rows: list[dict], bench: dict | None = None) -> list[dict]:
+    """Points for `training.plots.plot_agreement`: our rows that have FER+ agreement (flip
+    TTA) and, from a `fer-hybrid bench` result (bench.json), the in-browser peers measured
+    on the same crops. Rows without the numbers are left out, never guessed."""
+    points = []
+    for r in rows:
+        tta = ((r.get("ferplus") or {}).get("tta") or {}).get("majority_agreement")
+        if tta is not None and r.get("accuracy_tta") is not None:
+            points.append({"name": r["name"], "accuracy": r["accuracy_tta"], "agreement": tta,
+                           "kind": "ours"})
+    if bench:
+        from training.bench.report import TOOLS
+
+        for key, acc in (bench.get("accuracy") or {}).items():
+            if key.startswith("ours"):  # our model is in `rows` (or the manifest), not a peer
+                continue
+            tta = (((acc.get("ferplus") or {}).get("tta")) or {}).get("majority_agreement")
+            if tta is not None and acc.get("accuracy_flip_tta") is not None:
+                points.append({"name": TOOLS.get(key, {}).get("tool", key).split(",")[0],
+                               "accuracy": acc["accuracy_flip_tta"], "agreement": tta,
+                               "kind": "peer"})
+    return points
