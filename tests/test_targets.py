@@ -183,3 +183,4 @@ def test_cli_trains_on_the_votes_and_selects_by_agreement(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["selected_by"] == "val_ferplus_agreement"
     assert 0.0 <= metrics["val_ferplus_agreement"] <= 1.0 and "val_accuracy" in metrics
+    assert "done: best FER+ agreement" in res.output

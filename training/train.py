@@ -593,8 +593,11 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         metrics["val_accuracy"] = _split_accuracy(run)
     metrics["status"] = "complete"
     run.write_metrics(metrics)
-    _say(f"done: best val_accuracy {metrics['val_accuracy']:.4f} at epoch {metrics['best_epoch']} "
-         f"(flip TTA {metrics['val_accuracy_tta']:.4f}); run folder {run.path}")
+    chosen = (f"best FER+ agreement {metrics['val_ferplus_agreement']:.4f} (FER2013 val_accuracy "
+              f"{metrics['val_accuracy']:.4f})" if config.targets == "ferplus"
+              else f"best val_accuracy {metrics['val_accuracy']:.4f}")
+    _say(f"done: {chosen} at epoch {metrics['best_epoch']} (flip TTA "
+         f"{metrics['val_accuracy_tta']:.4f}); run folder {run.path}")
     return metrics
 
 
