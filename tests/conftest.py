@@ -87,3 +87,16 @@ def main_in_process(argv, monkeypatch, capsys) -> tuple[int, str]:
         main()
     return exit_.value.code, capsys.readouterr().err
 
+
+# Modules whose tests pytest-xdist may hand to the two workers one by one: long ones, where
+# spreading them evens out the workers' ends. Every other module runs whole on one worker
+# (`--dist loadgroup` in pyproject's addopts), so a module-scoped fixture that trains or
+# converts something is built once, not once per worker.
+SPREAD_MODULES = {"test_train.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
