@@ -38,6 +38,24 @@ def astronaut_rgb() -> np.ndarray:
     return data.astronaut()
 
 
+# Prepended to a script run under KERAS_BACKEND=jax: TensorFlow made uninstallable, as on
+# the GPU machine, which has none: `import tensorflow` fails and
+# `importlib.util.find_spec("tensorflow")` answers None (the path finder no longer sees it;
+# no sys.modules entry is left that Keras would take for a loaded TensorFlow). It also saves
+# the JAX process TensorFlow's import, which Keras does to save a model when it can.
+NO_TENSORFLOW = """
+import sys
+from importlib.machinery import PathFinder
+class NoTensorFlow(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            return None
+        return PathFinder.find_spec(name, path, target)
+sys.meta_path[sys.meta_path.index(PathFinder)] = NoTensorFlow
+"""
+
+
 def synthetic_faces(n: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Tiny learnable synthetic 'faces': the class decides where a bright blob sits.
 
@@ -68,3 +86,17 @@ def main_in_process(argv, monkeypatch, capsys) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_:
         main()
     return exit_.value.code, capsys.readouterr().err
+
+
+# Modules whose tests pytest-xdist may hand to the two workers one by one: long ones, where
+# spreading them evens out the workers' ends. Every other module runs whole on one worker
+# (`--dist loadgroup` in pyproject's addopts), so a module-scoped fixture that trains or
+# converts something is built once, not once per worker.
+SPREAD_MODULES = {"test_train.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_faces
+from conftest import NO_TENSORFLOW, synthetic_faces
 from typer.testing import CliRunner
 
 from contract.files import sha256_file
@@ -26,15 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 VERBATIM = ["config.json", "log.csv", "metrics.json", "checkpoint/state.json",
             "predictions/val.npz", "predictions/test.npz"]
 
-# Runs the CLI with TensorFlow made uninstallable (a finder that refuses it, leaving no
-# sys.modules entry that Keras would take for a loaded TensorFlow).
-BUNDLE_SCRIPT = textwrap.dedent("""
-    import json, sys
-    class NoTensorFlow:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "tensorflow":
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    sys.meta_path.insert(0, NoTensorFlow())
+# Runs the CLI with TensorFlow made uninstallable (conftest.NO_TENSORFLOW).
+BUNDLE_SCRIPT = NO_TENSORFLOW + textwrap.dedent("""
+    import json
     from typer.testing import CliRunner
     from training.cli import app
     results = []

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import NO_TENSORFLOW
 
 from training.train import _trim_for_replicas, distributed
 
@@ -38,7 +39,9 @@ def _run_jax(script: str, tmp_path: Path, devices: int = 2) -> subprocess.Comple
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "TF_CPP_MIN_LOG_LEVEL": "2"}
-    head = (f"import sys, json\nsys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]\n")
+    # no TensorFlow, as on the GPU machine (and Keras would import it to save a .keras file)
+    head = NO_TENSORFLOW + (
+        f"import json\nsys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]\n")
     return subprocess.run([sys.executable, "-c", head + textwrap.dedent(script)], env=env,
                           capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           check=False)
@@ -71,6 +74,7 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
                   {{"train": (x, y), "val": (xv, yv)}}, {str(run)!r}, verbose=0)
         print("AFTER", keras.distribution.distribution())
         print("METRICS", json.dumps(m))
+        print("TENSORFLOW", "tensorflow" in sys.modules)
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -78,6 +82,7 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
     assert not (tmp_path / "odd").exists()  # refused before the run folder is written
     assert "DEVICES 2" in out and "data-parallel over 2 devices" in out
     assert "AFTER None" in out  # the global distribution is restored after training
+    assert "TENSORFLOW False" in out
     metrics = json.loads(out.split("METRICS", 1)[1].strip().splitlines()[0])
     assert metrics["status"] == "complete" and metrics["backend"] == "jax"
     assert (run / "best.keras").is_file() and (run / "predictions" / "val.npz").is_file()
