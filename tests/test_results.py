@@ -169,7 +169,7 @@ def test_agreement_plot_places_our_rows_and_the_bench_peers(tmp_path, monkeypatc
     rows = collect([a, b])
     points = agreement_points(rows, json.loads(bench.read_text()))
     assert [(p["name"], p["kind"], p["agreement"]) for p in points] == [
-        ("a", "ours", 0.6634), ("Human 3.3.6", "peer", 0.6542)]
+        ("a", "ours", 0.6634), ("Human", "peer", 0.6542)]
     assert points[0]["accuracy"] == rows[0]["accuracy_tta"]
 
     drawn = {}

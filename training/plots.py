@@ -239,8 +239,10 @@ def plot_agreement(points: Sequence[dict], path: str | Path, *,
             ours = p.get("kind", "ours") == "ours"
             ax.scatter([x], [y], s=60, color="tab:blue" if ours else "none",
                        edgecolors="tab:blue" if ours else "tab:red", linewidths=1.5, zorder=3)
-            ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(6, 4),
-                        fontsize=8)
+            # peers' names below their point, ours above: near-equal points stay readable
+            ax.annotate(p["name"], (x, y), textcoords="offset points",
+                        xytext=(6, 4) if ours else (6, -12), fontsize=8,
+                        color="black" if ours else "tab:red")
         if fer2013_labels is not None:
             ax.axhline(100 * fer2013_labels, color="grey", linestyle="--", linewidth=1)
             ax.annotate(f"FER2013's own labels: {100 * fer2013_labels:.1f} %",

@@ -203,7 +203,7 @@ def agreement_points(rows: list[dict], bench: dict | None = None) -> list[dict]:
                 continue
             tta = (((acc.get("ferplus") or {}).get("tta")) or {}).get("majority_agreement")
             if tta is not None and acc.get("accuracy_flip_tta") is not None:
-                points.append({"name": TOOLS.get(key, {}).get("tool", key).split(",")[0],
+                points.append({"name": TOOLS.get(key, {}).get("short", key).split("\n")[0],
                                "accuracy": acc["accuracy_flip_tta"], "agreement": tta,
                                "kind": "peer"})
     return points
