@@ -177,7 +177,7 @@ def test_cli_run_with_saved_predictions_needs_no_model(tmp_path):
 def test_cli_reports_ferplus_agreement_when_the_votes_are_next_to_the_data(run_dir, tmp_path):
     """A synthetic FER2013 CSV with its FER+ votes beside it: evaluate adds the agreement
     (checked against a hand computation); with the votes gone, one line says why not."""
-    from test_ferplus import col
+    from test_ferplus import col, write_fer_with_votes
 
     from training.data.ferplus import COLUMNS, parse_ferplus
     from training.evaluate import ferplus_metrics
@@ -185,16 +185,11 @@ def test_cli_reports_ferplus_agreement_when_the_votes_are_next_to_the_data(run_d
 
     data = tmp_path / "data"
     data.mkdir()
-    rows, votes = ["emotion,pixels,Usage"], ["Usage,Image name," + ",".join(COLUMNS)]
-    for usage, n, seed in (("Training", 14, 1), ("PublicTest", 7, 2), ("PrivateTest", 21, 3)):
-        x, y = synthetic_faces(n, seed=seed)
-        for i, (img, label) in enumerate(zip(x, y)):
-            rows.append(f"{label},{' '.join(map(str, img.ravel()))},{usage}")
-            # a different majority per row; every 5th row is "not a face"
-            counts = col(NF=10) if i % 5 == 4 else col(**{COLUMNS[i % 7]: 6, "unknown": 4})
-            votes.append(f"{usage},fer{len(votes):07d}.png," + ",".join(map(str, counts)))
-    (data / "fer2013.csv").write_text("\n".join(rows) + "\n")
-    (data / "fer2013new.csv").write_text("\n".join(votes) + "\n")
+    # a different majority per row; every 5th row is "not a face"
+    votes = write_fer_with_votes(
+        data, (("Training", 14, 1), ("PublicTest", 7, 2), ("PrivateTest", 21, 3)),
+        lambda i: col(NF=10) if i % 5 == 4 else col(**{COLUMNS[i % 7]: 6, "unknown": 4}))
+    (data / "fer2013new.csv").write_text(votes)
 
     out = tmp_path / "ev"
     res = CliRunner().invoke(_app(), ["evaluate", str(run_dir), "--data-dir", str(data),
@@ -203,7 +198,7 @@ def test_cli_reports_ferplus_agreement_when_the_votes_are_next_to_the_data(run_d
     assert "FER+ majority agreement" in res.output and "17 rows" in res.output
     doc = json.loads((out / "metrics_test.json").read_text())
     preds = load_predictions(run_dir / "predictions" / "test.npz")
-    expected = parse_ferplus(("\n".join(votes) + "\n").encode()).split("PrivateTest")
+    expected = parse_ferplus(votes.encode()).split("PrivateTest")
     by_hand = ferplus_agreement(((preds.probs + preds.probs_flip) / 2).argmax(1),
                                 expected.votes, expected.scored)
     assert doc["ferplus"]["tta"] == pytest.approx(by_hand) and by_hand["n"] == 17

@@ -36,6 +36,22 @@ def col(**counts: int) -> list[int]:
     return [counts.get(c, 0) for c in COLUMNS]
 
 
+def write_fer_with_votes(data, sizes, counts_of) -> str:
+    """A synthetic fer2013.csv in folder `data` (sizes: (usage, n, seed) per split) and the text
+    of its aligned FER+ votes file, `counts_of(i)` the ten counts of the split's i-th row.
+    Returns the votes text (the caller decides whether fer2013new.csv is there)."""
+    from conftest import synthetic_faces
+
+    rows, votes = ["emotion,pixels,Usage"], [HEADER]
+    for usage, n, seed in sizes:
+        x, y = synthetic_faces(n, seed=seed)
+        for i, (img, label) in enumerate(zip(x, y)):
+            rows.append(f"{label},{' '.join(map(str, img.ravel()))},{usage}")
+            votes.append(f"{usage},fer{len(votes):07d}.png," + ",".join(map(str, counts_of(i))))
+    (data / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    return "\n".join(votes) + "\n"
+
+
 def fer_arrays(usages: list[str]) -> FerArrays:
     code = {"Training": 0, "PublicTest": 1, "PrivateTest": 2}
     n = len(usages)

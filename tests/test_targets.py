@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import typer
 from conftest import synthetic_faces
-from test_ferplus import col
+from test_ferplus import col, write_fer_with_votes
 from typer.testing import CliRunner
 
 from training.data.ferplus import COLUMNS, FerPlusVotes
@@ -159,21 +159,16 @@ def _app() -> typer.Typer:
 def test_cli_trains_on_the_votes_and_selects_by_agreement(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    rows, votes = ["emotion,pixels,Usage"], ["Usage,Image name," + ",".join(COLUMNS)]
-    for usage, n, seed in (("Training", 96, 1), ("PublicTest", 32, 2), ("PrivateTest", 8, 3)):
-        x, y = synthetic_faces(n, seed=seed)
-        for i, (img, label) in enumerate(zip(x, y)):
-            rows.append(f"{label},{' '.join(map(str, img.ravel()))},{usage}")
-            counts = col(NF=10) if i % 8 == 7 else col(**{COLUMNS[i % 7]: 7, "unknown": 3})
-            votes.append(f"{usage},fer{len(votes):07d}.png," + ",".join(map(str, counts)))
-    (data / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    votes = write_fer_with_votes(
+        data, (("Training", 96, 1), ("PublicTest", 32, 2), ("PrivateTest", 8, 3)),
+        lambda i: col(NF=10) if i % 8 == 7 else col(**{COLUMNS[i % 7]: 7, "unknown": 3}))
     args = ["train", "--model", "baseline_cnn", "--epochs", "1", "--batch-size", "32",
             "--data-dir", str(data), "--aux", "none", "--runs-dir", str(tmp_path / "runs"),
             "--verbose", "0", "--targets", "ferplus", "--name", "fp"]
     res = CliRunner().invoke(_app(), args)
     assert res.exit_code != 0 and "needs the FER+ votes" in str(res.exception)
 
-    (data / "fer2013new.csv").write_text("\n".join(votes) + "\n")
+    (data / "fer2013new.csv").write_text(votes)
     res = CliRunner().invoke(_app(), args)
     assert res.exit_code == 0, (res.output, res.exception)
     assert "FER+ vote distribution for 84 FER2013 images; 12 left out" in res.output
