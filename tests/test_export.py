@@ -159,6 +159,10 @@ def test_atomic_replace_keeps_model_card_and_survives_failures(trained, tmp_path
     (out / "old_member" / "model.json").write_text("{}")
     (out / "manifest.json").write_text('{"old": true}')
     (out / "README.md").write_text("# model card\n")
+    # reports other commands keep beside the models (fer-hybrid bench, robustness): not models
+    (out / "bench").mkdir()
+    (out / "bench" / "bench.json").write_text("{}")
+    (out / "robustness" / "plots").mkdir(parents=True)
 
     real = ex.convert_keras_to_tfjs
     calls = []
@@ -181,7 +185,9 @@ def test_atomic_replace_keeps_model_card_and_survives_failures(trained, tmp_path
     ex.export_ensemble([trained["keras"]], out, quantization="uint8")
     assert (out / "README.md").read_text() == "# model card\n"
     assert not (out / "old_member").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "manifest.json", "tiny_b"]
+    assert (out / "bench" / "bench.json").read_text() == "{}"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "bench", "manifest.json",
+                                                     "robustness", "tiny_b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
     assert oct((out / "manifest.json").stat().st_mode & 0o777) == oct(0o644)
 

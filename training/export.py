@@ -20,7 +20,8 @@ Output folder (atomic): everything is built in a temporary sibling folder
 crash or a conversion error leaves the previous ``models/`` untouched. The new
 folder holds the exported members and the manifest; top-level *files* of the
 old folder other than ``manifest.json`` (e.g. the ``README.md`` model card,
-``.gitkeep``) are carried over; old sub-folders (previous members) are dropped, except
+``.gitkeep``) and sub-folders that hold no ``model.json`` (reports that other commands write
+there: ``bench/``, ``robustness/``) are carried over; old member folders are dropped, except
 the folders of the variants the old manifest lists: they and the manifest's ``variants``
 list are carried over (so re-exporting the default model keeps the other models).
 
@@ -736,7 +737,8 @@ def card_ferplus_section(metrics: dict[str, Any], entries: Sequence[Member], vot
 
 def _publish(tmp_dir: Path, out_dir: Path, card_section: str | None = None,
              measured: bool = False) -> None:
-    """Carry the old folder's top-level files (model card, .gitkeep, ...) over, then swap in.
+    """Carry the old folder's top-level files (model card, .gitkeep, ...) and its sub-folders
+    without a model (reports such as bench/ and robustness/) over, then swap in.
 
     A carried-over model card (README.md) gets `card_section` as its FER+ section when it was
     `measured`; a card that already has one gets it either way (then saying why there are no
@@ -744,8 +746,14 @@ def _publish(tmp_dir: Path, out_dir: Path, card_section: str | None = None,
     """
     if out_dir.is_dir():
         for old in out_dir.iterdir():
-            if old.is_file() and old.name != MANIFEST_NAME and not (tmp_dir / old.name).exists():
+            if (tmp_dir / old.name).exists():  # a new member or a carried variant
+                continue
+            if old.is_file() and old.name != MANIFEST_NAME:
                 shutil.copy2(old, tmp_dir / old.name)
+            elif old.is_dir() and not any(old.rglob("model.json")):
+                # reports other commands keep beside the models (bench/, robustness/); a folder
+                # holding a model.json is a previous member: replaced by this export
+                shutil.copytree(old, tmp_dir / old.name)
     card = tmp_dir / MODEL_CARD
     if card_section is not None and card.is_file() and (
             measured or read_marked_section(card, CARD_SECTION) is not None):

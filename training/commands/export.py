@@ -115,7 +115,7 @@ def export(
 ) -> None:
     """Export trained models as a quantised TF.js ensemble for the web page.
 
-    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md and the folders of the variants OUT/manifest.json lists are kept. Prints a table: size per member and float vs quantised accuracy. With the FER+ votes (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also the quantised ensemble's agreement with the ten-annotator majority, into the manifest and (default model only) the model card's FER+ section.
+    Writes OUT/<member>/model.json + *.bin and OUT/manifest.json (labels, input spec, soft-voting + flip-TTA ensemble, per-member bytes/params/metrics). The folder is replaced atomically; top-level files such as OUT/README.md, report folders without a model (OUT/bench/, OUT/robustness/) and the folders of the variants OUT/manifest.json lists are kept. Prints a table: size per member and float vs quantised accuracy. With the FER+ votes (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also the quantised ensemble's agreement with the ten-annotator majority, into the manifest and (default model only) the model card's FER+ section.
 
     With --variant ID the models become a second, selectable model instead: OUT/ID/ is replaced atomically and OUT/manifest.json gets a "variants" list (the default model first, entry "fer2013", then ID); the page shows a model menu when there are two or more. Re-exporting the default later keeps the list.
 
