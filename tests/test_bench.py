@@ -137,7 +137,7 @@ def test_no_dataset_means_latency_only_unless_a_data_option_was_given(monkeypatc
 
     monkeypatch.setenv("FER_HYBRID_DATA", str(tmp_path))
     s = BenchSettings(models_dir=REPO / "models", out=tmp_path, peers=[], command="test")
-    x, y, why = load_crops(s, log=lambda *_: None)
+    x, y, why, _ = load_crops(s, log=lambda *_: None)
     assert x is None and y is None and why.startswith("FER2013 not found")
     s.data_dir = tmp_path
     with pytest.raises(FerError):
@@ -236,12 +236,12 @@ def quick_run(tmp_path_factory):
     settings = R.BenchSettings(models_dir=REPO / "models", out=tmp_path_factory.mktemp("bench"),
                                peers=available, command="test", seconds=1.5, warmup=1.0,
                                quick=True)
-    orig = R.load_crops_and_votes
-    R.load_crops_and_votes = lambda s, log=print: (x, y, "28 synthetic crops", None)
+    orig = R.load_crops
+    R.load_crops = lambda s, log=print: (x, y, "28 synthetic crops", None)
     try:
         result = R.run(settings, log=lambda *_: None)
     finally:
-        R.load_crops_and_votes = orig
+        R.load_crops = orig
     return result, missing, settings.out
 
 
@@ -326,18 +326,18 @@ def test_a_crop_sample_keeps_its_own_votes(tmp_path):
     """--crops N: the FER+ votes are sampled with the same indices as the crops."""
     from test_ensemble import write_fer_with_votes
 
-    from training.bench.run import BenchSettings, load_crops_and_votes
+    from training.bench.run import BenchSettings, load_crops
 
     test_y = np.arange(63) % 7
     data = write_fer_with_votes(tmp_path / "data", test_y)
     s = BenchSettings(models_dir=REPO / "models", out=tmp_path, peers=[], command="test",
                       data_dir=data, crops=21)
     log = []
-    x, y, what, votes = load_crops_and_votes(s, log=log.append)
+    x, y, what, votes = load_crops(s, log=log.append)
     assert len(y) == len(votes.votes) == 21 and "stratified sample" in what
     row = x[:, 0, 0].astype(int)  # crop i of the full split has grey level i
     assert (test_y[row] == y).all() and (votes.seven.argmax(1)[votes.scored] == y[votes.scored]).all()
     assert any("FER+ votes:" in line for line in log)
     (data / "fer2013new.csv").unlink()
-    x, y, _, votes = load_crops_and_votes(s, log=log.append)
+    x, y, _, votes = load_crops(s, log=log.append)
     assert votes is None and len(y) == 21 and "FER2013 accuracy only" in log[-2]

@@ -9,8 +9,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from contract import utc_now
 from training.bench import peers as P
 from training.errors import FerError
@@ -73,16 +71,11 @@ def tfjs_folder() -> Path:
     return folder
 
 
-def load_crops(s: BenchSettings, log=print) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """PrivateTest (or a stratified sample); (None, None, why) when the dataset is absent and
-    no data option was given (then the bench measures latency only)."""
-    x, y, what, _ = load_crops_and_votes(s, log)
-    return x, y, what
-
-
-def load_crops_and_votes(s: BenchSettings, log=print):
-    """`load_crops` and the same crops' FER+ votes (`training.data.ferplus.votes_for_split`),
-    or None for the votes when the votes file is absent (one logged line says so)."""
+def load_crops(s: BenchSettings, log=print):
+    """PrivateTest (or a stratified sample) and the same crops' FER+ votes -> (x, y, what,
+    votes): x and y None (and `what` saying why) when the dataset is absent and no data option
+    was given (then the bench measures latency only); votes None when the votes file is absent
+    (`training.data.ferplus.votes_for_split`; one logged line says so)."""
     from training.data.ferplus import FerPlusVotes, votes_for_split
     from training.data.splits import split_loader, stratified_indices
 
@@ -119,7 +112,7 @@ def run(s: BenchSettings, log=print) -> dict:
     x = y = votes = None
     skipped = "--no-accuracy"
     if s.accuracy:
-        x, y, crops_what, votes = load_crops_and_votes(s, log)
+        x, y, crops_what, votes = load_crops(s, log)
         if x is None:
             skipped = crops_what
             log(f"  accuracy skipped: {skipped}")
