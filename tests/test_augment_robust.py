@@ -244,15 +244,19 @@ def _old_config() -> dict:
     return {k: v for k, v in config.items() if not k.startswith("robust_")}
 
 
-def test_the_committed_checkpoint_still_loads_with_its_augmenter():
-    """An existing run (no --robust-aug) loads, and today's code rebuilds its augmenter."""
+def test_the_committed_run_still_loads_with_its_augmenter(tmp_path):
+    """A run from before --robust-aug (its config.json without the robust_* keys) gets today's
+    augmenter back: its committed model wrapped with the augmenter its config describes, saved
+    and loaded again (a completed run keeps no training checkpoint, so the wrapping is redone)."""
     from training.serialization import load_model
 
     saved = TrainConfig.from_json(_old_config())
     assert saved.robust_aug == [] and saved.robust_p == 0.3  # an old config.json
-    # The checkpoint is replaced as the run goes on (same recipe, saved by whichever code ran).
-    state = json.loads((CHECKPOINT / "checkpoint" / "state.json").read_text())
-    model = load_model(CHECKPOINT / "checkpoint" / state["checkpoint_model"], compile=True)
+    core = load_model(CHECKPOINT / "best.keras")
+    model = with_augmentation(core, seed=saved.seed, erasing=saved.random_erasing,
+                              robust=saved.robust_aug, robust_p=saved.robust_p)
+    model.save(tmp_path / "train.keras")
+    model = load_model(tmp_path / "train.keras")
     fresh = build_augmenter(seed=saved.seed, erasing=saved.random_erasing,
                             robust=saved.robust_aug, robust_p=saved.robust_p)
     # Names left out: Keras numbers auto-named layers per process (random_flip_5 after
@@ -260,7 +264,7 @@ def test_the_committed_checkpoint_still_loads_with_its_augmenter():
     def spec(layer):
         return type(layer), {k: v for k, v in layer.get_config().items() if k != "name"}
 
-    assert [spec(a) for a in model.augmenter.layers] == [spec(b) for b in fresh.layers]
+    assert [spec(a) for a in model.layers[1].layers] == [spec(b) for b in fresh.layers]
 
 
 # --- the option: names, config.json, resume, GPU plans -------------------------------------
