@@ -47,6 +47,8 @@ def evaluate(
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
     reports agreement with the ten-annotator majority.
     """
+    import keras  # noqa: F401  (no training stack: say so before looking for the data)
+
     from training.data import splits
     from training.data.ferplus import votes_for_split
     from training.evaluate import evaluate_target, format_summary
