@@ -327,20 +327,31 @@ def init_weights(core, spec: str | Path) -> None:
     """Copy a trained model's weights into the freshly built `core` (fine-tuning).
 
     The two must be the same network: same architecture and options, so the same weight
-    shapes in the same order; anything else is refused rather than half-loaded.
+    shapes in the same order, or the same architecture at a larger width, whose most important
+    channels are kept (structured pruning, training/prune.py); anything else is refused
+    rather than half-loaded.
     """
+    from training.prune import prune_into
+
     path = init_path(spec)
     source = load_model(path, float32=True)
     got = [tuple(w.shape) for w in source.weights]
     want = [tuple(w.shape) for w in core.weights]
-    if got != want:
+    if got == want:
+        for target, value in zip(core.weights, source.weights):
+            target.assign(value.numpy() if hasattr(value, "numpy") else value)
+        _say(f"initialised {core.name} from {path}")
+        return
+    try:
+        counts = prune_into(source, core)
+    except FerError as err:
         raise FerError(f"--init-from {spec}: its weights ({len(got)} arrays, "
                        f"{source.count_params():,} parameters) do not fit {core.name} "
-                       f"({len(want)} arrays, {core.count_params():,} parameters); give a model "
-                       f"trained with the same --model and options (e.g. --width)")
-    for target, value in zip(core.weights, source.weights):
-        target.assign(value.numpy() if hasattr(value, "numpy") else value)
-    _say(f"initialised {core.name} from {path}")
+                       f"({len(want)} arrays, {core.count_params():,} parameters): {err}. Give a "
+                       f"model trained with the same --model and options, or the same --model "
+                       f"at a larger --width") from None
+    _say(f"initialised {core.name} from {path}, pruned from {counts['of']:,} to "
+         f"{counts['params']:,} parameters (channels with the largest BatchNorm |gamma| kept)")
 
 
 def load_teachers(specs, config: TrainConfig) -> list:

@@ -110,7 +110,9 @@ def train(
         None, "--init-from",
         help="Fine-tuning: start from the weights of a trained run folder (its best.keras) or "
              ".keras file of the same --model and options, instead of random weights; the "
-             "optimizer and the lr schedule start fresh (e.g. --lr 0.0003 --epochs 5)."),
+             "optimizer and the lr schedule start fresh (e.g. --lr 0.0003 --epochs 5). The "
+             "same --model at a larger --width is pruned to this one (the channels with the "
+             "largest BatchNorm |gamma| kept): a faster network that starts trained."),
     teacher: list[str] | None = typer.Option(
         None, "--teacher", help="Knowledge distillation: a teacher run folder (its best.keras) or "
                                 ".keras file; repeat for several (their probabilities are "
