@@ -97,7 +97,7 @@ def _keep(source, target) -> tuple[list, dict]:
     dst_layers = [layer for layer in target.layers if type(layer).__name__ != "InputLayer"]
     if [type(x).__name__ for x in src_layers] != [type(x).__name__ for x in dst_layers]:
         raise FerError(f"pruning: {source.name} and {target.name} are not the same architecture "
-                       f"(their layers differ); give a model trained with the same --model")
+                       f"(their layers differ)")
     in_group, out_group, groups = _channel_groups(source)
     sizes: dict[int, int] = {}
     score: dict[int, np.ndarray] = {}
@@ -154,7 +154,8 @@ def _slice(kind: str, name: str, value: np.ndarray, keep_in, keep_out) -> np.nda
 
 
 def prune_into(source, target) -> dict:
-    """Copy `source`'s weights into the narrower `target`; returns {kept, of} channel counts."""
+    """Copy `source`'s weights into the narrower `target`; returns the parameter counts
+    {"params": target's, "of": source's}."""
     pairs, keep = _keep(source, target)
     for src, dst, g_in, g_out in pairs:
         kind = type(src).__name__

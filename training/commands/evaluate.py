@@ -47,8 +47,6 @@ def evaluate(
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
     reports agreement with the ten-annotator majority.
     """
-    import keras  # noqa: F401  (no training stack: say so before looking for the data)
-
     from training.data import splits
     from training.data.ferplus import votes_for_split
     from training.evaluate import evaluate_target, format_summary
@@ -57,6 +55,8 @@ def evaluate(
     split = normalise_split(split)
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist
     resolved = [resolve_target(t, need_model=False) for t in targets]
+    import keras  # noqa: F401  (no training stack: say so before looking for the data)
+
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
     votes, votes_note = votes_for_split(split, data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
     if votes is None:
