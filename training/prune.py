@@ -25,7 +25,7 @@ from training.errors import FerError
 # Layers whose output channels are their input channels, one for one.
 _PASS_THROUGH = {"ReLU", "Activation", "MaxPooling2D", "AveragePooling2D",
                  "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D",
-                 "Rescaling", "InputLayer", "Identity", "ZeroPadding2D", "Cropping2D",
+                 "Rescaling", "Identity", "ZeroPadding2D", "Cropping2D",
                  "DepthwiseConv2D", "BatchNormalization", "LeakyReLU", "ELU", "ReLU6"}
 _CONV = {"Conv2D", "SeparableConv2D", "Dense"}
 
@@ -99,15 +99,16 @@ def _keep(source, target) -> tuple[list, dict]:
         raise FerError(f"pruning: {source.name} and {target.name} are not the same architecture "
                        f"(their layers differ)")
     in_group, out_group, groups = _channel_groups(source)
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int] = {}  # group -> channels in the target
+    full: dict[int, int] = {}  # group -> channels in the source
     score: dict[int, np.ndarray] = {}
     for src, dst in zip(src_layers, dst_layers):
         for which, table in (("in", in_group), ("out", out_group)):
             g = groups.find(table[src.name])
-            want = _width(dst, which)
-            if want > _width(src, which):
+            want, full[g] = _width(dst, which), _width(src, which)
+            if want > full[g]:
                 raise FerError(f"pruning: {dst.name} is wider than {src.name} "
-                               f"({want} > {_width(src, which)} channels); the target must be "
+                               f"({want} > {full[g]} channels); the target must be "
                                f"narrower (a smaller --width)")
             if sizes.setdefault(g, want) != want:
                 raise FerError(f"pruning: channels tied by a residual add get different widths "
@@ -122,26 +123,16 @@ def _keep(source, target) -> tuple[list, dict]:
             score[g] = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
     keep = {}
     for g, n in sizes.items():
-        full = _width_of_group(g, src_layers, out_group, in_group, groups)
-        if n == full:
-            keep[g] = np.arange(full)
+        if n == full[g]:
+            keep[g] = np.arange(n)
         elif g in score:
             keep[g] = np.sort(np.argsort(-score[g], kind="stable")[:n])
         else:  # e.g. the input image or the class scores: never narrowed
-            raise FerError(f"pruning: cannot narrow a group of {full} channels to {n} "
+            raise FerError(f"pruning: cannot narrow a group of {full[g]} channels to {n} "
                            f"(it has no weights to rank them by)")
     pairs = [(s, d, groups.find(in_group[s.name]), groups.find(out_group[s.name]))
              for s, d in zip(src_layers, dst_layers)]
     return pairs, keep
-
-
-def _width_of_group(g, layers, out_group, in_group, groups) -> int:
-    for layer in layers:
-        if groups.find(out_group[layer.name]) == g:
-            return _width(layer, "out")
-        if groups.find(in_group[layer.name]) == g:
-            return _width(layer, "in")
-    raise AssertionError(g)
 
 
 def _slice(kind: str, name: str, value: np.ndarray, keep_in, keep_out) -> np.ndarray:
