@@ -113,6 +113,7 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
         assert (runs / name / "best.keras").is_file()
         metrics = json.loads((runs / name / "metrics.json").read_text())
         assert metrics["backend"] == "jax" and metrics["epochs_run"] == 1, metrics
+        assert metrics["xla"] is True, metrics  # augmenter and all: see tests/test_xla.py
         assert metrics["status"] == "complete", metrics
     assert config["precision"] == "bf16"
     data_opts = ["--data-dir", data, "--fer2013", data / "fer2013.csv"]

@@ -72,6 +72,35 @@ def with_augmentation(core: keras.Model, augmenter: keras.Layer | None = None, *
     return keras.Model(inputs, outputs, name=f"train_{core.name}")
 
 
+# The geometric layers Keras marks `supports_jit = False` on every backend.
+_GEOMETRIC = (layers.RandomRotation, layers.RandomZoom, layers.RandomTranslation)
+
+
+def allow_xla(model: keras.Model) -> bool:
+    """Under JAX, let XLA compile a training model that holds the geometric Random* layers;
+    returns whether the model will be compiled with XLA.
+
+    Keras marks RandomRotation, RandomZoom and RandomTranslation `supports_jit = False`
+    because TensorFlow's ImageProjectiveTransformV3 has no XLA kernel, and one such layer
+    turns XLA off for the whole model (`jit_compile="auto"`, and the setter refuses True).
+    Under JAX the same layers are plain jax ops (map_coordinates) that compile fine, while a
+    model left uncompiled runs every op from Python, one dispatch at a time: the first GPU
+    session trained at about 1 s per batch with the H200 1 % busy. TensorFlow keeps Keras'
+    choice (its graph mode is fast without XLA). Call it before `compile`, and again after
+    loading a compiled checkpoint (loading rebuilds the layers with the flag off).
+    """
+    if keras.backend.backend() != "jax":
+        return bool(getattr(model, "jit_compile", False))
+    # _flatten_layers: Keras' own walk over nested layers (it is what decides "auto").
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, _GEOMETRIC):
+            layer.supports_jit = True
+    if getattr(model, "compiled", False):
+        model.jit_compile = True  # a loaded checkpoint was compiled with XLA refused
+        model.train_function = model.test_function = model.predict_function = None
+    return True
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomErasing(layers.Layer):
     """With probability `p`, replace one random rectangle of each image by uniform noise.

@@ -587,6 +587,8 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         metrics["macs_per_image"] = int(state["macs_per_image"])  # multiply-adds, 48x48 image
     if "img_per_s" in state:
         metrics["train_images_per_second"] = round(state["img_per_s"], 1)
+    if "xla" in state:
+        metrics["xla"] = state["xla"]
     plot_history(run.log_csv, run.history_png, title=run.name)
     if state["stop_reason"] == "time_budget":
         metrics["status"] = "incomplete"
@@ -618,7 +620,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
     """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
     import keras
 
-    from training.augment import build_augmenter, with_augmentation
+    from training.augment import allow_xla, build_augmenter, with_augmentation
     from training.batches import TrainBatches
     from training.callbacks import RunMonitor, truncate_log
     from training.models import build_model
@@ -632,6 +634,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
         with dtype_policy(config.precision):
             train_model = load_model(run.checkpoint_dir / state["checkpoint_model"],
                                      compile=True)
+        allow_xla(train_model)
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:
@@ -657,6 +660,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                                   label_smoothing=config.label_smoothing,
                                   kd_alpha=config.kd_alpha, kd_temperature=config.kd_temperature,
                                   seed=config.seed, name=f"train_{core.name}")
+            allow_xla(train_model)
             train_model.compile(optimizer=_make_optimizer(config), metrics=["accuracy"])
             if teachers or soft is not None:
                 source = (f"{len(teachers)} teacher(s) (soft-voted)" if teachers
@@ -667,6 +671,7 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
             train_model = (with_augmentation(core, seed=config.seed, erasing=config.random_erasing,
                                              robust=config.robust_aug, robust_p=config.robust_p)
                            if config.augment else core)
+            allow_xla(train_model)
             train_model.compile(optimizer=_make_optimizer(config),
                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     params = int(core.count_params()) if core is not None else state.get("params")
@@ -677,6 +682,10 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
         state["macs_per_image"] = macs_per_image(core)
 
     if state["stop_reason"] is None and state["epoch"] < config.epochs:
+        state["xla"] = bool(train_model.jit_compile)  # metrics.json: why a run was slow
+        if not state["xla"] and keras.backend.backend() == "jax":
+            _say("warning: XLA is off, so JAX runs every op from Python (on a GPU: ~1 s per "
+                 "batch, the GPU idle); a layer of the model says it cannot be compiled")
         scheduled = config.schedule != "plateau"
         monitor = RunMonitor(run, core, state, epochs=config.epochs, patience=config.patience,
                              lr_patience=config.lr_patience, lr_factor=config.lr_factor,
@@ -712,7 +721,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
              f"({batches.images_per_epoch} per epoch in {len(batches)} full batches of "
              f"{batches.batch_size}, reshuffled each epoch), validating on {len(xv)}; epochs "
              f"{state['epoch'] + 1}..{config.epochs}, lr {state['lr']:.3g} ({config.schedule}), "
-             f"precision {config.precision}, backend {keras.backend.backend()}")
+             f"precision {config.precision}, backend {keras.backend.backend()}, XLA "
+             f"{'on' if state['xla'] else 'off'}")
         # shuffle=False: TrainBatches shuffles the images itself (Keras would only reorder
         # whole batches).
         train_model.fit(batches, epochs=config.epochs, initial_epoch=int(state["epoch"]),
