@@ -3,8 +3,8 @@
 Keras marks its geometric Random* layers as not XLA-compatible (true of TensorFlow's kernel
 only), and one such layer turned XLA off for the whole training model: under JAX every op
 then ran from Python, and the first GPU session trained at ~1 s per batch with the H200
-1 % busy. These tests build the training model as `fer-hybrid train` does, under JAX in a
-subprocess (TensorFlow hidden, as on the GPU machine), and under TensorFlow here.
+mostly 0-5 % busy. These tests build the training model as `fer-hybrid train` does, under
+JAX in a subprocess (TensorFlow hidden, as on the GPU machine), and under TensorFlow here.
 """
 
 from __future__ import annotations

@@ -85,20 +85,22 @@ def allow_xla(model: keras.Model) -> bool:
     turns XLA off for the whole model (`jit_compile="auto"`, and the setter refuses True).
     Under JAX the same layers are plain jax ops (map_coordinates) that compile fine, while a
     model left uncompiled runs every op from Python, one dispatch at a time: the first GPU
-    session trained at about 1 s per batch with the H200 1 % busy. TensorFlow keeps Keras'
-    choice (its graph mode is fast without XLA). Call it before `compile`, and again after
-    loading a compiled checkpoint (loading rebuilds the layers with the flag off).
+    session trained at about 1 s per batch with the H200 mostly 0-5 % busy. TensorFlow
+    keeps Keras' choice (its graph mode is fast without XLA). Call it before `compile`, and
+    again after loading a compiled checkpoint (loading rebuilds the layers with the flag off).
     """
-    if keras.backend.backend() != "jax":
-        return bool(getattr(model, "jit_compile", False))
-    # _flatten_layers: Keras' own walk over nested layers (it is what decides "auto").
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, _GEOMETRIC):
-            layer.supports_jit = True
-    if getattr(model, "compiled", False):
-        model.jit_compile = True  # a loaded checkpoint was compiled with XLA refused
-        model.train_function = model.test_function = model.predict_function = None
-    return True
+    compiled = getattr(model, "compiled", False)
+    if keras.backend.backend() == "jax":
+        # _flatten_layers: Keras' own walk over nested layers (it is what decides "auto").
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, _GEOMETRIC):
+                layer.supports_jit = True
+        if compiled and not model.jit_compile:  # a loaded checkpoint, compiled with XLA refused
+            model.jit_compile = True  # (the setter still refuses if another layer cannot)
+            model.train_function = model.test_function = model.predict_function = None
+    if compiled:
+        return bool(model.jit_compile)
+    return all(layer.supports_jit for layer in model._flatten_layers())
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
