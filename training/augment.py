@@ -86,8 +86,9 @@ def allow_xla(model: keras.Model) -> bool:
     Under JAX the same layers are plain jax ops (map_coordinates) that compile fine, while a
     model left uncompiled runs every op from Python, one dispatch at a time: the first GPU
     session trained at about 1 s per batch with the H200 mostly 0-5 % busy. TensorFlow
-    keeps Keras' choice (its graph mode is fast without XLA). Call it before `compile`, and
-    again after loading a compiled checkpoint (loading rebuilds the layers with the flag off).
+    keeps Keras' choice (its graph mode is fast without XLA). Call it before `compile` or
+    after it (a compiled model is switched to XLA), and after loading a compiled checkpoint
+    (loading rebuilds the layers with the flag off).
     """
     compiled = getattr(model, "compiled", False)
     if keras.backend.backend() == "jax":

@@ -634,7 +634,6 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
         with dtype_policy(config.precision):
             train_model = load_model(run.checkpoint_dir / state["checkpoint_model"],
                                      compile=True)
-        allow_xla(train_model)
         if isinstance(train_model, Trainer):
             core = train_model.core
         else:
@@ -660,7 +659,6 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                                   label_smoothing=config.label_smoothing,
                                   kd_alpha=config.kd_alpha, kd_temperature=config.kd_temperature,
                                   seed=config.seed, name=f"train_{core.name}")
-            allow_xla(train_model)
             train_model.compile(optimizer=_make_optimizer(config), metrics=["accuracy"])
             if teachers or soft is not None:
                 source = (f"{len(teachers)} teacher(s) (soft-voted)" if teachers
@@ -671,9 +669,10 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
             train_model = (with_augmentation(core, seed=config.seed, erasing=config.random_erasing,
                                              robust=config.robust_aug, robust_p=config.robust_p)
                            if config.augment else core)
-            allow_xla(train_model)
             train_model.compile(optimizer=_make_optimizer(config),
                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if train_model is not None:
+        allow_xla(train_model)  # under JAX: XLA on, built or loaded (see training/augment.py)
     params = int(core.count_params()) if core is not None else state.get("params")
     state["params"] = params
     if core is not None:
