@@ -251,6 +251,21 @@ def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, small_split
 
 
 @pytest.mark.slow
+def test_stop_file_stops_at_the_epoch_boundary_and_resumes(tmp_path, small_splits, capsys):
+    run, stop = tmp_path / "stopped", tmp_path / "campaign.stop"
+    stop.touch()  # present before the first epoch ends: the run stops after it
+    metrics = train(_config(epochs=3), small_splits, run, stop_file=stop, verbose=0)
+    assert metrics["status"] == "incomplete" and metrics["stop_reason"] == "stop_requested"
+    assert metrics["epochs_run"] == 1 and _epochs(run) == [1]
+    assert "as asked (stop file)" in capsys.readouterr().out
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1 and (run / "checkpoint" / state["checkpoint_model"]).is_file()
+    stop.unlink()
+    metrics = train(_config(epochs=3), small_splits, run, resume=True, stop_file=stop, verbose=0)
+    assert metrics["status"] == "complete" and _epochs(run) == [1, 2, 3]
+
+
+@pytest.mark.slow
 def test_max_minutes_stops_early_with_resumable_state(tmp_path, splits, capsys):
     run = tmp_path / "budget"
     metrics = train(_config(epochs=5), splits, run, max_minutes=0.01, reserve_s=0, verbose=0)

@@ -85,13 +85,16 @@ class RunMonitor(keras.callbacks.Callback):
         written when the run stops.
       schedule_s: the lr schedule is stretched over this many seconds of training
         (`--schedule-minutes`): the run is complete once the next epoch would not fit.
+      stop_file: when this file exists at the end of an epoch, the run stops there, as at a
+        deadline (`--stop-file`: how `fer-hybrid campaign stop` ends a background run
+        without losing the epoch in progress).
     """
 
     def __init__(self, run: RunFolder, core: keras.Model, state: dict, *, epochs: int,
                  patience: int, lr_patience: int, lr_factor: float, min_lr: float,
                  deadline: float | None = None, reserve_s: float = 0.0, printer=print,
                  adjust_lr: bool = True, checkpoint_s: float = 0.0,
-                 schedule_s: float | None = None):
+                 schedule_s: float | None = None, stop_file: Path | None = None):
         super().__init__()
         self.run = run
         self.core = core
@@ -109,6 +112,7 @@ class RunMonitor(keras.callbacks.Callback):
         self._durations: list[float] = []
         self.checkpoint_s = float(checkpoint_s)
         self.schedule_s = schedule_s
+        self.stop_file = Path(stop_file) if stop_file is not None else None
         self._last_checkpoint = time.monotonic()  # the run (or resume) starts from one
         self._checkpointed = copy.deepcopy(state)  # the state the checkpoint on disk holds
 
@@ -197,6 +201,9 @@ class RunMonitor(keras.callbacks.Callback):
             st["stop_reason"] = "completed"
             note += (f" (the schedule's {self.schedule_s / 60:g} minutes of training are used: "
                      f"run complete)")
+        elif self.stop_file is not None and self.stop_file.exists():
+            st["stop_reason"] = "stop_requested"
+            note += f" ({self.stop_file} exists: stopping at this epoch boundary)"
         elif self.deadline is not None:
             next_epoch = max(self._durations[-3:]) * 1.15
             if time.monotonic() + next_epoch + self.reserve_s > self.deadline:

@@ -130,27 +130,30 @@ class GpuPlan:
         return cls(members=members, **d)
 
 
-def parse_member(spec: str, common: str = "") -> PlannedMember:
+def parse_member(spec: str, common: str = "",
+                 owned: tuple[str, ...] = SESSION_OWNED, owner: str = "the session",
+                 label: str = "--member") -> PlannedMember:
     """`"NAME: TRAIN OPTIONS"` (or just options with --model) -> PlannedMember.
 
     The member's own options follow the common ones, so they win where both set a flag
-    (typer keeps the last value)."""
+    (typer keeps the last value). `owned`: options the caller (`owner`) sets itself, refused
+    here; `label` starts each error message."""
     name, sep, rest = spec.partition(":")
     if not sep or " " in name.strip() or name.strip().startswith("-"):
         name, rest = "", spec
     try:
         args = shlex.split(common) + shlex.split(rest)
     except ValueError as err:
-        raise FerError(f"--member {spec!r}: {err}") from None
+        raise FerError(f"{label} {spec!r}: {err}") from None
     if "--model" not in args or args.index("--model") + 1 >= len(args):
-        raise FerError(f"--member {spec!r}: needs --model NAME (e.g. 'vgg-s0: --model vgg "
+        raise FerError(f"{label} {spec!r}: needs --model NAME (e.g. 'vgg-s0: --model vgg "
                        f"--seed 0')")
-    owned = [a for a in args if a.split("=")[0] in SESSION_OWNED]
-    if owned:
-        raise FerError(f"--member {spec!r}: {', '.join(owned)} is set by the session itself")
+    taken = [a for a in args if a.split("=")[0] in owned]
+    if taken:
+        raise FerError(f"{label} {spec!r}: {', '.join(taken)} is set by {owner} itself")
     name = name.strip() or _default_name(args)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise FerError(f"--member {spec!r}: the name {name!r} must be letters, digits, '.', "
+        raise FerError(f"{label} {spec!r}: the name {name!r} must be letters, digits, '.', "
                        f"'_' and '-' (it names a run folder and the files that come back)")
     return PlannedMember(name=name, args=args)
 

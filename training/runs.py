@@ -167,6 +167,10 @@ def _read_json(path: Path) -> dict:
         raise FerError(f"cannot read {path} ({err}); the run folder is damaged") from err
 
 
+# Stop reasons of a run that stopped before its end and continues with --resume.
+PAUSED = ("time_budget", "stop_requested")
+
+
 def initial_state(lr: float) -> dict:
     """checkpoint/state.json of a run that has not trained an epoch yet."""
     return {
@@ -177,7 +181,9 @@ def initial_state(lr: float) -> dict:
         "early_stop_wait": 0,
         "lr": float(lr),
         "train_seconds": 0.0,
-        "stop_reason": None,  # None | "completed" | "early_stopping" | "time_budget"
+        # None | "completed" | "early_stopping" | "time_budget" | "stop_requested" (the last
+        # two: paused, resumable; PAUSED)
+        "stop_reason": None,
         "checkpoint_model": None,
     }
 

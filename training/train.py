@@ -41,7 +41,7 @@ from training.errors import FerError
 from training.metrics import top1_accuracy
 from training.plots import plot_history
 from training.precision import check_precision, dtype_policy
-from training.runs import RunFolder, initial_state, save_predictions
+from training.runs import PAUSED, RunFolder, initial_state, save_predictions
 from training.serialization import load_model
 
 log = logging.getLogger(__name__)
@@ -484,7 +484,7 @@ def prepare_run(config: TrainConfig, run: RunFolder, *, resume: bool = False,
     config = dataclasses.replace(saved, **{k: getattr(requested, k) for k in RESUME_MUTABLE})
     # A run stretched over minutes that used them is finished whatever its epoch count.
     timed_out = config.schedule_minutes and state["stop_reason"] == "completed"
-    if state["stop_reason"] in ("completed", "time_budget") and state["epoch"] < config.epochs \
+    if state["stop_reason"] in ("completed", *PAUSED) and state["epoch"] < config.epochs \
             and not timed_out:
         state["stop_reason"] = None
     return config, state
@@ -508,10 +508,12 @@ def train(config: TrainConfig, splits: dict, run_dir, *, resume: bool = False,
 def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolder, *,
                    resume: bool = False, deadline: float | None = None,
                    verbose: int | str = "auto", callbacks: list | tuple = (),
-                   predict_batch_size: int = 256, reserve_s: float = 30.0) -> dict:
+                   predict_batch_size: int = 256, reserve_s: float = 30.0,
+                   stop_file: str | Path | None = None) -> dict:
     """Train a run `prepare_run` checked; return the metrics dict.
 
     deadline:     `time.monotonic()` by which training must have stopped (None: no budget).
+    stop_file:    stop at the end of the first epoch after which this file exists (resumable).
     callbacks:    extra Keras callbacks (run after the run-folder bookkeeping).
     reserve_s:    seconds of the budget kept for saving and the final predictions.
     """
@@ -568,7 +570,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
                  f"images per device and step)")
         _fit(config, state, run, xt, y_train, xv, y_val, cw, teachers, resume=resume,
              deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s,
-             soft=soft, label_targets=label_q, val_votes=val_votes)
+             stop_file=stop_file, soft=soft, label_targets=label_q, val_votes=val_votes)
     params = state["params"]
 
     # -- finish ---------------------------------------------------------------------
@@ -590,10 +592,12 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
     if "xla" in state:
         metrics["xla"] = state["xla"]
     plot_history(run.log_csv, run.history_png, title=run.name)
-    if state["stop_reason"] == "time_budget":
+    if state["stop_reason"] in PAUSED:
         metrics["status"] = "incomplete"
         run.write_metrics(metrics)
-        _say(f"stopped after epoch {state['epoch']}/{config.epochs} to stay inside the time budget; "
+        why = ("to stay inside the time budget" if state["stop_reason"] == "time_budget"
+               else "as asked (stop file)")
+        _say(f"stopped after epoch {state['epoch']}/{config.epochs} {why}; "
              f"continue with: {_cli_name()} train --resume --name {run.path.name} "
              f"--runs-dir {run.path.parent}")
         return metrics
@@ -616,7 +620,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
 
 def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_val, cw,
          teachers: list, *, resume: bool, deadline: float | None, verbose, callbacks,
-         reserve_s: float, soft=None, label_targets=None, val_votes=None):
+         reserve_s: float, stop_file=None, soft=None, label_targets=None, val_votes=None):
     """Build (or reload from the checkpoint) the training model, then fit it; updates `state`."""
     import keras
 
@@ -692,7 +696,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
                              reserve_s=reserve_s, printer=_say, adjust_lr=not scheduled,
                              checkpoint_s=60.0 * config.checkpoint_minutes,
                              schedule_s=(60.0 * config.schedule_minutes
-                                         if config.schedule_minutes else None))
+                                         if config.schedule_minutes else None),
+                             stop_file=stop_file)
         batches = TrainBatches(xt, y_train, batch_size=config.batch_size, seed=config.seed,
                                class_weights=cw, initial_epoch=int(state["epoch"]),
                                soft_targets=soft,  # trimmed with xt under --distribute

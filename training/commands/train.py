@@ -54,6 +54,11 @@ def train(
                    "stops (finished, early stop, --max-minutes). best.keras is still saved on "
                    "every improvement; a resume re-trains the epochs after the checkpoint. May "
                    "change on --resume."),
+    stop_file: Path | None = typer.Option(
+        None, "--stop-file",
+        help="Stop cleanly at the end of the first epoch after which this file exists, leaving "
+             "a checkpoint to --resume (how `fer-hybrid campaign stop` ends a background run "
+             "without losing the epoch in progress). Not part of the run's configuration."),
     schedule_minutes: float | None = typer.Option(
         None, help="Stretch the --schedule cosine/onecycle over M minutes of training instead of "
                    "--epochs (the clock or the epochs, whichever ends first; the minutes count "
@@ -168,13 +173,13 @@ def train(
 
     Writes config.json, log.csv, tensorboard/ (when TensorFlow is installed), best.keras, checkpoint/, metrics.json, predictions/{val,test}.npz and history.png.
     """
+    params = dict(locals())  # the parsed options, by name (before any other local exists)
     import logging
     import sys
 
     from training.train import TrainConfig, deadline_after, prepare_run, train_prepared
 
     deadline = deadline_after(max_minutes)  # the budget counts from here, data loading included
-    from training.data.splits import parse_aux
     from training.errors import FerError
     from training.runs import RunFolder, default_run_name
 
@@ -182,31 +187,7 @@ def train(
     if resume and not name:
         raise FerError("--resume needs --name of the run to continue (a folder in --runs-dir)")
 
-    # The TrainConfig fields given on the command line; on --resume the rest comes from the run.
-    data = {"data_dir": str(data_dir) if data_dir else None,
-            "fer2013": str(fer2013) if fer2013 else None,
-            "aux": parse_aux(aux) or None, "sample": sample}
-    options = {"weights": str(weights) if weights else None, "freeze_first": freeze_first,
-               "width": width}
-    given = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-             "weight_decay": weight_decay, "patience": patience, "seed": seed,
-             "class_weights": False if no_class_weights else None,
-             "smote": True if smote else None, "augment": False if no_augment else None,
-             "label_smoothing": label_smoothing, "schedule": schedule, "mixup": mixup,
-             "random_erasing": random_erasing,
-             "robust_aug": robust_aug.split(",") if robust_aug is not None else None,
-             "robust_p": robust_p, "init_from": init_from,
-             "teachers": list(teacher) if teacher else None,
-             "kd_alpha": kd_alpha, "kd_temperature": kd_temperature,
-             "soft_targets": str(soft_targets) if soft_targets else None,
-             "targets": targets, "ferplus": str(ferplus) if ferplus else None,
-             "distribute": True if distribute else None, "optimizer": optimizer,
-             "checkpoint_minutes": checkpoint_minutes, "precision": precision,
-             "schedule_minutes": schedule_minutes,
-             "scale_lr": True if scale_lr else None,
-             "model_options": {k: v for k, v in options.items() if v is not None} or None,
-             "data": {k: v for k, v in data.items() if v is not None} or None}
-    given = {k: v for k, v in given.items() if v is not None}
+    given = config_fields(params)
     run = RunFolder(Path(runs_dir) / (name or default_run_name(model)))
     config, state = prepare_run(TrainConfig(**{"model": model or "", **given}), run,
                                 resume=resume, given=given)
@@ -215,7 +196,7 @@ def train(
 
     splits = _load_data(config.data, config.seed)
     train_prepared(config, state, splits, run, resume=resume, deadline=deadline,
-                   verbose=int(verbose) if verbose.isdigit() else verbose)
+                   verbose=int(verbose) if verbose.isdigit() else verbose, stop_file=stop_file)
 
 
 def _load_data(data: dict, seed: int) -> dict:
@@ -223,3 +204,36 @@ def _load_data(data: dict, seed: int) -> dict:
     from training.data import load_splits
 
     return load_splits(**{k: v for k, v in data.items() if v not in (None, [])}, seed=seed)
+
+
+def config_fields(params: dict) -> dict:
+    """The TrainConfig fields a `train` command line sets, from its parsed options by name;
+    on --resume the rest comes from the run. (`fer-hybrid campaign` checks a plan's runs with
+    it before anything trains.)"""
+    from training.data.splits import parse_aux
+
+    def path(key: str) -> str | None:
+        return str(params[key]) if params.get(key) else None
+
+    data = {"data_dir": path("data_dir"), "fer2013": path("fer2013"),
+            "aux": parse_aux(params.get("aux")) or None, "sample": params.get("sample")}
+    options = {"weights": path("weights"), "freeze_first": params.get("freeze_first"),
+               "width": params.get("width")}
+    flag = {"class_weights": False if params.get("no_class_weights") else None,
+            "smote": True if params.get("smote") else None,
+            "augment": False if params.get("no_augment") else None,
+            "distribute": True if params.get("distribute") else None,
+            "scale_lr": True if params.get("scale_lr") else None}
+    robust, teacher = params.get("robust_aug"), params.get("teacher")
+    given = {**{k: params.get(k) for k in (
+                 "model", "epochs", "batch_size", "lr", "weight_decay", "patience", "seed",
+                 "label_smoothing", "schedule", "mixup", "random_erasing", "robust_p",
+                 "init_from", "kd_alpha", "kd_temperature", "targets", "optimizer",
+                 "checkpoint_minutes", "precision", "schedule_minutes")},
+             **flag,
+             "robust_aug": robust.split(",") if robust is not None else None,
+             "teachers": list(teacher) if teacher else None,
+             "soft_targets": path("soft_targets"), "ferplus": path("ferplus"),
+             "model_options": {k: v for k, v in options.items() if v is not None} or None,
+             "data": {k: v for k, v in data.items() if v is not None} or None}
+    return {k: v for k, v in given.items() if v is not None}
