@@ -22,6 +22,10 @@ Shape (schema ``fer-hybrid/manifest@1``)::
       "notes": "..."
     }
 
+`ensemble.temperature` (optional, default 1): the page shows softmax(log(p) / T) of the vote p
+(flip TTA included), so its percentages mean what they say; `fer-hybrid calibrate` fits T on
+PublicTest. Any T > 0 keeps every top class, so accuracies do not change.
+
 Variants (optional): the models folder may offer more than one model. The top manifest
 then lists them, itself first as the default, each a full manifest of this same schema in
 its own subfolder (its own members, labels, input and metrics)::
@@ -352,6 +356,10 @@ def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> l
             problems.append(f"ensemble.method: must be {ENSEMBLE_METHOD!r}")
         if not isinstance(ens.get("tta_flip"), bool):
             problems.append("ensemble.tta_flip: must be true or false")
+        t = ens.get("temperature", 1.0)
+        if not (_is_number(t) and math.isfinite(t) and 0.05 <= t <= 20):
+            problems.append("ensemble.temperature: must be a number from 0.05 to 20 (1: the "
+                            "vote as it is)")
 
     members = data.get("members")
     if not isinstance(members, list) or not members:

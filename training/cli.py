@@ -17,6 +17,7 @@ import typer  # noqa: E402
 from backend.cli import serve  # noqa: E402
 from contract.manifest import ManifestError  # noqa: E402
 from training.commands.bench import bench  # noqa: E402
+from training.commands.calibrate import calibrate  # noqa: E402
 from training.commands.campaign import campaign_app  # noqa: E402
 from training.commands.data import data_app  # noqa: E402
 from training.commands.ensemble import ensemble  # noqa: E402
@@ -49,6 +50,7 @@ app.command("ensemble")(ensemble)
 app.command("export")(export)
 app.command("results")(results)
 app.command("robustness")(robustness)
+app.command("calibrate")(calibrate)
 app.command("bench")(bench)
 app.command("serve")(serve)
 app.add_typer(gpu_app, name="gpu")

@@ -258,3 +258,43 @@ def plot_agreement(points: Sequence[dict], path: str | Path, *,
         plt.close(fig)
         raise
     return _save(fig, path)
+
+
+def plot_reliability(result: dict, path: str | Path) -> Path:
+    """Reliability diagrams of `fer-hybrid calibrate` (training.calibration): accuracy against
+    mean confidence per bin on the held-out split, before and after the temperature; the
+    diagonal is perfect calibration, and each bar's width grows with its share of images."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.2), dpi=100, sharey=True)
+    try:
+        split = result["held_out"]
+        for ax, key, title in ((axes[0], "before", "as the vote is"),
+                               (axes[1], "after", f"temperature {result['temperature']:.3f}")):
+            block = result[split][key]
+            rel = block["reliability"]
+            n = max(1, sum(rel["count"]))
+            edges = rel["edges"]
+            for lo, hi, c, conf, acc in zip(edges[:-1], edges[1:], rel["count"],
+                                            rel["confidence"], rel["accuracy"]):
+                if not c:
+                    continue
+                ax.bar((lo + hi) / 2, acc, width=(hi - lo) * (0.25 + 0.75 * min(1, 6 * c / n)),
+                       color="#4c72b0", alpha=0.8)
+                ax.plot([conf], [acc], "o", color="#c44e52", ms=3)
+            ax.plot([0, 1], [0, 1], "k--", lw=1)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("confidence (top probability)")
+            ax.set_title(f"{title}\nECE {100 * block['ece']:.1f} %, mean confidence "
+                         f"{100 * block['mean_confidence']:.1f} % vs accuracy "
+                         f"{100 * block['accuracy']:.1f} %", fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("accuracy in the bin")
+        fig.suptitle(f"{result['target']}: {SPLIT_TITLES.get(split, split)} "
+                     f"({result[split]['before']['n']} images), temperature fitted on "
+                     f"{SPLIT_TITLES.get(result['fitted_on'], result['fitted_on'])}")
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return _save(fig, path)

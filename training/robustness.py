@@ -112,14 +112,19 @@ def describe_target(source: Source, tta: bool) -> dict:
             "tta_flip": bool(tta), "members": members}
 
 
-def page_classifier(source: Source, *, tta: bool,
-                    batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
+def page_classifier(source: Source, *, tta: bool, batch_size: int = 256,
+                    temperature: float | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 crops -> probabilities as web/js/classifier.js computes them: the members'
-    weighted soft vote (`load_scorer`), averaged with the mirrored crop's when `tta`."""
+    weighted soft vote (`load_scorer`), averaged with the mirrored crop's when `tta`, then the
+    manifest's temperature (`temperature`: another one; 1 for the vote as it is)."""
+    from training.calibration import with_temperature
     from training.metrics import tta_average
     from training.predict import to_model_input
     from training.scorer import load_scorer
 
+    if temperature is None:
+        temperature = float(source.manifest.ensemble.get("temperature", 1.0)
+                            if source.manifest is not None else 1.0)
     scorer = load_scorer(source, batch_size=batch_size)
 
     def classify(x: np.ndarray) -> np.ndarray:
@@ -127,7 +132,8 @@ def page_classifier(source: Source, *, tta: bool,
         probs = scorer.predict(inputs)
         if tta:  # the vote is linear, so mirroring the vote = voting the mirrored members
             probs = tta_average(probs, scorer.predict(np.ascontiguousarray(inputs[:, :, ::-1])))
-        return np.asarray(probs, dtype="float64")
+        probs = np.asarray(probs, dtype="float64")
+        return probs if temperature == 1.0 else with_temperature(probs, temperature)
 
     return classify
 

@@ -174,6 +174,8 @@ def export(
     typer.echo("")
     typer.echo(format_report(manifest, eval_data.split_key if eval_data else None))
     typer.echo(f"wrote {manifest_path} in {seconds:.1f} s")
+    typer.echo(f"its percentages are not calibrated yet (temperature 1): fer-hybrid calibrate "
+               f"{manifest_path.parent}")
     if plan.variant is not None:
         top = read_manifest_json(plan.out_dir)
         listed = ", ".join(f"{v['id']}{' (default)' if v.get('default') else ''}"

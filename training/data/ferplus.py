@@ -83,6 +83,19 @@ class FerPlusVotes:
         return (top > 0) & (self.seven.max(axis=1) == top)
 
 
+def strict_majority(votes: FerPlusVotes) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, rows): the strict reading of the votes, one label per row: the most-voted
+    column with a tie broken by the first FER+ column; `rows` (N,) bool keeps the rows whose
+    label so chosen is one of our seven classes, `labels` (N,) their class index (-1 elsewhere)."""
+    first = votes.votes.argmax(axis=1)  # numpy's argmax takes the first of tied columns
+    column_to_class = np.full(len(COLUMNS), -1, dtype="int64")
+    for i, col in enumerate(CLASS_COLUMNS):
+        column_to_class[col] = i
+    labels = column_to_class[first]
+    rows = (votes.votes.max(axis=1) > 0) & (labels >= 0)
+    return np.where(rows, labels, -1), rows
+
+
 def find_ferplus(fer2013_path: str | Path) -> Path | None:
     """The votes file next to the FER2013 file (or in the folder given), None if there is none."""
     folder = Path(fer2013_path).expanduser()

@@ -1,5 +1,7 @@
 // Expression ensemble: models/manifest.json members as TF.js graph models, weighted soft voting,
-// optional horizontal-flip TTA; all faces go through each member in ONE batched call.
+// optional horizontal-flip TTA; all faces go through each member in ONE batched call; then the
+// manifest's temperature (softmax(log(p) / T), fitted by `fer-hybrid calibrate`) so that the
+// percentages the page shows mean what they say.
 // (Only functional tf.* ops: the UMD tf-core build has no chained tensor methods.)
 
 export const MANIFEST_URL = '/models/manifest.json';
@@ -50,6 +52,7 @@ export class Ensemble {
     this.height = manifest.input?.height || 48;
     this.width = manifest.input?.width || 48;
     this.ttaFlip = !!manifest.ensemble?.tta_flip;
+    this.temperature = Number(manifest.ensemble?.temperature ?? 1) || 1;
     this.placeholder = !!manifest.placeholder;
   }
 
@@ -113,6 +116,8 @@ export class Ensemble {
         acc = acc ? tf.add(acc, p) : p;
       }
       if (this.ttaFlip) acc = tf.div(tf.add(tf.slice(acc, [0, 0], [n, K]), tf.slice(acc, [n, 0], [n, K])), 2);
+      // Never changes the top class: log and softmax are monotone, T > 0 (training/calibration.py).
+      if (this.temperature !== 1) acc = tf.softmax(tf.div(tf.log(tf.maximum(acc, 1e-12)), this.temperature));
       return acc;
     });
     const data = await out.data();
