@@ -459,10 +459,10 @@ def run_campaign(plan: CampaignPlan, runs_dir: Path, *, max_minutes: float,
     return trained
 
 
-# TensorFlow's C++ start-up lines and Keras' per-epoch header: kept in the slice's log file,
-# not echoed (the child's own epoch lines say it all).
+# TensorFlow's C++ start-up lines and Keras' own per-epoch lines: kept in the slice's log
+# file, not echoed (the child's epoch lines say it all).
 NOISE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EWI] |[EWI]\d{4} |WARNING: All log "
-                   r"messages|Epoch \d+/\d+$)")
+                   r"messages|Epoch \d+/\d+$|\d+/\d+ - \d+s )")
 
 
 def _run_child(cmd: list[str], log: Path, printer: Callable) -> int:
