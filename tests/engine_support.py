@@ -16,8 +16,8 @@ from engine_pages import HarnessPages
 LIVE_PAGE = "/?backend=wasm"
 UPLOAD_PAGE = "/upload?backend=wasm"
 
-# The photo (/__e2e__/photo.png) into a file input, as a picked file arrives: the same in every
-# engine (the drivers' own file uploads differ, and BiDi's needs a file chooser event).
+# The photo (/__e2e__/photo.png) into a file input, as a picked file arrives: one way for every
+# engine (each driver sets a file input's files with a command of its own).
 PICK_PHOTO = """
 const res = await fetch('/__e2e__/photo.png');
 const file = new File([await res.blob()], 'astronaut.png', { type: 'image/png' });

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from engines import FIREFOX, Engine, EngineError
 
-# A fresh profile's user.js: the fake camera, and no permission prompt (nobody answers it).
+# A fresh profile's user.js: a fake camera, and no permission prompt (nobody would answer it).
+# The tests replace the camera with a face (tests/engine_harness.js).
 PREFS = {
     "media.navigator.streams.fake": True,
     "media.navigator.permission.disabled": True,

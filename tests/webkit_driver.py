@@ -16,8 +16,8 @@ from pathlib import Path
 from engines import MINIBROWSER, WEBKIT_DRIVER, XVFB, Engine, EngineError
 
 # `--automation` must come first: WebKitWebDriver matches the session's capabilities against
-# the browser started with it. The media flags turn getUserMedia on (off by default in
-# MiniBrowser); the tests replace its mock camera with a face (tests/engine_harness.js).
+# the browser started with it. The media flags give the page getUserMedia and a mock camera
+# behind it; the tests replace that camera with a face (tests/engine_harness.js).
 BROWSER_ARGS = ["--automation", "--enable-media-stream=true", "--enable-mock-capture-devices=true"]
 # Longer than any one command (page loads and scripts are given 120 s).
 COMMAND_TIMEOUT_S = 180
