@@ -110,10 +110,11 @@ def model_files(models_dir: Path) -> list[Path]:
 # ---------------------------------------------------------------- server
 @contextmanager
 def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None,
-                trusted_hosts: list[str] | None = None):
+                trusted_hosts: list[str] | None = None, wrap=None):
     """The real backend under Uvicorn in a daemon thread; yields the base URL.
 
-    `trusted_hosts`: names besides localhost/127.0.0.1 the page is opened with (`--trusted-host`)."""
+    `trusted_hosts`: names besides localhost/127.0.0.1 the page is opened with (`--trusted-host`);
+    `wrap(app)`: an ASGI wrapper around the app (tests/engine_pages.py)."""
     from backend.settings import Settings
 
     port = free_port()
@@ -123,7 +124,7 @@ def live_server(models_dir: Path, custom_dir: Path, web_dir: Path | None = None,
         kwargs["web_dir"] = web_dir
     if trusted_hosts is not None:
         kwargs["trusted_hosts"] = trusted_hosts
-    with serve_in_thread(Settings(**kwargs)):
+    with serve_in_thread(Settings(**kwargs), wrap=wrap):
         yield f"http://127.0.0.1:{port}"
 
 

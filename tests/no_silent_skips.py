@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 ALLOWED_SKIPS = ("real datasets not found", "/usr/bin/chromium not installed",
-                 "needs /usr/bin/chromium", "needs Python 3.12 for the GPU look-alike",
-                 "npm registry unreachable")
+                 "needs /usr/bin/chromium", "/usr/bin/firefox-esr not installed",
+                 "/usr/bin/WebKitWebDriver not installed", "/usr/bin/Xvfb not installed",
+                 "needs Python 3.12 for the GPU look-alike", "npm registry unreachable")
 
 
 def _skip_reason(report) -> str:

@@ -147,3 +147,21 @@ def test_unexpected_skips_fail_the_run(pytester):
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped") == 1, outcomes
     assert outcomes.get("failed") == 1 and outcomes.get("errors") == 1, outcomes
+
+
+@pytest.mark.parametrize("name", ["chromium", "firefox", "webkit"])
+def test_a_missing_browser_engine_skips_only_off_ci(name, monkeypatch):
+    """Without an engine the cross-engine tests skip with a reason the guard allows on a
+    developer's machine, and fail when CI is set (.ci/run installs every engine)."""
+    import engines
+    from no_silent_skips import ALLOWED_SKIPS
+
+    missing = engines.NEEDS[name][0][0]
+    monkeypatch.setattr(engines, "installed", lambda path: path != missing)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        engines.require_engine(name)
+    assert any(allowed in str(skipped.value) for allowed in ALLOWED_SKIPS), skipped.value
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="missing on CI: .ci/run installs"):
+        engines.require_engine(name)

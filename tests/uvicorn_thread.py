@@ -15,8 +15,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(settings, tls=None, start_timeout: float = 30.0):
-    """Serve `create_app(settings)` on 127.0.0.1:settings.port; `tls` = (certfile, keyfile).
+def serve_in_thread(settings, tls=None, start_timeout: float = 30.0, wrap=None):
+    """Serve `create_app(settings)` on 127.0.0.1:settings.port; `tls` = (certfile, keyfile);
+    `wrap(app)` returns the ASGI app actually served (a test's wrapper around the real one).
 
     Same Uvicorn options as `fer-hybrid serve` (backend.cli.uvicorn_options), bound to loopback.
     """
@@ -27,7 +28,8 @@ def serve_in_thread(settings, tls=None, start_timeout: float = 30.0):
 
     options = uvicorn_options(settings, tls)
     options.update(host="127.0.0.1", log_level="warning", lifespan="on")
-    config = uvicorn.Config(create_app(settings), **options)
+    app = create_app(settings)
+    config = uvicorn.Config(wrap(app) if wrap else app, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
