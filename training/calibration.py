@@ -76,7 +76,7 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
 def summary(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> dict:
     """Accuracy, mean top probability, ECE and NLL of one set of probabilities."""
     probs = np.asarray(probs, dtype="float64")
-    return {"n": int(len(y)), "accuracy": float((probs.argmax(1) == np.asarray(y)).mean()),
+    return {"n": len(y), "accuracy": float((probs.argmax(1) == np.asarray(y)).mean()),
             "mean_confidence": float(probs.max(1).mean()), "ece": ece(probs, y, bins),
             "nll": nll(probs, y)}
 
@@ -136,8 +136,13 @@ def markdown(result: dict) -> str:
 
 def set_temperature(models_dir, t: float) -> None:
     """Write `ensemble.temperature` into a models folder's manifest.json (checked, atomic)."""
-    from contract.manifest import (ManifestError, manifest_path, read_manifest_json,
-                                   validate_manifest, write_manifest)
+    from contract.manifest import (
+        ManifestError,
+        manifest_path,
+        read_manifest_json,
+        validate_manifest,
+        write_manifest,
+    )
 
     path = manifest_path(models_dir)
     doc = read_manifest_json(path)

@@ -59,8 +59,7 @@ def run(
 def status(plan: Plan = DEFAULT_PLAN, runs_dir: RunsDir = Path("runs")) -> None:
     """One line per run: its state, epoch, best PublicTest accuracy (no TTA) and epoch, median
     seconds per epoch of its last ten, and the time left at that pace."""
-    from training.campaign import (STATUS_HEADERS, CampaignPlan, run_status, running_pid,
-                                   status_rows)
+    from training.campaign import STATUS_HEADERS, CampaignPlan, run_status, running_pid, status_rows
     from training.report import text_table
 
     loaded = CampaignPlan.load(plan)
