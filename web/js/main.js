@@ -16,6 +16,7 @@ import { describeFaces, renderFaceList } from './facelist.js';
 import { analyse } from './pipeline.js';
 import { drawPhoto, PhotoError } from './photo.js';
 import { showMessage as showIn, hideMessage as hideIn } from './message.js';
+import { statsParts } from './statsline.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -68,15 +69,13 @@ function publishFaces(faces, mode) {
   renderFaceList(els.faceList, state.faces, labels, els.faceSummary);
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
-
+/** The stats line: its parts joined by " · ", a line break only between two parts (CSS). */
 function updateStats() {
-  const parts = [`${state.backend}`];
-  if (state.fps) parts.push(`${state.fps.toFixed(1)} fps${state.cameraFps ? ` of ${Math.round(state.cameraFps)}` : ''}`);
-  if (state.frameTimes.length) parts.push(`${Math.round(median(state.frameTimes.slice(-30)))} ms/frame`);
-  if (state.detectMs != null) parts.push(`detect ${Math.round(state.detectMs)}`);
-  if (state.classifyPerFaceMs != null) parts.push(`classify ${Math.round(state.classifyPerFaceMs)}/face`);
-  els.stats.textContent = parts.join(' · ');
+  els.stats.replaceChildren(...statsParts(state).flatMap((text, i) => {
+    const part = document.createElement('span');
+    part.textContent = text;
+    return i ? [' · ', part] : [part];
+  }));
 }
 
 /** One distinct camera frame (called by the FrameLoop, never twice at once). */
