@@ -20,6 +20,7 @@ JS = """async () => {
   const ll = await import('/static/js/lowlight.js');
   const { Tracker } = await import('/static/js/tracker.js');
   const { statsParts } = await import('/static/js/statsline.js');
+  const { sentences } = await import('/static/js/message.js');
   const { RateMeter } = await import('/static/js/frameloop.js');
   const anchors = det.generateAnchors(256);
   const box = (x, y, w, h) => ({ x, y, w, h });
@@ -47,6 +48,7 @@ JS = """async () => {
     darkOut: (() => { const r = ll.normalizeLowLight(level(10, 30)).gray; return [Math.min(...r), Math.max(...r)]; })(),
     ids: [a[0].id, b.map(x => x.id)], smoothed: Array.from(b[0].probs), pooled: Array.from(pooled),
     stats: [statsParts(live), statsParts({ ...live, status: 'photo' }), statsParts({ ...live, status: 'ready' })],
+    sentences: [sentences('browser.', 'Reload the page'), sentences('no stop', '', 'Done!')],
     rate: meter.rate,
   };
 }"""
@@ -71,6 +73,7 @@ def test_js_helpers(e2e_models, tmp_path):
         ["wasm", "processed 3.9 of 28 camera fps", "240 ms/frame", "detect 23 ms", "classify 6 ms/face"],
         ["wasm", "photo", "detect 23 ms", "classify 6 ms/face"],
         ["wasm"]]
+    assert r["sentences"] == ["browser. Reload the page.", "no stop. Done!"]
     assert r["rate"] == pytest.approx(6 / 0.2)
 
 
