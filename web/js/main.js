@@ -147,13 +147,17 @@ function stopCamera() {
   camera.stop();
 }
 
-/** Start the camera (facing: 'user' | 'environment'). */
-async function start(facing = camera.facing) {
+/**
+ * Start the camera (facing: 'user' | 'environment'). keepFaces (a camera switch while running):
+ * the tracked faces keep their tracks and numbers, since the preview's mirroring changes the
+ * faces' reading order but not who they are.
+ */
+async function start(facing = camera.facing, { keepFaces = false } = {}) {
   hideMessage();
   closeStill();
   stopCamera();
-  clearOverlay(els.overlay);
-  publishFaces([], 'live');
+  clearOverlay(els.overlay); // (the list keeps the faces a camera switch keeps)
+  if (!keepFaces) publishFaces([], 'live');
   enter('starting', 'Starting camera…');
   try {
     await camera.start(facing);
@@ -167,8 +171,8 @@ async function start(facing = camera.facing) {
   els.video.classList.toggle('mirrored', camera.mirrored);
   // The old loop's last frame first: LivePipeline takes one frame at a time.
   await Promise.resolve(processing).catch(() => {});
-  live.reset();
-  numbers.reset();
+  if (keepFaces) live.redetect();
+  else { live.reset(); numbers.reset(); }
   state.detectMs = state.classifyPerFaceMs = null; // this stream's own, once measured
   enter('running', 'Looking for faces…');
   // A new stream numbers its frames from the start again: a fresh loop, fresh counters.
@@ -191,7 +195,7 @@ function toggleCamera() {
 function switchCamera() {
   if (!controls().flip) return;
   const other = camera.facing === 'user' ? 'environment' : 'user';
-  return start(other);
+  return start(other, { keepFaces: phase === 'running' });
 }
 
 // ---- still-image mode ----
