@@ -28,7 +28,9 @@ Design
 * Writes are atomic: temp file in the destination folder -> fsync -> os.replace -> fsync(dir),
   all inside an SQLite `BEGIN IMMEDIATE` transaction (a cross-process write lock), committed
   only after the file is in place; any failure removes the new file and rolls back.
-  Deletion renames the file aside, commits, then unlinks (restoring it if the commit fails).
+  Deletion renames the file aside, commits, then unlinks (restoring it if the commit fails);
+  a label folder (or originals/) left empty by it is removed, under the same write lock, so an
+  upload cannot be writing into it at that moment (`atomic_write` makes the folder again).
 * `recover()` (run at startup, under the same lock) deletes temp files, crop/original files named
   like ours that no row references, and rows whose crop file is missing. Files that do not look
   like ours (not `<64 hex>.<ext>`) are never touched, so hand-added images survive.
@@ -460,6 +462,17 @@ class UploadStore:
         for _path, tmp in aside:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        if aside:
+            self._remove_empty({path.parent for path, _tmp in aside})
+
+    def _remove_empty(self, folders: set[Path]) -> None:
+        """Remove each folder if it is empty, holding the write lock: every writer creates its
+        folder and its file inside that lock, so none is between the two now. `os.rmdir` itself
+        refuses a folder that is not empty (a hand-added file, another upload)."""
+        with self._write_txn():
+            for folder in folders:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
 
     def stats(self) -> dict[str, int]:
         counts = dict.fromkeys(LABELS, 0)

@@ -192,7 +192,7 @@ def analyse_photo(page, rgb: np.ndarray, name: str = "scene.png",
     page.evaluate("window.ferState.status = 'test-pending'")
     png = {"name": name, "mimeType": "image/png", "buffer": buf.getvalue()}
     page.set_input_files("#photo", files=[png])
-    wait_state(page, "window.ferState.status === 'ready' && window.ferState.mode === 'still'",
+    wait_state(page, "window.ferState.status === 'photo' && window.ferState.mode === 'still'",
                timeout_s)
     return js_state(page)["faces"]
 

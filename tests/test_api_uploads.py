@@ -154,6 +154,19 @@ def test_delete_needs_the_right_token(client, settings):
     )
 
 
+def test_deleting_the_last_upload_of_a_label_removes_its_folder(client, settings):
+    first = post_upload(client, image_bytes(seed=30), label="surprise").json()
+    second = post_upload(client, image_bytes(seed=31), label="surprise").json()
+    folder = settings.custom_dir / "surprise"
+    for body, left in ((first, True), (second, False)):
+        r = client.delete(f"/api/uploads/{body['id']}",
+                          headers={"X-Deletion-Token": body["deletion_token"]})
+        assert r.status_code == 204
+        assert folder.is_dir() == left
+    assert_nothing_stored(settings)
+    assert post_upload(client, image_bytes(seed=32), label="surprise").status_code == 201
+
+
 def _truncated(fmt: str) -> bytes:
     data = image_bytes(size=(128, 128), fmt=fmt, seed=3)
     return data[: len(data) // 2]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +16,7 @@ from backend import storage
 from backend.app import create_app
 from backend.images import clean_crop, clean_original
 from backend.storage import UploadError, UploadStore
+from contract import ORIGINALS
 
 
 def crop(seed: int):
@@ -76,6 +79,72 @@ def test_failure_during_replace_leaves_no_temp_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert stored_files(store.root) == [] and store.rows() == []
     assert not list(store.root.rglob(f"{storage.TMP_PREFIX}*"))
+
+
+def test_deleting_the_last_upload_of_a_label_removes_its_empty_folder(tmp_path):
+    store = UploadStore(tmp_path / "c")
+    original = clean_original(image_bytes(size=(80, 60), fmt="JPEG", seed=20), max_side=4096)
+    first = store.add(crop(20), "happy", consent=True, original=original)
+    second = store.add(crop(21), "happy", consent=True)
+    store.delete(first.id, first.deletion_token)
+    assert store.crop_path("happy", second.sha256).is_file()
+    assert not (store.root / ORIGINALS).exists(), "its only original went, and the folder with it"
+    store.delete(second.id, second.deletion_token)
+    assert not (store.root / "happy").exists()
+    # A file put there by hand keeps its folder.
+    third = store.add(crop(22), "sad", consent=True)
+    mine = store.root / "sad" / "my_own_photo.png"
+    mine.write_bytes(image_bytes(seed=23))
+    store.delete(third.id, third.deletion_token)
+    assert mine.is_file()
+    # The label's next upload makes the folder again.
+    again = store.add(crop(20), "happy", consent=True)
+    assert store.crop_path("happy", again.sha256).is_file()
+
+
+def test_removing_a_label_folder_never_races_an_upload_into_it(tmp_path, monkeypatch):
+    """A delete empties the "fear" folder and is about to remove it, while an upload to "fear"
+    has made (found) the folder but not yet its file: removing the folder then would make the
+    upload fail. The delete's removal waits up to 1 s for the upload to reach that point; it
+    must not (the removal holds the store's write lock), and the upload must succeed."""
+    import threading
+
+    from contract import files
+
+    store = UploadStore(tmp_path / "c")
+    doomed = store.add(crop(100), "fear", consent=True)
+    made = threading.Event()
+    outcome: list = []
+    real_temp_path, real_rmdir = files.temp_path, os.rmdir
+
+    def upload():
+        try:
+            outcome.append(store.add(crop(101), "fear", consent=True))
+        except BaseException as err:  # noqa: BLE001 - checked below
+            outcome.append(err)
+
+    def slow_temp_path(path):  # the upload, between making its folder and writing its file
+        if Path(path).parent.name == "fear":
+            made.set()
+            time.sleep(0.3)
+        return real_temp_path(path)
+
+    def rmdir_after_upload_started(path):
+        if Path(path).name == "fear" and not made.is_set():
+            thread = threading.Thread(target=upload)
+            thread.start()
+            made.wait(1.0)
+            threads.append(thread)
+        real_rmdir(path)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(files, "temp_path", slow_temp_path)
+    monkeypatch.setattr(storage.os, "rmdir", rmdir_after_upload_started)
+    store.delete(doomed.id, doomed.deletion_token)
+    for thread in threads:
+        thread.join()
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert store.crop_path("fear", outcome[0].sha256).is_file()
 
 
 def test_failed_delete_commit_restores_the_file(tmp_path, monkeypatch):

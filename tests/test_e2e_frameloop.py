@@ -9,6 +9,7 @@ follow a moving face between detector passes, and that a face entering the view 
 
 from __future__ import annotations
 
+import re
 import time
 
 import camera_clips
@@ -78,6 +79,44 @@ def test_each_camera_frame_processed_at_most_once(e2e_models, e2e_videos, tmp_pa
     assert 0 < s["fps"] <= s["cameraFps"] * 1.15
     assert "fps" in stats and "ms/frame" in stats
     assert s["detectMs"] > 0 and s["fullDetections"] >= 1
+
+
+# Keeps the page's main thread busy 150 ms of every 160 (a slow phone): frame callbacks come
+# only a few times a second while the camera goes on delivering its frames.
+BUSY = """setInterval(() => { const t = performance.now(); while (performance.now() - t < 150); }, 160);"""
+
+
+@pytest.mark.parametrize("vfc", [True, False], ids=["requestVideoFrameCallback", "raf-fallback"])
+def test_camera_rate_counts_the_frames_delivered_while_the_page_is_busy(e2e_models, astronaut_rgb, tmp_path, vfc):
+    """The stats line once read "3.9 fps of 4" for a 28 fps camera: the camera's rate counted
+    the page's own frame callbacks. The clip plays at 30 fps."""
+    require_browser()
+    from e2e_support import frames_with_jitter, single_face_frame
+
+    video = write_y4m(tmp_path / "thirty.y4m", frames_with_jitter(single_face_frame(astronaut_rgb), 6), fps=30)
+    with live_server(e2e_models, tmp_path / "custom") as base, browser(video) as b:
+        ctx = b.new_context()
+        if not vfc:
+            ctx.add_init_script(NO_VFC)
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        run_live(page, base)
+        page.evaluate(BUSY)
+        time.sleep(5)
+        s = js_state(page)
+        stats = page.inner_text("#stats")
+        ctx.close()
+    assert errors == []
+    assert s["fps"] < 10, s["fps"]  # the page is slow ...
+    assert 22 <= s["cameraFps"] <= 36, s["cameraFps"]  # ... the camera is not
+    assert s["framesSeen"] > 2 * s["framesProcessed"]
+    # Every number says what it counts, in which unit (the line is written before the loop
+    # counts the frame it shows, so its rates may lag ferState's by a frame).
+    m = re.search(r"processed (\d+\.\d) of (\d+) camera fps", stats)
+    assert m and float(m[1]) < 10 and 22 <= int(m[2]) <= 36, stats
+    assert re.search(r"· \d+ ms/frame", stats) and re.search(r"· detect \d+ ms", stats), stats
+    assert re.search(r"· classify \d+ ms/face", stats), stats
 
 
 def test_patch_matching_recovers_a_known_shift(e2e_models, tmp_path):

@@ -266,7 +266,7 @@ def test_still_photo_mode_labels_every_face_even_when_dark(e2e_models, astronaut
         assert page.is_visible("#still")
         page.screenshot(path=str(ARTIFACTS / "still_two_faces.png"))
         page.set_input_files("#photo", str(dark))
-        wait_state(page, "window.ferState.status === 'ready' && window.ferState.faces.length === 1", 60)
+        wait_state(page, "window.ferState.status === 'photo' && window.ferState.faces.length === 1", 60)
         face = js_state(page)["faces"][0]
         assert face["label"] in LABELS
         assert face["lowlight"] in ("equalize", "stretch")

@@ -19,6 +19,9 @@ JS = """async () => {
   const align = await import('/static/js/align.js');
   const ll = await import('/static/js/lowlight.js');
   const { Tracker } = await import('/static/js/tracker.js');
+  const { statsParts } = await import('/static/js/statsline.js');
+  const { sentences } = await import('/static/js/message.js');
+  const { RateMeter } = await import('/static/js/frameloop.js');
   const anchors = det.generateAnchors(256);
   const box = (x, y, w, h) => ({ x, y, w, h });
   const kept = det.nms([
@@ -30,6 +33,10 @@ JS = """async () => {
   const a = t.update([{ box: box(10, 10, 50, 50), probs: [1, 0, 0, 0, 0, 0, 0] }]);
   const b = t.update([{ box: box(14, 12, 50, 50), probs: [0, 0, 0, 1, 0, 0, 0] },
                       { box: box(200, 10, 50, 50), probs: [0, 0, 0, 0, 0, 0, 1] }]);
+  const live = { backend: 'wasm', status: 'running', fps: 3.94, cameraFps: 28.4, frameTimes: [30, 250, 240],
+    detectMs: 23.4, classifyPerFaceMs: 6.2 };
+  const meter = new RateMeter(2000);
+  [[0, 1], [100, 3], [200, 3]].forEach(([now, n]) => meter.tick(now, n)); // 6 frames in 200 ms
   const pooled = align.downsample(Uint8Array.from([0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12]), 4, 2);
   return {
     nAnchors: anchors.length, first: anchors[0], last: anchors[anchors.length - 1],
@@ -40,6 +47,9 @@ JS = """async () => {
     normal: ll.normalizeLowLight(level(0, 250)).applied,
     darkOut: (() => { const r = ll.normalizeLowLight(level(10, 30)).gray; return [Math.min(...r), Math.max(...r)]; })(),
     ids: [a[0].id, b.map(x => x.id)], smoothed: Array.from(b[0].probs), pooled: Array.from(pooled),
+    stats: [statsParts(live), statsParts({ ...live, status: 'photo' }), statsParts({ ...live, status: 'ready' })],
+    sentences: [sentences('browser.', 'Reload the page'), sentences('no stop', '', 'Done!')],
+    rate: meter.rate,
   };
 }"""
 
@@ -58,6 +68,13 @@ def test_js_helpers(e2e_models, tmp_path):
     assert r["ids"][0] == r["ids"][1][0] and r["ids"][1][1] != r["ids"][0]
     assert r["smoothed"][0] == pytest.approx(0.5) and r["smoothed"][3] == pytest.approx(0.5)
     assert r["pooled"] == [2, 10, 2, 10]
+    # The stats line: what each number counts, in its unit; photo and idle show no stale rate.
+    assert r["stats"] == [
+        ["wasm", "processed 3.9 of 28 camera fps", "240 ms/frame", "detect 23 ms", "classify 6 ms/face"],
+        ["wasm", "photo", "detect 23 ms", "classify 6 ms/face"],
+        ["wasm"]]
+    assert r["sentences"] == ["browser. Reload the page.", "no stop. Done!"]
+    assert r["rate"] == pytest.approx(6 / 0.2)
 
 
 def test_photo_message_and_backend_choice_shared_by_both_pages(e2e_models, tmp_path):

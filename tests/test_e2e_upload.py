@@ -9,7 +9,8 @@ import time
 import e2e_support
 import numpy as np
 import pytest
-from e2e_support import ARTIFACTS, browser, live_server, require_browser, wait_state
+from e2e_support import ARTIFACTS, browser, live_server, multi_face_frame, require_browser, wait_state
+from test_backend_helpers import db_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,14 +75,24 @@ def test_upload_flow_with_consent_and_deletion(e2e_models, astronaut_rgb, tmp_pa
         stored = json.loads(page.evaluate("localStorage.getItem('fer-hybrid.uploads')"))
         assert len(stored) == 1 and stored[0]["token"] and stored[0]["label"] == "happy"
         page.screenshot(path=str(ARTIFACTS / "upload_done.png"), full_page=True)
+        # Sent: Upload is off until the face or the label changes (a second tap used to store
+        # a second claim on the same face).
+        assert page.is_disabled("#submit")
+        page.evaluate("document.getElementById('submit').click()")
+        page.wait_for_timeout(300)
+        assert len(posts) == 1 and len(db_rows(custom, "claims")) == 1
 
         # Server errors ({"detail": ...}) are shown to the user.
         page.route("**/api/uploads", lambda route: route.fulfill(
             status=413, content_type="application/json", body=json.dumps({"detail": "photo too large (test)"})))
+        page.check("input[name=label][value=surprise]")
+        assert page.is_enabled("#submit")
         page.click("#submit")
         wait_state(page, "!document.getElementById('message').hidden", 20)
         assert "photo too large (test)" in page.inner_text("#message")
         page.unroute("**/api/uploads")
+        page.check("input[name=label][value=happy]")
+        assert page.is_disabled("#submit"), "the face and label already sent"
 
         # "Delete my uploads" removes the file on the server and forgets the token.
         page.click("#delete-all")
@@ -90,6 +101,7 @@ def test_upload_flow_with_consent_and_deletion(e2e_models, astronaut_rgb, tmp_pa
         while label_files(custom, "happy") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert label_files(custom, "happy") == []
+        assert not (custom / "happy").exists(), "no empty label folder is left behind"
         assert page.evaluate("localStorage.getItem('fer-hybrid.uploads')") == "[]"
         assert errors == []
         ctx.close()
@@ -125,8 +137,6 @@ def test_lost_answer_is_resent_with_the_same_key(e2e_models, astronaut_rgb, tmp_
     """The server stores the upload but its answer is lost (500): the page re-sends with the same
     Idempotency-Key, gets the token of the stored contribution, and can delete it completely."""
     require_browser()
-    from test_backend_helpers import db_rows
-
     from backend import storage
 
     real_add = storage.UploadStore.add
@@ -164,3 +174,49 @@ def test_lost_answer_is_resent_with_the_same_key(e2e_models, astronaut_rgb, tmp_
         assert label_files(custom, "sad") == []
         assert db_rows(custom) == [] and db_rows(custom, "claims") == []
         assert errors == []
+
+
+def test_crops_are_numbered_like_the_faces_in_the_preview(e2e_models, astronaut_rgb, tmp_path):
+    """Two faces side by side: the preview numbers them in reading order (1 left, 2 right), and
+    each crop carries its face's number, in the same order."""
+    require_browser()
+    photo = tmp_path / "two.png"
+    photo.write_bytes(png_bytes(multi_face_frame(astronaut_rgb)))
+    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
+        page = b.new_context(viewport={"width": 390, "height": 844}).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/upload?backend=wasm")
+        wait_state(page, UPLOAD_READY, 60)
+        page.set_input_files("#file", str(photo))
+        wait_state(page, "window.ferUploadState.faces === 2", 60)
+        tags = page.evaluate("""[...document.querySelectorAll('#preview-overlay .face-tag')].map((t) => {
+            const r = t.getBoundingClientRect(); return { face: t.dataset.face, x: r.left + r.width / 2,
+            text: t.innerText.trim(), shown: !t.hidden && r.width > 0 }; })""")
+        boxes = page.evaluate("""[...document.querySelectorAll('#preview-overlay .face-box')].map((b) => {
+            const r = b.getBoundingClientRect(); return { face: b.dataset.face, x: r.left + r.width / 2 }; })""")
+        crops = page.evaluate("""[...document.querySelectorAll('#crops button')].map((b) => ({
+            label: b.getAttribute('aria-label'), num: b.querySelector('.crop-num') && b.querySelector('.crop-num').innerText }))""")
+        faces = page.evaluate("window.ferUploadState.numbered")
+        page.screenshot(path=str(ARTIFACTS / "upload_two_faces.png"), full_page=True)
+        assert errors == []
+    assert sorted(t["face"] for t in tags) == ["1", "2"] and all(t["shown"] for t in tags), tags
+    assert [t["text"] for t in sorted(tags, key=lambda t: t["x"])] == ["1", "2"], tags
+    assert [b["face"] for b in sorted(boxes, key=lambda b: b["x"])] == ["1", "2"], boxes
+    assert crops == [{"label": "Face 1", "num": "1"}, {"label": "Face 2", "num": "2"}], crops
+    # Crop k is the face numbered k: the page's record of each crop's box, left face first.
+    assert [f["number"] for f in faces] == [1, 2] and faces[0]["box"]["x"] < faces[1]["box"]["x"], faces
+
+
+def test_photo_inputs_offer_the_gallery(e2e_models, tmp_path):
+    """`capture` makes a phone open its front camera at once, with no way to the gallery; the
+    buttons say "Take or choose a photo" and "Photo", so neither input may carry it."""
+    require_browser()
+    with live_server(e2e_models, tmp_path / "custom") as base, browser() as b:
+        page = b.new_page()
+        found = {}
+        for path in ("/", "/upload"):
+            page.goto(base + path)
+            found[path] = page.eval_on_selector_all(
+                "input[type=file]", "els => els.map((e) => [e.id, e.getAttribute('accept'), e.getAttribute('capture')])")
+    assert found == {"/": [["photo", "image/*", None]], "/upload": [["file", "image/*", None]]}, found

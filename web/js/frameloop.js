@@ -1,18 +1,22 @@
 // One callback per distinct camera frame, never two at once, dropping frames while busy.
 // requestVideoFrameCallback where the browser has it (Chrome, Safari, Firefox 132+); elsewhere
 // requestAnimationFrame plus a check that the video shows a frame we have not processed yet.
+// The camera's rate comes from the video's own frame counter, not from our callbacks: while the
+// page is busy they come only a few times a second, each after several new camera frames.
 
-/** Events per second over a sliding window of timestamps (ms). */
+/** Events per second over a sliding window (ms); tick(now, n) counts n events at `now`. */
 export class RateMeter {
-  constructor(windowMs = 2000) { this.windowMs = windowMs; this.times = []; }
-  tick(now) {
-    this.times.push(now);
-    while (this.times.length > 2 && now - this.times[0] > this.windowMs) this.times.shift();
+  constructor(windowMs = 2000) { this.windowMs = windowMs; this.marks = []; this.total = 0; }
+  tick(now, n = 1) {
+    this.total += n;
+    this.marks.push([now, this.total]);
+    while (this.marks.length > 2 && now - this.marks[0][0] > this.windowMs) this.marks.shift();
   }
   get rate() {
-    const t = this.times;
-    if (t.length < 2) return 0;
-    return (1000 * (t.length - 1)) / Math.max(1, t[t.length - 1] - t[0]);
+    const m = this.marks;
+    if (m.length < 2) return 0;
+    const [t0, n0] = m[0], [t1, n1] = m[m.length - 1];
+    return (1000 * (n1 - n0)) / Math.max(1, t1 - t0);
   }
 }
 
@@ -27,9 +31,10 @@ function keep(list, value) {
 /**
  * new FrameLoop(video, onFrame, stats, onError).start(); onFrame(frameId) is awaited: frames that arrive
  * meanwhile are counted in stats.framesSeen but only the newest is processed afterwards (stale
- * frames are dropped, a frame is never processed twice). `stats` receives framesSeen,
- * framesProcessed, cameraFps, fps (processed frames per second) and, for the last <= 240
- * processed frames, frameTimes (ms each onFrame took) and frameIds (which camera frame it was).
+ * frames are dropped, a frame is never processed twice). `stats` receives framesSeen (frames
+ * the camera delivered), framesProcessed, cameraFps (delivered per second), fps (processed per
+ * second) and, for the last <= 240 processed frames, frameTimes (ms each onFrame took) and
+ * frameIds (which camera frame it was).
  */
 export class FrameLoop {
   constructor(video, onFrame, stats, onError = (err) => console.error(err)) {
@@ -43,14 +48,13 @@ export class FrameLoop {
     this.useVfc = typeof video.requestVideoFrameCallback === 'function';
     this.fallbackCount = 0;
     this.fallbackTime = -1;
+    this.delivered = null; // the video's count of frames shown so far, at the last callback
   }
 
   start() {
     this.running = true;
-    this.stats.framesSeen = 0;
-    this.stats.framesProcessed = 0;
-    this.stats.frameTimes = [];
-    this.stats.frameIds = [];
+    // A new stream: no count and no rate of the one before stands.
+    Object.assign(this.stats, { framesSeen: 0, framesProcessed: 0, frameTimes: [], frameIds: [], cameraFps: 0, fps: 0 });
     this.latest = this.done = -1;
     this._arm();
     return this;
@@ -68,10 +72,18 @@ export class FrameLoop {
   _arm() {
     if (!this.running) return;
     if (this.useVfc) {
-      this.handle = this.video.requestVideoFrameCallback((now, meta) => this._frame(now, meta.presentedFrames));
+      this.handle = this.video.requestVideoFrameCallback(
+        (now, meta) => this._frame(now, meta.presentedFrames, meta.presentedFrames));
     } else {
-      this.handle = requestAnimationFrame((now) => this._frame(now, this._fallbackId()));
+      this.handle = requestAnimationFrame((now) => this._frame(now, this._fallbackId(), this._decoded()));
     }
+  }
+
+  /** Frames the video decoded so far, where the browser says (else null). */
+  _decoded() {
+    const v = this.video;
+    if (v.getVideoPlaybackQuality) return v.getVideoPlaybackQuality().totalVideoFrames;
+    return v.webkitDecodedFrameCount ?? null;
   }
 
   /** Without rVFC: a new id whenever the decoded-frame count (or, lacking it, currentTime) moves. */
@@ -83,12 +95,17 @@ export class FrameLoop {
     return this.fallbackCount;
   }
 
-  _frame(now, id) {
+  /** A callback showing frame `id`; `count`: the video's frame counter (null: unknown). */
+  _frame(now, id, count) {
     this._arm();
     if (id !== this.latest) {
       this.latest = id;
-      this.stats.framesSeen++;
-      this.camera.tick(now);
+      // Frames the camera delivered since the last callback: all of them, not just this one
+      // (1 when the counter is unknown, on the first callback or after it restarted).
+      const n = count != null && this.delivered != null && count > this.delivered ? count - this.delivered : 1;
+      if (count != null) this.delivered = count;
+      this.stats.framesSeen += n;
+      this.camera.tick(now, n);
       this.stats.cameraFps = this.camera.rate;
     }
     this._pump();

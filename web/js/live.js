@@ -76,6 +76,14 @@ export class LivePipeline {
 
   reset() {
     this.tracker.reset();
+    this.redetect();
+  }
+
+  /**
+   * Run the detector on the next frame but keep the tracked faces: after a camera switch the
+   * last key frame belongs to the other stream, yet the faces still in view keep their tracks.
+   */
+  redetect() {
     this.key = null; // grey copy of the last frame the detector saw
     this.sinceFull = Infinity;
     this.lastFullAt = -Infinity;

@@ -1,5 +1,6 @@
 // Live page wiring: environment checks, backend choice, model loading (and the model menu when
-// models/manifest.json offers variants), camera loop, still photos.
+// models/manifest.json offers variants), camera loop, still photos. The page's state and what
+// each control can do in it live in pagestate.js: every action goes through enter(state).
 import {
   currentCameraProblem, requestedBackend, useBackend, chooseBackend, registerServiceWorker,
 } from './env.js';
@@ -15,14 +16,16 @@ import { FaceNumbers, numberByPosition } from './numbering.js';
 import { describeFaces, renderFaceList } from './facelist.js';
 import { analyse } from './pipeline.js';
 import { drawPhoto, PhotoError } from './photo.js';
-import { showMessage as showIn, hideMessage as hideIn } from './message.js';
+import { showMessage as showIn, hideMessage as hideIn, sentences } from './message.js';
+import { controlsFor } from './pagestate.js';
+import { statsParts } from './statsline.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
   video: $('video'), overlay: $('overlay'), status: $('status'), stats: $('stats'), message: $('message'),
   toggle: $('toggle'), switchCam: $('switch'), photo: $('photo'), stillWrap: $('still'), stillImage: $('still-image'),
   stillOverlay: $('still-overlay'), stillClose: $('still-close'), faceList: $('face-list'), faceSummary: $('face-summary'), placeholder: $('placeholder-note'),
-  modelChoice: $('model-choice'), modelSelect: $('model-select'), modelDescription: $('model-description'),
+  modelChoice: $('model-choice'), modelSelect: $('model-select'), modelDescription: $('model-description'), controlNote: $('control-note'),
 };
 
 const state = {
@@ -44,15 +47,43 @@ let detector = null, classifier = null;
 const camera = new Camera(els.video);
 const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
-let live = null, frameLoop = null, running = false;
+let live = null, frameLoop = null;
+let processing = null; // the frame LivePipeline is working on (a stopped loop's may still run)
 let topManifest = null, variants = []; // models/manifest.json and its listVariants()
 let modelMessage = false; // the message box shows a model-loading problem (cleared by a new choice)
+let phase = 'loading'; // the page's state (pagestate.js); ferState.status shows it
+let phaseText = 'Loading…'; // the status line of the current state (a model switch writes over it for a while)
+let resumeCamera = false; // the camera ran before the photo: "Back to camera" starts it again
 
-function setStatus(status, text) {
-  state.status = status;
-  document.body.dataset.state = status;
-  if (text !== undefined) els.status.textContent = text;
+const controls = () => controlsFor(phase, { cameraProblem: !!state.cameraProblem, modelBusy: state.switchingModel });
+
+/** Enter the page state `phase` (pagestate.js), with `text` on the status line. */
+function enter(next, text) {
+  phase = next;
+  state.status = next;
+  document.body.dataset.state = next;
+  if (text !== undefined) { phaseText = text; els.status.textContent = text; }
+  render();
 }
+
+/** Every control as the state says, and the reason when some are off. */
+function render() {
+  const c = controls();
+  els.toggle.disabled = !c.toggle;
+  els.toggle.textContent = c.toggleLabel;
+  els.toggle.setAttribute('aria-pressed', String(c.toggleLabel === 'Stop'));
+  els.switchCam.disabled = !c.flip;
+  els.photo.disabled = !c.photo;
+  els.stillClose.hidden = !c.closeShown;
+  els.stillClose.disabled = !c.close;
+  els.modelSelect.disabled = !c.model;
+  els.controlNote.textContent = c.reason;
+  els.controlNote.hidden = !c.reason;
+  updateStats();
+}
+
+const readyText = () => (state.cameraProblem ? 'Photo mode only' : 'Ready — press Start');
+const facesText = (n) => (n ? `${n} face${n > 1 ? 's' : ''}` : 'Looking for faces…');
 
 const showMessage = (title, text, kind) => showIn(els.message, title, text, kind);
 const hideMessage = () => hideIn(els.message);
@@ -68,15 +99,13 @@ function publishFaces(faces, mode) {
   renderFaceList(els.faceList, state.faces, labels, els.faceSummary);
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
-
+/** The stats line: its parts joined by " · ", a line break only between two parts (CSS). */
 function updateStats() {
-  const parts = [`${state.backend}`];
-  if (state.fps) parts.push(`${state.fps.toFixed(1)} fps${state.cameraFps ? ` of ${Math.round(state.cameraFps)}` : ''}`);
-  if (state.frameTimes.length) parts.push(`${Math.round(median(state.frameTimes.slice(-30)))} ms/frame`);
-  if (state.detectMs != null) parts.push(`detect ${Math.round(state.detectMs)}`);
-  if (state.classifyPerFaceMs != null) parts.push(`classify ${Math.round(state.classifyPerFaceMs)}/face`);
-  els.stats.textContent = parts.join(' · ');
+  els.stats.replaceChildren(...statsParts(state).flatMap((text, i) => {
+    const part = document.createElement('span');
+    part.textContent = text;
+    return i ? [' · ', part] : [part];
+  }));
 }
 
 /** One distinct camera frame (called by the FrameLoop, never twice at once). */
@@ -85,15 +114,14 @@ async function step() {
   if (v.readyState < 2 || !v.videoWidth) return;
   const t0 = performance.now();
   performance.mark('fer-frame-start');
-  const r = await live.process(v, v.videoWidth, v.videoHeight, t0);
-  if (!running) return;
+  processing = live.process(v, v.videoWidth, v.videoHeight, t0);
+  const r = await processing;
+  if (phase !== 'running') return; // stopped (or switching camera) meanwhile
   const view = { width: v.videoWidth, height: v.videoHeight, mirror: camera.mirrored };
   const tracks = numbers.assign(r.tracks, view);
   drawOverlay(els.overlay, tracks, labelsOrDefault(), view);
   publishFaces(tracks, 'live');
-  if (!state.switchingModel) { // else the status line shows the model loading
-    els.status.textContent = tracks.length ? `${tracks.length} face${tracks.length > 1 ? 's' : ''}` : 'Looking for faces…';
-  }
+  if (!state.switchingModel) els.status.textContent = facesText(tracks.length); // else it shows the model loading
   const latency = performance.now() - t0;
   performance.measure('fer-frame', 'fer-frame-start');
   state.frames++;
@@ -113,91 +141,124 @@ function failed(err) {
   stop();
 }
 
-async function start() {
+function stopCamera() {
+  if (frameLoop) frameLoop.stop();
+  frameLoop = null;
+  camera.stop();
+}
+
+/**
+ * Start the camera (facing: 'user' | 'environment'). keepFaces (a camera switch while running):
+ * the tracked faces keep their tracks and numbers, since the preview's mirroring changes the
+ * faces' reading order but not who they are.
+ */
+async function start(facing = camera.facing, { keepFaces = false } = {}) {
   hideMessage();
   closeStill();
-  setStatus('starting', 'Starting camera…');
+  stopCamera();
+  clearOverlay(els.overlay); // (the list keeps the faces a camera switch keeps)
+  if (!keepFaces) publishFaces([], 'live');
+  enter('starting', 'Starting camera…');
   try {
-    await camera.start();
+    await camera.start(facing);
   } catch (err) {
-    setStatus('ready', 'Camera unavailable');
+    publishFaces([], 'live');
     state.error = err.code || 'camera';
+    enter('ready', 'Camera unavailable');
     showMessage('Camera unavailable', err.message);
     return;
   }
   els.video.classList.toggle('mirrored', camera.mirrored);
-  running = true;
-  live.reset();
-  numbers.reset();
-  els.toggle.textContent = 'Stop';
-  els.toggle.setAttribute('aria-pressed', 'true');
-  setStatus('running', 'Looking for faces…');
-  if (frameLoop) frameLoop.stop();
+  // The old loop's last frame first: LivePipeline takes one frame at a time.
+  await Promise.resolve(processing).catch(() => {});
+  if (keepFaces) live.redetect();
+  else { live.reset(); numbers.reset(); }
+  state.detectMs = state.classifyPerFaceMs = null; // this stream's own, once measured
+  enter('running', 'Looking for faces…');
+  // A new stream numbers its frames from the start again: a fresh loop, fresh counters.
   frameLoop = new FrameLoop(els.video, step, state, failed).start();
 }
 
 function stop() {
-  running = false;
-  if (frameLoop) frameLoop.stop();
-  frameLoop = null;
-  camera.stop();
+  stopCamera();
   clearOverlay(els.overlay);
-  els.toggle.textContent = 'Start';
-  els.toggle.setAttribute('aria-pressed', 'false');
   publishFaces([], 'live');
-  if (state.ready) setStatus('ready', 'Stopped');
+  enter('ready', 'Stopped');
 }
 
-async function switchCamera() {
-  if (!running) { camera.facing = camera.facing === 'user' ? 'environment' : 'user'; return start(); }
-  try {
-    await camera.switchFacing();
-    els.video.classList.toggle('mirrored', camera.mirrored);
-    live.reset();
-    numbers.reset();
-    // A new stream numbers its frames from the start again: a fresh loop, fresh counters.
-    frameLoop.stop();
-    frameLoop = new FrameLoop(els.video, step, state, failed).start();
-  } catch (err) {
-    showMessage('Could not switch camera', err.message);
-  }
+function toggleCamera() {
+  if (!controls().toggle) return;
+  if (phase === 'running') stop();
+  else start();
+}
+
+function switchCamera() {
+  if (!controls().flip) return;
+  const other = camera.facing === 'user' ? 'environment' : 'user';
+  return start(other, { keepFaces: phase === 'running' });
 }
 
 // ---- still-image mode ----
-function closeStill() { els.stillWrap.hidden = true; document.body.classList.remove('still-mode'); }
+function closeStill() {
+  els.stillWrap.hidden = true;
+  document.body.classList.remove('still-mode');
+  clearOverlay(els.stillOverlay);
+}
+
+/** "Back to camera": the camera again if it ran before the photo, else the idle page. */
+function backToCamera() {
+  if (!controls().close) return;
+  closeStill();
+  publishFaces([], 'live');
+  if (resumeCamera && !state.cameraProblem) start();
+  else enter('ready', readyText());
+}
 
 async function analysePhoto(file) {
-  if (!file) return;
-  if (running) stop();
+  els.photo.value = ''; // the same file picked again is a new change
+  if (!file || !controls().photo) return;
   hideMessage();
-  const c = els.stillImage;
+  let picture;
   try {
-    await drawPhoto(file, c);
+    picture = await drawPhoto(file); // decoded first: a file it cannot read leaves the camera running
   } catch (err) {
     if (!(err instanceof PhotoError)) throw err;
     showMessage(err.title, err.message);
     return;
   }
-  const w = c.width, h = c.height;
+  if (!controls().photo) return; // the page moved on while the file was read
+  if (phase === 'running') resumeCamera = true;
+  else if (phase === 'ready') resumeCamera = false; // (a photo after a photo keeps it)
+  stopCamera();
+  clearOverlay(els.overlay);
+  const c = els.stillImage, w = picture.width, h = picture.height;
+  c.width = w; c.height = h;
+  c.getContext('2d').drawImage(picture, 0, 0);
+  clearOverlay(els.stillOverlay);
+  publishFaces([], 'still');
   els.stillWrap.hidden = false;
   document.body.classList.add('still-mode');
-  setStatus('analysing', 'Analysing photo…');
+  enter('analysing', 'Analysing photo…');
   // A still photo may hold many small faces and there is no next frame: the thorough detector
   // (letterboxed pass + overlapping tiles at a finer scale).
   const thorough = { detect: (s, sw, sh) => detector.detect(s, sw, sh, { thorough: true }) };
   let r;
-  els.modelSelect.disabled = true; // the photo is classified by the model it started with
   try {
     r = await analyse(c, w, h, thorough, classifier, scratch);
-  } finally {
-    els.modelSelect.disabled = false;
+  } catch (err) {
+    console.error(err);
+    closeStill();
+    publishFaces([], 'live');
+    if (resumeCamera) await start(); else enter('ready', readyText());
+    showMessage('Could not analyse the photo', String(err && err.message || err));
+    return;
   }
   const faces = numberByPosition(r.faces);
   drawOverlay(els.stillOverlay, faces, labelsOrDefault(), { width: w, height: h, mirror: false });
   state.detectMs = r.detectMs;
-  if (r.faces.length && classifier) state.classifyPerFaceMs = r.classifyMs / r.faces.length;
+  state.classifyPerFaceMs = r.faces.length && classifier ? r.classifyMs / r.faces.length : null;
   publishFaces(faces, 'still');
-  setStatus('ready', r.faces.length ? `${r.faces.length} face(s) in the photo` : 'No face found in the photo');
+  enter('photo', r.faces.length ? `${r.faces.length} face(s) in the photo` : 'No face found in the photo');
 }
 
 // ---- models: the default or a chosen variant ----
@@ -223,7 +284,7 @@ async function loadChosen(variant, onProgress) {
     const fallback = pickVariant(variants, null);
     if (!variant || variant.default || !fallback) throw err;
     console.error(err);
-    showMessage(`${variant.title} is unavailable`, `${err.message} Using ${fallback.title} instead.`, 'warning');
+    showMessage(`${variant.title} is unavailable`, sentences(err.message, `Using ${fallback.title} instead.`), 'warning');
     modelMessage = true;
     return { ensemble: await loadEnsemble(fallback, onProgress), variant: fallback };
   }
@@ -255,10 +316,9 @@ function renderModelChoice() {
 
 function setModelBusy(busy) {
   state.switchingModel = busy;
-  els.modelSelect.disabled = busy;
   els.modelChoice.setAttribute('aria-busy', String(busy));
-  els.photo.disabled = busy;
   document.body.dataset.model = busy ? 'loading' : 'ready';
+  render();
 }
 
 /**
@@ -267,7 +327,7 @@ function setModelBusy(busy) {
  */
 async function switchModel(id) {
   const next = variants.find((v) => v.id === id);
-  if (!next || state.switchingModel || id === state.variant) return;
+  if (!next || !controls().model || id === state.variant) return;
   rememberVariant(id);
   setModelBusy(true);
   if (modelMessage) { hideMessage(); modelMessage = false; }
@@ -277,7 +337,6 @@ async function switchModel(id) {
   if (live) live.setClassifier(null);
   if (old) old.dispose();
   const status = (text) => { els.status.textContent = text; };
-  const before = els.status.textContent;
   status(`Loading ${next.title}…`);
   try {
     const r = await loadChosen(next, (i, n, name) => status(`Loading model ${i + 1}/${n} (${name})…`));
@@ -289,12 +348,12 @@ async function switchModel(id) {
     console.error(err);
     state.error = 'models';
     state.variant = null; // nothing loaded: any choice, the previous one too, tries again
-    showMessage('Expression models failed to load', `${err.message} Faces will still be boxed, without labels.`, 'warning');
+    showMessage('Expression models failed to load', sentences(err.message, 'Faces will still be boxed, without labels.'), 'warning');
     modelMessage = true;
   } finally {
     setModelBusy(false);
-    if (!running) status(before);
-    else if (!state.faces.length) status('Looking for faces…');
+    // The status line of the state the page is in now (it may have changed meanwhile).
+    status(phase === 'running' ? facesText(state.faces.length) : phaseText);
   }
 }
 
@@ -336,72 +395,67 @@ async function maybeSwitchToWebgl() {
 
 async function init() {
   document.body.dataset.faces = '0';
-  setStatus('loading', 'Loading…');
-  els.toggle.addEventListener('click', () => (running ? stop() : start()));
-  els.switchCam.addEventListener('click', switchCamera);
-  els.photo.addEventListener('change', () => analysePhoto(els.photo.files[0]));
-  els.stillClose.addEventListener('click', () => { closeStill(); publishFaces([], 'live'); });
-  els.modelSelect.addEventListener('change', () => switchModel(els.modelSelect.value));
-  els.modelSelect.disabled = true; // until the page is ready
-  registerServiceWorker().then((reg) => { state.serviceWorker = !!reg; });
-
   const problem = currentCameraProblem();
   state.cameraProblem = problem && problem.code;
+  enter('loading', 'Loading…');
+  els.toggle.addEventListener('click', toggleCamera);
+  els.switchCam.addEventListener('click', switchCamera);
+  els.photo.addEventListener('change', () => analysePhoto(els.photo.files[0]));
+  els.stillClose.addEventListener('click', backToCamera);
+  els.modelSelect.addEventListener('change', () => switchModel(els.modelSelect.value));
+  registerServiceWorker().then((reg) => { state.serviceWorker = !!reg; });
+
   if (problem) {
     showMessage(problem.title, problem.message, 'warning');
-    els.toggle.disabled = true;
-    els.switchCam.disabled = true;
     $('idle-text').textContent = 'The live camera is not available here; tap Photo to analyse a still picture.';
   }
 
   try {
     state.backend = await chooseBackend({ lazy: true });
-    setStatus('loading', 'Loading face detector…');
+    enter('loading', 'Loading face detector…');
     detector = await new FaceDetector().load();
   } catch (err) {
     console.error(err);
     state.error = 'detector';
-    setStatus('error', 'Could not start');
-    showMessage('The face detector failed to load', `${err.message}. Reload the page; if it persists, check that the server is running.`);
+    enter('failed', 'Could not start');
+    showMessage('The face detector failed to load', sentences(err.message, 'Reload the page; if it persists, check that the server is running.'));
     return;
   }
   try {
-    setStatus('loading', 'Loading expression models…');
+    enter('loading', 'Loading expression models…');
     topManifest = await fetchManifest();
     variants = listVariants(topManifest);
     const r = await loadChosen(pickVariant(variants, rememberedVariant()),
-      (i, n, name) => setStatus('loading', `Loading model ${i + 1}/${n} (${name})…`));
+      (i, n, name) => enter('loading', `Loading model ${i + 1}/${n} (${name})…`));
     useEnsemble(r.ensemble, r.variant);
     renderModelChoice();
   } catch (err) {
     console.error(err);
     state.error = 'models';
-    showMessage('Expression models failed to load', `${err.message} Faces will still be boxed, without labels.`, 'warning');
+    showMessage('Expression models failed to load', sentences(err.message, 'Faces will still be boxed, without labels.'), 'warning');
   }
   try {
     await maybeSwitchToWebgl();
-    setStatus('loading', 'Warming up…');
+    enter('loading', 'Warming up…');
     await detector.warmup();
     if (classifier) await classifier.warmup();
   } catch (err) {
     console.error(err);
     state.error = 'warmup';
-    setStatus('error', 'Could not start');
-    showMessage('Recognition could not start', `${err.message}. Try ?backend=cpu in the address bar.`);
+    enter('failed', 'Could not start');
+    showMessage('Recognition could not start', sentences(err.message, 'Try ?backend=cpu in the address bar.'));
     return;
   }
   live = new LivePipeline(detector, classifier, liveOptions(location.search));
   state.ready = true;
   setModelBusy(false);
-  updateStats();
-  if (!problem) els.toggle.disabled = false;
-  setStatus('ready', problem ? 'Photo mode only' : 'Ready — press Start');
+  enter('ready', readyText());
   if (new URLSearchParams(location.search).get('autostart') === '1' && !problem) start();
 }
 
 init().catch((err) => {
   console.error(err);
   state.error = 'init';
-  setStatus('error', 'Could not start');
+  enter('failed', 'Could not start');
   showMessage('Something went wrong', String(err && err.message || err));
 });

@@ -13,3 +13,14 @@ export function showMessage(box, title, text, kind = 'error') {
 }
 
 export function hideMessage(box) { box.hidden = true; }
+
+/**
+ * `parts` as one text of sentences: each part ends with exactly one full stop (an exception's
+ * message may or may not bring its own), so "…browser." + "Reload…" never reads "browser..".
+ */
+export function sentences(...parts) {
+  return parts.filter(Boolean).map((p) => {
+    const t = String(p).trim();
+    return /[.!?…]$/.test(t) ? t : `${t}.`;
+  }).join(' ');
+}

@@ -4,11 +4,17 @@
 // answer is lost (network error, server error), the same form is re-sent once with the same key,
 // and pressing Upload again for the same face and label re-sends it too. The server then returns
 // the deletion token of the contribution it already stored instead of storing it twice.
+// Once a face and label are stored, Upload stays off until the face or the label changes: a
+// second tap would add a second claim on the same face.
+// The faces are numbered in reading order (numbering.js), on the photo (overlay.js, as on the
+// live page) and on their crops, so "Face 2" is the same face in both places.
 import { chooseBackend } from './env.js';
 import { FaceDetector } from './detector.js';
 import { drawAligned, toGray, grayToCanvas } from './align.js';
 import { drawPhoto, PhotoError } from './photo.js';
-import { showMessage as showIn, hideMessage } from './message.js';
+import { showMessage as showIn, hideMessage, sentences } from './message.js';
+import { numberByPosition } from './numbering.js';
+import { drawOverlay, clearOverlay } from './overlay.js';
 
 export const STORE_KEY = 'fer-hybrid.uploads';
 export const PENDING_KEY = 'fer-hybrid.pending';
@@ -16,17 +22,21 @@ export const CROP_SIZE = 128;
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  file: $('file'), status: $('status'), preview: $('photo-preview'), cropCard: $('crop-card'), crops: $('crops'),
+  file: $('file'), status: $('status'), preview: $('photo-preview'), previewOverlay: $('preview-overlay'), cropCard: $('crop-card'), crops: $('crops'),
   form: $('form'), labels: $('labels'), consent: $('consent'), sendOriginal: $('send-original'), submit: $('submit'),
   result: $('result'), uploads: $('uploads'), deleteAll: $('delete-all'), deleteResult: $('delete-result'), message: $('message'),
 };
-const state = { ready: false, faces: 0, selected: -1, lastUpload: null, error: null };
+// faces: how many were found; numbered: [{number, box}] in crop order (box in photo pixels).
+const state = { ready: false, faces: 0, numbered: [], selected: -1, lastUpload: null, error: null };
 window.ferUploadState = state;
 
 let detector = null;
 let photoFile = null;
 let cropCanvases = [];
 let pending = null; // { key, sig } of the contribution whose answer has not arrived
+let sending = false; // an upload is on its way
+let photoNumber = 0; // counts the photos chosen, so that a choice names its photo
+let stored = null; // choice() of the face and label already stored
 
 export function loadUploads() {
   try { return JSON.parse(localStorage.getItem(STORE_KEY) || '[]'); } catch { return []; }
@@ -63,8 +73,12 @@ function selectedLabel() {
   return r ? r.value : null;
 }
 
+/** The photo, face and label chosen now, as one string. */
+const choice = () => `${photoNumber}|${state.selected}|${selectedLabel()}`;
+
 function refreshSubmit() {
-  els.submit.disabled = !(els.consent.checked && selectedLabel() && state.selected >= 0);
+  const complete = els.consent.checked && selectedLabel() && state.selected >= 0;
+  els.submit.disabled = !complete || sending || choice() === stored;
 }
 
 function selectCrop(i) {
@@ -78,9 +92,11 @@ async function handleFile(file) {
   hideMessage(els.message);
   photoFile = file || null;
   pending = null;
-  state.selected = -1; state.faces = 0; cropCanvases = [];
+  photoNumber++;
+  state.selected = -1; state.faces = 0; state.numbered = []; cropCanvases = [];
   els.crops.replaceChildren();
   els.cropCard.hidden = true;
+  clearOverlay(els.previewOverlay);
   refreshSubmit();
   if (!file) return;
   let work;
@@ -98,25 +114,29 @@ async function handleFile(file) {
   pctx.drawImage(work, 0, 0, pv.width, pv.height);
   if (!detector) { showMessage('Face detector not ready', 'Wait until it has loaded, then choose the photo again.'); return; }
   els.status.textContent = 'Looking for faces…';
-  const dets = await detector.detect(work, w, h);
-  state.faces = dets.length;
-  document.body.dataset.faces = String(dets.length);
-  pctx.lineWidth = 3; pctx.strokeStyle = '#ffd740';
-  dets.forEach((d) => pctx.strokeRect(d.box.x * ps, d.box.y * ps, d.box.w * ps, d.box.h * ps));
-  if (!dets.length) {
+  const faces = numberByPosition(await detector.detect(work, w, h)); // reading order, numbered
+  state.faces = faces.length;
+  state.numbered = faces.map((f) => ({ number: f.number, box: { ...f.box } }));
+  document.body.dataset.faces = String(faces.length);
+  drawOverlay(els.previewOverlay, faces, null, { width: w, height: h });
+  if (!faces.length) {
     els.status.textContent = 'No face found. Try a photo where the face is larger, frontal and well lit.';
     return;
   }
-  els.status.textContent = `${dets.length} face(s) found.`;
-  dets.forEach((d, i) => {
+  els.status.textContent = `${faces.length} face(s) found.`;
+  faces.forEach((d, i) => {
     const rgb = drawAligned(work, d, CROP_SIZE);
     const gray = toGray(rgb.getContext('2d').getImageData(0, 0, CROP_SIZE, CROP_SIZE));
     const c = grayToCanvas(gray, CROP_SIZE);
     cropCanvases.push(c);
     const b = document.createElement('button');
     b.type = 'button';
-    b.setAttribute('aria-label', `Face ${i + 1}`);
-    b.append(c);
+    b.setAttribute('aria-label', `Face ${d.number}`);
+    const num = document.createElement('b');
+    num.className = 'crop-num';
+    num.setAttribute('aria-hidden', 'true'); // the button's label says it
+    num.textContent = String(d.number);
+    b.append(c, num);
     b.addEventListener('click', () => selectCrop(i));
     els.crops.append(b);
   });
@@ -138,8 +158,10 @@ async function errorText(res) {
 async function submit(ev) {
   ev.preventDefault();
   const label = selectedLabel();
-  if (!els.consent.checked || !label || state.selected < 0) return;
-  els.submit.disabled = true;
+  if (els.submit.disabled || !label) return; // nothing to send, or sent already
+  const sent = choice();
+  sending = true;
+  refreshSubmit();
   els.result.textContent = 'Uploading…';
   const crop = await new Promise((resolve) => cropCanvases[state.selected].toBlob(resolve, 'image/png'));
   const fd = new FormData();
@@ -170,6 +192,7 @@ async function submit(ev) {
     if (attempt < 2) continue; // retry once with the same key
     els.result.textContent = '';
     showMessage('Upload not confirmed', `The server did not answer (${lost}). It may have stored the photo: press Upload again to re-send it; it will not be stored twice.`);
+    sending = false;
     refreshSubmit();
     return;
   }
@@ -179,6 +202,7 @@ async function submit(ev) {
     els.result.textContent = '';
     state.error = await errorText(res);
     showMessage(`Upload refused (${res.status})`, state.error);
+    sending = false;
     refreshSubmit();
     return;
   }
@@ -188,9 +212,11 @@ async function submit(ev) {
   list.push({ id: body.id, token: body.deletion_token, label: body.label, duplicate: !!body.duplicate, at: Date.now() });
   saveUploads(list);
   els.result.dataset.status = 'ok';
-  els.result.textContent = body.duplicate
+  els.result.textContent = (body.duplicate
     ? `Thank you! This crop was already in the dataset (label “${body.label}”).`
-    : `Thank you! Uploaded as “${body.label}”.`;
+    : `Thank you! Uploaded as “${body.label}”.`) + ' To send another, choose another face or photo.';
+  stored = sent;
+  sending = false;
   refreshSubmit();
 }
 
@@ -230,7 +256,7 @@ async function init() {
     state.error = err.message;
     document.body.dataset.state = 'error';
     els.status.textContent = '';
-    showMessage('The face detector failed to load', `${err.message}. Reload the page.`);
+    showMessage('The face detector failed to load', sentences(err.message, 'Reload the page.'));
   }
 }
 
