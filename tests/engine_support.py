@@ -68,7 +68,7 @@ def analyse_photo(browser) -> list[dict]:
     # A status the page never sets, so the wait cannot see an earlier result.
     browser.run("window.ferState.status = 'test-pending';")
     pick_photo(browser, "#photo")
-    browser.wait("window.ferState.status === 'ready' && window.ferState.mode === 'still'", 60)
+    browser.wait("window.ferState.status === 'photo' && window.ferState.mode === 'still'", 60)
     return sorted(browser.run(FACES), key=lambda f: f["box"]["x"])
 
 
