@@ -8,8 +8,9 @@ client's Content-Type. Every image goes through three stages:
    decoding it will take (`Header.decode_bytes`, for the server's decode budget). Nothing is
    decoded yet, so forged headers and decompression bombs cost almost nothing.
 2. `decode` decodes every pixel and rejects what the decoder had to make up: truncated data
-   (including JPEGs cut short and closed with an EOI marker, which libjpeg silently pads) and
-   images that are mostly one flat colour (what padding and blank images look like).
+   (JPEGs go through libjpeg-turbo in strict mode, `simplejpeg`, which turns every warning
+   libjpeg would pad over, such as a scan cut short and closed with an end marker, into an
+   error) and images that are mostly one flat colour (what padding and blank images look like).
 3. The pixels are re-encoded from scratch, so no EXIF/ICC/text metadata survives: crops as
    lossless PNG, originals in their own format unless that would store far more bytes than
    were sent (then as a JPEG whose quality steps down until it fits).
@@ -27,15 +28,10 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
-from PIL import Image, ImageChops, ImageOps
+import simplejpeg
+from PIL import ExifTags, Image, ImageChops
 
-from .image_structure import (
-    JpegLayout,
-    jpeg_layout,
-    least_complete_size,
-    png_inflated_bytes,
-    restart_markers_missing,
-)
+from .image_structure import JpegLayout, jpeg_layout, least_complete_size, png_inflated_bytes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -184,75 +180,72 @@ def decode(
     head = probe(data, what=what, min_side=min_side, max_side=max_side, max_pixels=max_pixels)
     if head.format == "PNG":
         _check_png_complete(data, what)
-    full = _check_jpeg_complete(data, what) if head.format == "JPEG" else None
-    img = full if full is not None else _load(data, head.format, what)
-    try:
-        img = ImageOps.exif_transpose(img)  # honour orientation, then drop the EXIF
-    except Exception as err:  # noqa: BLE001 - a damaged EXIF block
-        raise ImageRejected(f"{what} has a damaged orientation (EXIF) block") from err
+    source = _open(data, head.format, what)
+    img = _decode_jpeg(data, source, what) if head.format == "JPEG" else _load(source, what)
+    img = _upright(img, source, what)
     img = _plain_mode(img)
     _check_not_flat(img, what)
     return img
 
 
-def _load(data: bytes, fmt: str, what: str, scale: int = 1) -> Image.Image:
-    """Decode every byte (at 1/`scale` size for JPEG); truncated or corrupt data raises."""
-    img = _open(data, fmt, what)
+def _load(img: Image.Image, what: str) -> Image.Image:
+    """Decode every byte of a lazily opened image; truncated or corrupt data raises."""
     try:
-        if scale > 1:
-            img.draft(img.mode, (max(1, img.width // scale), max(1, img.height // scale)))
         img.load()
     except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad data
         raise ImageRejected(
-            f"{what} is truncated or corrupt: its {fmt} data ends early or does not decode"
+            f"{what} is truncated or corrupt: its {img.format} data ends early or does not decode"
         ) from err
     return img
 
 
-#: Bytes that are never read when a JPEG's scans are complete (no FF, so no marker).
-_FILLER = bytes((i * 113 + 29) % 255 for i in range(512))
+def _decode_jpeg(data: bytes, source: Image.Image, what: str) -> Image.Image:
+    """Decode a JPEG with libjpeg-turbo in strict mode: any recoverable error refuses it.
 
-
-def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
-    """Reject a JPEG whose last scan ends before its last block (libjpeg pads it silently).
-
-    Returns the image when it had to be decoded at full size anyway (progressive), else None.
-
-    A JPEG cut short and closed with an EOI marker decodes without error: libjpeg meets the
-    marker where more scan data should be and fills the rest of the image with zeros (one
-    flat colour). Pillow does not report that warning, so ask the decoder differently: insert
-    filler bytes just before the marker that ends the last scan and decode again. A complete
-    scan never reads them (identical pixels); a truncated one decodes them instead of zeros
-    (different pixels). Sequential JPEGs are compared at 1/8 size (DC terms only: cheap, and
-    every block's DC is in the one scan); progressive ones at full size, because their last
-    scan usually carries only fine detail. A cut exactly at a restart marker is invisible to
-    that probe (libjpeg skips the filler while looking for the next marker), so the restart
-    markers are counted first.
+    libjpeg only warns when a scan stops early ("premature end of data segment"), when a
+    restart marker is missing or when a table is bogus, and fills what is missing with flat grey;
+    Pillow does not report those warnings, so a cut file followed by any segment and an end
+    marker decoded "fine". `simplejpeg.decode_jpeg(strict=True)` raises on every one of them.
+    The pixels are the same as Pillow's (same library, same default DCT and upsampling).
     """
-    layout = jpeg_layout(data)
-    if restart_markers_missing(layout):
-        raise ImageRejected(
-            f"{what} is truncated: its JPEG data stops before the last part of the picture "
-            "(some of its restart markers are missing)"
-        )
-    if layout.scan_end is None:
-        return None  # no scan end found: the full decode reports the damage
-    scale = 1 if layout.progressive else 8
-    sent = _load(data, "JPEG", what, scale)
-    padded = data[: layout.scan_end] + _FILLER + data[layout.scan_end :]
+    cmyk = source.mode == "CMYK"
+    colorspace = {"L": "GRAY", "CMYK": "CMYK"}.get(source.mode, "RGB")
     try:
-        probe_img = _load(padded, "JPEG", what, scale)
-        same = (
-            sent.size == probe_img.size and ImageChops.difference(sent, probe_img).getbbox() is None
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace=colorspace, fastdct=False, fastupsample=False, strict=True
         )
-    except ImageRejected:
-        same = False  # the decoder read the filler, so the scan was not complete
-    if not same:
+    except Exception as err:  # noqa: BLE001 - ValueError with libjpeg's text: not for users
         raise ImageRejected(
-            f"{what} is truncated: its JPEG data stops before the last part of the picture "
+            f"{what} is truncated or corrupt: its JPEG data ends early or does not decode "
             "(the rest would be filled with one flat colour)"
-        )
-    return sent if scale == 1 else None
+        ) from err
+    if colorspace == "GRAY":
+        return Image.fromarray(pixels[..., 0], "L")
+    if cmyk and "adobe" in source.info:  # Adobe writes CMYK inverted; Pillow reads it so too
+        pixels = 255 - pixels
+    return Image.fromarray(pixels, "CMYK" if cmyk else "RGB")
+
+
+#: EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(img: Image.Image, source: Image.Image, what: str) -> Image.Image:
+    """Honour the EXIF orientation of `source` (the EXIF itself is never stored)."""
+    try:
+        orientation = source.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception as err:  # noqa: BLE001 - a damaged EXIF block
+        raise ImageRejected(f"{what} has a damaged orientation (EXIF) block") from err
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img
 
 
 def _check_png_complete(data: bytes, what: str) -> None:

@@ -182,15 +182,23 @@ def test_truncated_original_jpeg_is_rejected(client, settings, astronaut_rgb):
 
 @pytest.fixture
 def decoded(monkeypatch):
-    """The sizes of every image Pillow decodes (ImageFile.load) during the test."""
+    """The sizes of every image decoded during the test: by Pillow (ImageFile.load) or, for
+    JPEG, by libjpeg-turbo (simplejpeg.decode_jpeg)."""
     sizes = []
     real_load = ImageFile.ImageFile.load
+    real_jpeg = images.simplejpeg.decode_jpeg
 
     def spy(self):
         sizes.append(self.size)
         return real_load(self)
 
+    def jpeg_spy(data, *args, **kwargs):
+        height, width = images.simplejpeg.decode_jpeg_header(data)[:2]
+        sizes.append((width, height))
+        return real_jpeg(data, *args, **kwargs)
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    monkeypatch.setattr(images.simplejpeg, "decode_jpeg", jpeg_spy)
     return sizes
 
 
