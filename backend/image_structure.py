@@ -7,6 +7,7 @@
   left to the strict decoder: marker walking cannot tell where a cut scan ends);
 * `least_complete_size` is a lower bound on the bytes a complete file of a given format and
   size must hold (a 1 KB file cannot be a complete 4096x4096 JPEG);
+* `webp_is_lossless` tells a lossless WebP (VP8L) from a lossy one (VP8) by its chunks;
 * `png_inflated_bytes` inflates a PNG's IDAT chunks in bounded steps and says how many of the
   bytes its header needs are really there (Pillow fills missing rows black).
 """
@@ -85,6 +86,19 @@ def least_complete_size(
         raw = height * (1 + math.ceil(width * channels * depth / 8))  # + 1 filter byte a row
         return raw // DEFLATE_MAX_RATIO
     return 0  # WebP (lossless or VP8) can code a flat image in almost nothing: checked later
+
+
+def webp_is_lossless(data: bytes) -> bool:
+    """True when the WebP's image chunk is VP8L (lossless); False for VP8 (lossy, with or
+    without an alpha chunk). Walks the RIFF chunks, so extended (VP8X) files are read too."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind = data[pos : pos + 4]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return False
 
 
 #: Adam7 passes: (first column, first row, column step, row step).
