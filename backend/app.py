@@ -21,6 +21,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 from .assets import AssetVersion
 from .hosts import TrustedHostMiddleware, TrustedHosts
+from .memory import tune_malloc
 from .middleware import (
     BodySizeLimitMiddleware,
     HeaderLimitMiddleware,
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Before any upload is decoded: freed decode buffers go back to the OS (backend/memory.py).
+        tune_malloc()
         trusted.names()  # LAN addresses + certificate names, once, before the first request
         report = store.recover()
         app.state.recovery = report
