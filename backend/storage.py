@@ -28,10 +28,14 @@ Design
 * Writes are atomic: temp file in the destination folder -> fsync -> os.replace -> fsync(dir),
   all inside an SQLite `BEGIN IMMEDIATE` transaction (a cross-process write lock), committed
   only after the file is in place; any failure removes the new file and rolls back.
-  Deletion renames the file aside, commits, then unlinks (restoring it if the commit fails).
-* `recover()` (run at startup, under the same lock) deletes temp files, crop/original files named
-  like ours that no row references, and rows whose crop file is missing. Files that do not look
-  like ours (not `<64 hex>.<ext>`) are never touched, so hand-added images survive.
+  Deletion renames the files it removes aside (`.deleting-<name>`, same folder), commits, then
+  unlinks them (renaming them back if the commit fails). So a reader never sees a row whose file
+  is gone, and a crash at any point is undone or finished by recovery, never half done.
+* `recover()` (run at startup, under the same lock) first settles interrupted deletions: a file
+  moved aside whose row or claim is still there (the deletion never committed) is renamed back,
+  one that nothing refers to any more is removed. Then it deletes temp files, crop/original files
+  named like ours that no row references, and rows whose crop file is missing. Files that do not
+  look like ours (not `<64 hex>.<ext>`) are never touched, so hand-added images survive.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from contract import LABELS, ORIGINALS
-from contract.files import TMP_PREFIX, atomic_write, temp_path
+from contract.files import TMP_PREFIX, atomic_write
 
 from .images import CleanImage
 
@@ -64,6 +68,8 @@ OUR_FILE = re.compile(r"^[0-9a-f]{64}\.(png|jpg|webp)$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+#: A file a DELETE moved aside until its transaction commits (see the module docstring).
+ASIDE_PREFIX = ".deleting-"
 
 SCHEMA_VERSION = 2
 # Version 2, as a fresh store gets it. The columns added since version 1 come last, so a migrated
@@ -134,10 +140,16 @@ class RecoveryReport:
     temp_files: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
     orphan_rows: list[str] = field(default_factory=list)
+    restored_files: list[str] = field(default_factory=list)  # an uncommitted deletion undone
 
     @property
     def total(self) -> int:
-        return len(self.temp_files) + len(self.orphan_files) + len(self.orphan_rows)
+        return (
+            len(self.temp_files)
+            + len(self.orphan_files)
+            + len(self.orphan_rows)
+            + len(self.restored_files)
+        )
 
 
 def _now() -> str:
@@ -151,6 +163,11 @@ def hash_token(token: str) -> str:
 
 def _statements(script: str) -> list[str]:
     return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
+def aside_path(path: Path) -> Path:
+    """Where DELETE keeps `path` until its transaction commits (same folder: atomic renames)."""
+    return path.with_name(ASIDE_PREFIX + path.name)
 
 
 def _size(path: Path) -> int:
@@ -449,7 +466,7 @@ class UploadStore:
                     doomed.append(self.crop_path(row[0], row[1]))
                 for path in doomed:
                     if path.exists():
-                        tmp = temp_path(path)
+                        tmp = aside_path(path)
                         os.replace(path, tmp)
                         aside.append((path, tmp))
         except BaseException:
@@ -457,7 +474,7 @@ class UploadStore:
                 with contextlib.suppress(OSError):
                     os.replace(tmp, path)
             raise
-        for _path, tmp in aside:
+        for _path, tmp in aside:  # committed: a crash before this leaves them to recover()
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
@@ -480,11 +497,40 @@ class UploadStore:
             return conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
 
     # -- crash recovery -----------------------------------------------------------------------
+    def _settle_deletions(self, conn: sqlite3.Connection, report: RecoveryReport) -> None:
+        """Files a DELETE moved aside: back in place when their row or claim is still there
+        (the transaction never committed), else removed (it did; only the unlink was missed)."""
+        crops = {(label, sha) for label, sha in conn.execute("SELECT label, sha256 FROM uploads")}
+        originals = {
+            f"{sha}.{ext}"
+            for sha, ext in conn.execute(
+                "SELECT original_sha256, original_ext FROM claims WHERE original_sha256 IS NOT NULL"
+            )
+        }
+        for folder in [self.root / label for label in LABELS] + [self.root / ORIGINALS]:
+            if not folder.is_dir():
+                continue
+            for aside in folder.glob(f"{ASIDE_PREFIX}*"):
+                target = folder / aside.name[len(ASIDE_PREFIX) :]
+                if not OUR_FILE.match(target.name):
+                    continue
+                if folder.name == ORIGINALS:
+                    wanted = target.name in originals
+                else:
+                    wanted = target.suffix == ".png" and (folder.name, target.stem) in crops
+                if wanted and not target.exists():
+                    os.replace(aside, target)
+                    report.restored_files.append(str(target))
+                else:
+                    aside.unlink()
+                    report.orphan_files.append(str(aside))
+
     def recover(self) -> RecoveryReport:
         """Remove what an interrupted write or delete may have left behind."""
         report = RecoveryReport()
         folders = [self.root / label for label in LABELS] + [self.root / ORIGINALS]
         with self._write_txn() as conn:
+            self._settle_deletions(conn, report)  # first: a restored file is not an orphan row
             for folder in folders:
                 if folder.is_dir():
                     for tmp in folder.glob(f"{TMP_PREFIX}*"):
@@ -523,7 +569,9 @@ class UploadStore:
                         report.orphan_files.append(str(path))
         if report.total:
             log.warning(
-                "upload store recovery: removed %d temp file(s), %d orphan file(s), %d orphan row(s)",
+                "upload store recovery: restored %d file(s) of an interrupted deletion; removed "
+                "%d temp file(s), %d orphan file(s), %d orphan row(s)",
+                len(report.restored_files),
                 len(report.temp_files),
                 len(report.orphan_files),
                 len(report.orphan_rows),
