@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = store.recover()
         app.state.recovery = report
         yield
+        store.close()
 
     from importlib.metadata import PackageNotFoundError, version
 

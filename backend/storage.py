@@ -31,6 +31,11 @@ Design
   Deletion renames the files it removes aside (`.deleting-<name>`, same folder), commits, then
   unlinks them (renaming them back if the commit fails). So a reader never sees a row whose file
   is gone, and a crash at any point is undone or finished by recovery, never half done.
+* A full disk: an upload that meets it (ENOSPC writing a file, SQLITE_FULL committing) is a 507
+  that stores nothing. A deletion needs a few pages of free disk too (SQLite writes its WAL
+  before it frees anything), so the store keeps a `.reserve` file of RESERVE_BYTES: a DELETE
+  that meets a full disk gives it up and tries once more, and it is made again once a deletion
+  has freed space. So contributors can withdraw their photos while the disk is full.
 * `recover()` (run at startup, under the same lock) first settles interrupted deletions: a file
   moved aside whose row or claim is still there (the deletion never committed) is renamed back,
   one that nothing refers to any more is removed. Then it deletes temp files, crop/original files
@@ -41,6 +46,7 @@ Design
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import logging
@@ -70,6 +76,14 @@ UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 #: A file a DELETE moved aside until its transaction commits (see the module docstring).
 ASIDE_PREFIX = ".deleting-"
+#: Disk space kept free for deletions (a DELETE's WAL frames take a few tens of KB).
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 1024 * 1024
+DISK_FULL_POST = "the server's disk is full: nothing was stored; try again later"
+DISK_FULL_DELETE = (
+    "the server's disk is full, so the photo could not be withdrawn yet; nothing changed, "
+    "try again later"
+)
 
 SCHEMA_VERSION = 2
 # Version 2, as a fresh store gets it. The columns added since version 1 come last, so a migrated
@@ -165,6 +179,16 @@ def _statements(script: str) -> list[str]:
     return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
 
 
+def disk_full(err: BaseException) -> bool:
+    """True for the errors a full disk (or a used-up disk quota) raises, from Python or SQLite."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(err, sqlite3.OperationalError):
+        code = getattr(err, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or (code is None and "disk is full" in str(err))
+    return False
+
+
 def aside_path(path: Path) -> Path:
     """Where DELETE keeps `path` until its transaction commits (same folder: atomic renames)."""
     return path.with_name(ASIDE_PREFIX + path.name)
@@ -186,11 +210,20 @@ class UploadStore:
         self._lock = (
             threading.Lock()
         )  # serialises writers in this process; SQLite does across processes
+        self._reserve_lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
+        # Held open, never queried: while one connection is open SQLite keeps the -wal and -shm
+        # files (the last one to close deletes them), so a request never has to create them,
+        # which needs free disk; on a full disk that made even reads fail ("disk I/O error").
+        self._keeper = sqlite3.connect(self.db_path, check_same_thread=False)
+        self._keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         with self._write_txn() as conn:  # one process creates or migrates; the others wait
             self._ensure_schema(conn)
+        if not self.ensure_reserve():
+            log.warning("no room for the %d-byte reserve in %s: the disk is full", RESERVE_BYTES,
+                        self.root)
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -226,6 +259,10 @@ class UploadStore:
             log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Let go of the connection that keeps the WAL files (the app does at shutdown)."""
+        self._keeper.close()
 
     # -- plumbing -----------------------------------------------------------------------------
     @property
@@ -359,10 +396,12 @@ class UploadStore:
                         key_hash,
                     ),
                 )
-        except BaseException:
+        except BaseException as err:
             for path in created:
                 with contextlib.suppress(OSError):
                     path.unlink()
+            if disk_full(err):
+                raise UploadError(507, DISK_FULL_POST) from err
             raise
         return StoredUpload(upload_id, label, crop.sha256, token, duplicate)
 
@@ -436,6 +475,23 @@ class UploadStore:
             raise UploadError(403, "the X-Deletion-Token header is required")
         if not UPLOAD_ID.match(upload_id or ""):
             raise UploadError(404, "no upload with this id")
+        try:
+            self._delete(upload_id, token)
+        except (OSError, sqlite3.OperationalError) as err:
+            if not disk_full(err):
+                raise
+            if not self.release_reserve():
+                raise UploadError(507, DISK_FULL_DELETE) from err
+            log.warning("the disk is full: the reserve went to a deletion")
+            try:
+                self._delete(upload_id, token)
+            except (OSError, sqlite3.OperationalError) as again:
+                if disk_full(again):
+                    raise UploadError(507, DISK_FULL_DELETE) from again
+                raise
+        self.ensure_reserve()  # the deletion freed space: put the reserve back if it was spent
+
+    def _delete(self, upload_id: str, token: str) -> None:
         aside: list[tuple[Path, Path]] = []
         try:
             with self._write_txn() as conn:
@@ -477,6 +533,38 @@ class UploadStore:
         for _path, tmp in aside:  # committed: a crash before this leaves them to recover()
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+    # -- the disk reserve ---------------------------------------------------------------------
+    @property
+    def reserve_path(self) -> Path:
+        return self.root / RESERVE_NAME
+
+    def ensure_reserve(self) -> bool:
+        """Make sure the reserve file holds RESERVE_BYTES of real blocks; False if no room."""
+        with self._reserve_lock:
+            with contextlib.suppress(OSError):
+                if self.reserve_path.stat().st_size >= RESERVE_BYTES:
+                    return True
+            try:
+                fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)  # allocated, not a sparse file
+                finally:
+                    os.close(fd)
+                return True
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.reserve_path.unlink()  # a partial reserve would only hold space
+                return False
+
+    def release_reserve(self) -> bool:
+        """Give the reserve's space back to the disk; False when there was none to give."""
+        with self._reserve_lock:
+            try:
+                self.reserve_path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
 
     def stats(self) -> dict[str, int]:
         counts = dict.fromkeys(LABELS, 0)

@@ -27,11 +27,21 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 class ServerProcess:
-    def __init__(self, root: Path, start_timeout: float = 60.0, **env: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        start_timeout: float = 60.0,
+        prefix: tuple[str, ...] = (),
+        custom_dir: Path | None = None,
+        **env: str,
+    ) -> None:
+        """`prefix`: a command the server runs under (e.g. one that mounts a small filesystem
+        first); `custom_dir`: the upload store's folder (default root/custom)."""
         self.root = Path(root)
+        self.prefix = tuple(prefix)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.custom_dir = self.root / "custom"
+        self.custom_dir = Path(custom_dir) if custom_dir is not None else self.root / "custom"
         self.start_timeout = start_timeout
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FER_HYBRID_")}
         self.env.update(
@@ -51,6 +61,7 @@ class ServerProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
+                    *self.prefix,
                     sys.executable, "-m", "training.cli", "serve", "--no-qr",
                     "--host", "127.0.0.1", "--port", str(self.port),
                     "--custom-dir", str(self.custom_dir),

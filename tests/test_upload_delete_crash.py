@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_backend_helpers import image_bytes, make_settings, stored_files
 
+from backend import storage
 from backend.app import create_app
 
 pytestmark = pytest.mark.slow  # a child interpreter per case
@@ -99,7 +100,8 @@ def test_last_contribution_with_original(tmp_path, repo_root, where):
             assert client.get("/api/uploads/stats").json()["total"] == 1
             assert client.delete(url, headers=token).status_code == 204
             assert digests(settings.custom_dir) == {}
-    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".") and p.is_file()]
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.name.startswith(".") and p.is_file()]
+    assert leftovers == [storage.RESERVE_NAME]  # no file moved aside, no temp file
 
 
 @pytest.mark.parametrize("where", ["after-move-1", "after-commit"])
