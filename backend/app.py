@@ -25,6 +25,7 @@ from .memory import tune_malloc
 from .middleware import (
     BodySizeLimitMiddleware,
     HeaderLimitMiddleware,
+    InternalErrorMiddleware,
     RelativeRedirectMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -115,9 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/models", AssetFiles(settings.models_dir), name="models")
 
     # add_middleware wraps: the last one added is the outermost. Security headers go on
-    # everything, including the limiters' 413/431s and the Host check's 400s; then the header
-    # limits, the Host allow-list (every path: DNS rebinding would read the API too), relative
-    # redirects, the body limit; gzip sits innermost.
+    # everything, including the limiters' 413/431s, the Host check's 400s and the JSON 500 of an
+    # internal error (the next layer in); then the header limits, the Host allow-list (every
+    # path: DNS rebinding would read the API too), relative redirects, the body limit; gzip
+    # sits innermost.
     app.add_middleware(
         GZipMiddleware,
         minimum_size=1024,
@@ -134,5 +136,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=lambda: settings.max_header_bytes,
         max_count=lambda: settings.max_header_count,
     )
+    app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
     return app

@@ -17,6 +17,7 @@ def free_port() -> int:
 @contextmanager
 def serve_in_thread(settings, tls=None, start_timeout: float = 30.0):
     """Serve `create_app(settings)` on 127.0.0.1:settings.port; `tls` = (certfile, keyfile).
+    Yields the app.
 
     Same Uvicorn options as `fer-hybrid serve` (backend.cli.uvicorn_options), bound to loopback.
     """
@@ -27,7 +28,8 @@ def serve_in_thread(settings, tls=None, start_timeout: float = 30.0):
 
     options = uvicorn_options(settings, tls)
     options.update(host="127.0.0.1", log_level="warning", lifespan="on")
-    config = uvicorn.Config(create_app(settings), **options)
+    app = create_app(settings)
+    config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -37,7 +39,7 @@ def serve_in_thread(settings, tls=None, start_timeout: float = 30.0):
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield
+        yield app  # the app being served (its state: the store, the settings)
     finally:
         server.should_exit = True
         thread.join(10)
