@@ -15,16 +15,20 @@ Design
   random deletion token, of which only the sha256 is stored. DELETE with a token withdraws that
   claim; the image and its row go when the last claim is withdrawn. So a duplicate upload never
   hands out power over somebody else's contribution, and each contributor can withdraw theirs.
-* A claim may carry the sha256 of a client-chosen idempotency key (`key_hash`, UNIQUE). Sending the
-  same key again with the same crop, label and original does not add a claim: it replaces the
-  claim's token hash with a fresh token's and returns that (`resent`). That is how a contributor
-  whose upload was committed but never acknowledged (crash, lost response) gets a working token.
-  The same key with other pixels, label or original is a 409.
+* A claim may carry the sha256 of a client-chosen idempotency key (`key_hash`, UNIQUE). The
+  deletion token of such a claim is derived from the key (HMAC-SHA256 under a random secret kept
+  in the `meta` table), so sending the same key again with the same crop, label and original
+  adds nothing and returns the same token (`resent`), however many re-sends run at once. That is
+  how a contributor whose upload was committed but never acknowledged (crash, lost response)
+  gets a working token. The same key with other pixels, label or original is a 409.
 * Quota: `usage()` is SUM(uploads.bytes) plus the distinct originals' `claims.original_bytes`
-  (what this store wrote; hand-added files are not counted). `add` refuses with 507 when a new
-  file would take it over `Quota`; duplicates and re-sends add no file and are always accepted.
+  (what this store wrote; hand-added files are not counted) plus CLAIM_ROW_BYTES per claim (its
+  row and index entries). `add` refuses with 507 what would take it over `Quota`: a duplicate
+  adds no file but a row, so it is refused too once the quota is reached; a re-send adds nothing
+  and is always answered.
 * `SCHEMA_VERSION` is kept in `PRAGMA user_version`; older stores are migrated in place when
-  opened (version 1 -> 2 adds the byte counts, filled from the files on disk, and `key_hash`).
+  opened (version 1 -> 2 adds the byte counts, filled from the files on disk, and `key_hash`;
+  2 -> 3 adds `meta` with the token secret).
 * Writes are atomic: temp file in the destination folder -> fsync -> os.replace -> fsync(dir),
   all inside an SQLite `BEGIN IMMEDIATE` transaction (a cross-process write lock), committed
   only after the file is in place; any failure removes the new file and rolls back.
@@ -45,6 +49,7 @@ Design
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import hashlib
@@ -85,7 +90,9 @@ DISK_FULL_DELETE = (
     "try again later"
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: What one claim counts for in the byte quota: its row and index entries, generously.
+CLAIM_ROW_BYTES = 512
 # Version 2, as a fresh store gets it. The columns added since version 1 come last, so a migrated
 # store has the same layout.
 SCHEMA = """
@@ -111,6 +118,10 @@ CREATE TABLE claims (
 );
 CREATE INDEX claims_upload ON claims(upload_id);
 CREATE UNIQUE INDEX claims_key ON claims(key_hash) WHERE key_hash IS NOT NULL;
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 MIGRATE_1_TO_2 = """
 ALTER TABLE uploads ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
@@ -118,6 +129,13 @@ ALTER TABLE claims ADD COLUMN original_bytes INTEGER;
 ALTER TABLE claims ADD COLUMN key_hash TEXT;
 CREATE UNIQUE INDEX claims_key ON claims(key_hash) WHERE key_hash IS NOT NULL;
 """
+MIGRATE_2_TO_3 = """
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+TOKEN_SECRET = "token_secret"
 
 
 class UploadError(Exception):
@@ -238,7 +256,10 @@ class UploadStore:
         if not has_tables:
             for stmt in _statements(SCHEMA):
                 conn.execute(stmt)
-        elif version < 2:  # 0 = a version-1 store written before user_version was set
+            self._new_secret(conn)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            version = SCHEMA_VERSION
+        if version < 2:  # 0 = a version-1 store written before user_version was set
             for stmt in _statements(MIGRATE_1_TO_2):
                 conn.execute(stmt)
             for upload_id, label, sha in conn.execute(
@@ -256,9 +277,29 @@ class UploadStore:
                     "UPDATE claims SET original_bytes = ? WHERE original_sha256 = ?",
                     (_size(self.original_path(sha, ext)), sha),
                 )
-            log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
+        if version < 3:
+            for stmt in _statements(MIGRATE_2_TO_3):
+                conn.execute(stmt)
+            self._new_secret(conn)
         if version != SCHEMA_VERSION:
+            log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._secret = bytes.fromhex(
+            conn.execute("SELECT value FROM meta WHERE name = ?", (TOKEN_SECRET,)).fetchone()[0]
+        )
+
+    @staticmethod
+    def _new_secret(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?, ?)", (TOKEN_SECRET, secrets.token_hex(32))
+        )
+
+    def _token(self, key_hash: str | None) -> str:
+        """A fresh random deletion token, or the one derived from an idempotency key's hash."""
+        if key_hash is None:
+            return secrets.token_urlsafe(32)
+        digest = hmac.new(self._secret, key_hash.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     def close(self) -> None:
         """Let go of the connection that keeps the WAL files (the app does at shutdown)."""
@@ -320,7 +361,7 @@ class UploadStore:
                 400, "the Idempotency-Key must be 16 to 64 characters A-Z a-z 0-9 _ -"
             )
         key_hash = hashlib.sha256(key.encode("ascii")).hexdigest() if key is not None else None
-        token = secrets.token_urlsafe(32)
+        token = self._token(key_hash)
         created: list[Path] = []  # files this call brought into existence (removed on failure)
         try:
             with self._write_txn() as conn:
@@ -345,12 +386,13 @@ class UploadStore:
                         "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (original.sha256,)
                     ).fetchone()
                 )
-                if quota is not None and (not duplicate or new_original):
+                if quota is not None:  # a duplicate too: it adds a claim row
                     self._check_quota(
                         conn,
                         quota,
                         (0 if duplicate else len(crop.data))
-                        + (len(original.data) if new_original else 0),
+                        + (len(original.data) if new_original else 0)
+                        + CLAIM_ROW_BYTES,
                         (0 if duplicate else 1) + (1 if new_original else 0),
                     )
                 now = _now()
@@ -433,8 +475,11 @@ class UploadStore:
                 "this Idempotency-Key was already used for a different image, label or original; "
                 "use a new key for a new contribution",
             )
+        # The token is derived from the key, so it is the one handed out before; a claim made
+        # before tokens were derived (schema 2) gets the derived one now, once.
         conn.execute(
-            "UPDATE claims SET token_hash = ? WHERE key_hash = ?", (hash_token(token), key_hash)
+            "UPDATE claims SET token_hash = ? WHERE key_hash = ? AND token_hash != ?",
+            (hash_token(token), key_hash, hash_token(token)),
         )
         others = conn.execute(
             "SELECT COUNT(*) FROM claims WHERE upload_id = ?", (upload_id,)
@@ -450,10 +495,12 @@ class UploadStore:
             "SELECT COUNT(*), COALESCE(SUM(b), 0) FROM (SELECT MAX(original_bytes) AS b "
             "FROM claims WHERE original_sha256 IS NOT NULL GROUP BY original_sha256)"
         ).fetchone()
-        return Usage(crop_bytes + original_bytes, crops + originals)
+        claims = conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+        return Usage(crop_bytes + original_bytes + claims * CLAIM_ROW_BYTES, crops + originals)
 
     def usage(self) -> Usage:
-        """Bytes and files this store holds on disk (crops + distinct originals)."""
+        """Bytes (crops + distinct originals + CLAIM_ROW_BYTES a claim) and files this store
+        holds."""
         with self._connect() as conn:
             return self._usage(conn)
 

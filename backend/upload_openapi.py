@@ -27,6 +27,9 @@ FORM_FIELDS = ("crop", "label", "consent", "original", "source")  # any other fi
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = IDEMPOTENCY_KEY.pattern  # the store checks keys against it too
 DELETION_TOKEN_HEADER = "X-Deletion-Token"
+#: Vendor keywords on the form's file fields: the smallest and largest side accepted (pixels).
+IMAGE_MIN_SIDE = "x-image-min-side"
+IMAGE_MAX_SIDE = "x-image-max-side"
 CREATE_OPERATION_ID = "create_upload"
 DELETE_OPERATION_ID = "delete_upload"
 SAME_ORIGIN = (
@@ -99,6 +102,10 @@ def _request_body(s: Settings) -> dict[str, Any]:
                         "crop": {
                             "type": "string",
                             "format": "binary",
+                            # JSON Schema has no keyword for an image's sides: stated here
+                            # for clients and for tests/test_api_schemathesis.py's generator.
+                            IMAGE_MIN_SIDE: s.min_image_side,
+                            IMAGE_MAX_SIDE: min(s.max_crop_side, s.max_image_side),
                             "description": f"The aligned face crop: {image_rule}; each side "
                             f"{s.min_image_side} to {s.max_crop_side} pixels. Stored re-encoded "
                             "as PNG, without metadata.",
@@ -113,6 +120,8 @@ def _request_body(s: Settings) -> dict[str, Any]:
                         "original": {
                             "type": "string",
                             "format": "binary",
+                            IMAGE_MIN_SIDE: 1,
+                            IMAGE_MAX_SIDE: s.max_image_side,
                             "description": f"Optional full photo the crop was taken from: "
                             f"{image_rule}; each side at most {s.max_image_side} pixels and at "
                             f"most {s.max_original_pixels} pixels in all. Stored as a JPEG "
