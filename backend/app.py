@@ -32,6 +32,7 @@ from .middleware import (
 from .ratelimit import RateLimiter
 from .routers import api, pages, uploads
 from .routers.static import AssetFiles
+from .served import ModelFiles, web_file_served
 from .settings import Settings, default_settings
 from .storage import UploadStore
 from .upload_openapi import install as document_uploads
@@ -112,8 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(uploads.router)
     document_uploads(app, settings)  # the uploads contract in /openapi.json, from settings
-    app.mount("/static", AssetFiles(settings.web_dir), name="static")
-    app.mount("/models", AssetFiles(settings.models_dir), name="models")
+    app.mount("/static", AssetFiles(settings.web_dir, web_file_served), name="static")
+    app.mount("/models", AssetFiles(settings.models_dir, ModelFiles(settings.models_dir)), name="models")
 
     # add_middleware wraps: the last one added is the outermost. Security headers go on
     # everything, including the limiters' 413/431s, the Host check's 400s and the JSON 500 of an

@@ -49,8 +49,11 @@ NO_STORE = "no-store"
 class SecurityHeadersMiddleware:
     """Adds the security headers and chooses Cache-Control for every HTTP response.
 
-    * /static/vendor/* (versioned paths) and any request whose `?v=` equals the current asset
-      version: `public, max-age=31536000, immutable` (only for 200 responses);
+    * /static/vendor/* (versioned paths), and /static/* or /models/manifest.json requested with
+      `?v=` equal to the current asset version, which is a hash of exactly those files (web/ and
+      the manifest): `public, max-age=31536000, immutable` (only for 200 responses); a `?v=` on
+      anything else (a member's weights, a page) changes nothing, since the version does not
+      change when they do;
     * /api/*: `no-store` (responses may carry deletion tokens);
     * everything else (pages, /models/*, /sw.js, other /static files): `no-cache`, i.e. cache
       but revalidate with ETag / Last-Modified.
@@ -68,7 +71,7 @@ class SecurityHeadersMiddleware:
             if path.startswith("/static/vendor/"):
                 return IMMUTABLE
             query = scope.get("query_string", b"").decode("latin-1")
-            if query:
+            if query and (path.startswith("/static/") or path == "/models/manifest.json"):
                 v = parse_qs(query).get("v")
                 if v and v[0] == self.asset_version():
                     return IMMUTABLE
