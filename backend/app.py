@@ -21,15 +21,18 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 from .assets import AssetVersion
 from .hosts import TrustedHostMiddleware, TrustedHosts
+from .memory import tune_malloc
 from .middleware import (
     BodySizeLimitMiddleware,
     HeaderLimitMiddleware,
+    InternalErrorMiddleware,
     RelativeRedirectMiddleware,
     SecurityHeadersMiddleware,
 )
 from .ratelimit import RateLimiter
 from .routers import api, pages, uploads
 from .routers.static import AssetFiles
+from .served import ModelFiles, web_file_served
 from .settings import Settings, default_settings
 from .storage import UploadStore
 from .upload_openapi import install as document_uploads
@@ -64,10 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Before any upload is decoded: freed decode buffers go back to the OS (backend/memory.py).
+        tune_malloc()
         trusted.names()  # LAN addresses + certificate names, once, before the first request
         report = store.recover()
         app.state.recovery = report
         yield
+        store.close()
 
     from importlib.metadata import PackageNotFoundError, version
 
@@ -107,13 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(uploads.router)
     document_uploads(app, settings)  # the uploads contract in /openapi.json, from settings
-    app.mount("/static", AssetFiles(settings.web_dir), name="static")
-    app.mount("/models", AssetFiles(settings.models_dir), name="models")
+    app.mount("/static", AssetFiles(settings.web_dir, web_file_served), name="static")
+    app.mount("/models", AssetFiles(settings.models_dir, ModelFiles(settings.models_dir)), name="models")
 
     # add_middleware wraps: the last one added is the outermost. Security headers go on
-    # everything, including the limiters' 413/431s and the Host check's 400s; then the header
-    # limits, the Host allow-list (every path: DNS rebinding would read the API too), relative
-    # redirects, the body limit; gzip sits innermost.
+    # everything, including the limiters' 413/431s, the Host check's 400s and the JSON 500 of an
+    # internal error (the next layer in); then the header limits, the Host allow-list (every
+    # path: DNS rebinding would read the API too), relative redirects, the body limit; gzip
+    # sits innermost.
     app.add_middleware(
         GZipMiddleware,
         minimum_size=1024,
@@ -130,5 +137,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=lambda: settings.max_header_bytes,
         max_count=lambda: settings.max_header_count,
     )
+    app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, asset_version=asset_version.get)
     return app

@@ -7,6 +7,8 @@ here (or in backend/) imports TensorFlow.
 from __future__ import annotations
 
 import ipaddress
+import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -125,6 +127,52 @@ def resolve_tls(settings, lan_ips: list[str] | None = None) -> tuple[Path, Path]
     return info.cert_path, info.key_path
 
 
+def check_tls_pair(cert: Path, key: Path) -> None:
+    """Load the pair the way the server will, so a bad one is an error line, not a traceback
+    after the banner."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError, ValueError) as err:
+        raise typer.BadParameter(
+            f"cannot use {cert} with {key} for TLS: they must be a PEM certificate and its "
+            "matching private key"
+        ) from err
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind the address once (as Uvicorn will, SO_REUSEADDR) so a port in use is an error line
+    before the banner. Uvicorn binds again right after: a port taken in between still fails
+    there."""
+    if port == 0:
+        return  # any free port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise typer.BadParameter(
+                f"cannot listen on {host}:{port}: {err.strerror or err}; another server may be "
+                "using it (choose another port with --port)"
+            ) from err
+
+
+def check_folders(settings) -> list[str]:
+    """The page's and the models' folders: missing ones are errors, a models folder without a
+    manifest a warning (the page then says that models are missing). Returns the warnings."""
+    from contract.manifest import MANIFEST_NAME
+
+    for option, folder in (("--web-dir", settings.web_dir), ("--models-dir", settings.models_dir)):
+        if not Path(folder).is_dir():
+            raise typer.BadParameter(f"{option} {folder} is not a folder")
+    if not (Path(settings.models_dir) / MANIFEST_NAME).is_file():
+        return [
+            f"no {MANIFEST_NAME} in {settings.models_dir}: the page will say that the models "
+            "are missing (export them with `fer-hybrid export`, or pass --models-dir)"
+        ]
+    return []
+
+
 def uvicorn_options(settings, tls: tuple[Path, Path] | None) -> dict:
     """The keyword arguments for `uvicorn.run`/`uvicorn.Config`: one home for `serve` and the tests.
 
@@ -219,8 +267,13 @@ def serve(
     )
     from .tls import lan_ipv4_addresses
 
+    # Everything that would stop the server is checked before the banner: one error line.
+    warnings = check_folders(settings)
     lan_ips = lan_ipv4_addresses() if settings.host in WILDCARDS else []
     tls = resolve_tls(settings, lan_ips)
+    if tls is not None:
+        check_tls_pair(*tls)
+    check_port(settings.host, settings.port)
 
     import uvicorn
 
@@ -233,6 +286,8 @@ def serve(
         "\u2588\u2580\u2584".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         qr = False  # the terminal cannot draw the block characters
+    for warning in warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(
         banner(urls, https=settings.https, host=settings.host, cert=tls[0] if tls else None, qr=qr)
     )

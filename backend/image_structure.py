@@ -2,11 +2,12 @@
 
 `backend.images` uses these to refuse forged and truncated uploads cheaply:
 
-* `jpeg_layout` walks a JPEG's marker segments (frame, restart interval, scans) and
-  `restart_markers_missing` tells a one-scan JPEG cut at a restart boundary, which libjpeg
-  pads without a word;
+* `jpeg_layout` reads a JPEG's frame marker (baseline, progressive, arithmetic), which the
+  byte floor and the decode-memory estimate depend on (whether a JPEG's scans are complete is
+  left to the strict decoder: marker walking cannot tell where a cut scan ends);
 * `least_complete_size` is a lower bound on the bytes a complete file of a given format and
   size must hold (a 1 KB file cannot be a complete 4096x4096 JPEG);
+* `webp_is_lossless` tells a lossless WebP (VP8L) from a lossy one (VP8) by its chunks;
 * `png_inflated_bytes` inflates a PNG's IDAT chunks in bounded steps and says how many of the
   bytes its header needs are really there (Pillow fills missing rows black).
 """
@@ -14,10 +15,9 @@
 from __future__ import annotations
 
 import math
-import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: Deflate cannot compress better than about 1032:1 (258-byte matches coded in 2 bits), so a
 #: complete PNG holds at least raw_bytes / 1032 bytes of image data.
@@ -28,17 +28,9 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 @dataclass
 class JpegLayout:
-    """What the marker segments of a JPEG say (read without decoding any scan)."""
+    """What a JPEG's frame marker says (read without decoding any scan)."""
 
-    scan_end: int | None = None  # offset of the marker that ends the last scan (usually EOI)
     sof: int | None = None  # the frame marker (baseline, progressive, arithmetic, ...)
-    width: int = 0
-    height: int = 0
-    sampling: dict[int, tuple[int, int]] = field(default_factory=dict)  # component -> (H, V)
-    restart_interval: int = 0  # MCUs between restart markers (0: none)
-    scans: int = 0
-    last_scan_components: tuple[int, ...] = ()
-    last_scan_restarts: int = 0  # restart markers inside the last scan's data
 
     @property
     def progressive(self) -> bool:
@@ -52,17 +44,13 @@ class JpegLayout:
 _SOF_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
 _SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _SOF = {0xC0, 0xC1, 0xC3, 0xC5, 0xC7} | _SOF_PROGRESSIVE | _SOF_ARITHMETIC
-#: Inside entropy-coded data FF is followed by 00 (stuffing) or D0-D7 (restart markers);
-#: anything else (after optional FF fill bytes) is the marker that ends the scan.
-_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
-_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 
 
 def jpeg_layout(data: bytes) -> JpegLayout:
-    """Walk the JPEG's marker segments (no decoding): frame, restart interval, scans."""
+    """Walk the JPEG's marker segments up to its frame marker (no decoding)."""
     layout = JpegLayout()
     pos = 2
-    while pos + 2 <= len(data):
+    while pos + 4 <= len(data):
         if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
             pos = data.find(b"\xff", pos)
             if pos < 0:
@@ -72,63 +60,16 @@ def jpeg_layout(data: bytes) -> JpegLayout:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker == 0xD9:  # EOI
-            layout.scan_end = pos
+        if marker in (0xD9, 0xDA):  # EOI, or a scan before any frame: no frame to read
             break
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # segments without a length
             pos += 2
             continue
-        if pos + 4 > len(data):
-            break
-        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        body = data[pos + 4 : seg_end]
-        if marker in _SOF and layout.sof is None and len(body) >= 6:
+        if marker in _SOF:
             layout.sof = marker
-            layout.height = int.from_bytes(body[1:3], "big")
-            layout.width = int.from_bytes(body[3:5], "big")
-            for i in range(body[5]):
-                comp = body[6 + 3 * i : 9 + 3 * i]
-                if len(comp) == 3:
-                    layout.sampling[comp[0]] = (comp[1] >> 4, comp[1] & 15)
-        elif marker == 0xDD and len(body) >= 2:  # DRI
-            layout.restart_interval = int.from_bytes(body[:2], "big")
-        elif marker == 0xDA:  # SOS: entropy-coded data runs up to the next real marker
-            found = _SCAN_END.search(data, seg_end)
-            if found is None:
-                break
-            pos = found.end() - 2
-            layout.scans += 1
-            layout.last_scan_components = tuple(body[1 : 1 + 2 * body[0] : 2]) if body else ()
-            layout.last_scan_restarts = len(_RESTART.findall(data, seg_end, pos))
-            layout.scan_end = pos
-            continue
-        pos = seg_end
+            break
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return layout
-
-
-def restart_markers_missing(layout: JpegLayout) -> bool:
-    """True when a one-scan JPEG with restart intervals lacks some of its restart markers.
-
-    An encoder writes a restart marker after every `restart_interval` MCUs except the last,
-    so a complete scan holds ceil(MCUs / interval) - 1 of them. A file cut at an interval
-    boundary shows no other sign: libjpeg skips to the EOI and pads the rest.
-    """
-    if layout.progressive or layout.scans != 1 or not layout.restart_interval:
-        return False
-    comps = [layout.sampling.get(c) for c in layout.last_scan_components]
-    if not comps or None in comps or not layout.sampling:
-        return False
-    h_max = max(h for h, _ in layout.sampling.values())
-    v_max = max(v for _, v in layout.sampling.values())
-    if len(comps) == 1:  # non-interleaved: one block per MCU, at the component's resolution
-        h, v = comps[0]
-        cols = math.ceil(math.ceil(layout.width * h / h_max) / 8)
-        rows = math.ceil(math.ceil(layout.height * v / v_max) / 8)
-    else:
-        cols = math.ceil(layout.width / (8 * h_max))
-        rows = math.ceil(layout.height / (8 * v_max))
-    expected = math.ceil(cols * rows / layout.restart_interval) - 1
-    return layout.last_scan_restarts < expected
 
 
 def least_complete_size(
@@ -145,6 +86,19 @@ def least_complete_size(
         raw = height * (1 + math.ceil(width * channels * depth / 8))  # + 1 filter byte a row
         return raw // DEFLATE_MAX_RATIO
     return 0  # WebP (lossless or VP8) can code a flat image in almost nothing: checked later
+
+
+def webp_is_lossless(data: bytes) -> bool:
+    """True when the WebP's image chunk is VP8L (lossless); False for VP8 (lossy, with or
+    without an alpha chunk). Walks the RIFF chunks, so extended (VP8X) files are read too."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind = data[pos : pos + 4]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return False
 
 
 #: Adam7 passes: (first column, first row, column step, row step).

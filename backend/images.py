@@ -4,15 +4,19 @@ The format is decided from the bytes (magic numbers), never from the file name o
 client's Content-Type. Every image goes through three stages:
 
 1. `probe` reads the header only: sides, pixel count, whether the file holds enough bytes for
-   the pixels it claims (a 1 KB JPEG cannot hold 4096x3072 pixels), and how much memory
-   decoding it will take (`Header.decode_bytes`, for the server's decode budget). Nothing is
-   decoded yet, so forged headers and decompression bombs cost almost nothing.
+   the pixels it claims (a 1 KB JPEG cannot hold 4096x3072 pixels), whether it pays for its
+   pixels in bytes (`least_paying_size`: decoding and storing cost time per pixel, so a few KB
+   claiming 12 megapixels is refused here), and how much memory decoding it will take
+   (`Header.decode_bytes`, for the server's decode budget). Nothing is decoded yet, so forged
+   headers, decompression bombs and cheap files that would be expensive cost almost nothing.
 2. `decode` decodes every pixel and rejects what the decoder had to make up: truncated data
-   (including JPEGs cut short and closed with an EOI marker, which libjpeg silently pads) and
-   images that are mostly one flat colour (what padding and blank images look like).
+   (JPEGs go through libjpeg-turbo in strict mode, `simplejpeg`, which turns every warning
+   libjpeg would pad over, such as a scan cut short and closed with an end marker, into an
+   error) and images that are mostly one flat colour (what padding and blank images look like).
 3. The pixels are re-encoded from scratch, so no EXIF/ICC/text metadata survives: crops as
-   lossless PNG, originals in their own format unless that would store far more bytes than
-   were sent (then as a JPEG whose quality steps down until it fits).
+   lossless PNG, originals as JPEG (libjpeg-turbo encodes 12 megapixels in a few hundredths of
+   a second, PNG and WebP take seconds) whose quality steps down until it stores at most
+   1.5 times the bytes sent.
 
 Every `ImageRejected` message is plain words meant for the user; no exception text (which can
 hold Python object reprs and addresses) is ever passed through.
@@ -27,14 +31,15 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
-from PIL import Image, ImageChops, ImageOps
+import simplejpeg
+from PIL import ExifTags, Image, ImageChops
 
 from .image_structure import (
     JpegLayout,
     jpeg_layout,
     least_complete_size,
     png_inflated_bytes,
-    restart_markers_missing,
+    webp_is_lossless,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,10 +60,33 @@ FLAT_FILL_SHARE = 0.90
 #: than it received. Re-encoding a camera JPEG at quality 90 stays well inside this.
 ORIGINAL_GROWTH = 1.5
 ORIGINAL_MIN_ALLOWANCE = 64 * 1024
-#: JPEG qualities tried, in order, when the original's own format does not fit the allowance.
-ORIGINAL_FALLBACK_QUALITIES = (85, 70, 50, 30)
-#: Quality of re-encoded JPEG/WebP originals (visually lossless, about a camera's own size).
+#: Quality of the stored JPEG original (visually lossless, about a camera's own size); a JPEG
+#: sent at a lower quality is stored at its own (about the same size again).
 ORIGINAL_QUALITY = 90
+#: Lower JPEG qualities tried when the first does not fit the allowance (the last one first:
+#: when even it does not fit, the upload is refused after two encodes, not six).
+ORIGINAL_FALLBACK_QUALITIES = (85, 70, 50, 30, 10)
+
+#: Decoding and storing an image costs time per pixel (a 12-megapixel original: ~0.1-0.4 s to
+#: decode), so a file must pay for its pixels in bytes, checked before anything is decoded. A
+#: lossless file (PNG, lossless WebP) of a photo never packs more than ~3 pixels into a byte
+#: (camera noise does not compress); at 4 pixels a byte, the lowest JPEG step above (at most
+#: 0.28 bytes a pixel, for pure noise) always fits ORIGINAL_GROWTH x what was sent, so a lossless
+#: file that passes is never decoded only to be refused. Lossy files are photos at 2-50 pixels
+#: a byte (a smooth photo at JPEG quality 10: 49); 64 leaves room and refuses the
+#: few-KB-for-12-megapixels files at once.
+MAX_PIXELS_PER_BYTE_LOSSLESS = 4
+MAX_PIXELS_PER_BYTE_LOSSY = 64
+#: Pixels every image gets for free: a crop (at most 512x512) costs milliseconds whatever it holds.
+FREE_PIXELS = 512 * 512
+#: libjpeg's quality 50 luminance table (JPEG standard, Annex K): a sent JPEG's quality is
+#: estimated from how far its own table is scaled from this one.
+_STANDARD_LUMA_SUM = sum(
+    (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+)  # fmt: skip
 
 #: Bytes per pixel of one working copy after decoding (Pillow keeps RGB/RGBA/LA in 4 bytes).
 WORK_BYTES_PER_PIXEL = 4
@@ -146,7 +174,22 @@ def probe(
             f"complete {fmt} of that size needs at least {least} bytes, so it is truncated "
             "or its header is forged"
         )
+    paying = least_paying_size(data, fmt, width, height)
+    if len(data) < paying:
+        raise ImageRejected(
+            f"{what} is {width}x{height} pixels in only {len(data)} bytes; decoding and storing "
+            f"that many pixels takes at least {paying} bytes of a {fmt} file on this server, so "
+            "send the photo as the camera saved it",
+            413,
+        )
     return Header(fmt, width, height, img.mode, _decode_bytes(data, fmt, img, jpeg))
+
+
+def least_paying_size(data: bytes, fmt: str, width: int, height: int) -> int:
+    """The fewest bytes a file must hold to have its pixels decoded (see MAX_PIXELS_PER_BYTE_*)."""
+    lossless = fmt == "PNG" or (fmt == "WEBP" and webp_is_lossless(data))
+    per_byte = MAX_PIXELS_PER_BYTE_LOSSLESS if lossless else MAX_PIXELS_PER_BYTE_LOSSY
+    return max(0, width * height - FREE_PIXELS) // per_byte
 
 
 def _open(data: bytes, fmt: str, what: str) -> Image.Image:
@@ -184,75 +227,72 @@ def decode(
     head = probe(data, what=what, min_side=min_side, max_side=max_side, max_pixels=max_pixels)
     if head.format == "PNG":
         _check_png_complete(data, what)
-    full = _check_jpeg_complete(data, what) if head.format == "JPEG" else None
-    img = full if full is not None else _load(data, head.format, what)
-    try:
-        img = ImageOps.exif_transpose(img)  # honour orientation, then drop the EXIF
-    except Exception as err:  # noqa: BLE001 - a damaged EXIF block
-        raise ImageRejected(f"{what} has a damaged orientation (EXIF) block") from err
+    source = _open(data, head.format, what)
+    img = _decode_jpeg(data, source, what) if head.format == "JPEG" else _load(source, what)
+    img = _upright(img, source, what)
     img = _plain_mode(img)
     _check_not_flat(img, what)
     return img
 
 
-def _load(data: bytes, fmt: str, what: str, scale: int = 1) -> Image.Image:
-    """Decode every byte (at 1/`scale` size for JPEG); truncated or corrupt data raises."""
-    img = _open(data, fmt, what)
+def _load(img: Image.Image, what: str) -> Image.Image:
+    """Decode every byte of a lazily opened image; truncated or corrupt data raises."""
     try:
-        if scale > 1:
-            img.draft(img.mode, (max(1, img.width // scale), max(1, img.height // scale)))
         img.load()
     except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad data
         raise ImageRejected(
-            f"{what} is truncated or corrupt: its {fmt} data ends early or does not decode"
+            f"{what} is truncated or corrupt: its {img.format} data ends early or does not decode"
         ) from err
     return img
 
 
-#: Bytes that are never read when a JPEG's scans are complete (no FF, so no marker).
-_FILLER = bytes((i * 113 + 29) % 255 for i in range(512))
+def _decode_jpeg(data: bytes, source: Image.Image, what: str) -> Image.Image:
+    """Decode a JPEG with libjpeg-turbo in strict mode: any recoverable error refuses it.
 
-
-def _check_jpeg_complete(data: bytes, what: str) -> Image.Image | None:
-    """Reject a JPEG whose last scan ends before its last block (libjpeg pads it silently).
-
-    Returns the image when it had to be decoded at full size anyway (progressive), else None.
-
-    A JPEG cut short and closed with an EOI marker decodes without error: libjpeg meets the
-    marker where more scan data should be and fills the rest of the image with zeros (one
-    flat colour). Pillow does not report that warning, so ask the decoder differently: insert
-    filler bytes just before the marker that ends the last scan and decode again. A complete
-    scan never reads them (identical pixels); a truncated one decodes them instead of zeros
-    (different pixels). Sequential JPEGs are compared at 1/8 size (DC terms only: cheap, and
-    every block's DC is in the one scan); progressive ones at full size, because their last
-    scan usually carries only fine detail. A cut exactly at a restart marker is invisible to
-    that probe (libjpeg skips the filler while looking for the next marker), so the restart
-    markers are counted first.
+    libjpeg only warns when a scan stops early ("premature end of data segment"), when a
+    restart marker is missing or when a table is bogus, and fills what is missing with flat grey;
+    Pillow does not report those warnings, so a cut file followed by any segment and an end
+    marker decoded "fine". `simplejpeg.decode_jpeg(strict=True)` raises on every one of them.
+    The pixels are the same as Pillow's (same library, same default DCT and upsampling).
     """
-    layout = jpeg_layout(data)
-    if restart_markers_missing(layout):
-        raise ImageRejected(
-            f"{what} is truncated: its JPEG data stops before the last part of the picture "
-            "(some of its restart markers are missing)"
-        )
-    if layout.scan_end is None:
-        return None  # no scan end found: the full decode reports the damage
-    scale = 1 if layout.progressive else 8
-    sent = _load(data, "JPEG", what, scale)
-    padded = data[: layout.scan_end] + _FILLER + data[layout.scan_end :]
+    cmyk = source.mode == "CMYK"
+    colorspace = {"L": "GRAY", "CMYK": "CMYK"}.get(source.mode, "RGB")
     try:
-        probe_img = _load(padded, "JPEG", what, scale)
-        same = (
-            sent.size == probe_img.size and ImageChops.difference(sent, probe_img).getbbox() is None
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace=colorspace, fastdct=False, fastupsample=False, strict=True
         )
-    except ImageRejected:
-        same = False  # the decoder read the filler, so the scan was not complete
-    if not same:
+    except Exception as err:  # noqa: BLE001 - ValueError with libjpeg's text: not for users
         raise ImageRejected(
-            f"{what} is truncated: its JPEG data stops before the last part of the picture "
+            f"{what} is truncated or corrupt: its JPEG data ends early or does not decode "
             "(the rest would be filled with one flat colour)"
-        )
-    return sent if scale == 1 else None
+        ) from err
+    if colorspace == "GRAY":
+        return Image.fromarray(pixels[..., 0], "L")
+    if cmyk and "adobe" in source.info:  # Adobe writes CMYK inverted; Pillow reads it so too
+        pixels = 255 - pixels
+    return Image.fromarray(pixels, "CMYK" if cmyk else "RGB")
+
+
+#: EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(img: Image.Image, source: Image.Image, what: str) -> Image.Image:
+    """Honour the EXIF orientation of `source` (the EXIF itself is never stored)."""
+    try:
+        orientation = source.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception as err:  # noqa: BLE001 - a damaged EXIF block
+        raise ImageRejected(f"{what} has a damaged orientation (EXIF) block") from err
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img
 
 
 def _check_png_complete(data: bytes, what: str) -> None:
@@ -347,23 +387,48 @@ def clean_crop(data: bytes, *, min_side: int, max_side: int) -> CleanImage:
 
 
 def clean_original(data: bytes, *, max_side: int, max_pixels: int | None = None) -> CleanImage:
-    """Validate the optional original photo and re-encode it without metadata.
+    """Validate the optional original photo and store it as a JPEG without metadata.
 
-    It keeps its own format (PNG lossless, JPEG/WebP at ORIGINAL_QUALITY) when that stores at
-    most ORIGINAL_GROWTH times the bytes sent; otherwise (a low-quality JPEG of fine detail, a
-    palette PNG, ...) it becomes a JPEG at the first ORIGINAL_FALLBACK_QUALITIES step that fits.
+    At ORIGINAL_QUALITY, or the sent JPEG's own quality when that is lower (re-encoding at the
+    same quality takes about the same bytes again); when that stores more than ORIGINAL_GROWTH
+    times the bytes sent, at the first ORIGINAL_FALLBACK_QUALITIES step that fits.
     """
-    fmt = sniff_format(data) or "PNG"
+    first = ORIGINAL_QUALITY
+    if sniff_format(data) == "JPEG":
+        first = min(first, _jpeg_quality(_open(data, "JPEG", "the original")))
     img = decode(data, what="the original", min_side=1, max_side=max_side, max_pixels=max_pixels)
     allowance = max(int(ORIGINAL_GROWTH * len(data)), ORIGINAL_MIN_ALLOWANCE)
-    attempts = [(fmt, ORIGINAL_QUALITY)] + [("JPEG", q) for q in ORIGINAL_FALLBACK_QUALITIES]
-    for out_fmt, quality in attempts:
-        stored = encode(img, out_fmt, quality)
-        if len(stored) <= allowance:
-            return CleanImage(stored, out_fmt, *img.size)
-    raise ImageRejected(
-        f"the original would take {len(stored)} bytes to store even as a quality-{quality} "
-        f"JPEG, more than {ORIGINAL_GROWTH}x the {len(data)} bytes sent; send the photo as "
-        "the camera saved it",
-        413,
-    )
+    steps = [first] + [q for q in ORIGINAL_FALLBACK_QUALITIES if q < first]
+    sizes: dict[int, int] = {}
+
+    def fitting(quality: int) -> bytes | None:
+        stored = encode(img, "JPEG", quality)
+        sizes[quality] = len(stored)
+        return stored if len(stored) <= allowance else None
+
+    stored = fitting(steps[0])
+    if stored is None and len(steps) > 1:
+        # the lowest step next: when even it does not fit, refuse after two encodes, not six
+        lowest = fitting(steps[-1])
+        if lowest is not None:
+            middle = (fitting(q) for q in steps[1:-1])
+            stored = next((m for m in middle if m is not None), lowest)
+    if stored is None:
+        raise ImageRejected(
+            f"the original would take {sizes[steps[-1]]} bytes to store even as a "
+            f"quality-{steps[-1]} JPEG, more than {ORIGINAL_GROWTH}x the {len(data)} bytes "
+            "sent; send the photo as the camera saved it",
+            413,
+        )
+    return CleanImage(stored, "JPEG", *img.size)
+
+
+def _jpeg_quality(source: Image.Image) -> int:
+    """The libjpeg quality (1-100) whose luminance table is scaled like this JPEG's."""
+    tables = getattr(source, "quantization", None) or {}
+    luma = tables.get(0)
+    if not luma:
+        return ORIGINAL_QUALITY
+    scale = 100 * sum(luma) / _STANDARD_LUMA_SUM  # libjpeg: 5000/q below 50, 200-2q above
+    quality = 5000 / scale if scale > 100 else (200 - scale) / 2
+    return max(1, min(100, round(quality)))

@@ -1,8 +1,10 @@
-"""Pure-ASGI middleware: security headers, cache policy, body and header limits, relative redirects."""
+"""Pure-ASGI middleware: security headers, cache policy, internal errors as JSON, body and header
+limits, relative redirects."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -47,8 +49,11 @@ NO_STORE = "no-store"
 class SecurityHeadersMiddleware:
     """Adds the security headers and chooses Cache-Control for every HTTP response.
 
-    * /static/vendor/* (versioned paths) and any request whose `?v=` equals the current asset
-      version: `public, max-age=31536000, immutable` (only for 200 responses);
+    * /static/vendor/* (versioned paths), and /static/* or /models/manifest.json requested with
+      `?v=` equal to the current asset version, which is a hash of exactly those files (web/ and
+      the manifest): `public, max-age=31536000, immutable` (only for 200 responses); a `?v=` on
+      anything else (a member's weights, a page) changes nothing, since the version does not
+      change when they do;
     * /api/*: `no-store` (responses may carry deletion tokens);
     * everything else (pages, /models/*, /sw.js, other /static files): `no-cache`, i.e. cache
       but revalidate with ETag / Last-Modified.
@@ -66,7 +71,7 @@ class SecurityHeadersMiddleware:
             if path.startswith("/static/vendor/"):
                 return IMMUTABLE
             query = scope.get("query_string", b"").decode("latin-1")
-            if query:
+            if query and (path.startswith("/static/") or path == "/models/manifest.json"):
                 v = parse_qs(query).get("v")
                 if v and v[0] == self.asset_version():
                     return IMMUTABLE
@@ -90,6 +95,43 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+log = logging.getLogger("fer_hybrid.server")
+
+INTERNAL_ERROR = "internal server error: the server could not answer this request; try again"
+
+
+class InternalErrorMiddleware:
+    """An exception the app did not turn into an answer becomes a JSON 500, logged once.
+
+    It sits just inside `SecurityHeadersMiddleware`, so the 500 carries the security headers;
+    Starlette's own last resort answers plain text outside every middleware, and Uvicorn logs the
+    traceback a second time. When the response had already started, nothing more can be said:
+    the exception is logged and the server closes the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("internal error answering %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await json_reply(send, 500, INTERNAL_ERROR)
 
 
 class BodySizeLimitMiddleware:

@@ -15,30 +15,45 @@ Design
   random deletion token, of which only the sha256 is stored. DELETE with a token withdraws that
   claim; the image and its row go when the last claim is withdrawn. So a duplicate upload never
   hands out power over somebody else's contribution, and each contributor can withdraw theirs.
-* A claim may carry the sha256 of a client-chosen idempotency key (`key_hash`, UNIQUE). Sending the
-  same key again with the same crop, label and original does not add a claim: it replaces the
-  claim's token hash with a fresh token's and returns that (`resent`). That is how a contributor
-  whose upload was committed but never acknowledged (crash, lost response) gets a working token.
-  The same key with other pixels, label or original is a 409.
+* A claim may carry the sha256 of a client-chosen idempotency key (`key_hash`, UNIQUE). The
+  deletion token of such a claim is derived from the key (HMAC-SHA256 under a random secret kept
+  in the `meta` table), so sending the same key again with the same crop, label and original
+  adds nothing and returns the same token (`resent`), however many re-sends run at once. That is
+  how a contributor whose upload was committed but never acknowledged (crash, lost response)
+  gets a working token. The same key with other pixels, label or original is a 409.
 * Quota: `usage()` is SUM(uploads.bytes) plus the distinct originals' `claims.original_bytes`
-  (what this store wrote; hand-added files are not counted). `add` refuses with 507 when a new
-  file would take it over `Quota`; duplicates and re-sends add no file and are always accepted.
+  (what this store wrote; hand-added files are not counted) plus CLAIM_ROW_BYTES per claim (its
+  row and index entries). `add` refuses with 507 what would take it over `Quota`: a duplicate
+  adds no file but a row, so it is refused too once the quota is reached; a re-send adds nothing
+  and is always answered.
 * `SCHEMA_VERSION` is kept in `PRAGMA user_version`; older stores are migrated in place when
-  opened (version 1 -> 2 adds the byte counts, filled from the files on disk, and `key_hash`).
+  opened (version 1 -> 2 adds the byte counts, filled from the files on disk, and `key_hash`;
+  2 -> 3 adds `meta` with the token secret).
 * Writes are atomic: temp file in the destination folder -> fsync -> os.replace -> fsync(dir),
   all inside an SQLite `BEGIN IMMEDIATE` transaction (a cross-process write lock), committed
   only after the file is in place; any failure removes the new file and rolls back.
-  Deletion renames the file aside, commits, then unlinks (restoring it if the commit fails);
-  a label folder (or originals/) left empty by it is removed, under the same write lock, so an
+  Deletion renames the files it removes aside (`.deleting-<name>`, same folder), commits, then
+  unlinks them (renaming them back if the commit fails). So a reader never sees a row whose file
+  is gone, and a crash at any point is undone or finished by recovery, never half done. A label
+  folder (or originals/) left empty by a deletion is removed, under the same write lock, so an
   upload cannot be writing into it at that moment (`atomic_write` makes the folder again).
-* `recover()` (run at startup, under the same lock) deletes temp files, crop/original files named
-  like ours that no row references, and rows whose crop file is missing. Files that do not look
-  like ours (not `<64 hex>.<ext>`) are never touched, so hand-added images survive.
+* A full disk: an upload that meets it (ENOSPC writing a file, SQLITE_FULL committing) is a 507
+  that stores nothing. A deletion needs a few pages of free disk too (SQLite writes its WAL
+  before it frees anything), so the store keeps a `.reserve` file of RESERVE_BYTES: a DELETE
+  that meets a full disk gives it up and tries once more, and it is made again once a deletion
+  has freed space. So contributors can withdraw their photos while the disk is full.
+* `recover()` (run at startup, under the same lock) first settles interrupted deletions: a file
+  moved aside whose row or claim is still there (the deletion never committed) is renamed back,
+  one that nothing refers to any more is removed. Then it deletes temp files, crop/original files
+  named like ours that no row references, and rows whose crop file is missing. Files that do not
+  look like ours (not `<64 hex>.<ext>`) are never touched, so hand-added images survive.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import errno
 import hashlib
 import hmac
 import logging
@@ -55,7 +70,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from contract import LABELS, ORIGINALS
-from contract.files import TMP_PREFIX, atomic_write, temp_path
+from contract.files import TMP_PREFIX, atomic_write
 
 from .images import CleanImage
 
@@ -66,8 +81,20 @@ OUR_FILE = re.compile(r"^[0-9a-f]{64}\.(png|jpg|webp)$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+#: A file a DELETE moved aside until its transaction commits (see the module docstring).
+ASIDE_PREFIX = ".deleting-"
+#: Disk space kept free for deletions (a DELETE's WAL frames take a few tens of KB).
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 1024 * 1024
+DISK_FULL_POST = "the server's disk is full: nothing was stored; try again later"
+DISK_FULL_DELETE = (
+    "the server's disk is full, so the photo could not be withdrawn yet; nothing changed, "
+    "try again later"
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: What one claim counts for in the byte quota: its row and index entries, generously.
+CLAIM_ROW_BYTES = 512
 # Version 2, as a fresh store gets it. The columns added since version 1 come last, so a migrated
 # store has the same layout.
 SCHEMA = """
@@ -93,6 +120,10 @@ CREATE TABLE claims (
 );
 CREATE INDEX claims_upload ON claims(upload_id);
 CREATE UNIQUE INDEX claims_key ON claims(key_hash) WHERE key_hash IS NOT NULL;
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 MIGRATE_1_TO_2 = """
 ALTER TABLE uploads ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
@@ -100,6 +131,13 @@ ALTER TABLE claims ADD COLUMN original_bytes INTEGER;
 ALTER TABLE claims ADD COLUMN key_hash TEXT;
 CREATE UNIQUE INDEX claims_key ON claims(key_hash) WHERE key_hash IS NOT NULL;
 """
+MIGRATE_2_TO_3 = """
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+TOKEN_SECRET = "token_secret"
 
 
 class UploadError(Exception):
@@ -136,10 +174,16 @@ class RecoveryReport:
     temp_files: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
     orphan_rows: list[str] = field(default_factory=list)
+    restored_files: list[str] = field(default_factory=list)  # an uncommitted deletion undone
 
     @property
     def total(self) -> int:
-        return len(self.temp_files) + len(self.orphan_files) + len(self.orphan_rows)
+        return (
+            len(self.temp_files)
+            + len(self.orphan_files)
+            + len(self.orphan_rows)
+            + len(self.restored_files)
+        )
 
 
 def _now() -> str:
@@ -153,6 +197,21 @@ def hash_token(token: str) -> str:
 
 def _statements(script: str) -> list[str]:
     return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
+def disk_full(err: BaseException) -> bool:
+    """True for the errors a full disk (or a used-up disk quota) raises, from Python or SQLite."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(err, sqlite3.OperationalError):
+        code = getattr(err, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or (code is None and "disk is full" in str(err))
+    return False
+
+
+def aside_path(path: Path) -> Path:
+    """Where DELETE keeps `path` until its transaction commits (same folder: atomic renames)."""
+    return path.with_name(ASIDE_PREFIX + path.name)
 
 
 def _size(path: Path) -> int:
@@ -171,11 +230,20 @@ class UploadStore:
         self._lock = (
             threading.Lock()
         )  # serialises writers in this process; SQLite does across processes
+        self._reserve_lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
+        # Held open, never queried: while one connection is open SQLite keeps the -wal and -shm
+        # files (the last one to close deletes them), so a request never has to create them,
+        # which needs free disk; on a full disk that made even reads fail ("disk I/O error").
+        self._keeper = sqlite3.connect(self.db_path, check_same_thread=False)
+        self._keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         with self._write_txn() as conn:  # one process creates or migrates; the others wait
             self._ensure_schema(conn)
+        if not self.ensure_reserve():
+            log.warning("no room for the %d-byte reserve in %s: the disk is full", RESERVE_BYTES,
+                        self.root)
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -190,7 +258,10 @@ class UploadStore:
         if not has_tables:
             for stmt in _statements(SCHEMA):
                 conn.execute(stmt)
-        elif version < 2:  # 0 = a version-1 store written before user_version was set
+            self._new_secret(conn)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            version = SCHEMA_VERSION
+        if version < 2:  # 0 = a version-1 store written before user_version was set
             for stmt in _statements(MIGRATE_1_TO_2):
                 conn.execute(stmt)
             for upload_id, label, sha in conn.execute(
@@ -208,9 +279,33 @@ class UploadStore:
                     "UPDATE claims SET original_bytes = ? WHERE original_sha256 = ?",
                     (_size(self.original_path(sha, ext)), sha),
                 )
-            log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
+        if version < 3:
+            for stmt in _statements(MIGRATE_2_TO_3):
+                conn.execute(stmt)
+            self._new_secret(conn)
         if version != SCHEMA_VERSION:
+            log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._secret = bytes.fromhex(
+            conn.execute("SELECT value FROM meta WHERE name = ?", (TOKEN_SECRET,)).fetchone()[0]
+        )
+
+    @staticmethod
+    def _new_secret(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?, ?)", (TOKEN_SECRET, secrets.token_hex(32))
+        )
+
+    def _token(self, key_hash: str | None) -> str:
+        """A fresh random deletion token, or the one derived from an idempotency key's hash."""
+        if key_hash is None:
+            return secrets.token_urlsafe(32)
+        digest = hmac.new(self._secret, key_hash.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def close(self) -> None:
+        """Let go of the connection that keeps the WAL files (the app does at shutdown)."""
+        self._keeper.close()
 
     # -- plumbing -----------------------------------------------------------------------------
     @property
@@ -268,7 +363,7 @@ class UploadStore:
                 400, "the Idempotency-Key must be 16 to 64 characters A-Z a-z 0-9 _ -"
             )
         key_hash = hashlib.sha256(key.encode("ascii")).hexdigest() if key is not None else None
-        token = secrets.token_urlsafe(32)
+        token = self._token(key_hash)
         created: list[Path] = []  # files this call brought into existence (removed on failure)
         try:
             with self._write_txn() as conn:
@@ -293,12 +388,13 @@ class UploadStore:
                         "SELECT 1 FROM claims WHERE original_sha256 = ? LIMIT 1", (original.sha256,)
                     ).fetchone()
                 )
-                if quota is not None and (not duplicate or new_original):
+                if quota is not None:  # a duplicate too: it adds a claim row
                     self._check_quota(
                         conn,
                         quota,
                         (0 if duplicate else len(crop.data))
-                        + (len(original.data) if new_original else 0),
+                        + (len(original.data) if new_original else 0)
+                        + CLAIM_ROW_BYTES,
                         (0 if duplicate else 1) + (1 if new_original else 0),
                     )
                 now = _now()
@@ -344,10 +440,12 @@ class UploadStore:
                         key_hash,
                     ),
                 )
-        except BaseException:
+        except BaseException as err:
             for path in created:
                 with contextlib.suppress(OSError):
                     path.unlink()
+            if disk_full(err):
+                raise UploadError(507, DISK_FULL_POST) from err
             raise
         return StoredUpload(upload_id, label, crop.sha256, token, duplicate)
 
@@ -379,8 +477,11 @@ class UploadStore:
                 "this Idempotency-Key was already used for a different image, label or original; "
                 "use a new key for a new contribution",
             )
+        # The token is derived from the key, so it is the one handed out before; a claim made
+        # before tokens were derived (schema 2) gets the derived one now, once.
         conn.execute(
-            "UPDATE claims SET token_hash = ? WHERE key_hash = ?", (hash_token(token), key_hash)
+            "UPDATE claims SET token_hash = ? WHERE key_hash = ? AND token_hash != ?",
+            (hash_token(token), key_hash, hash_token(token)),
         )
         others = conn.execute(
             "SELECT COUNT(*) FROM claims WHERE upload_id = ?", (upload_id,)
@@ -396,10 +497,12 @@ class UploadStore:
             "SELECT COUNT(*), COALESCE(SUM(b), 0) FROM (SELECT MAX(original_bytes) AS b "
             "FROM claims WHERE original_sha256 IS NOT NULL GROUP BY original_sha256)"
         ).fetchone()
-        return Usage(crop_bytes + original_bytes, crops + originals)
+        claims = conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+        return Usage(crop_bytes + original_bytes + claims * CLAIM_ROW_BYTES, crops + originals)
 
     def usage(self) -> Usage:
-        """Bytes and files this store holds on disk (crops + distinct originals)."""
+        """Bytes (crops + distinct originals + CLAIM_ROW_BYTES a claim) and files this store
+        holds."""
         with self._connect() as conn:
             return self._usage(conn)
 
@@ -421,6 +524,23 @@ class UploadStore:
             raise UploadError(403, "the X-Deletion-Token header is required")
         if not UPLOAD_ID.match(upload_id or ""):
             raise UploadError(404, "no upload with this id")
+        try:
+            self._delete(upload_id, token)
+        except (OSError, sqlite3.OperationalError) as err:
+            if not disk_full(err):
+                raise
+            if not self.release_reserve():
+                raise UploadError(507, DISK_FULL_DELETE) from err
+            log.warning("the disk is full: the reserve went to a deletion")
+            try:
+                self._delete(upload_id, token)
+            except (OSError, sqlite3.OperationalError) as again:
+                if disk_full(again):
+                    raise UploadError(507, DISK_FULL_DELETE) from again
+                raise
+        self.ensure_reserve()  # the deletion freed space: put the reserve back if it was spent
+
+    def _delete(self, upload_id: str, token: str) -> None:
         aside: list[tuple[Path, Path]] = []
         try:
             with self._write_txn() as conn:
@@ -451,7 +571,7 @@ class UploadStore:
                     doomed.append(self.crop_path(row[0], row[1]))
                 for path in doomed:
                     if path.exists():
-                        tmp = temp_path(path)
+                        tmp = aside_path(path)
                         os.replace(path, tmp)
                         aside.append((path, tmp))
         except BaseException:
@@ -459,7 +579,7 @@ class UploadStore:
                 with contextlib.suppress(OSError):
                     os.replace(tmp, path)
             raise
-        for _path, tmp in aside:
+        for _path, tmp in aside:  # committed: a crash before this leaves them to recover()
             with contextlib.suppress(OSError):
                 tmp.unlink()
         if aside:
@@ -473,6 +593,38 @@ class UploadStore:
             for folder in folders:
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
+
+    # -- the disk reserve ---------------------------------------------------------------------
+    @property
+    def reserve_path(self) -> Path:
+        return self.root / RESERVE_NAME
+
+    def ensure_reserve(self) -> bool:
+        """Make sure the reserve file holds RESERVE_BYTES of real blocks; False if no room."""
+        with self._reserve_lock:
+            with contextlib.suppress(OSError):
+                if self.reserve_path.stat().st_size >= RESERVE_BYTES:
+                    return True
+            try:
+                fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)  # allocated, not a sparse file
+                finally:
+                    os.close(fd)
+                return True
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.reserve_path.unlink()  # a partial reserve would only hold space
+                return False
+
+    def release_reserve(self) -> bool:
+        """Give the reserve's space back to the disk; False when there was none to give."""
+        with self._reserve_lock:
+            try:
+                self.reserve_path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
 
     def stats(self) -> dict[str, int]:
         counts = dict.fromkeys(LABELS, 0)
@@ -493,11 +645,40 @@ class UploadStore:
             return conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
 
     # -- crash recovery -----------------------------------------------------------------------
+    def _settle_deletions(self, conn: sqlite3.Connection, report: RecoveryReport) -> None:
+        """Files a DELETE moved aside: back in place when their row or claim is still there
+        (the transaction never committed), else removed (it did; only the unlink was missed)."""
+        crops = {(label, sha) for label, sha in conn.execute("SELECT label, sha256 FROM uploads")}
+        originals = {
+            f"{sha}.{ext}"
+            for sha, ext in conn.execute(
+                "SELECT original_sha256, original_ext FROM claims WHERE original_sha256 IS NOT NULL"
+            )
+        }
+        for folder in [self.root / label for label in LABELS] + [self.root / ORIGINALS]:
+            if not folder.is_dir():
+                continue
+            for aside in folder.glob(f"{ASIDE_PREFIX}*"):
+                target = folder / aside.name[len(ASIDE_PREFIX) :]
+                if not OUR_FILE.match(target.name):
+                    continue
+                if folder.name == ORIGINALS:
+                    wanted = target.name in originals
+                else:
+                    wanted = target.suffix == ".png" and (folder.name, target.stem) in crops
+                if wanted and not target.exists():
+                    os.replace(aside, target)
+                    report.restored_files.append(str(target))
+                else:
+                    aside.unlink()
+                    report.orphan_files.append(str(aside))
+
     def recover(self) -> RecoveryReport:
         """Remove what an interrupted write or delete may have left behind."""
         report = RecoveryReport()
         folders = [self.root / label for label in LABELS] + [self.root / ORIGINALS]
         with self._write_txn() as conn:
+            self._settle_deletions(conn, report)  # first: a restored file is not an orphan row
             for folder in folders:
                 if folder.is_dir():
                     for tmp in folder.glob(f"{TMP_PREFIX}*"):
@@ -536,7 +717,9 @@ class UploadStore:
                         report.orphan_files.append(str(path))
         if report.total:
             log.warning(
-                "upload store recovery: removed %d temp file(s), %d orphan file(s), %d orphan row(s)",
+                "upload store recovery: restored %d file(s) of an interrupted deletion; removed "
+                "%d temp file(s), %d orphan file(s), %d orphan row(s)",
+                len(report.restored_files),
                 len(report.temp_files),
                 len(report.orphan_files),
                 len(report.orphan_rows),

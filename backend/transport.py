@@ -12,6 +12,8 @@ is not armed at all before the first request). This subclass adds, per connectio
 * a head timeout: the request line and headers must be complete within `head_timeout` seconds
   of the connection being made (or of a kept-alive request's first byte); a silent connection is
   then closed, a partly sent head gets 408 (JSON `detail`) first;
+* the parser's own 400 for a request it cannot parse answered like the two above: JSON
+  `detail` and the security headers every answer of the app carries (backend/middleware.py);
 * a body idle timeout: while a request body is being received, `body_timeout` seconds without
   a byte close the connection (the app sees a disconnect). Slow bodies are fine; only silence
   counts, and never while the app itself is not reading.
@@ -28,8 +30,15 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .middleware import HSTS, NO_STORE, SECURITY_HEADERS
+
 HEAD_TOO_LARGE = "request line and headers too large: the limit is {limit} bytes"
 HEAD_TOO_SLOW = "request headers took too long to arrive: the limit is {timeout:g} seconds"
+MALFORMED = "malformed HTTP request: its request line or headers could not be parsed"
+#: What every answer of this protocol's own carries (the app's middleware never sees them).
+_GUARD_HEADERS = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()] + [
+    (b"cache-control", NO_STORE.encode())
+]
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -134,11 +143,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.transport.close()  # the app sees http.disconnect
 
+    def send_400_response(self, msg: str) -> None:  # httptools could not parse the request
+        self._refuse(400, MALFORMED)
+
     def _refuse(self, status: int, detail: str) -> None:
         self._cancel_timers()
         body = json.dumps({"detail": detail}).encode()
         head = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
+        guard = list(_GUARD_HEADERS)
+        if self.transport.get_extra_info("sslcontext") is not None:
+            guard.append((b"strict-transport-security", HSTS.encode()))
+        for name, value in [*self.server_state.default_headers, *guard]:
             head += [name, b": ", value, b"\r\n"]
         head += [
             b"content-type: application/json\r\n",

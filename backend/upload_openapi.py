@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .images import FREE_PIXELS, MAX_PIXELS_PER_BYTE_LOSSLESS, MAX_PIXELS_PER_BYTE_LOSSY
 from .settings import Settings
 from .storage import IDEMPOTENCY_KEY
 
@@ -26,6 +27,9 @@ FORM_FIELDS = ("crop", "label", "consent", "original", "source")  # any other fi
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = IDEMPOTENCY_KEY.pattern  # the store checks keys against it too
 DELETION_TOKEN_HEADER = "X-Deletion-Token"
+#: Vendor keywords on the form's file fields: the smallest and largest side accepted (pixels).
+IMAGE_MIN_SIDE = "x-image-min-side"
+IMAGE_MAX_SIDE = "x-image-max-side"
 CREATE_OPERATION_ID = "create_upload"
 DELETE_OPERATION_ID = "delete_upload"
 SAME_ORIGIN = (
@@ -82,8 +86,9 @@ def _request_body(s: Settings) -> dict[str, Any]:
     image_rule = (
         f"at most {s.max_upload_bytes} bytes; PNG, JPEG or WebP, decided from its bytes (not its "
         "name or Content-Type) and fully decoded; refused when it holds fewer bytes than its "
-        "header's size needs, when its data ends early (also a JPEG cut short and closed with an "
-        "end marker), or when more than 90 % of its pixels are one exact colour"
+        "header's size needs, when its data ends early (also a JPEG cut short, whatever "
+        "segments follow the cut), or when more than 90 % of its pixels are one exact colour; "
+        f"{_paying_rule()}"
     )
     return {
         "required": True,
@@ -97,6 +102,10 @@ def _request_body(s: Settings) -> dict[str, Any]:
                         "crop": {
                             "type": "string",
                             "format": "binary",
+                            # JSON Schema has no keyword for an image's sides: stated here
+                            # for clients and for tests/test_api_schemathesis.py's generator.
+                            IMAGE_MIN_SIDE: s.min_image_side,
+                            IMAGE_MAX_SIDE: min(s.max_crop_side, s.max_image_side),
                             "description": f"The aligned face crop: {image_rule}; each side "
                             f"{s.min_image_side} to {s.max_crop_side} pixels. Stored re-encoded "
                             "as PNG, without metadata.",
@@ -111,12 +120,15 @@ def _request_body(s: Settings) -> dict[str, Any]:
                         "original": {
                             "type": "string",
                             "format": "binary",
+                            IMAGE_MIN_SIDE: 1,
+                            IMAGE_MAX_SIDE: s.max_image_side,
                             "description": f"Optional full photo the crop was taken from: "
                             f"{image_rule}; each side at most {s.max_image_side} pixels and at "
-                            f"most {s.max_original_pixels} pixels in all. Stored re-encoded "
-                            "without metadata, in its own format unless that would take more "
-                            "than 1.5 times the bytes sent (then as a JPEG that fits). An empty "
-                            "file part counts as not sent.",
+                            f"most {s.max_original_pixels} pixels in all. Stored as a JPEG "
+                            "without metadata: quality 90 (a JPEG sent at a lower quality keeps "
+                            "its own), else the first of 85, 70, 50, 30, 10 that takes at most "
+                            "1.5 times the bytes sent (413 if none does). An empty file part "
+                            "counts as not sent.",
                         },
                         "source": {"type": "string", "enum": list(SOURCES)},
                     },
@@ -124,6 +136,15 @@ def _request_body(s: Settings) -> dict[str, Any]:
             }
         },
     }
+
+
+def _paying_rule() -> str:
+    return (
+        "refused with 413 before any pixel is decoded when it does not pay for its pixels in "
+        f"bytes: beyond the first {FREE_PIXELS} pixels, at most "
+        f"{MAX_PIXELS_PER_BYTE_LOSSLESS} pixels a byte for a lossless file (PNG, lossless WebP) "
+        f"and {MAX_PIXELS_PER_BYTE_LOSSY} for a lossy one (JPEG, lossy WebP)"
+    )
 
 
 def _labels() -> list[str]:
@@ -168,7 +189,8 @@ def _post_errors(s: Settings) -> dict[str, dict[str, Any]]:
             f"A file over {s.max_upload_bytes} bytes, a request body over "
             f"{s.max_request_bytes} bytes, a crop side over {s.max_crop_side} pixels, an "
             f"original side over {s.max_image_side} pixels or over {s.max_original_pixels} "
-            f"pixels in all, an image that could never decode within the server's "
+            f"pixels in all, an image with too few bytes for its pixels ({_paying_rule()}), "
+            f"an image that could never decode within the server's "
             f"{s.decode_memory_bytes}-byte decode memory, or a stored original that would "
             "take far more bytes than were sent."
         ),

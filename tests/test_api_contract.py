@@ -13,7 +13,7 @@ from test_backend_helpers import db_rows, image_bytes, make_settings, post_uploa
 from backend.app import create_app
 from backend.images import clean_crop
 from backend.ratelimit import RateLimiter, client_address
-from backend.storage import SCHEMA_VERSION, UploadStore
+from backend.storage import CLAIM_ROW_BYTES, SCHEMA_VERSION, UploadStore
 
 
 class FakeClock:
@@ -99,29 +99,32 @@ def test_cross_origin_posts_do_not_use_up_the_victims_budget(tmp_path):
 # -- storage quota ----------------------------------------------------------------------------
 def test_storage_quota_in_bytes_gives_507_and_stores_nothing(tmp_path):
     one = len(clean_crop(image_bytes(seed=1), min_side=1, max_side=4096).data)
-    settings = make_settings(tmp_path, custom_max_bytes=one + one // 2)
+    # room for exactly one contribution: its file and its claim row
+    settings = make_settings(tmp_path, custom_max_bytes=one + CLAIM_ROW_BYTES)
+    key = {"Idempotency-Key": "quota-key-0123456789"}
+    files = {"crop": ("c.png", image_bytes(seed=1), "image/png")}
+    fields = {"label": "happy", "consent": "true"}
     with _client(settings) as client:
-        first = post_upload(client, image_bytes(seed=1))
+        first = client.post("/api/uploads", files=files, data=fields, headers=key)
         assert first.status_code == 201
         r = post_upload(client, image_bytes(seed=2))
         assert r.status_code == 507, r.text
         assert "storage quota reached" in r.json()["detail"]
         assert len(stored_files(settings.custom_dir)) == 1
+        # A duplicate adds no file but a claim row: refused too once the quota is reached, so
+        # sending the same picture again and again cannot grow the store past it.
+        for _ in range(3):
+            dup = post_upload(client, image_bytes(seed=1))
+            assert dup.status_code == 507, dup.text
         assert len(db_rows(settings.custom_dir, "claims")) == 1
-        # A duplicate adds no bytes: it is still accepted when the store is full.
-        dup = post_upload(client, image_bytes(seed=1))
-        assert dup.status_code == 201 and dup.json()["duplicate"] is True
+        # A re-send adds nothing at all: still answered (the page's retry after a lost answer).
+        again = client.post("/api/uploads", files=files, data=fields, headers=key)
+        assert again.status_code == 201 and again.json()["resent"] is True
         # Deleting frees the space again.
         body = first.json()
         url = f"/api/uploads/{body['id']}"
         assert (
             client.delete(url, headers={"X-Deletion-Token": body["deletion_token"]}).status_code
-            == 204
-        )
-        assert (
-            client.delete(
-                url, headers={"X-Deletion-Token": dup.json()["deletion_token"]}
-            ).status_code
             == 204
         )
         assert post_upload(client, image_bytes(seed=2)).status_code == 201
@@ -138,14 +141,14 @@ def test_storage_quota_in_files_counts_originals(tmp_path):
         assert len(stored_files(settings.custom_dir)) == 2
 
 
-def test_usage_is_what_is_on_disk(tmp_path):
+def test_usage_is_what_is_on_disk_plus_the_rows(tmp_path):
     store = UploadStore(tmp_path / "c")
     a = store.add(clean_crop(image_bytes(seed=1), min_side=1, max_side=4096), "happy", consent=True)
     store.add(clean_crop(image_bytes(seed=1), min_side=1, max_side=4096), "happy", consent=True)
     on_disk = sum(p.stat().st_size for p in stored_files(store.root))
-    assert store.usage() == (on_disk, 1)
+    assert store.usage() == (on_disk + 2 * CLAIM_ROW_BYTES, 1)
     store.delete(a.id, a.deletion_token)
-    assert store.usage() == (on_disk, 1)  # the duplicate's claim keeps it
+    assert store.usage() == (on_disk + CLAIM_ROW_BYTES, 1)  # the duplicate's claim keeps it
 
 
 # -- schema migration -------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def test_a_store_from_the_previous_schema_opens_and_is_counted(tmp_path):
     store = UploadStore(root)
     with sqlite3.connect(store.db_path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store.usage() == (len(crop.data), 1)
+    assert store.usage() == (len(crop.data) + CLAIM_ROW_BYTES, 1)
     assert store.recover().total == 0
     again = store.add(crop, "sad", consent=True, key="k" * 20)
     assert again.duplicate and again.id == "a" * 32
@@ -336,3 +339,23 @@ def test_undocumented_form_fields_are_refused(tmp_path):
     assert stored_files(settings.custom_dir) == []
     spec_body = create_app(settings).openapi()["paths"]["/api/uploads"]["post"]["requestBody"]
     assert spec_body["content"]["multipart/form-data"]["schema"]["additionalProperties"] is False
+
+
+def test_openapi_states_the_image_sides_the_server_accepts(tmp_path):
+    """Sides are no JSON Schema keyword: the form's file fields state them as x-image-min-side /
+    x-image-max-side (a 1x1 crop looked valid by the document and was refused)."""
+    settings = make_settings(tmp_path, min_image_side=20, max_crop_side=300, max_image_side=2000)
+    with _client(settings) as client:
+        body = client.get("/openapi.json").json()["paths"]["/api/uploads"]["post"]["requestBody"]
+        fields = body["content"]["multipart/form-data"]["schema"]["properties"]
+        assert (fields["crop"]["x-image-min-side"], fields["crop"]["x-image-max-side"]) == (20, 300)
+        assert (fields["original"]["x-image-min-side"], fields["original"]["x-image-max-side"]) == (
+            1,
+            2000,
+        )
+        assert post_upload(client, image_bytes(size=(20, 20), seed=1)).status_code == 201
+        for side in (19, 1):
+            r = post_upload(client, image_bytes(size=(side, side), seed=2))
+            assert r.status_code == 400 and "smallest accepted side is 20" in r.json()["detail"]
+        r = post_upload(client, image_bytes(size=(301, 20), seed=3))
+        assert r.status_code == 413 and "largest accepted side is 300" in r.json()["detail"]

@@ -7,7 +7,7 @@ import ssl
 
 import httpx
 import pytest
-from test_backend_helpers import image_bytes, make_settings
+from test_backend_helpers import image_bytes, make_settings, stored_files
 from uvicorn_thread import free_port
 from uvicorn_thread import serve_in_thread as live_server
 
@@ -74,4 +74,4 @@ def test_live_oversized_chunked_body_is_refused_before_it_ends(tmp_path):
                 break
             reply += data
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
-    assert not [p for p in settings.custom_dir.rglob("*") if p.is_file() and "sqlite" not in p.name]
+    assert not stored_files(settings.custom_dir)

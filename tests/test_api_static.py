@@ -53,7 +53,9 @@ def site(tmp_path):
     (vendor / "tf-core.min.js").write_text("var tf = {};\n" * 300)
     (models / "manifest.json").write_text(json.dumps(MANIFEST))
     (models / "a").mkdir()
-    (models / "a" / "model.json").write_text('{"format": "graph-model"}')
+    (models / "a" / "model.json").write_text(
+        json.dumps({"format": "graph-model", "weightsManifest": [{"paths": ["group1-shard1of1.bin"]}]})
+    )
     (models / "a" / "group1-shard1of1.bin").write_bytes(bytes(range(256)) * 20)
     (tmp_path / "secret.txt").write_text("do not serve me")
     with TestClient(create_app(settings)) as client:
@@ -164,10 +166,15 @@ def test_variant_models_are_served_like_the_default(site, repo_root):
     client, settings = site
     folder = settings.models_dir / "ferplus" / "c"
     folder.mkdir(parents=True)
-    (folder / "model.json").write_text('{"format": "graph-model"}')
+    (folder / "model.json").write_text(
+        json.dumps({"format": "graph-model", "weightsManifest": [{"paths": ["group1-shard1of1.bin"]}]})
+    )
     (folder / "group1-shard1of1.bin").write_bytes(b"\1" * 300)
     (folder.parent / "manifest.json").write_text(json.dumps(
         {**MANIFEST, "members": [{"name": "c", "path": "c/model.json", "weight": 1.0}]}))
+    (settings.models_dir / "manifest.json").write_text(json.dumps({**MANIFEST, "variants": [
+        {"id": "a", "title": "A", "manifest": "manifest.json", "default": True},
+        {"id": "ferplus", "title": "F", "manifest": "ferplus/manifest.json"}]}))
     for path, ctype in [("/models/ferplus/manifest.json", "application/json"),
                         ("/models/ferplus/c/model.json", "application/json"),
                         ("/models/ferplus/c/group1-shard1of1.bin", "application/octet-stream")]:

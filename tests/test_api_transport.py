@@ -261,6 +261,8 @@ def test_trusted_hosts_from_env_and_cli(tmp_path, monkeypatch):
     app.command("other")(lambda: None)
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    # nothing listens here: whether port 8000 happens to be free on this machine is not the point
+    monkeypatch.setattr(cli, "check_port", lambda host, port: None)
     result = CliRunner().invoke(
         app,
         [

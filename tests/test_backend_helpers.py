@@ -41,11 +41,16 @@ def make_settings(tmp_path: Path, **overrides):
 
 
 def stored_files(custom: Path) -> list[Path]:
-    """Every file under the custom dir except the SQLite database files."""
+    """Every file under the custom dir except the SQLite database files and the disk reserve
+    (backend/storage.py keeps it for deletions on a full disk)."""
+    from backend.storage import RESERVE_NAME
+
     if not custom.exists():
         return []
     return sorted(
-        p for p in custom.rglob("*") if p.is_file() and not p.name.startswith("uploads.sqlite")
+        p
+        for p in custom.rglob("*")
+        if p.is_file() and not p.name.startswith("uploads.sqlite") and p.name != RESERVE_NAME
     )
 
 

@@ -151,6 +151,8 @@ def test_serve_command_help_and_options(monkeypatch, tmp_path):
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    # nothing listens here: whether port 8765 happens to be free on this machine is not the point
+    monkeypatch.setattr(cli, "check_port", lambda host, port: None)
     monkeypatch.setattr(tls, "lan_ipv4_addresses", lambda: ["192.168.7.7"])
     result = CliRunner().invoke(
         app,

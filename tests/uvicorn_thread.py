@@ -18,6 +18,7 @@ def free_port() -> int:
 def serve_in_thread(settings, tls=None, start_timeout: float = 30.0, wrap=None):
     """Serve `create_app(settings)` on 127.0.0.1:settings.port; `tls` = (certfile, keyfile);
     `wrap(app)` returns the ASGI app actually served (a test's wrapper around the real one).
+    Yields the app (unwrapped).
 
     Same Uvicorn options as `fer-hybrid serve` (backend.cli.uvicorn_options), bound to loopback.
     """
@@ -39,7 +40,7 @@ def serve_in_thread(settings, tls=None, start_timeout: float = 30.0, wrap=None):
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield
+        yield app  # the app being served (its state: the store, the settings)
     finally:
         server.should_exit = True
         thread.join(10)
