@@ -250,6 +250,29 @@ def test_five_face_frame():
         face_frame(7)
 
 
+# ---------------------------------------------------------------- CPU throttling
+@pytest.mark.browser
+def test_cpu_throttling_slows_the_page_down():
+    """The phone-class rows rest on this: the same JavaScript takes several times as long once
+    the page is throttled x4 (it used to end at once: a detached DevTools session drops it)."""
+    import statistics
+
+    require_browser()
+    from training.bench.browser import browser
+    from training.bench.latency import cpu_throttle
+
+    work = ("() => { const t0 = performance.now(); let x = 0;"
+            " for (let i = 0; i < 2e7; i++) x = (x + i * 7) % 1000003;"
+            " return [performance.now() - t0, x]; }")
+    with browser() as b:
+        page = b.new_page()
+        ms = lambda: statistics.median(page.evaluate(work)[0] for _ in range(3))  # noqa: E731
+        plain = ms()
+        cpu_throttle(page)(4)
+        slow = ms()
+    assert slow > 2 * plain, (plain, slow)
+
+
 # ---------------------------------------------------------------- one quick run in Chromium
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):

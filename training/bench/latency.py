@@ -82,11 +82,12 @@ def rate_key(rate: float) -> str:
     return f"{rate:g}"
 
 
-def throttle(page, rate: float) -> None:
-    """Chromium's CPU throttling for `page` (1: none), through the DevTools protocol."""
+def cpu_throttle(page):
+    """A setter of Chromium's CPU throttling for `page`: set(rate), 1 for none. It keeps its
+    DevTools session attached for the page's life: Chromium drops a session's emulation
+    settings when the session detaches (the throttling would then end at once)."""
     cdp = page.context.new_cdp_session(page)
-    cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
-    cdp.detach()
+    return lambda rate: cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
 
 
 def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True,
@@ -106,9 +107,9 @@ def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True
     page.click("#toggle")
     wait_for(page, "window.ferState.faces && window.ferState.faces.length > 0", 120,
           "our page to find a face")
-    out = {}
+    out, throttle = {}, cpu_throttle(page)
     for rate in rates:
-        throttle(page, rate)
+        throttle(rate)
         time.sleep(warmup)
         out[rate_key(rate)] = _time_ours(page, seconds)
     page.click("#toggle")
@@ -170,9 +171,9 @@ def measure_peer(b, base: str, tool: str, seconds: float, warmup: float, cache: 
     if page.evaluate("window.bench.error"):
         raise FerError(f"{tool} harness failed: {page.evaluate('window.bench.error')}")
     info = page.evaluate("window.bench.info")
-    out = {}
+    out, throttle = {}, cpu_throttle(page)
     for rate in rates:
-        throttle(page, rate)
+        throttle(rate)
         r = page.evaluate("([s, w]) => bench.latency(s, w)", [seconds, warmup])
         out[rate_key(rate)] = {**summarise(r["times"], r["faces"], "requestVideoFrameCallback, one "
                                            "detect+classify per distinct camera frame"), "info": info}
