@@ -73,7 +73,7 @@ def bench(
     ~/.cache/fer-hybrid/peers (sha512 checked; never committed). Needs
     Debian's /usr/bin/chromium and pip install 'fer-hybrid\\[train,test]'
     (Playwright, scikit-image, matplotlib). A full run takes about 15
-    minutes on a 2-core CPU, plus as long again per --cpu-throttle rate;
+    minutes on a 2-core CPU, about 4 more per --cpu-throttle rate;
     --quick is a smoke run of a minute or two.
     """
     from training.bench.browser import require_chromium
