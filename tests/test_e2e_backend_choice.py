@@ -25,21 +25,20 @@ READY = "window.ferState && (window.ferState.ready || window.ferState.error)"
 
 # Before the page's scripts: count the WebGL contexts the page asks for (the probe's only trace
 # on a machine whose WebGL renders in software), and record every text of the status line.
-WATCH = """
+WATCH = """(() => {
 window.__webglContexts = 0;
 const getContext = HTMLCanvasElement.prototype.getContext;
 HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
   if (String(type).startsWith('webgl')) window.__webglContexts++;
   return getContext.call(this, type, ...rest);
 };
-window.__statusTexts = [];
-document.addEventListener('DOMContentLoaded', () => {
+// The whole document is watched (the page's module sets the first texts before DOMContentLoaded).
+const texts = window.__statusTexts = [];
+new MutationObserver(() => {
   const el = document.getElementById('status');
-  if (!el) return;
-  window.__statusTexts.push(el.textContent);
-  new MutationObserver(() => window.__statusTexts.push(el.textContent))
-    .observe(el, { childList: true, characterData: true, subtree: true });
-});
+  if (el && el.textContent !== texts[texts.length - 1]) texts.push(el.textContent);
+}).observe(document, { childList: true, characterData: true, subtree: true });
+})();
 """
 
 # This machine's WebGL is Chromium's SwiftShader, which the probe rules out by its name. Named
