@@ -130,6 +130,17 @@ def test_cli_help_names_the_requirements():
     text = " ".join(CliRunner().invoke(app, ["bench", "--help"], terminal_width=200).output.split())
     assert "fer-hybrid[train,test]" in text and "/usr/bin/chromium" in text
     assert "--quick" in text and "--no-accuracy" in text and "--peers" in text
+    assert "--cpu-throttle" in text and "Emulation.setCPUThrottlingRate" in text
+
+
+def test_cpu_throttle_rates():
+    from training.bench.run import CPU_THROTTLE, parse_throttle
+
+    assert parse_throttle(None) == CPU_THROTTLE == (4.0,)
+    assert parse_throttle("2,6,2") == (2.0, 6.0) and parse_throttle("none") == ()
+    for bad in ("1", "0.5", "fast"):
+        with pytest.raises(FerError, match="--cpu-throttle"):
+            parse_throttle(bad)
 
 
 def test_no_dataset_means_latency_only_unless_a_data_option_was_given(monkeypatch, tmp_path):
@@ -195,6 +206,30 @@ def test_table_from_a_hand_built_result():
     assert "3589 FER2013 PrivateTest crops" in markdown(_result())
 
 
+def test_phone_class_rows_in_the_report(tmp_path):
+    """The CPU-throttled runs get their own table (slow-down against the unthrottled run, like
+    for like at that rate) and their own panel in the figure."""
+    from training.bench.report import markdown, throttled_table, write
+
+    r = _result()
+    r["latency_throttled"] = {"4": {"ours": {"1": _lat(20, 1), "5": _lat(150, 5)},
+                                    "human": {"1": _lat(120, 1), "5": _lat(300, 5)}}}
+    lines = throttled_table(r, "4").splitlines()
+    assert len(lines) == 2 + 2
+    ours, human = lines[2:]
+    assert ours == "| fer-hybrid (this page) | 20.0 (30.0) | 150.0 (225.0) | 0.50x / 3.00x | 1.00x / 1.00x |"
+    assert human.startswith("| Human 3.3.6, default video caching | 120.0 (180.0) | 300.0 (450.0) | 6.00x / 3.00x |")
+    assert human.endswith("| 6.00x / 2.00x |")
+    md = markdown(r)
+    assert "Phone class: the same pages with Chromium's CPU throttled x4" in md
+    assert "Phone class" not in markdown(_result())  # a run without throttling: no such section
+    png = write(r, tmp_path)["png"]
+    from PIL import Image
+
+    wide = Image.open(png).size[0]
+    assert wide > Image.open(write(_result(), tmp_path / "plain")["png"]).size[0]  # one panel more
+
+
 def test_report_without_accuracy_says_why(tmp_path):
     from training.bench.report import markdown, write
 
@@ -213,6 +248,29 @@ def test_five_face_frame():
     assert (five != 40).any(axis=2).mean() > 0.3  # faces cover a good part of the frame
     with pytest.raises(ValueError):
         face_frame(7)
+
+
+# ---------------------------------------------------------------- CPU throttling
+@pytest.mark.browser
+def test_cpu_throttling_slows_the_page_down():
+    """The phone-class rows rest on this: the same JavaScript takes several times as long once
+    the page is throttled x4 (it used to end at once: a detached DevTools session drops it)."""
+    import statistics
+
+    require_browser()
+    from training.bench.browser import browser
+    from training.bench.latency import cpu_throttle
+
+    work = ("() => { const t0 = performance.now(); let x = 0;"
+            " for (let i = 0; i < 2e7; i++) x = (x + i * 7) % 1000003;"
+            " return [performance.now() - t0, x]; }")
+    with browser() as b:
+        page = b.new_page()
+        ms = lambda: statistics.median(page.evaluate(work)[0] for _ in range(3))  # noqa: E731
+        plain = ms()
+        cpu_throttle(page)(4)
+        slow = ms()
+    assert slow > 2 * plain, (plain, slow)
 
 
 # ---------------------------------------------------------------- one quick run in Chromium
@@ -258,11 +316,17 @@ def test_quick_run_measures_our_page(quick_run):
         assert r["frames"] >= 3 and r["median_ms"] > 0 and r["faces_median"] == int(faces)
         assert r["backend"] == "wasm"
     assert result["latency"]["ours"]["1"]["download_bytes"] > 1_000_000
+    # The phone-class row: the same page timed again with the CPU throttled x4.
+    assert result["settings"]["cpu_throttle"] == [4.0]
+    for faces in ("1", "5"):
+        slow = result["latency_throttled"]["4"]["ours"][faces]
+        assert slow["frames"] >= 1 and slow["median_ms"] > 0 and slow["backend"] == "wasm"
     for key in ("ours", "ours_raw"):
         a = result["accuracy"][key]
         assert a["n"] == 28 and 0 <= a["accuracy"] <= 1
     files = write(result, out)
     assert "fer-hybrid (this page)" in files["md"].read_text()
+    assert "CPU throttled x4" in files["md"].read_text()
 
 
 @pytest.mark.browser
@@ -276,6 +340,8 @@ def test_quick_run_measures_the_peers(quick_run):
             r = result["latency"][key][faces]
             assert r["frames"] >= 2 and r["faces_median"] >= 1, (key, faces, r)
             assert r["info"]["backend"] == "wasm" and r["info"]["wasm"]["multithread"] is False
+            slow = result["latency_throttled"]["4"][key][faces]
+            assert slow["frames"] >= 1 and slow["median_ms"] > 0, (key, faces, slow)
     assert result["latency"]["faceapi"]["5"]["faces_median"] == 5
     for key in ("human", "faceapi"):
         assert result["accuracy"][key]["n"] == 28

@@ -1,5 +1,5 @@
 """End-to-end: what the live page downloads. The WebGL backend's script (370 KB) is loaded only
-when the page tries WebGL (?backend=webgl, or the auto probe), never on the wasm path."""
+when the page tries WebGL (?backend=webgl, or the probe on a GPU), never on the wasm path."""
 
 from __future__ import annotations
 

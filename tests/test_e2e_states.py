@@ -73,7 +73,7 @@ def test_flip_and_photo_are_off_while_the_models_load(e2e_models, e2e_videos, as
     cold detector and leave "Ready — press Start" and its detector time over the photo."""
     with live_server(e2e_models, tmp_path / "custom") as base, browser(e2e_videos["single"]) as b:
         ctx, page, errors, held, release = open_phone(b, base, hold="**/models/manifest.json")
-        # The detector is loaded, the models' manifest is held: the page is still loading.
+        # The models' manifest is held: the page is still loading.
         wait_state(page, "window.ferState && window.ferState.status === 'loading'"
                          " && document.getElementById('status').textContent.includes('expression models')", 60)
         for _ in range(100):  # the route's handler runs when Playwright next hears from the page

@@ -181,26 +181,37 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _latency_bars(ax, lat: dict, tools: dict, title: str) -> None:
+    """One latency panel: a bar group per tool configuration, 1 and 5 faces, p90 whiskers."""
+    names = [k for k in lat]
+    xs = np.arange(len(names))
+    for i, (faces, colour) in enumerate((("1", "tab:blue"), ("5", "tab:orange"))):
+        med = [lat[k].get(faces, {}).get("median_ms", np.nan) for k in names]
+        p90 = [lat[k].get(faces, {}).get("p90_ms", np.nan) for k in names]
+        err = [np.zeros(len(names)), np.subtract(p90, med)]
+        ax.bar(xs + (i - 0.5) * 0.38, med, 0.38, yerr=err, capsize=3, color=colour,
+               label=f"{faces} face{'s' if faces != '1' else ''}")
+    ax.set_xticks(xs, [tools[k]["short"] for k in names], fontsize=8)
+    ax.set_ylabel("ms per frame (median, whisker: p90)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot_bench(result: dict, path: str | Path, tools: dict) -> Path:
-    """`fer-hybrid bench`: latency per frame (1 and 5 faces, median with p90 whiskers) beside
-    PrivateTest accuracy (plain and flip TTA), one bar group per tool configuration."""
+    """`fer-hybrid bench`: latency per frame (1 and 5 faces, median with p90 whiskers), again
+    for each CPU throttling rate (the phone-class rows), beside PrivateTest accuracy (plain and
+    flip TTA), one bar group per tool configuration."""
     plt = _pyplot()
     lat, acc = result.get("latency", {}), result.get("accuracy") or {}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
+    throttled = result.get("latency_throttled") or {}
+    panels = 2 + len(throttled)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.2), dpi=100)
+    left, right = axes[0], axes[-1]
     try:
-        names = [k for k in lat]
-        xs = np.arange(len(names))
-        for i, (faces, colour) in enumerate((("1", "tab:blue"), ("5", "tab:orange"))):
-            med = [lat[k].get(faces, {}).get("median_ms", np.nan) for k in names]
-            p90 = [lat[k].get(faces, {}).get("p90_ms", np.nan) for k in names]
-            err = [np.zeros(len(names)), np.subtract(p90, med)]
-            left.bar(xs + (i - 0.5) * 0.38, med, 0.38, yerr=err, capsize=3, color=colour,
-                     label=f"{faces} face{'s' if faces != '1' else ''}")
-        left.set_xticks(xs, [tools[k]["short"] for k in names], fontsize=8)
-        left.set_ylabel("ms per frame (median, whisker: p90)")
-        left.set_title("Latency per camera frame (lower is better)")
-        left.legend(fontsize=8)
-        left.grid(axis="y", alpha=0.3)
+        _latency_bars(left, lat, tools, "Latency per camera frame (lower is better)")
+        for ax, (rate, by) in zip(axes[1:-1], throttled.items()):
+            _latency_bars(ax, by, tools, f"Phone class: CPU throttled x{rate} (lower is better)")
         names = [k for k in acc]
         if names:
             xs = np.arange(len(names))

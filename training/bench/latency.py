@@ -4,6 +4,10 @@ Every tool runs TF.js' wasm backend single-threaded with SIMD (no cross-origin i
 SharedArrayBuffer; our page's CSP forbids tfjs' thread workers anyway). Download size = the
 uncompressed bytes of every response the tool's page needed (service workers blocked, so our
 page's precache does not count twice), the harness pages themselves excluded.
+
+Phone class: each page is then timed again with Chromium's CPU throttling (CDP
+`Emulation.setCPUThrottlingRate`, which slows the page's main thread, where single-threaded wasm
+runs, by the given factor) set once the page is loaded and running, after its own warm-up.
 """
 
 from __future__ import annotations
@@ -73,13 +77,24 @@ def new_frame_times(window: list[float], processed_before: int, processed_now: i
     return [float(t) for t in window[-n:]] if n > 0 else []
 
 
-def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True) -> dict:
-    """Our real page: press Start, then read per-frame times from window.ferState.
-    `reuse=False` opens it with `?reuse=0` (detector and classifier on every frame).
+def rate_key(rate: float) -> str:
+    """How bench.json names a throttling rate: "4", "2.5"."""
+    return f"{rate:g}"
 
-    Uses `ferState.frameTimes` (the last <= 240 whole-frame times, one per distinct camera
-    frame) with `framesProcessed` when the page has them; else samples `lastLatencyMs` each
-    time `frames` moves (the page before per-camera-frame timing)."""
+
+def cpu_throttle(page):
+    """A setter of Chromium's CPU throttling for `page`: set(rate), 1 for none. It keeps its
+    DevTools session attached for the page's life: Chromium drops a session's emulation
+    settings when the session detaches (the throttling would then end at once)."""
+    cdp = page.context.new_cdp_session(page)
+    return lambda rate: cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
+
+
+def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True,
+                 rates: tuple[float, ...] = (1,)) -> dict[str, dict]:
+    """Our real page: press Start, then read per-frame times from window.ferState, once per
+    CPU throttling rate (1: none), each after `warmup` seconds at that rate -> {rate_key: result}.
+    `reuse=False` opens it with `?reuse=0` (detector and classifier on every frame)."""
     ctx = b.new_context(viewport={"width": 412, "height": 860}, service_workers="block")
     sizes = Bytes()
     sizes.attach(ctx)
@@ -92,7 +107,23 @@ def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True
     page.click("#toggle")
     wait_for(page, "window.ferState.faces && window.ferState.faces.length > 0", 120,
           "our page to find a face")
-    time.sleep(warmup)
+    out, throttle = {}, cpu_throttle(page)
+    for rate in rates:
+        throttle(rate)
+        time.sleep(warmup)
+        out[rate_key(rate)] = _time_ours(page, seconds)
+    page.click("#toggle")
+    size, files = sizes.total()
+    ctx.close()
+    return {k: {**r, "download_bytes": size, "files": files} for k, r in out.items()}
+
+
+def _time_ours(page, seconds: float) -> dict:
+    """Per-frame times of our running page for `seconds`.
+
+    Uses `ferState.frameTimes` (the last <= 240 whole-frame times, one per distinct camera
+    frame) with `framesProcessed` when the page has them; else samples `lastLatencyMs` each
+    time `frames` moves (the page before per-camera-frame timing)."""
     read = ("(() => { const s = window.ferState; return {frames: s.frames, last: s.lastLatencyMs,"
             " faces: s.faces.length, processed: s.framesProcessed ?? null, seen: s.framesSeen ?? null,"
             " times: Array.isArray(s.frameTimes) ? s.frameTimes.slice() : null, backend: s.backend}; })()")
@@ -124,13 +155,13 @@ def measure_ours(b, base: str, seconds: float, warmup: float, reuse: bool = True
     result["backend"] = stop["backend"]
     if stop["seen"] is not None:
         result["camera_frames_seen"] = stop["seen"] - (start["seen"] or 0)
-    page.click("#toggle")
-    result["download_bytes"], result["files"] = sizes.total()
-    ctx.close()
     return result
 
 
-def measure_peer(b, base: str, tool: str, seconds: float, warmup: float, cache: bool = True) -> dict:
+def measure_peer(b, base: str, tool: str, seconds: float, warmup: float, cache: bool = True,
+                 rates: tuple[float, ...] = (1,)) -> dict[str, dict]:
+    """A peer's harness page: its own per-frame loop, once per CPU throttling rate (1: none),
+    each after `warmup` seconds at that rate -> {rate_key: result}."""
     ctx = b.new_context(viewport={"width": 640, "height": 480}, service_workers="block")
     sizes = Bytes(exclude=("/harness/",))
     sizes.attach(ctx)
@@ -139,41 +170,51 @@ def measure_peer(b, base: str, tool: str, seconds: float, warmup: float, cache: 
     wait_for(page, "window.bench && (window.bench.ready || window.bench.error)", 180, f"{tool} to load")
     if page.evaluate("window.bench.error"):
         raise FerError(f"{tool} harness failed: {page.evaluate('window.bench.error')}")
-    r = page.evaluate("([s, w]) => bench.latency(s, w)", [seconds, warmup])
-    result = summarise(r["times"], r["faces"], "requestVideoFrameCallback, one detect+classify "
-                                               "per distinct camera frame")
-    result["info"] = page.evaluate("window.bench.info")
-    result["download_bytes"], result["files"] = sizes.total()
+    info = page.evaluate("window.bench.info")
+    out, throttle = {}, cpu_throttle(page)
+    for rate in rates:
+        throttle(rate)
+        r = page.evaluate("([s, w]) => bench.latency(s, w)", [seconds, warmup])
+        out[rate_key(rate)] = {**summarise(r["times"], r["faces"], "requestVideoFrameCallback, one "
+                                           "detect+classify per distinct camera frame"), "info": info}
+    size, files = sizes.total()
     ctx.close()
-    return result
+    return {k: {**r, "download_bytes": size, "files": files} for k, r in out.items()}
 
 
 def run_latency(videos: dict[int, Path], our_base: str, peer_base: str | None, peers: list[str],
-                seconds: float, warmup: float, rounds: int = 1, log=print) -> dict[str, dict[str, dict]]:
-    """{config: {"1": result, "5": result}} for ours and each peer configuration. With several
-    rounds the configurations take turns (ours, human, ..., ours, human, ...), so a change in
-    the machine's load hits them alike; their frame times are pooled."""
-    out: dict[str, dict[str, dict]] = {}
+                seconds: float, warmup: float, rounds: int = 1, log=print,
+                throttles: tuple[float, ...] = ()) -> dict[str, dict[str, dict[str, dict]]]:
+    """{rate: {config: {"1": result, "5": result}}} for ours and each peer configuration, rate
+    "1" unthrottled and one more per CPU throttling rate in `throttles` (each page is timed at
+    every rate in turn). With several rounds the configurations take turns (ours, human, ...,
+    ours, human, ...), so a change in the machine's load hits them alike; their frame times are
+    pooled."""
+    rates = (1, *(r for r in throttles if r != 1))
+    out: dict[str, dict[str, dict[str, dict]]] = {rate_key(r): {} for r in rates}
     for faces, video in videos.items():
         with browser(video) as b:
-            plan = [("ours", lambda: measure_ours(b, our_base, seconds, warmup)),
-                    ("ours_noreuse", lambda: measure_ours(b, our_base, seconds, warmup, False))]
+            plan = [("ours", lambda: measure_ours(b, our_base, seconds, warmup, True, rates)),
+                    ("ours_noreuse", lambda: measure_ours(b, our_base, seconds, warmup, False, rates))]
             if "human" in peers:
-                plan.append(("human", lambda: measure_peer(b, peer_base, "human", seconds, warmup, True)))
+                plan.append(("human", lambda: measure_peer(b, peer_base, "human", seconds, warmup, True, rates)))
                 plan.append(("human_nocache",
-                             lambda: measure_peer(b, peer_base, "human", seconds, warmup, False)))
+                             lambda: measure_peer(b, peer_base, "human", seconds, warmup, False, rates)))
             if "faceapi" in peers:
-                plan.append(("faceapi", lambda: measure_peer(b, peer_base, "faceapi", seconds, warmup)))
-            done: dict[str, list[dict]] = {}
+                plan.append(("faceapi", lambda: measure_peer(b, peer_base, "faceapi", seconds, warmup,
+                                                             True, rates)))
+            done: dict[tuple[str, str], list[dict]] = {}
             for i in range(rounds):
                 for name, run in plan:
                     log(f"  latency: {name}, {faces} face{'s' if faces > 1 else ''}"
                         f"{f', round {i + 1}/{rounds}' if rounds > 1 else ''} "
-                        f"({warmup:g} s warm-up + {seconds:g} s) ...")
-                    r = run()
-                    log(f"    median {r['median_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, "
-                        f"{r['frames']} frames, faces found (median) {r['faces_median']:g}")
-                    done.setdefault(name, []).append(r)
-            for name, results in done.items():
-                out.setdefault(name, {})[str(faces)] = pool(results)
+                        f"({warmup:g} s warm-up + {seconds:g} s"
+                        f"{', then again at CPU x' + ', x'.join(rate_key(r) for r in rates[1:]) if len(rates) > 1 else ''}) ...")
+                    for rate, r in run().items():
+                        log(f"    {'' if rate == '1' else f'CPU x{rate}: '}median {r['median_ms']:.1f} ms, "
+                            f"p90 {r['p90_ms']:.1f} ms, {r['frames']} frames, faces found (median) "
+                            f"{r['faces_median']:g}")
+                        done.setdefault((rate, name), []).append(r)
+            for (rate, name), results in done.items():
+                out[rate].setdefault(name, {})[str(faces)] = pool(results)
     return out

@@ -111,6 +111,37 @@ def table(result: dict) -> str:
     return markdown_table(headers, rows)
 
 
+def throttled_table(result: dict, rate: str) -> str:
+    """The phone-class table: each configuration's latency with the CPU throttled `rate` times,
+    its slow-down against the unthrottled run, and the like-for-like ratio at that rate."""
+    lat, slow = result.get("latency", {}), result.get("latency_throttled", {}).get(rate, {})
+    rows = []
+    for key in ROWS:
+        if key not in slow:
+            continue
+        by, fast = slow[key], lat.get(key, {})
+        base = slow.get(key if key.startswith("ours") else LIKE_FOR_LIKE.get(key, "ours"), {})
+        one, five = by.get("1"), by.get("5")
+        rows.append([TOOLS[key]["tool"], _ms(one), _ms(five),
+                     f"{_ratio(one, fast.get('1'))} / {_ratio(five, fast.get('5'))}",
+                     f"{_ratio(one, base.get('1'))} / {_ratio(five, base.get('5'))}"])
+    headers = ["tool", "ms/frame, 1 face: median (p90)", "ms/frame, 5 faces: median (p90)",
+               "median vs unthrottled (1 / 5 faces)", "median vs ours, like for like (1 / 5 faces)"]
+    return markdown_table(headers, rows)
+
+
+def throttled_lines(result: dict) -> list[str]:
+    """bench.md's phone-class section: one table per CPU throttling rate ([] without)."""
+    lines = []
+    for rate in result.get("latency_throttled") or {}:
+        lines += ["", f"Phone class: the same pages with Chromium's CPU throttled x{rate} (DevTools "
+                  "protocol `Emulation.setCPUThrottlingRate`, set once each page was loaded and "
+                  "running, then the same warm-up and timed seconds; it slows the page's main "
+                  "thread, where every tool's single-threaded wasm runs):", "",
+                  throttled_table(result, rate)]
+    return lines
+
+
 def ferplus_table(result: dict) -> list[str]:
     """Markdown lines: each tool's agreement with the FER+ ten-annotator majority on the same
     crops ([] when the bench measured no accuracy; one line when the votes were absent)."""
@@ -152,6 +183,8 @@ def markdown(result: dict) -> str:
         "over frames. Download: uncompressed bytes of every file the tool's page fetched "
         "(JavaScript, wasm, models).",
     ]
+    if result.get("latency_throttled"):
+        lines += [*throttled_lines(result), ""]
     if acc:
         lines.append(f"Accuracy: {n} FER2013 PrivateTest crops ({s['crops']}) through each "
                      "tool's own classifier code in the browser, the tool's classes mapped onto "

@@ -18,6 +18,24 @@ WEB = REPO / "web"
 HARNESS = Path(__file__).resolve().parent / "harness"
 FPS = 30
 QUICK = {"seconds": 3.0, "warmup": 2.0, "crops": 140}
+# The phone-class rows: Chromium's CPU slowed down this many times (a mid-range phone's core is
+# several times slower than a desktop's; x4 is what Lighthouse's mobile emulation uses).
+CPU_THROTTLE = (4.0,)
+
+
+def parse_throttle(text: str | None) -> tuple[float, ...]:
+    """--cpu-throttle: "4", "2,6" -> rates > 1; "none" -> () (no phone-class rows)."""
+    if text is None or text.strip() == "":
+        return CPU_THROTTLE
+    if text.strip() == "none":
+        return ()
+    try:
+        rates = tuple(float(r) for r in text.split(","))
+    except ValueError:
+        raise FerError(f"--cpu-throttle {text!r}: comma-separated numbers (e.g. 4 or 2,6) or none") from None
+    if any(r <= 1 for r in rates):
+        raise FerError(f"--cpu-throttle {text!r}: every rate must be above 1 (1 is the unthrottled run)")
+    return tuple(dict.fromkeys(rates))
 
 
 @dataclass
@@ -36,6 +54,7 @@ class BenchSettings:
     fer2013: Path | None = None
     ferplus: Path | None = None  # FER+ votes (default: found next to the FER2013 file)
     quick: bool = False
+    cpu_throttle: tuple[float, ...] = CPU_THROTTLE  # () = no phone-class rows
 
 
 def shown(path: Path) -> str:
@@ -120,6 +139,7 @@ def run(s: BenchSettings, log=print) -> dict:
         "created": utc_now(), "command": s.command, "environment": environment(),
         "settings": {"seconds": s.seconds, "warmup": s.warmup, "rounds": s.rounds, "fps": FPS,
                      "quick": s.quick, "web_dir": shown(s.web_dir or WEB),
+                     "cpu_throttle": list(s.cpu_throttle),
                      "faces": [1, 5], "models_dir": shown(s.models_dir),
                      "backend": f"TF.js {P.TFJS_VERSION} wasm backend, single-threaded with SIMD, "
                                 "for every tool (headless Chromium, no cross-origin isolation)",
@@ -137,8 +157,11 @@ def run(s: BenchSettings, log=print) -> dict:
         videos = {n: video.write_face_video(tmp / f"faces{n}.y4m", n, fps=FPS) for n in (1, 5)}
         with servers.backend(s.models_dir.resolve(), tmp, s.web_dir) as ours, \
                 servers.static(routes) as peer:
-            result["latency"] = latency.run_latency(videos, ours, peer, keys, s.seconds, s.warmup,
-                                                    s.rounds, log)
+            by_rate = latency.run_latency(videos, ours, peer, keys, s.seconds, s.warmup, s.rounds,
+                                          log, throttles=s.cpu_throttle)
+            result["latency"] = by_rate.pop("1")
+            # {rate: {config: {faces: result}}}: the same runs with the CPU throttled
+            result["latency_throttled"] = by_rate
             if x is not None:
                 result["accuracy"] = accuracy.run_accuracy(x, y, ours, peer, keys, log,
                                                            votes=votes)

@@ -45,6 +45,10 @@ def bench(
         "--rounds", min=1,
         help="Latency rounds: the tools take turns this many times and their frame times are "
              "pooled (on a busy machine, 3 rounds of 10 s beat one of 30).")] = 1,
+    cpu_throttle: Annotated[str, typer.Option(
+        "--cpu-throttle",
+        help="Phone-class rows: every page timed again with Chromium's CPU slowed down by these "
+             "rates (comma-separated, e.g. 4 or 2,6); none: no such rows.")] = "4",
     web_dir: Annotated[Path | None, typer.Option(
         "--web-dir", help="Measure another copy of the page (default: web/).",
         show_default=False)] = None,
@@ -59,7 +63,9 @@ def bench(
     Chromium.
 
     Per-frame latency with 1 and 5 faces (fake camera; TF.js wasm backend,
-    single-threaded SIMD, for every tool), each tool's download size, and
+    single-threaded SIMD, for every tool), again with the CPU throttled
+    (phone class, --cpu-throttle; the DevTools protocol's
+    Emulation.setCPUThrottlingRate), each tool's download size, and
     each tool's accuracy on the same FER2013 PrivateTest crops (plain and
     with flip TTA), and, when the FER+ votes are there, each tool's
     agreement with the ten-annotator majority on the same crops. Writes bench.json, bench.md and bench.png. The peers'
@@ -67,14 +73,16 @@ def bench(
     ~/.cache/fer-hybrid/peers (sha512 checked; never committed). Needs
     Debian's /usr/bin/chromium and pip install 'fer-hybrid\\[train,test]'
     (Playwright, scikit-image, matplotlib). A full run takes about 15
-    minutes on a 2-core CPU; --quick is a one-minute smoke run.
+    minutes on a 2-core CPU, about 4 more per --cpu-throttle rate;
+    --quick is a smoke run of a minute or two.
     """
     from training.bench.browser import require_chromium
     from training.bench.peers import parse_peers
     from training.bench.report import markdown, write
-    from training.bench.run import QUICK, BenchSettings, run
+    from training.bench.run import QUICK, BenchSettings, parse_throttle, run
 
     chosen = parse_peers(peers)
+    throttles = parse_throttle(cpu_throttle)
     require_chromium()
     # the videos need scikit-image, the figure at the end matplotlib: fail now, not after 15 min
     from training.errors import FerError
@@ -92,6 +100,7 @@ def bench(
         seconds=seconds if seconds is not None else d["seconds"],
         warmup=warmup if warmup is not None else d["warmup"], rounds=rounds, web_dir=web_dir,
         crops=crops if crops is not None else d["crops"], data_dir=data_dir, fer2013=fer2013,
+        cpu_throttle=throttles,
         ferplus=ferplus, command="fer-hybrid " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"bench: ours + {', '.join(p.key for p in chosen) or 'no peers'} -> {out}")
     result = run(settings, log=typer.echo)

@@ -61,6 +61,16 @@ export class Ensemble {
    * member; throws ModelLoadError with a readable message. A failure disposes what was loaded.
    */
   static async load(url = MANIFEST_URL, onProgress = () => {}, manifest = null) {
+    return Ensemble.build(await Ensemble.download(url, onProgress, manifest));
+  }
+
+  /**
+   * The download half of load(): the manifest and each member's model.json and weights, as
+   * bytes. Makes no tensor, so it needs no TF.js backend: the live page downloads the models
+   * while it starts and chooses its backend, and builds them on the chosen one (build()).
+   * onProgress(i, n, name) before member i of n. Throws ModelLoadError with a readable message.
+   */
+  static async download(url = MANIFEST_URL, onProgress = () => {}, manifest = null) {
     const tf = globalThis.tf;
     if (!manifest) manifest = await fetchManifest(url);
     if (!Array.isArray(manifest.members) || manifest.members.length === 0 || !Array.isArray(manifest.labels)) {
@@ -72,14 +82,28 @@ export class Ensemble {
     for (const [i, m] of manifest.members.entries()) {
       onProgress(i, manifest.members.length, m.name);
       try {
-        const model = await tf.loadGraphModel(new URL(m.path, base).href);
-        members.push({ name: m.name, weight: Number(m.weight ?? 1), model });
+        const artifacts = await tf.io.http(new URL(m.path, base).href).load();
+        members.push({ name: m.name, path: m.path, weight: Number(m.weight ?? 1), artifacts });
       } catch (err) {
-        members.forEach((x) => x.model.dispose());
         throw new ModelLoadError(`Model "${m.name}" (${m.path}) failed to load: ${err.message}`);
       }
     }
-    return new Ensemble(manifest, base.href, members);
+    return { manifest, base: base.href, members };
+  }
+
+  /** The ensemble of a download() on the current backend. A failure disposes what was built. */
+  static build({ manifest, base, members }) {
+    const tf = globalThis.tf;
+    const built = [];
+    for (const m of members) {
+      try {
+        built.push({ name: m.name, weight: m.weight, model: tf.loadGraphModelSync(m.artifacts) });
+      } catch (err) {
+        built.forEach((x) => x.model.dispose());
+        throw new ModelLoadError(`Model "${m.name}" (${m.path}) failed to load: ${err.message}`);
+      }
+    }
+    return new Ensemble(manifest, base, built);
   }
 
   /** Free every member's weights (switching models: never two in memory). */

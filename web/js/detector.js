@@ -98,9 +98,18 @@ export class FaceDetector {
     this.lastViews = 0;  // passes the last detect() ran (for benchmarks and the stats line)
   }
 
-  async load() {
+  /**
+   * The model's files (model.json and weights) as bytes: no tensor, so no TF.js backend needed
+   * yet; the live page downloads them while its backend starts and passes them to load().
+   */
+  static async download(url = DETECTOR_URL) {
+    return globalThis.tf.io.http(url).load(); // (async: a missing tf rejects rather than throws)
+  }
+
+  /** Build the model on the current backend, from download()'s `files` or else from this.url. */
+  async load(files = null) {
     const tf = globalThis.tf;
-    this.model = await tf.loadGraphModel(this.url);
+    this.model = files ? tf.loadGraphModelSync(files) : await tf.loadGraphModel(this.url);
     const shape = this.model.inputs[0].shape;
     if (shape && shape[1] > 0) this.size = shape[1];
     this.anchors = generateAnchors(this.size);

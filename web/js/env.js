@@ -43,7 +43,10 @@ export function currentCameraProblem() {
   });
 }
 
-/** Backend requested in the URL (?backend=wasm|webgl|cpu|auto) or null. */
+/**
+ * Backend requested in the URL (?backend=wasm|webgl|cpu|auto) or null. `auto`: the live page
+ * measures again instead of using the backend it remembered for this browser (backendchoice.js).
+ */
 export function requestedBackend(search = location.search) {
   const b = new URLSearchParams(search).get('backend');
   return b && (BACKENDS.includes(b) || b === 'auto') ? b : null;
@@ -116,6 +119,11 @@ export async function chooseBackend({ fallbackOnRequest = false, lazy = false } 
   if (req && req !== 'auto') {
     return fallbackOnRequest ? useBackend(req, { lazy }).catch(() => useBackend('cpu')) : useBackend(req, { lazy });
   }
+  return defaultBackend();
+}
+
+/** wasm, else cpu (a browser without WebAssembly, or a wasm binary that did not load). */
+export async function defaultBackend() {
   try {
     return await useBackend('wasm');
   } catch (err) {

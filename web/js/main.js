@@ -1,9 +1,9 @@
 // Live page wiring: environment checks, backend choice, model loading (and the model menu when
 // models/manifest.json offers variants), camera loop, still photos. The page's state and what
 // each control can do in it live in pagestate.js: every action goes through enter(state).
-import {
-  currentCameraProblem, requestedBackend, useBackend, chooseBackend, registerServiceWorker,
-} from './env.js';
+import { currentCameraProblem, defaultBackend, registerServiceWorker } from './env.js';
+import { startBackend, probe, storage, choiceKey, rememberChoice, forgetChoice } from './backendchoice.js';
+import { loadingText } from './loadstatus.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
 import {
@@ -31,7 +31,10 @@ const els = {
 const state = {
   ready: false, backend: null, status: 'loading', error: null, cameraProblem: null,
   faces: [], frames: 0, lastLatencyMs: null, detectMs: null, classifyMs: null, classifyPerFaceMs: null,
-  fps: 0, labels: null, modelsLoaded: false, mode: 'live', backendTimings: null,
+  fps: 0, labels: null, modelsLoaded: false, mode: 'live',
+  // How the backend was chosen (backendchoice.js): {source: 'url' | 'remembered' | 'probe' |
+  // 'default' | 'fallback', why (after a probe)}; the probe's ms per detector pass, when it timed.
+  backendChoice: null, backendTimings: null,
   // Per camera frame, kept by frameloop.js: whole-frame times (ms) and camera frame ids of the
   // last <= 240 processed frames, frames delivered / processed since Start, both rates.
   frameTimes: [], frameIds: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
@@ -270,23 +273,34 @@ function rememberVariant(id) {
   try { localStorage.setItem(VARIANT_KEY, id); } catch { /* storage off: chosen for this visit only */ }
 }
 
-/** The ensemble of `variant` (null: the manifest offers no variants; the top one is loaded). */
-function loadEnsemble(variant, onProgress) {
-  if (!variant || variant.default) return Ensemble.load(MANIFEST_URL, onProgress, topManifest);
-  return Ensemble.load(variant.url, onProgress);
+/**
+ * The ensemble of `variant` (null: the manifest offers no variants; the top one is loaded):
+ * downloaded at once (onProgress(i, n, name) before member i of n, onDownloaded() after), built
+ * once `engineReady` resolves (start-up: when the backend is chosen, so that the tensors are
+ * made on the backend that runs them).
+ */
+async function loadEnsemble(variant, { onProgress = () => {}, onDownloaded = () => {}, engineReady = null } = {}) {
+  const files = !variant || variant.default
+    ? await Ensemble.download(MANIFEST_URL, onProgress, topManifest)
+    : await Ensemble.download(variant.url, onProgress);
+  onDownloaded();
+  await engineReady;
+  return Ensemble.build(files);
 }
 
-/** Load `variant`; when a non-default one fails, say so and load the default instead. */
-async function loadChosen(variant, onProgress) {
+/** Load `variant` (loadEnsemble's options); when a non-default one fails, say so and load the default instead. */
+async function loadChosen(variant, options) {
   try {
-    return { ensemble: await loadEnsemble(variant, onProgress), variant };
+    return { ensemble: await loadEnsemble(variant, options), variant };
   } catch (err) {
     const fallback = pickVariant(variants, null);
     if (!variant || variant.default || !fallback) throw err;
     console.error(err);
-    showMessage(`${variant.title} is unavailable`, sentences(err.message, `Using ${fallback.title} instead.`), 'warning');
-    modelMessage = true;
-    return { ensemble: await loadEnsemble(fallback, onProgress), variant: fallback };
+    if (phase !== 'failed') {
+      showMessage(`${variant.title} is unavailable`, sentences(err.message, `Using ${fallback.title} instead.`), 'warning');
+      modelMessage = true;
+    }
+    return { ensemble: await loadEnsemble(fallback, options), variant: fallback };
   }
 }
 
@@ -339,7 +353,7 @@ async function switchModel(id) {
   const status = (text) => { els.status.textContent = text; };
   status(`Loading ${next.title}…`);
   try {
-    const r = await loadChosen(next, (i, n, name) => status(`Loading model ${i + 1}/${n} (${name})…`));
+    const r = await loadChosen(next, { onProgress: (i, n, name) => status(`Loading model ${i + 1}/${n} (${name})…`) });
     status('Warming up…');
     await r.ensemble.warmup();
     useEnsemble(r.ensemble, r.variant);
@@ -358,39 +372,65 @@ async function switchModel(id) {
 }
 
 // ---- start-up ----
-/** Time detector (+ classifier) on the current backend after warm-up; ms per run. */
-async function benchmark(runs = 3) {
-  const c = document.createElement('canvas');
-  c.width = 320; c.height = 240;
-  const ctx = c.getContext('2d');
-  ctx.fillStyle = '#777'; ctx.fillRect(0, 0, 320, 240);
-  await detector.detect(c, 320, 240);
-  if (classifier) await classifier.warmup();
-  const t0 = performance.now();
-  for (let i = 0; i < runs; i++) {
-    await detector.detect(c, 320, 240);
-    if (classifier) await classifier.classify([new Uint8Array(classifier.height * classifier.width).fill(100)]);
-  }
-  return (performance.now() - t0) / runs;
+// What is loading, for the status line (loadstatus.js); shown while the page is 'loading'.
+const loading = { engine: null, detector: false, models: null, warmup: false };
+
+function showLoading(change) {
+  Object.assign(loading, change);
+  if (phase === 'loading') enter('loading', loadingText(loading));
 }
 
-/** WebGL instead of wasm only if it is measurably faster here (no ?backend= given). */
-async function maybeSwitchToWebgl() {
-  const req = requestedBackend();
-  if ((req && req !== 'auto') || state.backend !== 'wasm') return;
-  const probe = document.createElement('canvas');
-  if (!probe.getContext('webgl2') && !probe.getContext('webgl')) return;
+/**
+ * The expression models: downloaded from the start (no backend needed for that), built once
+ * `engineReady` resolves. Resolves to {ensemble, variant}, or {error}; never rejects.
+ */
+async function loadModels(engineReady) {
   try {
-    const wasmMs = await benchmark();
-    await useBackend('webgl', { lazy: true });
-    const webglMs = await benchmark();
-    state.backendTimings = { wasm: wasmMs, webgl: webglMs };
-    if (webglMs < 0.8 * wasmMs) state.backend = 'webgl';
-    else state.backend = await useBackend('wasm');
-  } catch (err) {
-    console.warn('WebGL probe failed; staying on wasm', err);
-    state.backend = await useBackend('wasm');
+    showLoading({ models: { index: 0, total: null } });
+    topManifest = await fetchManifest();
+    variants = listVariants(topManifest);
+    return await loadChosen(pickVariant(variants, rememberedVariant()), {
+      onProgress: (index, total) => showLoading({ models: { index, total } }),
+      onDownloaded: () => showLoading({ models: null }),
+      engineReady,
+    });
+  } catch (error) {
+    showLoading({ models: null });
+    return { error };
   }
+}
+
+/**
+ * The backend: the URL's, the remembered one, else wasm while probe() times the detector (the
+ * models download meanwhile). `detectorFiles`: the detector's download, started with the page.
+ * Resolves when TF.js runs on the backend the page will use.
+ */
+async function chooseEngine(detectorFiles) {
+  showLoading({ engine: 'starting', detector: true });
+  const start = await startBackend();
+  performance.mark('fer-backend');
+  state.backend = start.backend;
+  state.backendChoice = { source: start.source, why: start.why || null };
+  showLoading({ engine: null });
+  detector = await new FaceDetector().load(await detectorFiles);
+  performance.mark('fer-detector');
+  showLoading({ detector: false });
+  if (!start.probe) return;
+  showLoading({ engine: 'choosing' });
+  performance.mark('fer-probe-start');
+  const r = await probe(detector);
+  performance.measure('fer-probe', 'fer-probe-start');
+  rememberChoice(storage(), choiceKey(), r);
+  state.backend = r.backend;
+  state.backendTimings = r.timings || null;
+  state.backendChoice = { source: 'probe', why: r.why };
+  showLoading({ engine: null });
+}
+
+async function warmup() {
+  showLoading({ warmup: true });
+  await detector.warmup();
+  if (classifier) await classifier.warmup();
 }
 
 async function init() {
@@ -403,17 +443,20 @@ async function init() {
   els.photo.addEventListener('change', () => analysePhoto(els.photo.files[0]));
   els.stillClose.addEventListener('click', backToCamera);
   els.modelSelect.addEventListener('change', () => switchModel(els.modelSelect.value));
-  registerServiceWorker().then((reg) => { state.serviceWorker = !!reg; });
 
   if (problem) {
     showMessage(problem.title, problem.message, 'warning');
     $('idle-text').textContent = 'The live camera is not available here; tap Photo to analyse a still picture.';
   }
 
+  // Every model downloads from the start, while the backend starts (and the probe runs); the
+  // expression models are built when the backend is settled (a failed start leaves them unbuilt).
+  let engineChosen;
+  const models = loadModels(new Promise((resolve) => { engineChosen = resolve; }));
+  const detectorFiles = FaceDetector.download();
+  detectorFiles.catch(() => {}); // (its failure is chooseEngine's, reported there)
   try {
-    state.backend = await chooseBackend({ lazy: true });
-    enter('loading', 'Loading face detector…');
-    detector = await new FaceDetector().load();
+    await chooseEngine(detectorFiles);
   } catch (err) {
     console.error(err);
     state.error = 'detector';
@@ -421,24 +464,30 @@ async function init() {
     showMessage('The face detector failed to load', sentences(err.message, 'Reload the page; if it persists, check that the server is running.'));
     return;
   }
-  try {
-    enter('loading', 'Loading expression models…');
-    topManifest = await fetchManifest();
-    variants = listVariants(topManifest);
-    const r = await loadChosen(pickVariant(variants, rememberedVariant()),
-      (i, n, name) => enter('loading', `Loading model ${i + 1}/${n} (${name})…`));
+  engineChosen();
+  const r = await models;
+  performance.mark('fer-models');
+  if (r.error) {
+    console.error(r.error);
+    state.error = 'models';
+    showMessage('Expression models failed to load', sentences(r.error.message, 'Faces will still be boxed, without labels.'), 'warning');
+  } else {
     useEnsemble(r.ensemble, r.variant);
     renderModelChoice();
-  } catch (err) {
-    console.error(err);
-    state.error = 'models';
-    showMessage('Expression models failed to load', sentences(err.message, 'Faces will still be boxed, without labels.'), 'warning');
   }
   try {
-    await maybeSwitchToWebgl();
-    enter('loading', 'Warming up…');
-    await detector.warmup();
-    if (classifier) await classifier.warmup();
+    try {
+      await warmup();
+    } catch (err) {
+      // WebGL chosen by an earlier visit or by the probe, failing now (its shaders, a lost
+      // context): forgotten, and wasm (else cpu) instead. A backend the URL asked for fails.
+      if (state.backend !== 'webgl' || state.backendChoice.source === 'url') throw err;
+      console.warn('WebGL failed to warm up; forgotten, using wasm', err);
+      forgetChoice(storage());
+      state.backend = await defaultBackend();
+      state.backendChoice = { source: 'fallback' };
+      await warmup();
+    }
   } catch (err) {
     console.error(err);
     state.error = 'warmup';
@@ -446,9 +495,11 @@ async function init() {
     showMessage('Recognition could not start', sentences(err.message, 'Try ?backend=cpu in the address bar.'));
     return;
   }
+  showLoading({ warmup: false });
   live = new LivePipeline(detector, classifier, liveOptions(location.search));
   state.ready = true;
   setModelBusy(false);
+  performance.mark('fer-ready');
   enter('ready', readyText());
   if (new URLSearchParams(location.search).get('autostart') === '1' && !problem) start();
 }
@@ -458,4 +509,8 @@ init().catch((err) => {
   state.error = 'init';
   enter('failed', 'Could not start');
   showMessage('Something went wrong', String(err && err.message || err));
+}).finally(() => {
+  // Once started (or failed): the worker's install precaches every file (~3 MB), which on a
+  // first visit took CPU and bandwidth from the page's own start (0.65 s of 2.7 s here).
+  registerServiceWorker().then((reg) => { state.serviceWorker = !!reg; });
 });
