@@ -173,11 +173,11 @@ def test_status_shows_each_runs_state_epoch_best_and_eta(tmp_path):
 @pytest.mark.slow
 def test_run_stop_and_continue_from_the_committed_copy(tmp_path):
     csv_path = tmp_path / "fer2013.csv"
-    write_synthetic_csv(csv_path)
+    write_synthetic_csv(csv_path, n_train=192, n_val=64, n_test=32)  # epochs of ~1 s
     store, runs = tmp_path / "store", tmp_path / "runs"
     common = f"{TINY} --fer2013 {csv_path} --data-dir {tmp_path}"
     plan = write_plan(store, ["first: --epochs 2 --seed 0",
-                              {"run": "second: --epochs 15 --patience 15 --seed 1", "why": "long"}], common)
+                              {"run": "second: --epochs 8 --patience 8 --seed 1", "why": "long"}], common)
 
     proc = subprocess.Popen([sys.executable, "-m", "training.cli", "campaign", "run", str(plan),
                              "--max-minutes", "20", "--runs-dir", str(runs)],
@@ -196,11 +196,11 @@ def test_run_stop_and_continue_from_the_committed_copy(tmp_path):
     first, second = RunCopy.read(store / "first"), RunCopy.read(store / "second")
     assert first.complete and not (store / "first" / "checkpoint").exists()
     assert json.loads((store / "first" / "metrics.json").read_text())["status"] == "complete"
-    assert second.resumable and 1 <= second.epoch < 15 and second.stop_reason == "stop_requested"
+    assert second.resumable and 1 <= second.epoch < 8 and second.stop_reason == "stop_requested"
     stopped_at = second.epoch
     assert len(list((store / "second" / "checkpoint").glob("*.keras"))) == 1
     status = cli("campaign", "status", plan, "--runs-dir", runs)
-    assert "paused" in status.stdout and f"{stopped_at}/15" in status.stdout
+    assert "paused" in status.stdout and f"{stopped_at}/8" in status.stdout
 
     # A fresh clone: no working folders, only what was committed beside the plan.
     subprocess.run(["rm", "-rf", str(runs)], check=True)
@@ -208,7 +208,7 @@ def test_run_stop_and_continue_from_the_committed_copy(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"second: continuing from the committed copy (epoch {stopped_at})" in again.stdout
     assert "every run of the plan is complete" in again.stdout
-    assert epochs(store / "second") == list(range(1, 16))  # each epoch once, none lost
+    assert epochs(store / "second") == list(range(1, 9))  # each epoch once, none lost
     assert RunCopy.read(store / "second").complete
     assert not (store / "second" / "checkpoint").exists()
     status = cli("campaign", "status", plan, "--runs-dir", runs).stdout
@@ -218,7 +218,7 @@ def test_run_stop_and_continue_from_the_committed_copy(tmp_path):
 @pytest.mark.slow
 def test_a_killed_campaign_takes_its_child_along_and_loses_at_most_an_epoch(tmp_path):
     csv_path = tmp_path / "fer2013.csv"
-    write_synthetic_csv(csv_path)
+    write_synthetic_csv(csv_path, n_train=192, n_val=64, n_test=32)  # epochs of ~1 s
     store, runs = tmp_path / "store", tmp_path / "runs"
     plan = write_plan(store, ["only: --epochs 60 --patience 60"],
                       f"{TINY} --fer2013 {csv_path} --data-dir {tmp_path}")

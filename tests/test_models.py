@@ -41,6 +41,52 @@ def test_model_names_are_known_without_importing_keras():
     assert int(out.stdout) == len(MODEL_NAMES)
 
 
+def test_options_read_from_the_source_match_each_builders_signature():
+    """`model_options` reads the builder's keyword options from its module's source (so a
+    configuration is checked without Keras); it must say what the imported builder takes."""
+    import inspect
+
+    from training.models.registry import _BUILDERS, _load, model_options
+
+    for name in MODEL_NAMES:
+        _load(name)
+        sig = inspect.signature(_BUILDERS[name])
+        assert model_options(name) == [p.name for p in sig.parameters.values()
+                                       if p.kind is inspect.Parameter.KEYWORD_ONLY], name
+
+
+def test_a_training_configuration_is_resolved_and_checked_without_keras(tmp_path):
+    """Every option of the CPU campaign's recipe resolves and is checked before TensorFlow
+    loads (15-30 s here): `campaign run` checks its whole plan that way, and a wrong option
+    answers at once. A wrong one still fails, at once."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from training.errors import FerError
+from training.runs import RunFolder
+from training.train import TrainConfig, prepare_run
+ok = TrainConfig(model="sepnet", optimizer="adamw", schedule="cosine", label_smoothing=0.1,
+                 mixup=0.2, random_erasing=0.5, robust_aug="low_light,occlusion", seed=3,
+                 model_options={{"width": 0.5}})
+prepare_run(ok, RunFolder({str(tmp_path / "a")!r}))
+for bad in (dict(lr=-1.0), dict(robust_aug="nosuch"), dict(targets="nosuch"),
+            dict(schedule="nosuch"), dict(model_options={{"depth": 3}})):
+    try:
+        prepare_run(TrainConfig(model="sepnet", **bad), RunFolder({str(tmp_path / "b")!r}))
+    except FerError as e:
+        print("refused:", e)
+    else:
+        raise SystemExit(f"accepted {{bad}}")
+assert not [m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow", "jax")], \
+    "a heavy framework was imported"
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("refused:") == 5 and "does not apply to sepnet" in out.stdout
+
+
 def test_registry_imports_no_model_module():
     """No import circle: the model modules import the registry to register themselves, so the
     registry must load them lazily (importlib, on first use), never at import time."""

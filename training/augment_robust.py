@@ -29,27 +29,12 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from training.errors import FerError
+from training.augment_names import ROBUST_AUGS, ROBUST_P, robust_names
 from training.serialization import PACKAGE
 
-# --robust-aug names, in the order build_augmenter applies them (rotation30 sits with the
-# geometric augmentation, before all of them).
-ROBUST_AUGS = ("rotation30", "occlusion", "blur", "low_light", "downscale")
-ROBUST_P = 0.3
+__all__ = ["ROBUST_AUGS", "ROBUST_P", "robust_layers", "robust_names"]
+
 REFERENCE_SIDE = 48.0  # the rows/sizes below are pixels of the 48x48 FER crop
-
-
-def robust_names(names) -> list[str]:
-    """`names` (a list, or a comma-separated string) expanded (`all`) and in the canonical
-    order; FerError naming the valid names for an unknown one."""
-    if isinstance(names, str):
-        names = names.split(",")
-    names = [str(n).strip().lower() for n in names or () if str(n).strip()]
-    unknown = [n for n in names if n not in ROBUST_AUGS and n != "all"]
-    if unknown:
-        raise FerError(f"--robust-aug: unknown {', '.join(repr(n) for n in unknown)}; valid: "
-                       f"{', '.join(ROBUST_AUGS)} or all (comma-separated)")
-    return [n for n in ROBUST_AUGS if n in names or "all" in names]
 
 
 def robust_layers(names, *, p: float = ROBUST_P, seed=None) -> list:

@@ -32,6 +32,7 @@ import keras
 
 from contract.files import atomic_output, atomic_write
 from training.runs import RunFolder
+from training.schedules import progress_lr, scheduled_lr, time_progress
 
 LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -79,7 +80,7 @@ class RunMonitor(keras.callbacks.Callback):
       lr_patience / lr_factor / min_lr: ReduceLROnPlateau on val_accuracy.
       deadline: `time.monotonic()` value by which training must have stopped (None: no budget).
       reserve_s: seconds kept free before the deadline for the final predictions.
-      adjust_lr: False when an lr schedule (training.schedules.EpochLRSchedule) owns the lr,
+      adjust_lr: False when an lr schedule (EpochLRSchedule) owns the lr,
         so the plateau rule does not fight it (the counters are still kept).
       checkpoint_s: seconds between training checkpoints (0: every epoch); one is always
         written when the run stops.
@@ -240,3 +241,31 @@ def _fmt_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class EpochLRSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's lr at each epoch start from `scheduled_lr`.
+
+    A per-epoch callback rather than a LearningRateSchedule object: `fit(initial_epoch=k)`
+    hands it the absolute epoch, so resume needs no extra state, and RunMonitor's
+    `get_lr` keeps reading a plain float.
+
+    minutes/state: stretch the schedule over `minutes` of training (`time_progress`, read
+    from the run's `state`, which RunMonitor updates at each epoch end).
+    """
+
+    def __init__(self, kind: str, *, base_lr: float, epochs: int, min_lr: float = 0.0,
+                 minutes: float | None = None, state: dict | None = None):
+        super().__init__()
+        self.kind, self.base_lr, self.epochs, self.min_lr = kind, base_lr, epochs, min_lr
+        self.minutes, self.state = minutes, state
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.minutes:
+            lr = progress_lr(self.kind, time_progress(self.state, epoch, self.epochs,
+                                                      self.minutes),
+                             base_lr=self.base_lr, min_lr=self.min_lr)
+        else:
+            lr = scheduled_lr(self.kind, epoch, base_lr=self.base_lr, epochs=self.epochs,
+                              min_lr=self.min_lr)
+        self.model.optimizer.learning_rate = lr

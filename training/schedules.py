@@ -1,7 +1,8 @@
 """Learning-rate schedules beyond the paper's plateau halving (opt-in with --schedule).
 
-`scheduled_lr` is the curve as a pure function of the epoch; `EpochLRSchedule` applies it
-at the start of each epoch from the absolute epoch index, so a resumed run continues the
+`scheduled_lr` is the curve as a pure function of the epoch (no Keras here, so options are
+checked before TensorFlow loads); `training.callbacks.EpochLRSchedule` applies it at the start
+of each epoch from the absolute epoch index, so a resumed run continues the
 curve where it stopped. "plateau" (the default) leaves the lr to RunMonitor.
 
 A schedule can also be stretched over minutes of training instead of epochs
@@ -13,8 +14,6 @@ high; by the clock, every run ends with its schedule finished.
 from __future__ import annotations
 
 import math
-
-import keras
 
 SCHEDULES = ("plateau", "cosine", "onecycle")
 
@@ -68,31 +67,3 @@ def time_progress(state: dict, epoch: int, epochs: int, minutes: float) -> float
     kept in the run's state across resumes) or by epochs, whichever is further."""
     by_epoch = epoch / max(1, epochs - 1)
     return max(by_epoch, float(state.get("train_seconds", 0.0)) / (60.0 * minutes))
-
-
-class EpochLRSchedule(keras.callbacks.Callback):
-    """Sets the optimizer's lr at each epoch start from `scheduled_lr`.
-
-    A per-epoch callback rather than a LearningRateSchedule object: `fit(initial_epoch=k)`
-    hands it the absolute epoch, so resume needs no extra state, and RunMonitor's
-    `get_lr` keeps reading a plain float.
-
-    minutes/state: stretch the schedule over `minutes` of training (`time_progress`, read
-    from the run's `state`, which RunMonitor updates at each epoch end).
-    """
-
-    def __init__(self, kind: str, *, base_lr: float, epochs: int, min_lr: float = 0.0,
-                 minutes: float | None = None, state: dict | None = None):
-        super().__init__()
-        self.kind, self.base_lr, self.epochs, self.min_lr = kind, base_lr, epochs, min_lr
-        self.minutes, self.state = minutes, state
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.minutes:
-            lr = progress_lr(self.kind, time_progress(self.state, epoch, self.epochs,
-                                                      self.minutes),
-                             base_lr=self.base_lr, min_lr=self.min_lr)
-        else:
-            lr = scheduled_lr(self.kind, epoch, base_lr=self.base_lr, epochs=self.epochs,
-                              min_lr=self.min_lr)
-        self.model.optimizer.learning_rate = lr

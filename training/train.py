@@ -233,7 +233,7 @@ class TrainConfig:
 def _robust_names(names, *, strict: bool = True) -> list:
     """--robust-aug names expanded and in canonical order (training.augment_robust);
     strict=False leaves unknown names as given, for `check` to report."""
-    from training.augment_robust import robust_names
+    from training.augment_names import robust_names
 
     try:
         return robust_names(names)
@@ -626,9 +626,8 @@ def _fit(config: TrainConfig, state: dict, run: RunFolder, xt, y_train, xv, y_va
 
     from training.augment import allow_xla, build_augmenter, with_augmentation
     from training.batches import TrainBatches
-    from training.callbacks import RunMonitor, truncate_log
+    from training.callbacks import EpochLRSchedule, RunMonitor, truncate_log
     from training.models import build_model
-    from training.schedules import EpochLRSchedule
     from training.trainer import Trainer
     from training.validation import ValidationPass
 

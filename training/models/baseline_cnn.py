@@ -11,7 +11,7 @@ from training.models.blocks import classifier, conv_bn_relu, grey_input
 from training.models.registry import register
 
 
-@register("baseline_cnn", lr=0.01)
+@register("baseline_cnn")
 def baseline_cnn(input_shape, num_classes, *, filters: int = 32, dropout: float = 0.5):
     inputs, x = grey_input(input_shape)
     for _ in range(2):

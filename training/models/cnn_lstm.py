@@ -17,7 +17,7 @@ from training.models.blocks import classifier, conv_bn_relu, grey_input
 from training.models.registry import register
 
 
-@register("cnn_lstm", lr=0.01)
+@register("cnn_lstm")
 def cnn_lstm(input_shape, num_classes, *, filters=(32, 64, 128), units: int = 128,
              dropout: float = 0.5):
     inputs, x = grey_input(input_shape)

@@ -9,7 +9,7 @@ from training.models.blocks import classifier, grey_input
 from training.models.registry import register
 
 
-@register("five_layer", lr=0.1)
+@register("five_layer")
 def five_layer(input_shape, num_classes, *, dense: int = 1024, dropout: float = 0.3):
     inputs, x = grey_input(input_shape)
     for filters, kernel in ((32, 5), (32, 4), (64, 5)):

@@ -15,7 +15,7 @@ def _trunk(shape):
                                        pooling="avg")
 
 
-@register("resnet50", lr=0.01, batch_size=64)
+@register("resnet50")
 def resnet50(input_shape, num_classes, *, weights=None, freeze_first: int = 0,
              preprocess: str = "scale", dropout: float = 0.5):
     return transfer_model("resnet50", _trunk, input_shape, num_classes, weights=weights,

@@ -16,7 +16,7 @@ from training.models.registry import register
 STAGES = (64, 128, 256, 512)
 
 
-@register("resnet_se", lr=0.05)
+@register("resnet_se")
 def resnet_se(input_shape, num_classes, *, width: float = 1.0, depth=2, se_ratio: int = 16,
               dropout: float = 0.3):
     depths = (depth,) * len(STAGES) if isinstance(depth, int) else tuple(int(d) for d in depth)

@@ -26,7 +26,7 @@ def senet50_trunk(shape, se_ratio: int = 16):
     return keras.Model(inputs, x, name="senet50_trunk")
 
 
-@register("senet50", lr=0.01, batch_size=64)
+@register("senet50")
 def senet50(input_shape, num_classes, *, weights=None, freeze_first: int = 0,
             preprocess: str = "scale", dropout: float = 0.5):
     return transfer_model("senet50", senet50_trunk, input_shape, num_classes, weights=weights,

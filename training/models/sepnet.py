@@ -30,7 +30,7 @@ def sep_block(x, filters: int):
     return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
-@register("sepnet", lr=0.002, epochs=150, optimizer="adamw", weight_decay=0.01)
+@register("sepnet")
 def sepnet(input_shape, num_classes, *, width: float = 1.0, stages=(64, 128, 256, 512),
            stem: int = 32, dropout: float = 0.3):
     inputs, x = grey_input(input_shape)

@@ -12,7 +12,7 @@ from training.models.blocks import classifier, conv_bn_relu, grey_input, scaled
 from training.models.registry import register
 
 
-@register("vgg", lr=0.01)
+@register("vgg")
 def vgg(input_shape, num_classes, *, width: float = 1.0, dense: int = 1024, dropout: float = 0.5):
     inputs, x = grey_input(input_shape)
     for filters in (64, 128, 256, 512):

@@ -15,7 +15,7 @@ def _trunk(shape):
                                     pooling="avg")
 
 
-@register("vgg16", lr=0.01, batch_size=64)
+@register("vgg16")
 def vgg16(input_shape, num_classes, *, weights=None, freeze_first: int = 0,
           preprocess: str = "scale", dropout: float = 0.5):
     return transfer_model("vgg16", _trunk, input_shape, num_classes, weights=weights,
