@@ -5,6 +5,7 @@ Each subcommand lives in its own module under `training/commands/` (or
 inside the command body so that `--help` and `serve` never pay for it.
 """
 
+import inspect
 import os
 import sys
 
@@ -55,6 +56,38 @@ app.command("bench")(bench)
 app.command("serve")(serve)
 app.add_typer(gpu_app, name="gpu")
 app.add_typer(campaign_app, name="campaign")
+
+
+def reflow(doc: str) -> str:
+    """A command's docstring with each paragraph on one line, so that `--help` wraps it to the
+    terminal's width instead of breaking lines where the source did. Lines that are indented
+    (examples, commands) keep their own line, as does the line before one."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        lines = paragraph.split("\n")
+        text = lines[0]
+        for before, line in zip(lines, lines[1:]):
+            keep = line[:1].isspace() or before[:1].isspace() or line.startswith("- ")
+            text += ("\n" if keep else " ") + (line if keep else line.strip())
+        paragraphs.append(text)
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """`reflow` every command's help in `typer_app` and its sub-apps (help= given or docstring)."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = reflow(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            sub = group.typer_instance.info
+            if isinstance(sub.help, str):
+                sub.help = reflow(sub.help)
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 

@@ -1,4 +1,4 @@
-"""The robustness benchmark (issue 12, "Dynamic environments"): accuracy under graded corruptions.
+"""The robustness benchmark (dynamic environments): accuracy under graded corruptions.
 
 For every condition x severity of `training.perturb` the split's crops are corrupted, then scored
 twice by the target as the page scores a crop (`page_classifier`: the target loaded by
@@ -11,7 +11,7 @@ flip TTA as the manifest says):
 
 Each mode's drop is measured against the clean crop in the same mode, in points, with a paired
 95 % interval (the same images scored twice, so the per-image differences give the spread).
-The issue's goals are judged on the ``normalised`` drops (the page's pipeline).
+The goals (`GOALS`) are judged on the ``normalised`` drops (the page's pipeline).
 
 `plan_robustness` makes every cheap check (target, conditions, output, model card);
 `measure` is the slow part; `write_reports` writes robustness.json/.md/.png and, when asked, the
@@ -54,7 +54,7 @@ SECTION = "robustness"  # the model card's <!-- robustness:begin --> ... <!-- ro
 
 @dataclass(frozen=True)
 class Goal:
-    """An issue-12 target: the drop under one condition/severity stays within `max_drop` points."""
+    """A robustness target: the drop under one condition/severity stays within `max_drop` points."""
 
     goal: str
     condition: str
@@ -271,7 +271,7 @@ def find_row(rows: Sequence[dict], condition: str, severity: int) -> dict | None
 
 
 def judge_goals(rows: Sequence[dict], mode: str = "normalised") -> list[dict]:
-    """goal / limit / measured / met for each issue-12 goal (met None when not measured)."""
+    """goal / limit / measured / met for each robustness goal (met None when not measured)."""
     out = []
     for g in GOALS:
         row = find_row(rows, g.condition, g.severity)
@@ -358,7 +358,7 @@ def _header(result: dict) -> list[str]:
 
 def render_markdown(result: dict) -> str:
     lines = [f"# Robustness of `{result['target']['name']}`", "", *_header(result), "",
-             f"Command: `{result['command']}`", "", "## Goals (issue 12)", "",
+             f"Command: `{result['command']}`", "", "## Goals", "",
              goals_table(result), "", "## Accuracy per condition", "", results_table(result),
              "", "## Conditions", ""]
     for name, c in result["conditions"].items():
@@ -372,7 +372,7 @@ def render_markdown(result: dict) -> str:
 def render_card_section(result: dict, report_dir: str) -> str:
     """The model card's robustness section (between the markers)."""
     return "\n".join([
-        "## Robustness (issue 12: dynamic environments)", "",
+        "## Robustness (dynamic environments)", "",
         *_header(result), "",
         goals_table(result), "",
         results_table(result), "",

@@ -41,7 +41,7 @@ def prepare(
         None, "--member",
         help="A member to train: 'NAME: TRAIN OPTIONS' (options of `fer-hybrid train`, e.g. "
              "'vgg-s0: --model vgg --seed 0'); repeat for each. Default: the first session's "
-             "seven members (see README 'Training on a GPU')."),
+             "seven members (see docs/gpu.md)."),
     common: str | None = typer.Option(
         None, help="Options every member gets before its own (default: the GPU recipe: "
                    "AdamW, cosine, label smoothing 0.1, CK+ and JAFFE, bf16)."),

@@ -43,7 +43,9 @@ def robustness(
     batch_size: PredictBatch = 256,
 ) -> None:
     """Robustness benchmark: accuracy per corruption and severity, with and
-    without the page's low-light normalisation, against the issue-12 goals.
+    without the page's low-light normalisation, against the robustness goals
+    (the largest drop allowed under moderate low light, night, a 20° roll, eyes or
+    lower face occluded, 24-px faces).
 
     Each condition of training/perturb.py corrupts the split's 48x48 crops at
     severities mild/moderate/severe (seeded: reruns give the same numbers).

@@ -167,9 +167,13 @@ def train(
     verbose: str = typer.Option("auto", help="Keras progress: auto, 0 (none), 1 (bar), 2 (line per "
                                              "epoch)."),
 ) -> None:
-    """Train a model with the paper's recipe into runs/<name>/ (resumable, time-boxable).
+    """Train a model into runs/<name>/ (resumable, time-boxable).
 
-    Recipe: SGD momentum 0.9, weight decay 1e-4, lr halved after 10 epochs without a val_accuracy gain, early stopping, class weights, flip/rotate/zoom/shift augmentation.
+    Defaults per model (training/models/registry.py): the reference paper's recipe, SGD with
+    momentum 0.9 and weight decay 1e-4, batch 128 (64 for the transfer models), 100 epochs,
+    for every model but sepnet, which defaults to AdamW with lr 0.002 and weight decay 0.01
+    for 150 epochs (its CPU recipe). For all: lr halved after 10 epochs without a
+    val_accuracy gain, early stopping, class weights, flip/rotate/zoom/shift augmentation.
 
     Writes config.json, log.csv, tensorboard/ (when TensorFlow is installed), best.keras, checkpoint/, metrics.json, predictions/{val,test}.npz and history.png.
     """
