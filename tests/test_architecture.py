@@ -119,6 +119,6 @@ def test_the_checks_see_the_project():
     """Guard against a check passing because it read nothing."""
     modules = _modules()
     assert {"contract", "contract.manifest", "backend.app", "training.cli",
-            "training.runs"} <= set(modules)
+            "training.core.runs"} <= set(modules)
     assert "backend.cli" in _imports("training.cli", modules["training.cli"],
                                      top_level_only=True)

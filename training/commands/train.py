@@ -181,11 +181,11 @@ def train(
     import logging
     import sys
 
-    from training.train import TrainConfig, deadline_after, prepare_run, train_prepared
+    from training.fit.train import TrainConfig, deadline_after, prepare_run, train_prepared
 
     deadline = deadline_after(max_minutes)  # the budget counts from here, data loading included
-    from training.errors import FerError
-    from training.runs import RunFolder, default_run_name
+    from training.core.errors import FerError
+    from training.core.runs import RunFolder, default_run_name
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if resume and not name:
