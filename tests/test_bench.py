@@ -348,13 +348,13 @@ def test_quick_run_measures_the_peers(quick_run):
 
 
 def test_accuracy_scores_carry_ferplus_agreement_and_the_report_shows_it(tmp_path):
-    """Each tool's crops scored against the same FER+ votes (`training.core.metrics.ferplus_scores`),
+    """Each tool's crops scored against the same FER+ votes (`training.data.ferplus_agreement.ferplus_scores`),
     plain and flip TTA; bench.md gets one table of it, or one line saying why not."""
     from test_ensemble import _votes_for
 
     from training.bench.accuracy import score
     from training.bench.report import markdown, write
-    from training.core.metrics import ferplus_scores
+    from training.data.ferplus_agreement import ferplus_scores
 
     y = np.arange(27) % 7
     votes = _votes_for(y)  # majority = y on every scored row (every 9th is "not a face")

@@ -179,9 +179,8 @@ def test_cli_reports_ferplus_agreement_when_the_votes_are_next_to_the_data(run_d
     (checked against a hand computation); with the votes gone, one line says why not."""
     from test_ferplus import col, write_fer_with_votes
 
-    from training.core.metrics import ferplus_agreement
     from training.data.ferplus import COLUMNS, parse_ferplus
-    from training.evaluate.evaluate import ferplus_metrics
+    from training.data.ferplus_agreement import ferplus_agreement, ferplus_metrics
 
     data = tmp_path / "data"
     data.mkdir()

@@ -156,7 +156,8 @@ def tiny_model(seed: int = 0):
 def world(tmp_path_factory):
     """A data dir (FER2013 CSV with 70 PrivateTest images), a run folder with a tiny trained
     model, and that model exported as a models/ folder measured on the same images."""
-    from training.export.export import EvalData, export_ensemble
+    from training.data.evaluation import EvalData
+    from training.export.export import export_ensemble
 
     root = tmp_path_factory.mktemp("robustness")
     x_train, y_train = synthetic_faces(700, seed=1)

@@ -70,9 +70,9 @@ def calibrate(
 
     from training.core.plots import plot_reliability
     from training.core.report import write_json, write_marked_section
+    from training.data.evaluation import load_eval_split
     from training.evaluate.calibration import calibrate as fit_and_measure
     from training.evaluate.calibration import markdown, set_temperature
-    from training.export.export import load_eval_split
     from training.robustness.lowlight import normalize_batch
     from training.robustness.robustness import page_classifier
 

@@ -61,7 +61,7 @@ def explain(
     import time
 
     from training.core.report import pct
-    from training.core.runs import normalise_split
+    from training.core.splits import normalise_split
     from training.data import splits
     from training.evaluate.scorer import resolve_source
     from training.explain.build import (

@@ -135,8 +135,9 @@ def export(
 
     from contract.manifest import read_manifest_json
     from training.core.errors import FerError
+    from training.data.evaluation import load_eval_split
     from training.ensemble.ensemble import parse_numbers
-    from training.export.export import export_planned, load_eval_split, plan_export
+    from training.export.export import export_planned, plan_export
 
     # Check everything cheap before loading data or TensorFlow.
     plan = plan_export([str(m) for m in models], out, quantization=quantize,

@@ -56,9 +56,9 @@ def robustness(
     minutes on a busy 2-core CPU; try --sample 500 first.
     """
     from training.data.dataset import make
+    from training.data.evaluation import load_eval_split
     from training.data.splits import stratified_sample
     from training.evaluate.scorer import resolve_source
-    from training.export.export import load_eval_split
     from training.robustness.robustness import (
         command_line,
         measure,

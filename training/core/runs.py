@@ -29,38 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import NUM_CLASSES, SPLIT_TITLES
+from contract import NUM_CLASSES
 from contract.files import atomic_output
 from training.core.errors import FerError
 from training.core.metrics import tta_average
 from training.core.report import write_json
+from training.core.splits import normalise_split
 
 log = logging.getLogger(__name__)
-
-# -- split names -----------------------------------------------------------------------------
-
-SPLITS = ("test", "val", "train")
-_SPLIT_ALIASES = {
-    "test": "test", "privatetest": "test",
-    "val": "val", "valid": "val", "validation": "val", "publictest": "val",
-    "train": "train", "training": "train",
-}
-
-
-def normalise_split(split: str) -> str:
-    """'test'/'PrivateTest' -> 'test', 'val'/'PublicTest' -> 'val', 'train' -> 'train'."""
-    key = str(split).strip().lower()
-    if key not in _SPLIT_ALIASES:
-        raise FerError(
-            f"unknown split {split!r}; use one of test (PrivateTest), val (PublicTest), train"
-        )
-    return _SPLIT_ALIASES[key]
-
-
-def split_title(split: str) -> str:
-    split = normalise_split(split)
-    return f"{split} ({SPLIT_TITLES[split]})"
-
 
 # -- the folder ------------------------------------------------------------------------------
 

@@ -262,7 +262,7 @@ def split_loader(data_dir: str | Path | None = None,
                  fer2013: str | Path | None = None) -> SplitLoader:
     """split name ('test', 'PublicTest', ...) -> (x, y), loading the dataset once, on first use
     (commands that may find every prediction saved never read the dataset at all)."""
-    from training.core.runs import normalise_split, split_title
+    from training.core.splits import normalise_split, split_title
 
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 

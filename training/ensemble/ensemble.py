@@ -25,8 +25,9 @@ from training.core.metrics import evaluate_probs, top1_accuracy
 from training.core.report import FERPLUS_HEADERS, ferplus_cells, markdown_table, pct, write_json
 from training.core.runs import Predictions, Target, resolve_target
 from training.data.ferplus import FerPlusVotes
+from training.data.ferplus_agreement import ferplus_metrics
 from training.data.splits import SplitLoader
-from training.evaluate.evaluate import ferplus_metrics, get_predictions
+from training.models.predict import get_predictions
 
 SELECTION_NOTE = (
     "Members and weights were selected on PublicTest (val) only; PrivateTest (test) "
@@ -264,7 +265,7 @@ def build_ensemble(
 
     With `votes` (PrivateTest's FER+ votes, `training.data.ferplus.votes_for_split("test")`)
     each member's and the ensemble's "test" also get "ferplus": agreement with the
-    ten-annotator majority, plain and flip TTA (`training.evaluate.evaluate.ferplus_metrics`);
+    ten-annotator majority, plain and flip TTA (`training.data.ferplus_agreement.ferplus_metrics`);
     without them the report's "ferplus_note" says why.
 
     Returns the JSON-ready report (schema fer-hybrid/ensemble-report@1).

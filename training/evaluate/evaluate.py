@@ -11,63 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from contract import LABELS, SPLIT_TITLES, utc_now
-from training.core.errors import FerError
-from training.core.metrics import combine_tta, evaluate_probs, ferplus_scores
+from training.core.metrics import evaluate_probs
 from training.core.report import pct, text_table, write_json
-from training.core.runs import (
-    Predictions,
-    Target,
-    load_predictions,
-    normalise_split,
-    save_predictions,
-    split_title,
-)
+from training.core.runs import Target
+from training.core.splits import normalise_split
 from training.data.ferplus import FerPlusVotes
+from training.data.ferplus_agreement import ferplus_metrics
 from training.data.splits import SplitLoader
-from training.models.predict import predict_split
-from training.models.serialization import load_model
+from training.models.predict import get_predictions
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def get_predictions(
-    target: Target,
-    split: str,
-    data_loader: SplitLoader | None,
-    *,
-    batch_size: int = 256,
-    model_cache: dict | None = None,
-) -> tuple[Predictions, str]:
-    """Predictions of `target` on `split` and where they came from ("saved"/"computed").
-
-    A run folder's predictions/<split>.npz is reused if present, else computed
-    from best.keras and saved there. Needs `data_loader` only to compute.
-    """
-    split = normalise_split(split)
-    saved = target.predictions_path(split)
-    if saved is not None and saved.is_file():
-        return load_predictions(saved), "saved"
-    if not target.model_path.is_file():
-        raise FerError(
-            f"{target.run_dir or target.model_path}: no predictions/{split}.npz and no best.keras "
-            f"to compute them; run `fer-hybrid evaluate {target.run_dir or target.model_path} "
-            f"--split {split}` where the model is available"
-        )
-    if data_loader is None:
-        raise FerError(
-            f"{target.run_dir or target.model_path} has no predictions for {split_title(split)}; "
-            f"run `fer-hybrid evaluate {target.run_dir or target.model_path} --split {split}` first"
-        )
-    x, y = data_loader(split)
-    model = None if model_cache is None else model_cache.get(target.model_path)
-    if model is None:
-        model = load_model(target.model_path, float32=True)  # scores what ships
-        if model_cache is not None:
-            model_cache[target.model_path] = model
-    preds = predict_split(model, x, y, batch_size=batch_size).check(str(target.model_path))
-    if saved is not None:
-        save_predictions(saved, preds)
-    return preds, "computed"
 
 
 def default_out_dir(target: Target) -> Path:
@@ -122,13 +75,6 @@ def evaluate_target(
     result["files"] = {k: str(v) for k, v in files.items()}
     write_json(files["metrics"], result)
     return result
-
-
-def ferplus_metrics(preds: Predictions, votes: FerPlusVotes) -> dict:
-    """FER+ majority agreement and mean vote share of the predictions, plain and flip TTA
-    (or a "note" saying why not, when the predictions are not the split's rows)."""
-    tta = combine_tta(preds.probs, preds.probs_flip, True) if preds.probs_flip is not None else None
-    return ferplus_scores(preds.probs, tta, votes, labels=preds.y)
 
 
 def format_summary(result: dict) -> str:

@@ -23,7 +23,8 @@ from training.core.errors import FerError
 from training.core.metrics import evaluate_probs
 from training.core.plots import write_confusion
 from training.core.report import write_json
-from training.core.runs import Predictions, normalise_split
+from training.core.runs import Predictions
+from training.core.splits import normalise_split
 from training.data.splits import SplitLoader, stratified_indices
 from training.evaluate.scorer import Source, load_scorer
 from training.explain.analysis import (
@@ -97,7 +98,7 @@ def _predictions(source: Source, split: str, loader: SplitLoader, rows: np.ndarr
 
     model_cache: dict = {}
     if source.kind == "run":
-        from training.evaluate.evaluate import get_predictions
+        from training.models.predict import get_predictions
 
         full, origin = get_predictions(source.target, split, loader,
                                        batch_size=opts.batch_size, model_cache=model_cache)

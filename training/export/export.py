@@ -64,10 +64,12 @@ from contract.manifest import (
     write_manifest,
 )
 from training.core.errors import FerError
-from training.core.metrics import ferplus_scores, top1_accuracy
+from training.core.metrics import top1_accuracy
 from training.core.report import read_marked_section, write_marked_section
-from training.core.runs import RunFolder, load_predictions, normalise_split, resolve_target
+from training.core.runs import RunFolder, load_predictions, resolve_target
+from training.data.evaluation import EvalData
 from training.data.ferplus import FerPlusVotes
+from training.data.ferplus_agreement import ferplus_scores
 from training.ensemble.ensemble import check_weights, weighted_average
 from training.export.tfjs import (
     Predictor,
@@ -241,7 +243,7 @@ def compare_float_quantized(
 
 
 def manifest_ferplus(block: dict, rows: int) -> dict[str, Any]:
-    """`training.core.metrics.ferplus_scores`' block (with `labels`) as the manifest records it
+    """`training.data.ferplus_agreement.ferplus_scores`' block (with `labels`) as the manifest records it
     (flat numbers): {"of", "n", "rows", "ties", "majority_agreement[_tta]",
     "mean_vote_share[_tta]", "fer2013_labels_*"}, or {"note"}."""
     if "note" in block:
@@ -259,50 +261,6 @@ def manifest_ferplus(block: dict, rows: int) -> dict[str, Any]:
         "fer2013_labels_majority_agreement": labels["majority_agreement"],
         "fer2013_labels_mean_vote_share": labels["mean_vote_share"],
     }
-
-
-@dataclass
-class EvalData:
-    """Labelled images to measure the export on, loaded by the caller.
-
-    The caller loads them (`load_eval_split` for a dataset split) before the slow conversion,
-    so a missing dataset fails fast. split_key names the metrics: "test" (PrivateTest) and
-    "val" (PublicTest) are the dataset's splits, "sample" any other labelled arrays.
-    """
-
-    split_key: str
-    x: np.ndarray  # uint8 (N, H, W) grey images
-    y: np.ndarray  # (N,) class indices
-    votes: FerPlusVotes | None = None  # the same rows' FER+ votes, for agreement with people
-    votes_note: str = ""  # where the votes came from, or why there are none
-
-    def __post_init__(self) -> None:
-        if self.split_key not in (*SPLIT_NAMES, "sample"):
-            raise FerError(f"unknown evaluation split {self.split_key!r}; use test, val or sample")
-        self.x, self.y = np.asarray(self.x), np.asarray(self.y)
-        if len(self.x) == 0 or len(self.x) != len(self.y):
-            raise FerError("the evaluation split is empty or x/y lengths differ; check the dataset")
-
-    @property
-    def split_name(self) -> str:
-        """The name the manifest records: PrivateTest, PublicTest or sample."""
-        return SPLIT_NAMES.get(self.split_key, self.split_key)
-
-
-def load_eval_split(split: str, *, data_dir: Path | None = None,
-                    fer2013: Path | None = None, ferplus: Path | None = None) -> EvalData:
-    """Split "test"/"PrivateTest" or "val"/"PublicTest" of the dataset, ready to measure on,
-    with its FER+ votes when they are there (`training.data.ferplus.votes_for_split`)."""
-    from training.data.ferplus import votes_for_split
-    from training.data.splits import split_loader
-
-    split = normalise_split(split)
-    if split not in SPLIT_NAMES:
-        raise FerError(f"unknown evaluation split {split!r}; use test, val or none")
-
-    x, y = split_loader(data_dir, fer2013)(split)
-    votes, note = votes_for_split(split, data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
-    return EvalData(split, x, y, votes, note)
 
 
 def _run_prediction_metrics(sources: Sequence[MemberSource], weights: Sequence[float]) -> dict[str, Any] | None:

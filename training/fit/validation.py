@@ -14,7 +14,7 @@ callback as one dict.
 
 Given FER+ `votes` for the validation images (`--targets ferplus`), it scores agreement with
 people instead: val_accuracy is the FER+ majority agreement on the rows that metric scores
-(`training.core.metrics.ferplus_agreement`, ties count) and val_loss the cross-entropy against
+(`training.data.ferplus_agreement.ferplus_agreement`, ties count) and val_loss the cross-entropy against
 their vote distribution, so RunMonitor selects and schedules by them.
 """
 
@@ -60,7 +60,7 @@ class ValidationPass(keras.callbacks.Callback):
 def vote_metrics(probs: np.ndarray, votes) -> dict[str, float]:
     """val_accuracy = FER+ majority agreement, val_loss = cross-entropy against the vote
     distribution over our seven classes, both on the rows the agreement metric scores."""
-    from training.core.metrics import ferplus_agreement
+    from training.data.ferplus_agreement import ferplus_agreement
     from training.fit.targets import vote_distribution
 
     probs = np.asarray(probs, dtype="float64")

@@ -155,7 +155,7 @@ def plan_robustness(source: Source, *, tta: bool | None, conditions: str | None,
                     out_dir: Path | None, seed: int, sample: int | None,
                     model_card: Path | None, command: str) -> RobustnessPlan:
     """Every check that needs neither data nor TensorFlow (`tta` None: as the target says)."""
-    from training.core.runs import normalise_split
+    from training.core.splits import normalise_split
 
     split = normalise_split(split)
     if source.manifest is not None:
