@@ -230,36 +230,19 @@ def _option(args: list[str], flag: str, kind: Callable = str):
 
 # -- checking the plan before anything trains ------------------------------------------------
 
-
-def train_params(member: PlannedMember) -> dict:
-    """The run's options parsed as `fer-hybrid train` parses them (FerError for an unknown
-    option or a bad value, in one line)."""
-    import typer
-
-    from training.commands.train import train
-
-    app = typer.Typer()
-    app.command()(train)
-    command = typer.main.get_command(app)
-    try:
-        with command.make_context("train", list(member.args)) as ctx:
-            return dict(ctx.params)
-    except Exception as err:
-        # click's usage errors, recognised by shape: typer may bundle its own click
-        if not callable(getattr(err, "format_message", None)):
-            raise
-        raise FerError(f"run {member.name}: {' '.join(err.format_message().split())} (see "
-                       f"`fer-hybrid train --help`)") from None
+#: A `fer-hybrid train` command line's TrainConfig fields (FerError for an unknown option or a
+#: bad value). The command hands it in (`training.commands.train.train_fields`): the options
+#: are the command line's, and a stage never imports the commands above it.
+TrainFields = Callable[[list[str]], dict]
 
 
-def planned_config(member: PlannedMember, runs_dir: Path):
+def planned_config(member: PlannedMember, runs_dir: Path, train_fields: TrainFields):
     """The TrainConfig the run's options give, checked as `train` checks a new run."""
-    from training.commands.train import config_fields
     from training.fit.train import TrainConfig, prepare_run
 
-    given = config_fields(train_params(member))
     fresh = Path(runs_dir) / f".campaign-check-{member.name}"  # never created
     try:
+        given = train_fields(list(member.args))
         config, _ = prepare_run(TrainConfig(**given), RunFolder(fresh))
     except FerError as err:
         raise FerError(f"run {member.name}: {err}") from None
@@ -285,13 +268,13 @@ def check_copy(member: PlannedMember, copy: RunCopy, planned) -> None:
                        f"the plan ({'; '.join(conflicts)}); fix the plan or rename the run")
 
 
-def check_plan(plan: CampaignPlan, runs_dir: Path) -> list[RunStatus]:
+def check_plan(plan: CampaignPlan, runs_dir: Path, train_fields: TrainFields) -> list[RunStatus]:
     """Every run's options and checkpoints checked (FerError, one line); their statuses."""
     statuses = []
     for member in plan.runs:
         status = run_status(plan, member, runs_dir)
         if not status.complete:
-            planned = planned_config(member, runs_dir)
+            planned = planned_config(member, runs_dir, train_fields)
             for copy in (status.working, status.committed):
                 if copy.started:
                     check_copy(member, copy, planned)
@@ -393,7 +376,8 @@ def slice_command(member: PlannedMember, runs_dir: Path, *, resume: bool, minute
 
 
 def run_campaign(plan: CampaignPlan, runs_dir: Path, *, max_minutes: float,
-                 printer: Callable = print, python: str = sys.executable) -> list[str]:
+                 train_fields: TrainFields, printer: Callable = print,
+                 python: str = sys.executable) -> list[str]:
     """Train the plan's unfinished runs in order until the deadline or a stop request; each
     slice's compact copy is saved when it stops. Returns the names of the runs it trained."""
     t0 = time.monotonic()
@@ -404,7 +388,7 @@ def run_campaign(plan: CampaignPlan, runs_dir: Path, *, max_minutes: float,
     stop.unlink(missing_ok=True)  # a request was for the process it stopped
     trained: list[str] = []
     with holding_lock(plan, runs_dir) as lock, terminate_children():
-        statuses = check_plan(plan, runs_dir)
+        statuses = check_plan(plan, runs_dir, train_fields)
         for status in statuses:
             if status.unsaved:  # a slice that was killed, or stopped before this command
                 save_compact(status.working.folder, plan.store / status.member.name)

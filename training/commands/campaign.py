@@ -47,12 +47,13 @@ def run(
     `nice -n 10 fer-hybrid campaign run --max-minutes 240 > runs/campaign.log 2>&1 &`.
     """
     from training.campaign.campaign import CampaignPlan, run_campaign
+    from training.commands.train import train_fields
     from training.core.errors import FerError
 
     if max_minutes <= 0:
         raise FerError(f"--max-minutes must be > 0 (got {max_minutes:g})")
     run_campaign(CampaignPlan.load(plan), runs_dir, max_minutes=max_minutes,
-                 printer=lambda s: typer.echo(s))
+                 train_fields=train_fields, printer=lambda s: typer.echo(s))
 
 
 @campaign_app.command("status")

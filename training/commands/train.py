@@ -210,6 +210,27 @@ def _load_data(data: dict, seed: int) -> dict:
     return load_splits(**{k: v for k, v in data.items() if v not in (None, [])}, seed=seed)
 
 
+def train_fields(args: list[str]) -> dict:
+    """The TrainConfig fields of a `train` command line `args`, parsed as `fer-hybrid train`
+    parses them (FerError for an unknown option or a bad value, in one line). The campaign
+    checks its plan's runs with it before anything trains."""
+    from training.core.errors import FerError
+
+    app = typer.Typer()
+    app.command()(train)
+    command = typer.main.get_command(app)
+    try:
+        with command.make_context("train", list(args)) as ctx:
+            params = dict(ctx.params)
+    except Exception as err:
+        # click's usage errors, recognised by shape: typer may bundle its own click
+        if not callable(getattr(err, "format_message", None)):
+            raise
+        raise FerError(f"{' '.join(err.format_message().split())} (see "
+                       f"`fer-hybrid train --help`)") from None
+    return config_fields(params)
+
+
 def config_fields(params: dict) -> dict:
     """The TrainConfig fields a `train` command line sets, from its parsed options by name;
     on --resume the rest comes from the run. (`fer-hybrid campaign` checks a plan's runs with
