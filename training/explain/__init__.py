@@ -1,4 +1,7 @@
-"""`fer-hybrid explain`: interpretability and error analysis of one target on one split.
+"""Explain (`fer-hybrid explain`): interpretability and error analysis of one target on one
+split. It imports the stages below it (`core` up to `robustness`; the target is loaded by
+`training.evaluate.scorer`, Grad-CAM on a TF.js member runs through `training.export.tfjs`),
+never `bundle`, `gpu` or `campaign`.
 
 | module | owns |
 | --- | --- |
