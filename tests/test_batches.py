@@ -1,4 +1,5 @@
-"""Fixed-shape batches (training.fit.batches) and exact padded validation (training.fit.validation)."""
+"""Fixed-shape batches (training.fit.batches) and exact padded validation
+(training.fit.validation)."""
 
 from __future__ import annotations
 

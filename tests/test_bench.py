@@ -348,8 +348,9 @@ def test_quick_run_measures_the_peers(quick_run):
 
 
 def test_accuracy_scores_carry_ferplus_agreement_and_the_report_shows_it(tmp_path):
-    """Each tool's crops scored against the same FER+ votes (`training.data.ferplus_agreement.ferplus_scores`),
-    plain and flip TTA; bench.md gets one table of it, or one line saying why not."""
+    """Each tool's crops scored against the same FER+ votes
+    (`training.data.ferplus_agreement.ferplus_scores`), plain and flip TTA; bench.md gets one table
+    of it, or one line saying why not."""
     from test_ensemble import _votes_for
 
     from training.bench.accuracy import score

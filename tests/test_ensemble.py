@@ -331,7 +331,8 @@ def write_fer_with_votes(data: Path, test_y: np.ndarray) -> Path:
 
 def test_members_and_ensemble_agreement_with_the_ferplus_majority(val_y):
     """With PrivateTest's FER+ votes each member's and the ensemble's test scores carry the
-    agreement block (`training.data.ferplus_agreement.ferplus_metrics`); without them, one line says why."""
+    agreement block (`training.data.ferplus_agreement.ferplus_metrics`); without them, one line says
+    why."""
     from training.core.report import ferplus_cells
     from training.data.ferplus_agreement import ferplus_metrics
 

@@ -1,4 +1,5 @@
-"""Multiply-adds per image (training.models.macs): hand-counted layers and the number the docs quote."""
+"""Multiply-adds per image (training.models.macs): hand-counted layers and the number the docs
+quote."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Structured pruning (training/fit/prune.py): a narrower model that starts from a wider trained one."""
+"""Structured pruning (training/fit/prune.py): a narrower model that starts from a wider trained
+one."""
 
 import numpy as np
 import pytest

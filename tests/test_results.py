@@ -104,7 +104,8 @@ def test_cli_writes_markdown(tmp_path):
 
 
 def _fp(agree, agree_tta, share, share_tta, n=97):
-    """A FER+ block as `fer-hybrid evaluate` / `ensemble` write it (training.data.ferplus_agreement.ferplus_scores)."""
+    """A FER+ block as `fer-hybrid evaluate` / `ensemble` write it
+    (training.data.ferplus_agreement.ferplus_scores)."""
     return {"ties": "a tie for the most votes counts as agreement with any tied class",
             "plain": {"n": n, "majority_agreement": agree, "mean_vote_share": share},
             "tta": {"n": n, "majority_agreement": agree_tta, "mean_vote_share": share_tta}}

@@ -1,4 +1,5 @@
-"""training/robustness/perturb.py: seeded, deterministic, and each condition damages what it claims to."""
+"""training/robustness/perturb.py: seeded, deterministic, and each condition damages what it claims
+to."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Under JAX the training model compiles with XLA, augmenter and all (training.fit.augment.allow_xla).
+"""Under JAX the training model compiles with XLA, augmenter and all
+(training.fit.augment.allow_xla).
 
 Keras marks its geometric Random* layers as not XLA-compatible (true of TensorFlow's kernel
 only), and one such layer turned XLA off for the whole training model: under JAX every op

@@ -72,7 +72,8 @@ def _classify_all(call, x: np.ndarray, log, what: str) -> np.ndarray:
 
 def score(p: np.ndarray, p_flip: np.ndarray, y: np.ndarray, votes=None) -> dict:
     """Accuracy plain and with flip TTA; with `votes` (the same crops' FER+ votes) also
-    "ferplus": agreement with the ten-annotator majority (`training.data.ferplus_agreement.ferplus_scores`)."""
+    "ferplus": agreement with the ten-annotator majority
+    (`training.data.ferplus_agreement.ferplus_scores`)."""
     y = np.asarray(y)
     tta = tta_average(p, p_flip)
     out = {"n": int(len(y)),

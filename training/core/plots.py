@@ -134,7 +134,8 @@ def plot_history(log_csv: str | Path, path: str | Path, *, title: str) -> Path |
 
 
 def plot_robustness(result: dict, path: str | Path) -> Path:
-    """Accuracy vs severity, one panel per condition family (training.robustness.robustness's result).
+    """Accuracy vs severity, one panel per condition family (training.robustness.robustness's
+    result).
 
     Solid lines: the page's pipeline (low-light normalisation first); dashed: the raw crop.
     Severity 0 is the clean crop of the same mode, so every curve starts at its reference.
@@ -272,8 +273,8 @@ def plot_agreement(points: Sequence[dict], path: str | Path, *,
 
 
 def plot_reliability(result: dict, path: str | Path) -> Path:
-    """Reliability diagrams of `fer-hybrid calibrate` (training.evaluate.calibration): accuracy against
-    mean confidence per bin on the held-out split, before and after the temperature; the
+    """Reliability diagrams of `fer-hybrid calibrate` (training.evaluate.calibration): accuracy
+    against mean confidence per bin on the held-out split, before and after the temperature; the
     diagonal is perfect calibration, and each bar's width grows with its share of images."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.2), dpi=100, sharey=True)

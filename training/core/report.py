@@ -45,8 +45,8 @@ FERPLUS_HEADERS = ["FER+ majority agreement", "FER+ agreement (flip TTA)", "FER+
 
 
 def ferplus_cells(block: dict | None) -> list[str]:
-    """A FER+ block (`training.data.ferplus_agreement.ferplus_scores`: plain/tta agreement) as four table
-    cells, FERPLUS_HEADERS order; "-" where it was not measured, never a made-up number."""
+    """A FER+ block (`training.data.ferplus_agreement.ferplus_scores`: plain/tta agreement) as four
+    table cells, FERPLUS_HEADERS order; "-" where it was not measured, never a made-up number."""
     if not block or "note" in block:
         return ["-"] * 4
     plain, tta = block.get("plain") or {}, block.get("tta") or {}

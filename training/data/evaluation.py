@@ -20,11 +20,12 @@ from training.data.splits import split_loader
 
 @dataclass
 class EvalData:
-    """Labelled images to measure a model on (export, robustness, calibration), loaded by the caller.
+    """Labelled images to measure a model on (export, robustness, calibration).
 
     The caller loads them (`load_eval_split` for a dataset split) before the slow work (a
-    conversion, a sweep of corruptions), so a missing dataset fails fast. split_key names the metrics: "test" (PrivateTest) and
-    "val" (PublicTest) are the dataset's splits, "sample" any other labelled arrays.
+    conversion, a sweep of corruptions), so a missing dataset fails fast. split_key names the
+    metrics: "test" (PrivateTest) and "val" (PublicTest) are the dataset's splits, "sample" any
+    other labelled arrays.
     """
 
     split_key: str

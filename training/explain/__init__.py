@@ -5,7 +5,7 @@ never `bundle`, `gpu` or `campaign`.
 
 | module | owns |
 | --- | --- |
-| `training/evaluate/scorer.py` (shared with `robustness`) | what is explained (run folder, .keras file, exported models folder) and loading it |
+| `training/evaluate/scorer.py` | what is explained (run, .keras, exported models/) and loading it |
 | `analysis.py` | confused pairs, the paper's named pairs, surest mistakes (numpy only) |
 | `saliency.py` | occlusion sensitivity (any model, any backend) and Grad-CAM (Keras, TF/JAX) |
 | `figures.py` | overlays, gallery tiles, the class-average figure |

@@ -6,14 +6,14 @@ Public API::
                     placeholder=False, notes="", eval_split=None) -> Path
 
 Pipeline per member: ``best.keras`` (or a ``.keras`` file) -> a TF.js graph model in
-``<out_dir>/<member>/`` (training.export.tfjs: conversion, the fixes that make it run in the page, and
-a Python runner for the exported model.json) -> one manifest for the ensemble.
+``<out_dir>/<member>/`` (training.export.tfjs: conversion, the fixes that make it run in the page,
+and a Python runner for the exported model.json) -> one manifest for the ensemble.
 
 Measured accuracy of what ships: with `eval_split`, the float Keras ensemble and
 the *quantised* TF.js graph-model ensemble are both scored on that split, with
 and without flip TTA. The quantised graphs are run in Python from their dequantised
-weights (`training.export.tfjs.load_tfjs_graph_model`), not in a browser; see training.export.tfjs for why
-that gives the browser's numbers.
+weights (`training.export.tfjs.load_tfjs_graph_model`), not in a browser; see training.export.tfjs
+for why that gives the browser's numbers.
 
 Output folder (atomic): everything is built in a temporary sibling folder
 ``.<out_dir name>.export-*`` and swapped in with two renames at the end, so a
@@ -146,7 +146,8 @@ def check_writable(out_dir: Path) -> None:
 
 
 # --------------------------------------------------------------------------- predictors
-# (keras_predictor is the float reference; training.export.tfjs.load_tfjs_graph_model runs what ships.)
+# (keras_predictor is the float reference; training.export.tfjs.load_tfjs_graph_model runs what
+# ships.)
 
 
 def keras_predictor(model: Any, *, batch_size: int = 256) -> Predictor:
@@ -243,8 +244,8 @@ def compare_float_quantized(
 
 
 def manifest_ferplus(block: dict, rows: int) -> dict[str, Any]:
-    """`training.data.ferplus_agreement.ferplus_scores`' block (with `labels`) as the manifest records it
-    (flat numbers): {"of", "n", "rows", "ties", "majority_agreement[_tta]",
+    """`training.data.ferplus_agreement.ferplus_scores`' block (with `labels`) as the manifest
+    records it (flat numbers): {"of", "n", "rows", "ties", "majority_agreement[_tta]",
     "mean_vote_share[_tta]", "fer2013_labels_*"}, or {"note"}."""
     if "note" in block:
         return {"note": block["note"]}

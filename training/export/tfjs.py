@@ -1,6 +1,7 @@
 """Keras model -> TF.js graph model, and that model.json run back in Python.
 
-Everything that knows the TF.js graph-model format lives here; training.export.export only orchestrates.
+Everything that knows the TF.js graph-model format lives here; training.export.export only
+orchestrates.
 
 Conversion: ``.keras`` (or a model object) -> ``model.export()`` (TF SavedModel) ->
 tensorflowjs' ``convert_tf_saved_model`` (the same code the

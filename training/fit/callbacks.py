@@ -74,7 +74,8 @@ class RunMonitor(keras.callbacks.Callback):
     Args:
       run: the run folder (log.csv, best.keras, checkpoint/ live there).
       core: the model to save as best.keras (the training model minus the augmenter).
-      state: resumable counters (see `training.core.runs.initial_state`); updated in place and saved every epoch.
+      state: resumable counters (see `training.core.runs.initial_state`); updated in place and saved
+        every epoch.
       epochs: total epochs of the run.
       patience: epochs without a val_accuracy improvement before stopping.
       lr_patience / lr_factor / min_lr: ReduceLROnPlateau on val_accuracy.

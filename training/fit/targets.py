@@ -14,8 +14,8 @@ by image content (the same 16-byte keys as `training.fit.soft_targets`), so auxi
 sample, order and duplicate handling of the data loaders do not matter.
 
 Model selection: under `ferplus` a run's val_accuracy is the FER+ majority agreement on the
-PublicTest rows the metric scores (`training.data.ferplus_agreement.ferplus_agreement`, ties count), since
-the run is trying to agree with people, not with FER2013's labels; under `fer2013` and `mix`
+PublicTest rows the metric scores (`training.data.ferplus_agreement.ferplus_agreement`, ties count),
+since the run is trying to agree with people, not with FER2013's labels; under `fer2013` and `mix`
 it stays FER2013 PublicTest accuracy. PrivateTest is never used for a choice.
 """
 

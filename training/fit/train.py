@@ -77,8 +77,8 @@ class TrainConfig:
     input_shape: tuple = INPUT_SHAPE
     num_classes: int = NUM_CLASSES
     data: dict = field(default_factory=dict)  # how the data was loaded (for the record / resume)
-    # Stronger recipes (training.fit.trainer, training.fit.schedules, training.fit.augment); the defaults
-    # are the paper's recipe. New fields need defaults so config.json files of older runs
+    # Stronger recipes (training.fit.trainer, training.fit.schedules, training.fit.augment); the
+    # defaults are the paper's recipe. New fields need defaults so config.json files of older runs
     # still load and resume.
     label_smoothing: float = 0.0
     schedule: str = "plateau"  # plateau (paper) | cosine | onecycle
@@ -138,7 +138,8 @@ class TrainConfig:
 
     @property
     def uses_trainer(self) -> bool:
-        """Label smoothing, mixup and distillation need the `training.fit.trainer.Trainer` wrapper."""
+        """Label smoothing, mixup and distillation need the `training.fit.trainer.Trainer`
+        wrapper."""
         return bool(self.label_smoothing or self.mixup or self.teachers or self.soft_targets
                     or self.targets != "fer2013")
 

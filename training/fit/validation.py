@@ -14,8 +14,8 @@ callback as one dict.
 
 Given FER+ `votes` for the validation images (`--targets ferplus`), it scores agreement with
 people instead: val_accuracy is the FER+ majority agreement on the rows that metric scores
-(`training.data.ferplus_agreement.ferplus_agreement`, ties count) and val_loss the cross-entropy against
-their vote distribution, so RunMonitor selects and schedules by them.
+(`training.data.ferplus_agreement.ferplus_agreement`, ties count) and val_loss the cross-entropy
+against their vote distribution, so RunMonitor selects and schedules by them.
 """
 
 from __future__ import annotations

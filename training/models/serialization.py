@@ -26,7 +26,9 @@ from training.core.errors import FerError
 PACKAGE = "fer_hybrid"
 
 # Every module that registers a class under PACKAGE (`@register_keras_serializable`).
-REGISTERING_MODULES = ("training.fit.augment", "training.fit.augment_robust", "training.fit.trainer")
+REGISTERING_MODULES = (
+    "training.fit.augment", "training.fit.augment_robust", "training.fit.trainer",
+)
 
 
 def register_custom_objects() -> None:

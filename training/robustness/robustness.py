@@ -1,12 +1,12 @@
 """The robustness benchmark (dynamic environments): accuracy under graded corruptions.
 
-For every condition x severity of `training.robustness.perturb` the split's crops are corrupted, then scored
-twice by the target as the page scores a crop (`page_classifier`: the target loaded by
+For every condition x severity of `training.robustness.perturb` the split's crops are corrupted,
+then scored twice by the target as the page scores a crop (`page_classifier`: the target loaded by
 `training.evaluate.scorer`, a models folder's members soft-voted with the manifest's weights, plus
 flip TTA as the manifest says):
 
-* ``normalised``: through the page's low-light normalisation first (`training.robustness.lowlight`, the
-  port of web/js/lowlight.js), exactly what the page feeds its models;
+* ``normalised``: through the page's low-light normalisation first (`training.robustness.lowlight`,
+  the port of web/js/lowlight.js), exactly what the page feeds its models;
 * ``raw``: the corrupted crop as it is (what the model alone can take).
 
 Each mode's drop is measured against the clean crop in the same mode, in points, with a paired
@@ -334,7 +334,8 @@ def _params_text(params: dict) -> str:
 
 
 def _rule_text() -> str:
-    """The page's low-light rule in words, from training/robustness/lowlight.py (the port of lowlight.js)."""
+    """The page's low-light rule in words, from training/robustness/lowlight.py (the port of
+    lowlight.js)."""
     text = f"equalise when the mean < {DARK_MEAN}"
     return text + (f", stretch when the 2–98 % range < {MIN_RANGE}" if MIN_RANGE > 0 else "")
 
