@@ -47,8 +47,9 @@ def robustness(
     (the largest drop allowed under moderate low light, night, a 20° roll, eyes or
     lower face occluded, 24-px faces).
 
-    Each condition of training/robustness/perturb.py corrupts the split's 48x48 crops at
-    severities mild/moderate/severe (seeded: reruns give the same numbers).
+    Each condition of training/robustness/perturb.py corrupts the split's 48x48
+    crops at severities mild/moderate/severe (seeded: reruns give the same
+    numbers).
     Every corrupted crop is scored as it is (raw) and after the normalisation
     of web/js/lowlight.js (page); drops are points below the clean crops.
     Writes robustness.json, robustness.md and robustness.png (curves per
