@@ -18,10 +18,9 @@ from training.ensemble.ensemble import (
     build_ensemble,
     greedy_select,
     load_members,
-    parse_weights,
-    weighted_average,
     write_ensemble_report,
 )
+from training.ensemble.voting import parse_weights, weighted_average
 
 N = 90
 

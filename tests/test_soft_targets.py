@@ -201,7 +201,7 @@ def _invoke(*args):
 @pytest.mark.slow
 def test_ensemble_writes_the_soft_vote_and_a_student_trains_and_resumes_on_it(tmp_path):
     from training.data import load_splits
-    from training.ensemble.ensemble import weighted_average
+    from training.ensemble.voting import weighted_average
     from training.models.predict import predict_split
     from training.models.serialization import load_model
 

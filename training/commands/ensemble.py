@@ -66,12 +66,8 @@ def ensemble(
     from training.core.report import pct, text_table
     from training.data import splits
     from training.data.ferplus import votes_for_split
-    from training.ensemble.ensemble import (
-        build_ensemble,
-        load_members,
-        parse_weights,
-        write_ensemble_report,
-    )
+    from training.ensemble.ensemble import build_ensemble, load_members, write_ensemble_report
+    from training.ensemble.voting import parse_weights
 
     parsed = parse_weights(weights, len(runs)) if weights is not None else None
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)

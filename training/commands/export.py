@@ -136,7 +136,7 @@ def export(
     from contract.manifest import read_manifest_json
     from training.core.errors import FerError
     from training.data.evaluation import load_eval_split
-    from training.ensemble.ensemble import parse_numbers
+    from training.ensemble.voting import parse_numbers
     from training.export.export import export_planned, plan_export
 
     # Check everything cheap before loading data or TensorFlow.

@@ -27,6 +27,7 @@ from training.core.runs import Predictions, Target, resolve_target
 from training.data.ferplus import FerPlusVotes
 from training.data.ferplus_agreement import ferplus_metrics
 from training.data.splits import SplitLoader
+from training.ensemble.voting import check_weights, weighted_average
 from training.models.predict import get_predictions
 
 SELECTION_NOTE = (
@@ -36,20 +37,6 @@ SELECTION_NOTE = (
 
 
 # --------------------------------------------------------------------------- pure array functions
-
-
-def weighted_average(probs_list: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Soft voting: sum_i w_i * p_i / sum_i w_i, over members' (N, K) probabilities."""
-    if len(probs_list) != len(weights):
-        raise ValueError(f"{len(probs_list)} members but {len(weights)} weights")
-    w = np.asarray(weights, dtype="float64")
-    if np.any(w < 0) or w.sum() <= 0:
-        raise ValueError("weights must be >= 0 with a positive sum")
-    total = np.zeros_like(np.asarray(probs_list[0], dtype="float64"))
-    for p, wi in zip(probs_list, w):
-        if wi:
-            total += wi * np.asarray(p, dtype="float64")
-    return total / w.sum()
 
 
 def _nll(probs: np.ndarray, y: np.ndarray) -> float:
@@ -111,37 +98,6 @@ def greedy_select(
         best_acc = best[0]
         history.append({"step": len(history) + 1, "added": idx, "val_accuracy": best_acc})
     return GreedyResult(weights=counts, val_accuracy=best_acc, history=history)
-
-
-def check_weights(weights: Sequence[float], count: int, *, allow_zero: bool) -> list[float]:
-    """One finite soft-voting weight per member, with a positive sum; FerError otherwise.
-
-    allow_zero: a zero weight leaves a member out (an ensemble report may); every member an
-    export ships must count, so there weights must be > 0.
-    """
-    weights = [float(w) for w in weights]
-    if len(weights) != count:
-        raise FerError(f"--weights has {len(weights)} values but there are {count} members; "
-                       "give exactly one weight per model")
-    if any(not np.isfinite(w) or w < 0 or (w == 0 and not allow_zero) for w in weights) \
-            or sum(weights) <= 0:
-        raise FerError("--weights must be non-negative numbers with a positive sum"
-                       if allow_zero else "weights must be positive numbers, e.g. --weights 1,1,0.5")
-    return weights
-
-
-def parse_numbers(text: str) -> list[float]:
-    """'1,2,0.5' (the --weights option) -> [1.0, 2.0, 0.5]; FerError for anything else."""
-    parts = [s.strip() for s in str(text).split(",") if s.strip()]
-    try:
-        return [float(s) for s in parts]
-    except ValueError:
-        raise FerError(f"--weights {text!r}: give comma-separated numbers, e.g. 1,2,1") from None
-
-
-def parse_weights(text: str, count: int) -> list[float]:
-    """--weights of an ensemble report: numbers, one per run, zero leaving a run out."""
-    return check_weights(parse_numbers(text), count, allow_zero=True)
 
 
 # --------------------------------------------------------------------------- members

@@ -21,7 +21,7 @@ import numpy as np
 from contract.files import sha256_file
 from training.core.errors import FerError
 from training.core.runs import RunFolder, resolve_target
-from training.ensemble.ensemble import weighted_average
+from training.ensemble.voting import weighted_average
 from training.fit import soft_targets
 
 log = logging.getLogger(__name__)

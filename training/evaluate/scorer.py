@@ -3,7 +3,7 @@
 `resolve_source` makes the cheap checks (paths, manifest) before any data or TensorFlow loads;
 `load_scorer` then loads the model(s) into one predictor (float32 NHWC 0..255 -> probabilities):
 a Keras model, or the manifest's TF.js members run in Python (`training.export.tfjs`) and soft-voted
-with their weights (`training.ensemble.ensemble.weighted_average`), i.e. what the page computes.
+with their weights (`training.ensemble.voting.weighted_average`), i.e. what the page computes.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Scorer:
 def load_scorer(source: Source, *, batch_size: int = 256, model: Any = None) -> Scorer:
     """Load what `source` names (`model`: an already loaded Keras model to reuse)."""
     if source.manifest is not None:
-        from training.ensemble.ensemble import weighted_average
+        from training.ensemble.voting import weighted_average
         from training.export.tfjs import load_tfjs_graph_model
 
         members = source.manifest.members

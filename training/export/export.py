@@ -70,7 +70,7 @@ from training.core.runs import RunFolder, load_predictions, resolve_target
 from training.data.evaluation import EvalData
 from training.data.ferplus import FerPlusVotes
 from training.data.ferplus_agreement import ferplus_scores
-from training.ensemble.ensemble import check_weights, weighted_average
+from training.ensemble.voting import check_weights, weighted_average
 from training.export.tfjs import (
     Predictor,
     check_quantization,
