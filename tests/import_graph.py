@@ -9,8 +9,8 @@ timing.
 
 prints the modules at training/'s top level, lines per module (median, max), the longest
 import chain, and the walk of `fer-hybrid robustness TARGET`: the modules its command reaches
-and how many of its imports climb back up a folder (training/data/splits.py importing
-training/runs.py climbs one).
+and how many of its imports climb back up a folder (a module in training/data/ importing one
+at training/'s top level climbs one).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def walk(edges: dict[str, set[str]], start: str) -> set[str]:
 
 
 def folder_depth(path: Path, root: Path) -> int:
-    """How many folders down from `root` a module's file lives (training/runs.py: 1)."""
+    """How many folders down from `root` a module's file lives (training/cli.py: 1)."""
     return len(path.relative_to(root).parts) - 1
 
 
