@@ -18,6 +18,7 @@ house (modules, lines, the longest import chain).
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -183,3 +184,11 @@ def test_the_checks_see_the_project():
             "training.core.runs"} <= set(modules)
     assert "backend.cli" in _imports("training.cli", modules["training.cli"],
                                      top_level_only=True)
+
+
+def test_architecture_md_draws_the_stages_in_order():
+    """ARCHITECTURE.md's drawing lists the stage folders top to bottom, as STAGES orders them."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    drawing = text.split("## training/", 1)[1].split("```")[1]
+    drawn = re.findall(r"^  ([a-z]+)/ ", drawing, flags=re.M)
+    assert drawn == list(reversed(STAGES))
