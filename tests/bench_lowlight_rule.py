@@ -30,11 +30,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON file for the table")
     args = ap.parse_args()
 
-    from training import lowlight
     from training.data.fer2013 import USAGES, load_fer2013_csv
-    from training.perturb import perturb
-    from training.robustness import page_classifier
-    from training.scorer import resolve_source
+    from training.evaluate.scorer import resolve_source
+    from training.robustness import lowlight
+    from training.robustness.perturb import perturb
+    from training.robustness.robustness import page_classifier
 
     data = load_fer2013_csv(args.data_dir / "fer2013.csv.gz")
     keep = data.usage == USAGES.index(args.split)

@@ -23,7 +23,7 @@ from backend.assets import TFJS_DIR
 from training.bench.browser import CHROMIUM, CHROMIUM_ARGS, browser, wait_for  # noqa: F401 - re-exported
 from training.bench.video import jitter as frames_with_jitter  # noqa: F401 - re-exported
 from training.bench.video import rgb_to_i420, write_y4m  # noqa: F401 - re-exported
-from training.errors import FerError
+from training.core.errors import FerError
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
@@ -72,7 +72,7 @@ def build_fixture_models(out_dir: Path, work_dir: Path) -> Path:
     work_dir.mkdir(parents=True, exist_ok=True)
     keras_path = work_dir / "tiny_cnn.keras"
     model.save(keras_path)
-    from training.export import export_ensemble
+    from training.export.export import export_ensemble
 
     return Path(
         export_ensemble([keras_path], out_dir, quantization="uint8", placeholder=True, notes="e2e fixture")

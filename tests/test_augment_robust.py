@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from conftest import NO_TENSORFLOW, synthetic_faces
 
-from training.augment import build_augmenter, with_augmentation
-from training.augment_robust import (
+from training.core.errors import FerError
+from training.core.runs import RunFolder, initial_state
+from training.fit.augment import build_augmenter, with_augmentation
+from training.fit.augment_robust import (
     ROBUST_AUGS,
     RandomBlur,
     RandomDownscale,
@@ -25,9 +27,7 @@ from training.augment_robust import (
     RandomOcclusion,
     robust_names,
 )
-from training.errors import FerError
-from training.runs import RunFolder, initial_state
-from training.train import TrainConfig, prepare_run
+from training.fit.train import TrainConfig, prepare_run
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "training" / "checkpoints" / "cpu-sepnet-reg"
@@ -223,7 +223,7 @@ def test_augmenter_is_unchanged_unless_asked():
 
 def test_a_saved_training_model_reloads_with_the_robust_layers(tmp_path):
     from training.models import build_model
-    from training.serialization import load_model
+    from training.models.serialization import load_model
 
     model = with_augmentation(build_model("baseline_cnn"), seed=0, robust="all", robust_p=0.3)
     model.save(tmp_path / "train.keras")
@@ -248,7 +248,7 @@ def test_the_committed_run_still_loads_with_its_augmenter(tmp_path):
     """A run from before --robust-aug (its config.json without the robust_* keys) gets today's
     augmenter back: its committed model wrapped with the augmenter its config describes, saved
     and loaded again (a completed run keeps no training checkpoint, so the wrapping is redone)."""
-    from training.serialization import load_model
+    from training.models.serialization import load_model
 
     saved = TrainConfig.from_json(_old_config())
     assert saved.robust_aug == [] and saved.robust_p == 0.3  # an old config.json
@@ -327,7 +327,7 @@ def test_an_old_run_resumes_without_the_option_and_refuses_it(tmp_path):
 
 
 def test_gpu_plans_pass_the_option_through():
-    from training.gpu_plan import make_plan
+    from training.gpu.plan import make_plan
 
     plan = make_plan(["r: --model sepnet --robust-aug all --robust-p 0.2"], pack="p.pack")
     command = plan.member_command(plan.members[0])
@@ -382,7 +382,7 @@ def test_cli_trains_with_every_condition_and_resumes(cli, tmp_path):
     result = cli("--resume", "--epochs", "2", *args)
     assert result.exit_code == 0, result.output
     state = json.loads((tmp_path / "robust" / "checkpoint" / "state.json").read_text())
-    from training.serialization import load_model
+    from training.models.serialization import load_model
 
     model = load_model(tmp_path / "robust" / "checkpoint" / state["checkpoint_model"])
     assert state["epoch"] == 2
@@ -406,8 +406,8 @@ def test_the_layers_train_under_jax(tmp_path):
     script = NO_TENSORFLOW + textwrap.dedent(f"""
         sys.path[:0] = [{str(REPO)!r}]
         import keras, numpy as np
-        from training.augment import build_augmenter
-        from training.serialization import load_model
+        from training.fit.augment import build_augmenter
+        from training.models.serialization import load_model
         aug = build_augmenter(seed=0, flip=False, rotation_deg=0, zoom=0, shift=0,
                               robust={ours!r}, robust_p=1.0)
         inputs = keras.Input((48, 48, 1))

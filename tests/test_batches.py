@@ -1,4 +1,5 @@
-"""Fixed-shape batches (training.batches) and exact padded validation (training.validation)."""
+"""Fixed-shape batches (training.fit.batches) and exact padded validation
+(training.fit.validation)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from training.batches import TrainBatches
-from training.errors import FerError
-from training.predict import pad_to_batches
-from training.validation import ValidationPass, val_metrics
+from training.core.errors import FerError
+from training.fit.batches import TrainBatches
+from training.fit.validation import ValidationPass, val_metrics
+from training.models.predict import pad_to_batches
 
 
 def _data(n=37):

@@ -20,7 +20,7 @@ from e2e_support import require_browser
 from contract import LABELS
 from training.bench import peers as P
 from training.bench.labels import column_order, to_project_order
-from training.errors import FerError
+from training.core.errors import FerError
 
 REPO = Path(__file__).resolve().parents[1]
 FACEAPI_LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"]
@@ -348,13 +348,14 @@ def test_quick_run_measures_the_peers(quick_run):
 
 
 def test_accuracy_scores_carry_ferplus_agreement_and_the_report_shows_it(tmp_path):
-    """Each tool's crops scored against the same FER+ votes (`training.metrics.ferplus_scores`),
-    plain and flip TTA; bench.md gets one table of it, or one line saying why not."""
+    """Each tool's crops scored against the same FER+ votes
+    (`training.data.ferplus_agreement.ferplus_scores`), plain and flip TTA; bench.md gets one table
+    of it, or one line saying why not."""
     from test_ensemble import _votes_for
 
     from training.bench.accuracy import score
     from training.bench.report import markdown, write
-    from training.metrics import ferplus_scores
+    from training.data.ferplus_agreement import ferplus_scores
 
     y = np.arange(27) % 7
     votes = _votes_for(y)  # majority = y on every scored row (every 9th is "not a face")

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from contract.files import sha256_file
 from training.bundle import float16_check, keras_file, plan
 from training.bundle.unpack import unbundle
-from training.errors import FerError
-from training.runs import RunFolder
+from training.core.errors import FerError
+from training.core.runs import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 VERBATIM = ["config.json", "log.csv", "metrics.json", "checkpoint/state.json",
@@ -54,7 +54,7 @@ def tiny(tmp_path_factory):
     """A 1-epoch baseline_cnn run whose config.json says where its data is, bundled twice
     under JAX: auto -> float16 (16 KiB parts: several calls), and auto forced to float32."""
     from training.data import load_splits
-    from training.train import TrainConfig, train
+    from training.fit.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("bundle")
     csv = root / "fer2013.csv"
@@ -127,8 +127,8 @@ def test_unbundles_from_two_folders_and_the_run_works(tiny, tmp_path):
     import keras
 
     from training.cli import app
-    from training.predict import predict_probs
-    from training.serialization import load_model
+    from training.models.predict import predict_probs
+    from training.models.serialization import load_model
 
     folders = _split_by_call(tiny["root"] / "b16", tmp_path / "back")
     assert len(folders) >= 2
@@ -312,7 +312,7 @@ def test_compact_weights_are_deterministic_and_round_to_float16(repo_root):
 
 
 def test_probe_set_when_the_data_found_is_not_what_the_run_validated_on(tmp_path, monkeypatch):
-    from training.runs import Predictions, save_predictions
+    from training.core.runs import Predictions, save_predictions
 
     monkeypatch.setenv("FER_HYBRID_CACHE", str(tmp_path / "cache"))  # not the user's cache
     csv = tmp_path / "fer2013.csv"

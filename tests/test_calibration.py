@@ -14,7 +14,7 @@ from test_pipeline_chain import write_synthetic_csv
 from typer.testing import CliRunner
 
 from contract.manifest import read_manifest_json, validate_manifest
-from training.calibration import ece, fit_temperature, nll, reliability, with_temperature
+from training.evaluate.calibration import ece, fit_temperature, nll, reliability, with_temperature
 
 
 def _softmax(z):
@@ -118,7 +118,7 @@ def test_calibrate_writes_the_temperature_reports_and_the_card(calibrated):
 @pytest.mark.slow
 def test_calibrate_refuses_bad_input_in_one_line(calibrated, tmp_path):
     from training.cli import app
-    from training.errors import FerError
+    from training.core.errors import FerError
 
     models, data, _, _ = calibrated
     runner = CliRunner()
@@ -141,8 +141,8 @@ PAGE_JS = """async ({url, crops}) => {
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_page_applies_the_manifests_temperature_as_python_does(calibrated, tmp_path):
-    from training.robustness import page_classifier
-    from training.scorer import resolve_source
+    from training.evaluate.scorer import resolve_source
+    from training.robustness.robustness import page_classifier
 
     models, _, _, _ = calibrated
     t = read_manifest_json(models)["ensemble"]["temperature"]

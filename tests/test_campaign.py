@@ -20,9 +20,9 @@ import pytest
 from test_pipeline_chain import write_synthetic_csv
 from typer.testing import CliRunner
 
-from training.campaign import CampaignPlan, RunCopy, save_compact
+from training.campaign.campaign import CampaignPlan, RunCopy, save_compact
 from training.cli import app
-from training.errors import FerError
+from training.core.errors import FerError
 
 TINY = "--model baseline_cnn --batch-size 32 --lr 0.05 --aux none"
 
@@ -89,7 +89,7 @@ def test_a_plan_file_that_is_not_a_plan_is_refused(tmp_path):
 def _fake_run(folder: Path, *, seed: int, epoch: int, total: int = 20,
               complete: bool = False) -> Path:
     """A run folder as `train` leaves it (config from the real TrainConfig), minus real weights."""
-    from training.train import TrainConfig
+    from training.fit.train import TrainConfig
 
     config = TrainConfig(model="baseline_cnn", batch_size=32, lr=0.05, seed=seed, epochs=total,
                          data={"aux": []}).resolved()

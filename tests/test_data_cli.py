@@ -10,7 +10,7 @@ from conftest import synthetic_faces
 from typer.testing import CliRunner
 
 from training.commands.data import data_app
-from training.errors import FerError
+from training.core.errors import FerError
 
 runner = CliRunner()
 

@@ -12,13 +12,13 @@ from conftest import synthetic_faces
 from PIL import Image
 
 from contract import LABELS
+from training.core.errors import FerError
 from training.data.ckplus import load_ckplus
 from training.data.custom import load_custom
 from training.data.fer2013 import USAGES, load_fer2013_csv, parse_csv_bytes
 from training.data.folders import load_class_folder, load_fer_folder
 from training.data.jaffe import code_of, load_jaffe
 from training.data.labelmap import map_name
-from training.errors import FerError
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,11 @@ import pytest
 from conftest import synthetic_faces
 from PIL import Image
 
+from training.core.errors import FerError
 from training.data import Dataset, load_splits
 from training.data.balance import smote
 from training.data.fer2013 import load_fer2013_csv
 from training.data.packed import is_packed, read_pack, write_pack
-from training.errors import FerError
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
-from training.errors import FerError
-from training.train import TrainConfig, train
+from training.core.errors import FerError
+from training.fit.train import TrainConfig, train
 
 
 def _splits(n_train=128, n_val=64):
@@ -48,8 +48,8 @@ def test_teacher_must_follow_the_model_contract(tmp_path):
 
 
 def test_distillation_loss_is_temperature_scaled_kl():
+    from training.fit.trainer import Trainer
     from training.models import build_model
-    from training.trainer import Trainer
 
     trainer = Trainer(build_model("baseline_cnn"), None, [_dummy()], kd_alpha=0.0,
                       kd_temperature=2.0)

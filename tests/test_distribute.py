@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import NO_TENSORFLOW
 
-from training.train import _trim_for_replicas, distributed
+from training.fit.train import _trim_for_replicas, distributed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,8 +59,8 @@ def test_data_parallel_on_two_virtual_jax_devices(tmp_path):
     proc = _run_jax(f"""
         import keras
         from conftest import synthetic_faces
-        from training.errors import FerError
-        from training.train import TrainConfig, train
+        from training.core.errors import FerError
+        from training.fit.train import TrainConfig, train
         print("DEVICES", len(keras.distribution.list_devices()))
         x, y = synthetic_faces(20, seed=1)
         try:

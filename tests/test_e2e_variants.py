@@ -54,7 +54,7 @@ def one_class_model(path, label: str) -> None:
 def variant_models(e2e_models, tmp_path_factory):
     import shutil
 
-    from training.export import export_ensemble
+    from training.export.export import export_ensemble
 
     root = tmp_path_factory.mktemp("variant_models")
     models = root / "models"

@@ -9,19 +9,18 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import training.ensemble as ens
+import training.ensemble.ensemble as ens
 from training.commands.ensemble import ensemble as ensemble_command
-from training.ensemble import (
+from training.core.errors import FerError
+from training.core.runs import Predictions, save_predictions
+from training.ensemble.ensemble import (
     Candidate,
     build_ensemble,
     greedy_select,
     load_members,
-    parse_weights,
-    weighted_average,
     write_ensemble_report,
 )
-from training.errors import FerError
-from training.runs import Predictions, save_predictions
+from training.ensemble.voting import parse_weights, weighted_average
 
 N = 90
 
@@ -331,9 +330,10 @@ def write_fer_with_votes(data: Path, test_y: np.ndarray) -> Path:
 
 def test_members_and_ensemble_agreement_with_the_ferplus_majority(val_y):
     """With PrivateTest's FER+ votes each member's and the ensemble's test scores carry the
-    agreement block (`training.evaluate.ferplus_metrics`); without them, one line says why."""
-    from training.evaluate import ferplus_metrics
-    from training.report import ferplus_cells
+    agreement block (`training.data.ferplus_agreement.ferplus_metrics`); without them, one line says
+    why."""
+    from training.core.report import ferplus_cells
+    from training.data.ferplus_agreement import ferplus_metrics
 
     test_y = (np.arange(60, dtype="int64") * 3) % 7
     members = [

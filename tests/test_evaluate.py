@@ -10,15 +10,15 @@ from conftest import synthetic_faces
 from typer.testing import CliRunner
 
 from training.commands.evaluate import evaluate as evaluate_command
-from training.errors import FerError
-from training.evaluate import evaluate_target, format_summary
-from training.runs import (
+from training.core.errors import FerError
+from training.core.runs import (
     Predictions,
     load_predictions,
     normalise_split,
     resolve_target,
     save_predictions,
 )
+from training.evaluate.evaluate import evaluate_target, format_summary
 
 
 def _app() -> typer.Typer:
@@ -180,8 +180,7 @@ def test_cli_reports_ferplus_agreement_when_the_votes_are_next_to_the_data(run_d
     from test_ferplus import col, write_fer_with_votes
 
     from training.data.ferplus import COLUMNS, parse_ferplus
-    from training.evaluate import ferplus_metrics
-    from training.metrics import ferplus_agreement
+    from training.data.ferplus_agreement import ferplus_agreement, ferplus_metrics
 
     data = tmp_path / "data"
     data.mkdir()

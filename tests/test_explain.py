@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from conftest import main_in_process, synthetic_faces
 
-from training.errors import FerError
+from training.core.errors import FerError
 from training.explain.analysis import (
     NAMED_PAIRS,
     confident_mistakes,
@@ -172,7 +172,7 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_occlusion_and_gradcam_find_the_blob_and_agree(trained):
     from training.explain.saliency import GradCam
-    from training.predict import predict_probs
+    from training.models.predict import predict_probs
 
     model, x, y = trained["model"], trained["x"], trained["y"]
     occ = occlusion_maps(lambda b: predict_probs(model, b, batch_size=512), x)
@@ -222,7 +222,7 @@ JAX_SCRIPT = textwrap.dedent("""
     import numpy as np
     import keras
     from training.explain.saliency import GradCam, as_nhwc, feature_gradients
-    from training.serialization import load_model
+    from training.models.serialization import load_model
     model_path, data, out = sys.argv[1:4]
     d = np.load(data)
     cam = GradCam(load_model(model_path, float32=True))
@@ -396,8 +396,8 @@ def test_cli_explains_the_shipped_models_on_real_privatetest(shared_data, tmp_pa
 @pytest.mark.slow
 def test_gradcam_only_without_tta_on_a_keras_file(trained, tmp_path):
     """The library path for a bare .keras file: Grad-CAM alone, plain (no TTA) scores."""
+    from training.evaluate.scorer import resolve_source
     from training.explain.build import ExplainOptions, default_out_dir, explain_target
-    from training.scorer import resolve_source
 
     xa, y = synthetic_faces(60, seed=4)
     xb, _ = synthetic_faces(60, seed=14)

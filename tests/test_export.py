@@ -1,7 +1,7 @@
 """Export: Keras -> quantised TF.js graph models + manifest, measured in Python.
 
 The quantised graphs are run with TensorFlow from their dequantised weights
-(`training.tfjs.load_tfjs_graph_model`); test_export_browser.py checks the
+(`training.export.tfjs.load_tfjs_graph_model`); test_export_browser.py checks the
 same files in headless Chromium with the vendored tfjs.
 """
 
@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from conftest import synthetic_faces
 
 from contract.manifest import read_manifest, validate_manifest
-from training.errors import FerError
+from training.core.errors import FerError
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,8 @@ def trained(tmp_path_factory):
 
 def test_quantised_ensemble_accuracy_within_tolerance(trained, tmp_path):
     """Synthetic learnable data: uint8 ensemble within 1 point of the float ensemble."""
-    from training.export import EvalData, export_ensemble
+    from training.data.evaluation import EvalData
+    from training.export.export import export_ensemble
 
     out = tmp_path / "models"
     manifest_path = export_ensemble(
@@ -123,7 +124,7 @@ def test_quantised_ensemble_accuracy_within_tolerance(trained, tmp_path):
 )
 def test_graph_model_matches_keras(trained, tmp_path, quantization, max_abs, min_agree):
     """Each quantisation, run from the dequantised TF.js weights, against Keras; logs sizes/times."""
-    from training.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
+    from training.export.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
 
     model = trained["models"][0]
     info = convert_keras_to_tfjs(model, tmp_path / "m", quantization)
@@ -141,7 +142,7 @@ def test_graph_model_matches_keras(trained, tmp_path, quantization, max_abs, min
 
 
 def test_run_folder_without_eval_uses_saved_predictions(trained, tmp_path):
-    from training.export import export_ensemble
+    from training.export.export import export_ensemble
 
     doc = json.loads(export_ensemble([trained["run"]], tmp_path / "m", quantization="float16").read_text())
     met = doc["metrics"]
@@ -152,7 +153,7 @@ def test_run_folder_without_eval_uses_saved_predictions(trained, tmp_path):
 
 
 def test_atomic_replace_keeps_model_card_and_survives_failures(trained, tmp_path, monkeypatch):
-    import training.export as ex
+    import training.export.export as ex
 
     out = tmp_path / "models"
     (out / "old_member").mkdir(parents=True)
@@ -200,7 +201,7 @@ def test_variant_is_registered_and_survives_a_default_reexport(trained, tmp_path
 
     from contract.manifest import Variant
     from training.commands.export import export
-    from training.export import DEFAULT_VARIANT, export_ensemble, register_variant
+    from training.export.export import DEFAULT_VARIANT, export_ensemble, register_variant
 
     out = tmp_path / "models"
     with pytest.raises(FerError, match="default model first"):
@@ -257,7 +258,8 @@ def test_variant_is_registered_and_survives_a_default_reexport(trained, tmp_path
 
 
 def test_user_errors_are_fer_errors(trained, tmp_path):
-    from training.export import EvalData, export_ensemble
+    from training.data.evaluation import EvalData
+    from training.export.export import export_ensemble
 
     with pytest.raises(FerError, match="does not exist"):
         export_ensemble([tmp_path / "runs" / "missing"], tmp_path / "out")
@@ -314,16 +316,16 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
     from test_ensemble import _votes_for
     from typer.testing import CliRunner
 
-    import training.export as ex
+    import training.data.evaluation as ev
     from training.commands.export import export
 
     xy = (trained["x_test"], trained["y_test"])
     votes = _votes_for(trained["y_test"])  # the majority is the label (every 9th row: no face)
 
     def stub(split, **data_options):
-        return ex.EvalData(split, *xy, votes=votes, votes_note="FER+ votes: stub")
+        return ev.EvalData(split, *xy, votes=votes, votes_note="FER+ votes: stub")
 
-    monkeypatch.setattr(ex, "load_eval_split", stub)
+    monkeypatch.setattr(ev, "load_eval_split", stub)
     app = typer.Typer()
     app.command("export")(export)
     app.command("other")(lambda: None)
@@ -352,9 +354,9 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
     assert f"| {100 * fp['majority_agreement_tta']:.2f}% |" in card
 
     def no_votes(split, **data_options):
-        return ex.EvalData(split, *xy, votes_note="no FER+ votes (fer2013new.csv) next to x")
+        return ev.EvalData(split, *xy, votes_note="no FER+ votes (fer2013new.csv) next to x")
 
-    monkeypatch.setattr(ex, "load_eval_split", no_votes)
+    monkeypatch.setattr(ev, "load_eval_split", no_votes)
     result = CliRunner().invoke(app, ["export", str(trained["keras"]), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "note: no FER+ votes (fer2013new.csv) next to x" in result.output
@@ -365,7 +367,7 @@ def test_cli_measures_accuracy_table(trained, tmp_path, monkeypatch):
 
 
 def test_broken_card_markers_fail_before_converting(trained, tmp_path):
-    from training.export import plan_export
+    from training.export.export import plan_export
 
     out = tmp_path / "models"
     out.mkdir()
@@ -378,7 +380,8 @@ def test_broken_card_markers_fail_before_converting(trained, tmp_path):
 def test_real_data_quantised_within_tolerance(shared_data, tmp_path):
     """FER2013: a tiny CNN trained briefly; uint8 ensemble within 1 point of float on PrivateTest."""
     from training.data import load_splits
-    from training.export import EvalData, export_ensemble
+    from training.data.evaluation import EvalData
+    from training.export.export import export_ensemble
 
     try:
         splits = load_splits(data_dir=str(shared_data))

@@ -2,7 +2,7 @@
 Chromium with the vendored tfjs 4.22 (wasm backend), compared with Keras.
 
 Also checks that the Python runner used to measure quantised accuracy
-(`training.tfjs.load_tfjs_graph_model`) computes what the browser computes.
+(`training.export.tfjs.load_tfjs_graph_model`) computes what the browser computes.
 Files are served from a tiny HTTP server on 127.0.0.1 in a thread, with the
 same COOP/COEP headers as the real server.
 """
@@ -147,7 +147,7 @@ def model_and_inputs():
 
 @pytest.mark.parametrize("quantization", ["none", "uint8"])
 def test_browser_matches_keras(site, page, model_and_inputs, quantization):
-    from training.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
+    from training.export.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
 
     root, _ = site
     model, x = model_and_inputs
@@ -208,8 +208,8 @@ def test_browser_ensemble_follows_manifest(site, page, model_and_inputs):
     browser equals the Python measurement that export writes into the manifest."""
     import keras
 
-    from training.export import export_ensemble, soft_vote
-    from training.tfjs import load_tfjs_graph_model
+    from training.export.export import export_ensemble, soft_vote
+    from training.export.tfjs import load_tfjs_graph_model
 
     root, _ = site
     model, x = model_and_inputs
@@ -242,7 +242,7 @@ def test_browser_runs_recurrent_and_residual_model(site, page):
     import keras
     from keras import layers
 
-    from training.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
+    from training.export.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
 
     keras.utils.set_random_seed(1)
     inp = keras.Input((48, 48, 1))
@@ -283,8 +283,8 @@ def test_browser_runs_zoo_model(site, page, name):
     classifier scaled so the probabilities are far from uniform (a real comparison)."""
     import keras
 
+    from training.export.tfjs import convert_keras_to_tfjs
     from training.models import build_model
-    from training.tfjs import convert_keras_to_tfjs
 
     keras.utils.set_random_seed(3)
     model = build_model(name)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from contract import LABELS
+from training.core.errors import FerError
 from training.data.fer2013 import FerArrays
 from training.data.ferplus import (
     CLASS_COLUMNS,
@@ -18,8 +19,7 @@ from training.data.ferplus import (
     load_ferplus,
     parse_ferplus,
 )
-from training.errors import FerError
-from training.metrics import ferplus_agreement
+from training.data.ferplus_agreement import ferplus_agreement
 
 HEADER = "Usage,Image name," + ",".join(COLUMNS)
 
@@ -168,7 +168,7 @@ def test_real_votes_align_and_fer2013_labels_agree_with_the_majority(shared_data
 
 def test_scores_block_plain_and_tta_or_a_note_for_other_rows():
     """`ferplus_scores`: the one block every report carries (evaluate, ensemble, export, bench)."""
-    from training.metrics import FERPLUS_TIES, ferplus_scores
+    from training.data.ferplus_agreement import FERPLUS_TIES, ferplus_scores
 
     v = parse_ferplus(votes_csv(ROWS).encode())
     happy, disgust, sad = (LABELS.index(k) for k in ("happy", "disgust", "sad"))

@@ -120,7 +120,7 @@ def test_prepare_device_call_bundle_unbundle_evaluate_export(repo_root, tmp_path
     run("evaluate", runs / "half", "--split", "test", *data_opts)
     evaluation = json.loads((runs / "half" / "evaluation" / "metrics_test.json").read_text())
     assert evaluation["n"] == 40
-    from training.serialization import load_model
+    from training.models.serialization import load_model
 
     for name in ("cnn", "half"):  # trained, not diverged (a NaN run would still bundle)
         weights = load_model(runs / name / "best.keras").get_weights()

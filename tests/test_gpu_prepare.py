@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from training.carry import (
+from training.commands.gpu import device_command
+from training.core.errors import FerError
+from training.gpu.carry import (
     CARRY_LIMIT,
     fetch_wheels,
     measure_carry,
     pinned_versions,
     wheel_for,
 )
-from training.commands.gpu import device_command
-from training.errors import FerError
-from training.gpu_plan import FIRST_SESSION, GpuPlan, make_plan, parse_member
+from training.gpu.plan import FIRST_SESSION, GpuPlan, make_plan, parse_member
 
 
 def test_pinned_versions_come_from_the_constraints_file(repo_root, tmp_path):
@@ -165,7 +165,7 @@ def _git_status(repo: Path) -> str:
 
 
 def test_park_leaves_tracked_files_out_of_the_call_and_unpark_puts_them_back(tmp_path):
-    from training.carry import park, parked, unpark
+    from training.gpu.carry import park, parked, unpark
 
     repo = _git_repo(tmp_path / "repo")
     (repo / "ckpt").mkdir()
@@ -189,7 +189,7 @@ def test_park_leaves_tracked_files_out_of_the_call_and_unpark_puts_them_back(tmp
 
 
 def test_the_call_budget():
-    from training.gpu_plan import check_budget
+    from training.gpu.plan import check_budget
 
     with pytest.raises(FerError, match="at most 10 minutes"):
         make_plan(None, pack="p", call_minutes=12)

@@ -51,9 +51,9 @@ def _pins(extra: str) -> dict[str, str]:
 
 def test_training_stack_imports_inside_pytest():
     """tensorflowjs imports TF-DF, which wanted IPython under pytest's capture (fixed in
-    training.tfjs.import_tensorflowjs); a broken converter import must fail here, not skip the
-    export tests."""
-    from training.tfjs import import_tensorflowjs
+    training.export.tfjs.import_tensorflowjs); a broken converter import must fail here, not skip
+    the export tests."""
+    from training.export.tfjs import import_tensorflowjs
 
     tensorflowjs = import_tensorflowjs()
     assert tensorflowjs.__version__ == _pins("train")["tensorflowjs"]

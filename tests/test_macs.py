@@ -1,11 +1,12 @@
-"""Multiply-adds per image (training.macs): hand-counted layers and the number the docs quote."""
+"""Multiply-adds per image (training.models.macs): hand-counted layers and the number the docs
+quote."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from training.macs import macs_per_image
+from training.models.macs import macs_per_image
 
 
 def test_counts_each_kind_of_layer_by_hand():

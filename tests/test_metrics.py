@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from contract import LABELS
-from training.metrics import (
+from training.core.metrics import (
     accuracy,
     classification_metrics,
     combine_tta,

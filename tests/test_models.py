@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.errors import FerError
+from training.core.errors import FerError
 from training.models import MODEL_NAMES, build_model, get_defaults
 
 TRANSFER = {"resnet50", "senet50", "vgg16"}
@@ -64,9 +64,9 @@ def test_a_training_configuration_is_resolved_and_checked_without_keras(tmp_path
 
     code = f"""
 import sys
-from training.errors import FerError
-from training.runs import RunFolder
-from training.train import TrainConfig, prepare_run
+from training.core.errors import FerError
+from training.core.runs import RunFolder
+from training.fit.train import TrainConfig, prepare_run
 ok = TrainConfig(model="sepnet", optimizer="adamw", schedule="cosine", label_smoothing=0.1,
                  mixup=0.2, random_erasing=0.5, robust_aug="low_light,occlusion", seed=3,
                  model_options={{"width": 0.5}})

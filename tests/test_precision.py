@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
-from training.errors import FerError
-from training.precision import dtype_policy
-from training.serialization import as_float32, is_mixed_precision
-from training.train import TrainConfig, train
+from training.core.errors import FerError
+from training.fit.precision import dtype_policy
+from training.fit.train import TrainConfig, train
+from training.models.serialization import as_float32, is_mixed_precision
 
 
 def _tiny(name="tiny"):
@@ -68,7 +68,7 @@ class _Policies(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_bf16_run_trains_resumes_and_exports_float32(tmp_path):
-    from training.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
+    from training.export.tfjs import convert_keras_to_tfjs, load_tfjs_graph_model
 
     x, y = synthetic_faces(96, seed=1)
     xv, yv = synthetic_faces(40, seed=2)

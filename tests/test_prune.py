@@ -1,12 +1,13 @@
-"""Structured pruning (training/prune.py): a narrower model that starts from a wider trained one."""
+"""Structured pruning (training/fit/prune.py): a narrower model that starts from a wider trained
+one."""
 
 import numpy as np
 import pytest
 
-from training.errors import FerError
+from training.core.errors import FerError
+from training.fit.prune import prune_into
+from training.fit.train import init_weights
 from training.models.registry import build_model
-from training.prune import prune_into
-from training.train import init_weights
 
 SHAPE = dict(input_shape=(48, 48, 1), num_classes=7)
 

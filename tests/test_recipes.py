@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
-from training.augment import RandomErasing
-from training.errors import FerError
-from training.schedules import progress_lr, scheduled_lr, time_progress
-from training.train import TrainConfig, train
-from training.trainer import Trainer
+from training.core.errors import FerError
+from training.fit.augment import RandomErasing
+from training.fit.schedules import progress_lr, scheduled_lr, time_progress
+from training.fit.train import TrainConfig, train
+from training.fit.trainer import Trainer
 
 
 def _splits(n_train=128, n_val=64):
@@ -56,7 +56,7 @@ def test_bad_recipe_options_are_user_errors(kw, flag):
 
 def test_optimizer_choice():
     """sgd stays the paper's default; adamw carries the lr and the decoupled weight decay."""
-    from training.train import _make_optimizer
+    from training.fit.train import _make_optimizer
 
     assert TrainConfig(model="vgg").resolved().optimizer == "sgd"
     recipe = TrainConfig(model="sepnet").resolved()  # the lr 0.002 belongs with AdamW
@@ -100,7 +100,7 @@ def test_random_erasing_is_in_graph_and_train_only():
 
 
 def test_augmenter_gets_erasing_only_when_asked():
-    from training.augment import build_augmenter
+    from training.fit.augment import build_augmenter
 
     assert "random_erasing" not in [l.name for l in build_augmenter(seed=0).layers]
     assert "random_erasing" in [l.name for l in build_augmenter(seed=0, erasing=0.5).layers]
@@ -229,17 +229,17 @@ def test_every_registered_class_is_found_by_the_loaders(repo_root):
     import subprocess
     import sys
 
-    from training.serialization import PACKAGE, REGISTERING_MODULES
+    from training.models.serialization import PACKAGE, REGISTERING_MODULES
 
     registering = sorted(
         ".".join(p.relative_to(repo_root).with_suffix("").parts)
         for p in (repo_root / "training").rglob("*.py")
         if "@keras.saving.register_keras_serializable" in p.read_text(encoding="utf-8"))
     assert registering == sorted(REGISTERING_MODULES)
-    code = ("import keras; from training.serialization import register_custom_objects; "
+    code = ("import keras; from training.models.serialization import register_custom_objects; "
             "register_custom_objects(); "
             f"print(keras.saving.get_registered_object('{PACKAGE}>Trainer').__module__, "
             f"keras.saving.get_registered_object('{PACKAGE}>RandomErasing').__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=repo_root).stdout
-    assert out.split()[-2:] == ["training.trainer", "training.augment"]
+    assert out.split()[-2:] == ["training.fit.trainer", "training.fit.augment"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from training.errors import FerError
-from training.results import PUBLISHED, collect, ensemble_row, render_results, run_row
+from training.core.errors import FerError
+from training.evaluate.results import PUBLISHED, collect, ensemble_row, render_results, run_row
 
 
 def _run(root, name, *, acc_target, n=100, params=12345, test=True, seed=0):
@@ -104,7 +104,8 @@ def test_cli_writes_markdown(tmp_path):
 
 
 def _fp(agree, agree_tta, share, share_tta, n=97):
-    """A FER+ block as `fer-hybrid evaluate` / `ensemble` write it (training.metrics.ferplus_scores)."""
+    """A FER+ block as `fer-hybrid evaluate` / `ensemble` write it
+    (training.data.ferplus_agreement.ferplus_scores)."""
     return {"ties": "a tie for the most votes counts as agreement with any tied class",
             "plain": {"n": n, "majority_agreement": agree, "mean_vote_share": share},
             "tta": {"n": n, "majority_agreement": agree_tta, "mean_vote_share": share_tta}}
@@ -150,9 +151,9 @@ def test_agreement_plot_places_our_rows_and_the_bench_peers(tmp_path, monkeypatc
     """--agreement-plot: one point per row with FER+ agreement (flip TTA) against its FER2013
     accuracy (flip TTA), the bench's peers beside them, FER2013's own labels as a line; rows
     without agreement and our page's bench rows are not points."""
-    import training.plots
+    import training.core.plots
     from training.cli import app
-    from training.results import agreement_points
+    from training.evaluate.results import agreement_points
 
     a, _ = _run(tmp_path, "a", acc_target=0.6)
     b, _ = _run(tmp_path, "b", acc_target=0.5, seed=1)
@@ -173,8 +174,8 @@ def test_agreement_plot_places_our_rows_and_the_bench_peers(tmp_path, monkeypatc
     assert points[0]["accuracy"] == rows[0]["accuracy_tta"]
 
     drawn = {}
-    real = training.plots.plot_agreement
-    monkeypatch.setattr(training.plots, "plot_agreement", lambda pts, path, **kw: drawn.update(
+    real = training.core.plots.plot_agreement
+    monkeypatch.setattr(training.core.plots, "plot_agreement", lambda pts, path, **kw: drawn.update(
         points=pts, **kw) or real(pts, path, **kw))
     png = tmp_path / "agreement.png"
     result = CliRunner().invoke(app, ["results", str(a), str(b), "--out", str(tmp_path / "r.md"),

@@ -16,18 +16,18 @@ import pytest
 from conftest import REPO_ROOT, main_in_process, synthetic_faces
 from typer.testing import CliRunner
 
-from training.errors import FerError
-from training.lowlight import normalize_batch
-from training.perturb import CONDITIONS, perturb
-from training.report import read_marked_section, write_marked_section
-from training.robustness import (
+from training.core.errors import FerError
+from training.core.report import read_marked_section, write_marked_section
+from training.evaluate.scorer import resolve_source
+from training.robustness.lowlight import normalize_batch
+from training.robustness.perturb import CONDITIONS, perturb
+from training.robustness.robustness import (
     GOALS,
     judge_goals,
     measure,
     parse_conditions,
     plan_robustness,
 )
-from training.scorer import resolve_source
 
 runner = CliRunner()
 
@@ -156,7 +156,8 @@ def tiny_model(seed: int = 0):
 def world(tmp_path_factory):
     """A data dir (FER2013 CSV with 70 PrivateTest images), a run folder with a tiny trained
     model, and that model exported as a models/ folder measured on the same images."""
-    from training.export import EvalData, export_ensemble
+    from training.data.evaluation import EvalData
+    from training.export.export import export_ensemble
 
     root = tmp_path_factory.mktemp("robustness")
     x_train, y_train = synthetic_faces(700, seed=1)
@@ -212,8 +213,8 @@ def test_command_on_a_run_folder(world, _cache, tmp_path):
     assert [r["condition"] for r in report["results"]] == ["clean"] + ["low_light"] * 3 + [
         "roll"] * 3 + ["scale"] * 3
     # the clean, raw number is `evaluate`'s flip-TTA accuracy of the same model on the same crops
-    from training.evaluate import evaluate_target
-    from training.runs import resolve_target
+    from training.core.runs import resolve_target
+    from training.evaluate.evaluate import evaluate_target
 
     scored = evaluate_target(resolve_target(world["run"]), "test", tta=True,
                              out_dir=tmp_path / "eval",

@@ -1,4 +1,5 @@
-"""training/lowlight.py is web/js/lowlight.js: the same bytes and branch on the same crops.
+"""training/robustness/lowlight.py is web/js/lowlight.js: the same bytes and branch on the same
+crops.
 
 The JS side is the real module as the backend serves it, run in headless Chromium; the crops
 cover every branch, the thresholds' edges and the .5 ties where JS Math.round (halves up) and
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
-from training import lowlight
-from training.perturb import perturb
+from training.robustness import lowlight
+from training.robustness.perturb import perturb
 
 N = 48 * 48
 

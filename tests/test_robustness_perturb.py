@@ -1,4 +1,5 @@
-"""training/perturb.py: seeded, deterministic, and each condition damages what it claims to."""
+"""training/robustness/perturb.py: seeded, deterministic, and each condition damages what it claims
+to."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
-from training.perturb import (
+from training.robustness.perturb import (
     CONDITIONS,
     SEVERITIES,
     disk_kernel,

@@ -1,4 +1,4 @@
-"""training/runs.py (the run folder) and train.prepare_run (the checks before data loads)."""
+"""training/core/runs.py (the run folder) and train.prepare_run (the checks before data loads)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from training.errors import FerError
-from training.runs import RunFolder, default_run_name, initial_state
-from training.train import TrainConfig, deadline_after, prepare_run
+from training.core.errors import FerError
+from training.core.runs import RunFolder, default_run_name, initial_state
+from training.fit.train import TrainConfig, deadline_after, prepare_run
 
 
 def _saved_run(tmp_path, **config) -> RunFolder:

@@ -13,9 +13,9 @@ from conftest import synthetic_faces
 from typer.testing import CliRunner
 
 from contract import LABELS
-from training import soft_targets as st
-from training.errors import FerError
-from training.train import TrainConfig, train
+from training.core.errors import FerError
+from training.fit import soft_targets as st
+from training.fit.train import TrainConfig, train
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +100,8 @@ def test_uncovered_images_train_hard_only_and_no_coverage_is_refused(tmp_path):
 
 
 def _trainer(**kw):
+    from training.fit.trainer import Trainer
     from training.models import build_model
-    from training.trainer import Trainer
 
     return Trainer(build_model("baseline_cnn"), None, **kw)
 
@@ -127,7 +127,7 @@ def test_uncovered_samples_get_the_hard_loss_alone():
 def test_soft_targets_follow_their_images_through_mixup():
     """Image i is flat grey 10*i and its target names class i; after mixup the student's
     input must still be the mix of the images its target mixes."""
-    from training.trainer import Trainer
+    from training.fit.trainer import Trainer
 
     inp = keras.Input((48, 48, 1))
     mean = keras.layers.GlobalAveragePooling2D()(inp)
@@ -201,9 +201,9 @@ def _invoke(*args):
 @pytest.mark.slow
 def test_ensemble_writes_the_soft_vote_and_a_student_trains_and_resumes_on_it(tmp_path):
     from training.data import load_splits
-    from training.ensemble import weighted_average
-    from training.predict import predict_split
-    from training.serialization import load_model
+    from training.ensemble.voting import weighted_average
+    from training.models.predict import predict_split
+    from training.models.serialization import load_model
 
     x, y = synthetic_faces(128, seed=11)
     x[5] = x[4]  # a duplicate with (maybe) another label, as in FER2013

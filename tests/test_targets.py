@@ -13,9 +13,9 @@ from conftest import synthetic_faces
 from test_ferplus import col, write_fer_with_votes
 from typer.testing import CliRunner
 
+from training.core.errors import FerError
 from training.data.ferplus import COLUMNS, FerPlusVotes
-from training.errors import FerError
-from training.targets import (
+from training.fit.targets import (
     Targets,
     label_targets,
     match_votes,
@@ -98,7 +98,7 @@ def test_the_loss_trains_towards_the_label_distributions_on_a_toy_batch():
     cross-entropy against q, computed here by hand; one-hot q gives the plain labels' loss."""
     import keras
 
-    from training.trainer import Trainer
+    from training.fit.trainer import Trainer
 
     keras.utils.set_random_seed(0)
     core = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
@@ -134,7 +134,7 @@ def test_the_loss_trains_towards_the_label_distributions_on_a_toy_batch():
 
 
 def test_validation_under_ferplus_scores_agreement_with_the_votes():
-    from training.validation import vote_metrics
+    from training.fit.validation import vote_metrics
 
     votes = votes_of(col(happiness=6, neutral=4), col(anger=5, fear=5), col(NF=10),
                      col(sadness=7, surprise=3))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import synthetic_faces
 
-from training.errors import FerError
-from training.train import TrainConfig, class_weights_for, train
+from training.core.errors import FerError
+from training.fit.train import TrainConfig, class_weights_for, train
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = ["config.json", "log.csv", "best.keras", "checkpoint/state.json", "metrics.json",
@@ -82,7 +82,7 @@ def test_train_writes_the_run_folder_and_learns(finished_run, splits):
         assert key in saved
     assert saved["epochs_run"] == 2 and saved["status"] == "complete"
     assert saved["params"] == 60711
-    assert saved["macs_per_image"] == 32_546_304  # training.macs on baseline_cnn
+    assert saved["macs_per_image"] == 32_546_304  # training.models.macs on baseline_cnn
     assert saved["train_images_per_second"] > 0
     assert metrics["val_accuracy"] > 1 / 7 + 0.15  # clearly beats chance on the synthetic set
     pred = np.load(run / "predictions" / "val.npz")
@@ -123,8 +123,8 @@ def test_resume_refuses_a_conflicting_config(finished_run, splits, tmp_path):
 
 
 def test_scale_lr_scales_the_default_lr_once(tmp_path):
-    from training.runs import RunFolder
-    from training.train import prepare_run
+    from training.core.runs import RunFolder
+    from training.fit.train import prepare_run
 
     sepnet = {"model": "sepnet", "batch_size": 512}  # defaults: lr 0.002 at batch 128
     config, _ = prepare_run(TrainConfig(**sepnet, scale_lr=True), RunFolder(tmp_path / "a"))
@@ -172,7 +172,7 @@ def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, small_splits, mon
     assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 2
 
     # A crash *while* writing a model file: the half-written temp file must not replace anything.
-    import training.callbacks as cb
+    import training.fit.callbacks as cb
 
     before = (run / "best.keras").read_bytes()
 
@@ -195,7 +195,7 @@ def test_crash_leaves_loadable_best_and_no_tmp_files(tmp_path, small_splits, mon
 @pytest.fixture()
 def checkpoint_epochs(monkeypatch):
     """The epochs RunMonitor writes a training checkpoint at, in order."""
-    import training.callbacks as cb
+    import training.fit.callbacks as cb
 
     saved, original = [], cb.RunMonitor.save_checkpoint
 
@@ -224,7 +224,7 @@ def test_checkpoint_only_when_due_and_when_the_run_stops(tmp_path, small_splits,
 @pytest.mark.slow
 def test_resume_after_a_crash_retrains_from_the_checkpoint(tmp_path, small_splits, monkeypatch,
                                                            capsys):
-    import training.callbacks as cb
+    import training.fit.callbacks as cb
 
     run = tmp_path / "crashed"
     # A checkpoint after epoch 1 only (as if the minutes ran out there), then a crash after
@@ -382,7 +382,7 @@ def test_resume_without_augmentation(tmp_path, small_splits):
 
 
 def test_resume_hint_names_the_command_that_ran(monkeypatch):
-    from training.train import _cli_name
+    from training.fit.train import _cli_name
 
     monkeypatch.setattr(sys, "argv", ["/venv/bin/fer-hybrid", "train"])
     assert _cli_name() == "fer-hybrid"

@@ -1,4 +1,5 @@
-"""Under JAX the training model compiles with XLA, augmenter and all (training.augment.allow_xla).
+"""Under JAX the training model compiles with XLA, augmenter and all
+(training.fit.augment.allow_xla).
 
 Keras marks its geometric Random* layers as not XLA-compatible (true of TensorFlow's kernel
 only), and one such layer turned XLA off for the whole training model: under JAX every op
@@ -36,9 +37,9 @@ def test_jax_training_model_compiles_with_xla_fresh_and_resumed(tmp_path):
         sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]
         import keras, numpy as np
         from test_xla import _tiny_core
-        from training.augment import allow_xla, build_augmenter, with_augmentation
-        from training.serialization import load_model
-        from training.trainer import Trainer
+        from training.fit.augment import allow_xla, build_augmenter, with_augmentation
+        from training.models.serialization import load_model
+        from training.fit.trainer import Trainer
 
         x = (np.random.default_rng(0).random((16, 48, 48, 1)) * 255).astype("float32")
         y = np.arange(16) % 7
@@ -77,7 +78,7 @@ def test_tensorflow_keeps_keras_choice():
     (graph mode, fast enough), and allow_xla says so."""
     import keras
 
-    from training.augment import allow_xla, with_augmentation
+    from training.fit.augment import allow_xla, with_augmentation
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the suite runs under TensorFlow; the JAX side is the test above")

@@ -30,7 +30,7 @@ from training.commands.results import results  # noqa: E402
 from training.commands.robustness import robustness  # noqa: E402
 from training.commands.runs import runs_app  # noqa: E402
 from training.commands.train import train  # noqa: E402
-from training.errors import FerError  # noqa: E402
+from training.core.errors import FerError  # noqa: E402
 
 app = typer.Typer(
     name="fer-hybrid",

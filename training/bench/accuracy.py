@@ -20,8 +20,9 @@ import numpy as np
 
 from training.bench.browser import browser, wait_for
 from training.bench.labels import to_project_order
-from training.errors import FerError
-from training.metrics import ferplus_scores, tta_average
+from training.core.errors import FerError
+from training.core.metrics import tta_average
+from training.data.ferplus_agreement import ferplus_scores
 
 CHUNK = 256  # crops per page.evaluate: ~0.6 MB of base64, a few seconds of work
 
@@ -71,7 +72,8 @@ def _classify_all(call, x: np.ndarray, log, what: str) -> np.ndarray:
 
 def score(p: np.ndarray, p_flip: np.ndarray, y: np.ndarray, votes=None) -> dict:
     """Accuracy plain and with flip TTA; with `votes` (the same crops' FER+ votes) also
-    "ferplus": agreement with the ten-annotator majority (`training.metrics.ferplus_scores`)."""
+    "ferplus": agreement with the ten-annotator majority
+    (`training.data.ferplus_agreement.ferplus_scores`)."""
     y = np.asarray(y)
     tta = tta_average(p, p_flip)
     out = {"n": int(len(y)),

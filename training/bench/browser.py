@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from training.errors import FerError
+from training.core.errors import FerError
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from contract import LABELS
+from training.core.errors import FerError
 from training.data.labelmap import map_name
-from training.errors import FerError
 
 
 def column_order(tool_labels: list[str]) -> list[int]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.bench.browser import browser, wait_for
-from training.errors import FerError
+from training.core.errors import FerError
 
 # What bench.json calls each measured configuration; labels for the table live in report.py.
 CONFIGS = ("ours", "ours_noreuse", "human", "human_nocache", "faceapi")

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.errors import FerError
+from training.core.errors import FerError
 
 REGISTRY = "https://registry.npmjs.org"
 # Both peers bundle TF.js 4.22.0 (their dist/tfjs.version.js); its wasm binaries are served from

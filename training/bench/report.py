@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.report import FERPLUS_HEADERS, ferplus_cells, markdown_table, pct, write_json
+from training.core.report import FERPLUS_HEADERS, ferplus_cells, markdown_table, pct, write_json
 
 # How each measured configuration is named in the table, and what it runs.
 TOOLS: dict[str, dict[str, str]] = {
@@ -199,7 +199,7 @@ def markdown(result: dict) -> str:
 
 def write(result: dict, out: Path) -> dict[str, Path]:
     from contract.files import atomic_write
-    from training.plots import plot_bench
+    from training.core.plots import plot_bench
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": write_json(out / "bench.json", result),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from contract import utc_now
 from training.bench import peers as P
-from training.errors import FerError
+from training.core.errors import FerError
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"

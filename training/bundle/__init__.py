@@ -1,4 +1,6 @@
-"""Bundles: what matters of run folders, cut into parts a GPU call can bring back.
+"""Bundle: what matters of run folders, cut into parts a GPU call can bring back. It imports
+`core`, `data` and `models` (the float16 check predicts with the run's model), never `gpu` or
+`campaign`, which run it through the command line.
 
 A lent GPU machine returns at most 8 files of at most 16 MiB (64 MiB in all) per call and
 forgets everything when given back, while a run folder can hold 100+ MiB (best.keras, the

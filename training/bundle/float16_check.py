@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import FerError
-from training.runs import RunFolder, load_predictions
+from training.core.errors import FerError
+from training.core.runs import RunFolder, load_predictions
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,8 @@ def _probe_because(reason: str) -> EvalImages:
 def measure(model_path: Path, rounded_keras: bytes, images: EvalImages, *,
             batch_size: int = 256) -> dict:
     """Compare best.keras with its float16-rounded restoration on `images`."""
-    from training.predict import predict_probs
-    from training.serialization import load_model
+    from training.models.predict import predict_probs
+    from training.models.serialization import load_model
 
     reference = predict_probs(load_model(model_path), images.x, batch_size=batch_size)
     with tempfile.TemporaryDirectory(prefix="fer-bundle-") as scratch:

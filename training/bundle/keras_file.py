@@ -6,7 +6,7 @@ a `name` attribute). Its float32 weights are nearly all of its size, so the comp
 keeps the zip's other entries verbatim, the HDF5 layout (group attributes, dataset paths and
 dtypes) as JSON, and the arrays in an `.npz`, float32 ones rounded to float16 when asked:
 half the size. `rebuild_keras` writes the HDF5 back with float32 arrays, so what it returns
-is an ordinary .keras file that `training.serialization.load_model` loads.
+is an ordinary .keras file that `training.models.serialization.load_model` loads.
 
 numpy, h5py (a Keras dependency) and the standard library only: no Keras, no TensorFlow.
 """
@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from training.errors import FerError
+from training.core.errors import FerError
 
 WEIGHTS_ENTRY = "model.weights.h5"
 # Entries are written with this fixed time so that the same weights give the same bytes.

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from training.errors import FerError
+from training.core.errors import FerError
 
 FORMAT = "fer-hybrid-bundle"
 VERSION = 1

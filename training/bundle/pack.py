@@ -27,12 +27,12 @@ from pathlib import Path
 from contract import utc_now
 from contract.files import atomic_write, sha256_of
 from training.bundle import float16_check, keras_file, manifest, plan
-from training.errors import FerError
-from training.runs import RunFolder
+from training.core.errors import FerError
+from training.core.runs import RunFolder
 
 WEIGHT_OPTIONS = ("auto", "float16", "float32")
 # Bundled verbatim when present, in this order (best.keras comes first, in its stored form).
-# console.txt: a GPU session's training output (training.gpu_session), the only record of
+# console.txt: a GPU session's training output (training.gpu.session), the only record of
 # what happened on a machine that is gone.
 RECORD_FILES = ("config.json", "log.csv", "metrics.json", "checkpoint/state.json",
                 "predictions/val.npz", "predictions/test.npz", "console.txt")

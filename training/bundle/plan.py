@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from training.errors import FerError
+from training.core.errors import FerError
 
 MiB = 2**20
 MAX_FILES = 8

@@ -22,8 +22,8 @@ from pathlib import Path
 from contract.files import atomic_write, fsync_dir, sha256_file, temp_path
 from training.bundle import keras_file, manifest
 from training.bundle.pack import COMPACT_SUFFIX
-from training.errors import FerError
-from training.runs import RunFolder
+from training.core.errors import FerError
+from training.core.runs import RunFolder
 
 
 def _locate_parts(body: dict, folders: list[Path]) -> list[Path]:
@@ -107,14 +107,14 @@ def _restore_stream(stream, body: dict, staging: dict[str, Path]) -> dict[str, d
 
 
 def _check_loads(path: Path) -> None:
-    from training.serialization import load_model
+    from training.models.serialization import load_model
 
     load_model(path)  # FerError naming the file if it does not load
 
 
 def _redraw_history(run: RunFolder, say) -> None:
     try:
-        from training.plots import plot_history
+        from training.core.plots import plot_history
     except ImportError as err:  # matplotlib is part of the [train] extra
         say(f"{run.name}: history.png not redrawn ({err})")
         return

@@ -85,7 +85,7 @@ def bench(
     throttles = parse_throttle(cpu_throttle)
     require_chromium()
     # the videos need scikit-image, the figure at the end matplotlib: fail now, not after 15 min
-    from training.errors import FerError
+    from training.core.errors import FerError
 
     for module, extra in (("skimage", "test"), ("matplotlib", "train")):
         try:

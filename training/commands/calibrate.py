@@ -1,5 +1,5 @@
 """`fer-hybrid calibrate`: measure whether the page's percentages mean what they say, and fit
-the one temperature that makes them (training/calibration.py).
+the one temperature that makes them (training/evaluate/calibration.py).
 
 Only typer/pathlib/typing at module level: the models run in TensorFlow inside the body.
 """
@@ -50,8 +50,8 @@ def calibrate(
     reliability.png; for a models folder, also the temperature into its manifest (the page
     then shows softmax(log(p) / T)). About a minute for the shipped model on 2 cores.
     """
-    from training.errors import FerError
-    from training.scorer import resolve_source
+    from training.core.errors import FerError
+    from training.evaluate.scorer import resolve_source
 
     source = resolve_source(target)
     if bins < 2:
@@ -68,13 +68,13 @@ def calibrate(
     import matplotlib  # noqa: F401
     import scipy  # noqa: F401
 
-    from training.calibration import calibrate as fit_and_measure
-    from training.calibration import markdown, set_temperature
-    from training.export import load_eval_split
-    from training.lowlight import normalize_batch
-    from training.plots import plot_reliability
-    from training.report import write_json, write_marked_section
-    from training.robustness import page_classifier
+    from training.core.plots import plot_reliability
+    from training.core.report import write_json, write_marked_section
+    from training.data.evaluation import load_eval_split
+    from training.evaluate.calibration import calibrate as fit_and_measure
+    from training.evaluate.calibration import markdown, set_temperature
+    from training.robustness.lowlight import normalize_batch
+    from training.robustness.robustness import page_classifier
 
     classify = page_classifier(source, tta=source.default_tta, batch_size=batch_size,
                                temperature=1.0)
@@ -122,8 +122,8 @@ def calibrate(
 
 def _ferplus_rows(split: str, x, *, data_dir, fer2013, ferplus):
     """The split's images whose strict FER+ majority is one of our classes, and that label."""
+    from training.core.errors import FerError
     from training.data.ferplus import strict_majority, votes_for_split
-    from training.errors import FerError
 
     votes, note = votes_for_split(split, data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
     if votes is None:

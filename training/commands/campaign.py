@@ -1,4 +1,4 @@
-"""`fer-hybrid campaign run|status|stop`: the CPU training campaign (training/campaign.py).
+"""`fer-hybrid campaign run|status|stop`: the CPU training campaign (training/campaign/campaign.py).
 
 Nothing here imports Keras or TensorFlow: `run` trains each slice in a `fer-hybrid train`
 child process, and `status` reads the run folders' small files.
@@ -46,21 +46,28 @@ def run(
     the plan, ready to commit. Run it in the background at low priority, e.g.
     `nice -n 10 fer-hybrid campaign run --max-minutes 240 > runs/campaign.log 2>&1 &`.
     """
-    from training.campaign import CampaignPlan, run_campaign
-    from training.errors import FerError
+    from training.campaign.campaign import CampaignPlan, run_campaign
+    from training.commands.train import train_fields
+    from training.core.errors import FerError
 
     if max_minutes <= 0:
         raise FerError(f"--max-minutes must be > 0 (got {max_minutes:g})")
     run_campaign(CampaignPlan.load(plan), runs_dir, max_minutes=max_minutes,
-                 printer=lambda s: typer.echo(s))
+                 train_fields=train_fields, printer=lambda s: typer.echo(s))
 
 
 @campaign_app.command("status")
 def status(plan: Plan = DEFAULT_PLAN, runs_dir: RunsDir = Path("runs")) -> None:
     """One line per run: its state, epoch, best PublicTest accuracy (no TTA) and epoch, median
     seconds per epoch of its last ten, and the time left at that pace."""
-    from training.campaign import STATUS_HEADERS, CampaignPlan, run_status, running_pid, status_rows
-    from training.report import text_table
+    from training.campaign.campaign import (
+        STATUS_HEADERS,
+        CampaignPlan,
+        run_status,
+        running_pid,
+        status_rows,
+    )
+    from training.core.report import text_table
 
     loaded = CampaignPlan.load(plan)
     statuses = [run_status(loaded, m, runs_dir) for m in loaded.runs]
@@ -86,7 +93,13 @@ def stop(
     ahead of the committed one."""
     import time
 
-    from training.campaign import CampaignPlan, run_status, running_pid, save_compact, stop_file
+    from training.campaign.campaign import (
+        CampaignPlan,
+        run_status,
+        running_pid,
+        save_compact,
+        stop_file,
+    )
 
     loaded = CampaignPlan.load(plan)
     live = running_pid(loaded, runs_dir)

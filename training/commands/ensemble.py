@@ -63,10 +63,11 @@ def ensemble(
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
     each member's and the ensemble's agreement with the ten-annotator majority on test.
     """
+    from training.core.report import pct, text_table
     from training.data import splits
     from training.data.ferplus import votes_for_split
-    from training.ensemble import build_ensemble, load_members, parse_weights, write_ensemble_report
-    from training.report import pct, text_table
+    from training.ensemble.ensemble import build_ensemble, load_members, write_ensemble_report
+    from training.ensemble.voting import parse_weights
 
     parsed = parse_weights(weights, len(runs)) if weights is not None else None
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)
@@ -123,7 +124,7 @@ def ensemble(
     typer.echo(f"wrote {files['markdown']}, {files['json']}, {files['confusion_png']}")
     if save_soft_targets is not None:
         from training.data.splits import parse_aux
-        from training.ensemble_targets import save_ensemble_soft_targets
+        from training.ensemble.teacher import save_ensemble_soft_targets
 
         overrides = {"data_dir": str(data_dir) if data_dir else None,
                      "fer2013": str(fer2013) if fer2013 else None,

@@ -47,10 +47,11 @@ def evaluate(
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
     reports agreement with the ten-annotator majority.
     """
+    from training.core.runs import resolve_target
+    from training.core.splits import normalise_split
     from training.data import splits
     from training.data.ferplus import votes_for_split
-    from training.evaluate import evaluate_target, format_summary
-    from training.runs import normalise_split, resolve_target
+    from training.evaluate.evaluate import evaluate_target, format_summary
 
     split = normalise_split(split)
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist

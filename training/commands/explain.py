@@ -60,16 +60,16 @@ def explain(
     """
     import time
 
+    from training.core.report import pct
+    from training.core.splits import normalise_split
     from training.data import splits
+    from training.evaluate.scorer import resolve_source
     from training.explain.build import (
         ExplainOptions,
         default_out_dir,
         explain_target,
         saliency_methods,
     )
-    from training.report import pct
-    from training.runs import normalise_split
-    from training.scorer import resolve_source
 
     opts = ExplainOptions(split=normalise_split(split), sample=sample, gallery=gallery,
                           pairs=pairs, method=method, maps_per_class=maps_per_class,

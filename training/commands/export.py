@@ -134,9 +134,10 @@ def export(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from contract.manifest import read_manifest_json
-    from training.ensemble import parse_numbers
-    from training.errors import FerError
-    from training.export import export_planned, load_eval_split, plan_export
+    from training.core.errors import FerError
+    from training.data.evaluation import load_eval_split
+    from training.ensemble.voting import parse_numbers
+    from training.export.export import export_planned, plan_export
 
     # Check everything cheap before loading data or TensorFlow.
     plan = plan_export([str(m) for m in models], out, quantization=quantize,

@@ -71,11 +71,11 @@ def prepare(
     Writes .carry/fer2013-train.pack (FER2013 Training + PublicTest and the aux sets; PrivateTest
     stays here), .carry/gpu-plan.json and .whl/{keras,namex,optree}-*.whl (Python 3.12 wheels).
     """
-    from training.carry import fetch_wheels, measure_carry, mib, pinned_versions
-    from training.carry import park as park_paths
     from training.commands.data import write_data_pack
-    from training.errors import FerError
-    from training.gpu_plan import COMMON, make_plan
+    from training.core.errors import FerError
+    from training.gpu.carry import fetch_wheels, measure_carry, mib, pinned_versions
+    from training.gpu.carry import park as park_paths
+    from training.gpu.plan import COMMON, make_plan
 
     repo = repo.resolve()
     carry_dir, wheels_dir = repo / CARRY_DIR, repo / WHEELS_DIR
@@ -131,8 +131,8 @@ def session(
     """On the GPU machine: train every member of the plan at once, then bundle them into --out."""
     import dataclasses
 
-    from training.gpu_plan import GpuPlan, check_budget
-    from training.gpu_session import run_session
+    from training.gpu.plan import GpuPlan, check_budget
+    from training.gpu.session import run_session
 
     loaded = GpuPlan.load(plan)
     if call_minutes is not None:
@@ -145,7 +145,7 @@ def unpark(
     repo: Path = typer.Option(Path("."), help="The checkout `gpu prepare --park` changed."),
 ) -> None:
     """Put back what `gpu prepare --park` left out of device calls (after the GPU session)."""
-    from training.carry import unpark as unpark_paths
+    from training.gpu.carry import unpark as unpark_paths
 
     back = unpark_paths(repo.resolve())
     typer.echo(f"back in the index: {', '.join(back)}" if back else "nothing is parked")

@@ -37,8 +37,8 @@ def results(
 ) -> None:
     """PrivateTest accuracy (plain and flip TTA), macro-F1, FER+ agreement (where `fer-hybrid evaluate` / `ensemble` measured it with the votes; "-" otherwise) and params of our runs and ensembles, next to the published FER2013 results (marked as such, with citations)."""
     from contract.files import atomic_write
-    from training.errors import FerError
-    from training.results import collect, render_results
+    from training.core.errors import FerError
+    from training.evaluate.results import collect, render_results
 
     if not runs and not ensemble_report:
         raise FerError("give at least one run folder or --ensemble-report to tabulate")
@@ -58,9 +58,9 @@ def results(
 def _plot_agreement(rows: list[dict], path: Path, bench: Path | None) -> None:
     import json
 
-    from training.errors import FerError
-    from training.plots import plot_agreement
-    from training.results import agreement_points
+    from training.core.errors import FerError
+    from training.core.plots import plot_agreement
+    from training.evaluate.results import agreement_points
 
     doc = None
     if bench is not None:

@@ -47,8 +47,9 @@ def robustness(
     (the largest drop allowed under moderate low light, night, a 20° roll, eyes or
     lower face occluded, 24-px faces).
 
-    Each condition of training/perturb.py corrupts the split's 48x48 crops at
-    severities mild/moderate/severe (seeded: reruns give the same numbers).
+    Each condition of training/robustness/perturb.py corrupts the split's 48x48
+    crops at severities mild/moderate/severe (seeded: reruns give the same
+    numbers).
     Every corrupted crop is scored as it is (raw) and after the normalisation
     of web/js/lowlight.js (page); drops are points below the clean crops.
     Writes robustness.json, robustness.md and robustness.png (curves per
@@ -56,9 +57,10 @@ def robustness(
     minutes on a busy 2-core CPU; try --sample 500 first.
     """
     from training.data.dataset import make
+    from training.data.evaluation import load_eval_split
     from training.data.splits import stratified_sample
-    from training.export import load_eval_split
-    from training.robustness import (
+    from training.evaluate.scorer import resolve_source
+    from training.robustness.robustness import (
         command_line,
         measure,
         page_classifier,
@@ -66,7 +68,6 @@ def robustness(
         summary,
         write_reports,
     )
-    from training.scorer import resolve_source
 
     source = resolve_source(target)
     command = command_line(target, split=split if split != "test" else None,

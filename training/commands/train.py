@@ -181,11 +181,11 @@ def train(
     import logging
     import sys
 
-    from training.train import TrainConfig, deadline_after, prepare_run, train_prepared
+    from training.fit.train import TrainConfig, deadline_after, prepare_run, train_prepared
 
     deadline = deadline_after(max_minutes)  # the budget counts from here, data loading included
-    from training.errors import FerError
-    from training.runs import RunFolder, default_run_name
+    from training.core.errors import FerError
+    from training.core.runs import RunFolder, default_run_name
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if resume and not name:
@@ -208,6 +208,27 @@ def _load_data(data: dict, seed: int) -> dict:
     from training.data import load_splits
 
     return load_splits(**{k: v for k, v in data.items() if v not in (None, [])}, seed=seed)
+
+
+def train_fields(args: list[str]) -> dict:
+    """The TrainConfig fields of a `train` command line `args`, parsed as `fer-hybrid train`
+    parses them (FerError for an unknown option or a bad value, in one line). The campaign
+    checks its plan's runs with it before anything trains."""
+    from training.core.errors import FerError
+
+    app = typer.Typer()
+    app.command()(train)
+    command = typer.main.get_command(app)
+    try:
+        with command.make_context("train", list(args)) as ctx:
+            params = dict(ctx.params)
+    except Exception as err:
+        # click's usage errors, recognised by shape: typer may bundle its own click
+        if not callable(getattr(err, "format_message", None)):
+            raise
+        raise FerError(f"{' '.join(err.format_message().split())} (see "
+                       f"`fer-hybrid train --help`)") from None
+    return config_fields(params)
 
 
 def config_fields(params: dict) -> dict:

@@ -1,4 +1,7 @@
-"""Dataset layer: loaders for FER2013, CK+, JAFFE, class folders and the web app's uploads.
+"""Data: loaders for FER2013, CK+, JAFFE, class folders and the web app's uploads, the splits
+(`load_splits`, `split_loader`), SMOTE, FER2013's FER+ votes and the agreement of predictions
+with them (`ferplus`, `ferplus_agreement`), and a split loaded to measure on (`evaluation`). It
+imports `core` only: every later stage reads data, data reads no stage.
 
 Public API::
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from training.core.errors import FerError
 from training.data.folders import load_class_folder
 from training.data.npz import load_labelled_npz
-from training.errors import FerError
 
 DEFAULT_NAMES = ("ckplus48.npz", "CK+48", "ckplus48", "ckplus")
 

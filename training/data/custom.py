@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from contract import default_custom_dir
+from training.core.errors import FerError
 from training.data.folders import load_class_folder
-from training.errors import FerError
 
 log = logging.getLogger(__name__)
 

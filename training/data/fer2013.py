@@ -21,7 +21,7 @@ import numpy as np
 
 from contract import SPLIT_TITLES
 from contract.files import atomic_output
-from training.errors import FerError
+from training.core.errors import FerError
 
 log = logging.getLogger(__name__)
 

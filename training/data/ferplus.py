@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from contract import LABELS
+from training.core.errors import FerError
 from training.data.fer2013 import USAGES, FerArrays, _read_bytes
-from training.errors import FerError
 
 FERPLUS_NAMES = ("fer2013new.csv", "fer2013new.csv.gz")
 COLUMNS = (

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from contract import IMAGE_SIZE
+from training.core.errors import FerError
 from training.data.fer2013 import USAGES, FerArrays
 from training.data.images import is_image_file, read_image
 from training.data.labelmap import map_name
-from training.errors import FerError
 
 SPLIT_DIRS = {
     "train": "Training",

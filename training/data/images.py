@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from contract import IMAGE_SIZE
-from training.errors import FerError
+from training.core.errors import FerError
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from training.core.errors import FerError
 from training.data.folders import list_class_folder, read_images
 from training.data.images import is_image_file
 from training.data.labelmap import map_name
 from training.data.npz import load_labelled_npz
-from training.errors import FerError
 
 DEFAULT_NAMES = ("jaffe_128.npz", "jaffe.npz", "jaffe")
 CODE_RE = re.compile(r"^[A-Za-z]{2}\.([A-Za-z]{2})\d*\.\d+")

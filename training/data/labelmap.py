@@ -30,7 +30,7 @@ into a class instead for those who want the images anyway.
 from __future__ import annotations
 
 from contract import LABELS
-from training.errors import FerError
+from training.core.errors import FerError
 
 # name (lower case) -> FER2013 class name
 SYNONYMS: dict[str, str] = {

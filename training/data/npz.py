@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from contract import IMAGE_SIZE
+from training.core.errors import FerError
 from training.data.images import resize_batch
 from training.data.labelmap import map_names
-from training.errors import FerError
 
 REQUIRED = ("x", "y", "class_names")
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from contract import LABELS
 from contract.files import atomic_output
+from training.core.errors import FerError
 from training.data.fer2013 import SIZE, USAGES, FerArrays
-from training.errors import FerError
 
 MAGIC = b"FERHYPK1"
 FORMAT = "fer-hybrid/pack@1"

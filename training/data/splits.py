@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from contract import IMAGE_SIZE, REPO_ROOT
+from training.core.errors import FerError
 from training.data.dataset import Dataset, concat, make
 from training.data.fer2013 import FerArrays, load_fer2013_csv
 from training.data.images import finalize, pixel_hashes
-from training.errors import FerError
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def split_loader(data_dir: str | Path | None = None,
                  fer2013: str | Path | None = None) -> SplitLoader:
     """split name ('test', 'PublicTest', ...) -> (x, y), loading the dataset once, on first use
     (commands that may find every prediction saved never read the dataset at all)."""
-    from training.runs import normalise_split, split_title
+    from training.core.splits import normalise_split, split_title
 
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 

@@ -2,7 +2,7 @@
 
 Pure numpy on labels `y` (N,) and scored probabilities `probs` (N, K) in LABELS order (the
 flip-TTA mean when the target has it), so it runs on saved predictions alone. The confusion
-counts themselves come from `training.metrics.confusion_matrix` (rows = true class).
+counts themselves come from `training.core.metrics.confusion_matrix` (rows = true class).
 """
 
 from __future__ import annotations

@@ -19,8 +19,14 @@ import numpy as np
 
 from contract import LABELS, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
+from training.core.errors import FerError
+from training.core.metrics import evaluate_probs
+from training.core.plots import write_confusion
+from training.core.report import write_json
+from training.core.runs import Predictions
+from training.core.splits import normalise_split
 from training.data.splits import SplitLoader, stratified_indices
-from training.errors import FerError
+from training.evaluate.scorer import Source, load_scorer
 from training.explain.analysis import (
     NAMED_PAIRS,
     confident_mistakes,
@@ -31,11 +37,6 @@ from training.explain.analysis import (
 from training.explain.figures import class_average_figure, overlay, tile_png
 from training.explain.report import render_html
 from training.explain.saliency import PATCH, STRIDE, GradCam, occlusion_maps, peak, with_flip_tta
-from training.metrics import evaluate_probs
-from training.plots import write_confusion
-from training.report import write_json
-from training.runs import Predictions, normalise_split
-from training.scorer import Source, load_scorer
 
 METHODS = ("occlusion", "gradcam", "both")
 SCHEMA = "fer-hybrid/explain@1"
@@ -93,11 +94,11 @@ def default_out_dir(source: Source) -> Path:
 def _predictions(source: Source, split: str, loader: SplitLoader, rows: np.ndarray,
                  x: np.ndarray, y: np.ndarray, opts: ExplainOptions):
     """(Predictions on `rows`, Scorer, "saved"/"computed")."""
-    from training.predict import to_model_input
+    from training.models.predict import to_model_input
 
     model_cache: dict = {}
     if source.kind == "run":
-        from training.evaluate import get_predictions
+        from training.models.predict import get_predictions
 
         full, origin = get_predictions(source.target, split, loader,
                                        batch_size=opts.batch_size, model_cache=model_cache)

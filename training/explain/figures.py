@@ -2,7 +2,7 @@
 
 Tiles are small PNGs built straight from arrays (Pillow, no axes: the HTML around them carries
 the captions as text); the class-average grid is a matplotlib figure saved with
-`training.plots._save`. matplotlib and Pillow are imported on first use.
+`training.core.plots._save`. matplotlib and Pillow are imported on first use.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def class_average_figure(faces: np.ndarray, maps: dict[str, np.ndarray], counts:
 
     faces (K, H, W) float grey levels; maps {method: (K, H, W)}; counts = images averaged.
     """
-    from training.plots import _pyplot, _save
+    from training.core.plots import _pyplot, _save
 
     plt = _pyplot()
     rows = [("average face", None)] + list(maps.items())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from html import escape
 
-from training.report import pct
+from training.core.report import pct
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;

@@ -6,7 +6,7 @@ Two methods, both returning one map per image at the input's resolution (N, 48, 
   grey level over the face and record how much each class's probability drops; a pixel's
   value is the mean drop over the patches that cover it. It needs nothing but a predictor
   (float32 NHWC 0..255 -> probabilities), so it runs the shipped TF.js graphs
-  (`training.tfjs.load_tfjs_graph_model`), any Keras model, and any backend, and its maps are
+  (`training.export.tfjs.load_tfjs_graph_model`), any Keras model, and any backend, and its maps are
   comparable across all of them: units are probability.
 * **Grad-CAM** (Keras models only) at the last convolutional feature map A (the last rank-4
   layer with more than one pixel that the output depends on alone): ReLU(sum over channels of
@@ -32,9 +32,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.errors import FerError
-from training.metrics import tta_average
-from training.tfjs import Predictor
+from training.core.errors import FerError
+from training.core.metrics import tta_average
+from training.export.tfjs import Predictor
 
 #: Occlusion patch and stride in pixels: 8 px is about one eye of a 48x48 FER2013 face, small
 #: enough to separate eyes, brows and mouth; stride 4 gives 11 x 11 = 121 patches per image.

@@ -1,4 +1,9 @@
-"""The Keras model zoo: one architecture per module, all reachable by name.
+"""Models: the Keras model zoo, one architecture per module, all reachable by name
+(`registry`, which imports no model: each loads on first use), and what any model is used with:
+loading our .keras files under their registered names (`serialization`), batch prediction with
+flip TTA and a run's saved predictions (`predict`), multiply-adds per image (`macs`). It imports
+`core` and `data`, never a later stage; `serialization` names the fit stage's registering
+modules as strings, imported only when a model is loaded.
 
     from training.models import build_model, MODEL_NAMES
     model = build_model("vgg", width=0.5)   # uncompiled keras.Model, (N,48,48,1) 0..255 -> (N,7) softmax

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from training.errors import FerError
+from training.core.errors import FerError
 
 log = logging.getLogger(__name__)
 

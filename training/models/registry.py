@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from contract import INPUT_SHAPE, NUM_CLASSES
-from training.errors import FerError
+from training.core.errors import FerError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ every block, global average pooling, dropout, softmax.
 import keras
 from keras import layers
 
-from training.errors import FerError
+from training.core.errors import FerError
 from training.models.blocks import basic_block, classifier, conv_bn_relu, grey_input, scaled
 from training.models.registry import register
 

@@ -140,7 +140,7 @@ export class Ensemble {
         acc = acc ? tf.add(acc, p) : p;
       }
       if (this.ttaFlip) acc = tf.div(tf.add(tf.slice(acc, [0, 0], [n, K]), tf.slice(acc, [n, 0], [n, K])), 2);
-      // Never changes the top class: log and softmax are monotone, T > 0 (training/calibration.py).
+      // Never changes the top class: log and softmax are monotone, T > 0 (training/evaluate/calibration.py).
       if (this.temperature !== 1) acc = tf.softmax(tf.div(tf.log(tf.maximum(acc, 1e-12)), this.temperature));
       return acc;
     });
