@@ -1,4 +1,4 @@
-"""The training loop: the paper's recipe, a resumable run folder, a time budget.
+"""The training loop: a resumable run folder, a time budget.
 
     from training.fit.train import TrainConfig, train
     metrics = train(TrainConfig(model="baseline_cnn", epochs=30), splits, "runs/baseline")
@@ -6,8 +6,9 @@
 `splits` maps "train"/"val" (and optionally "test") to `training.data.Dataset`
 objects or `(x, y)` pairs of uint8 (N, 48, 48) images and int labels.
 
-Defaults (the paper's recipe): SGD with momentum 0.9, batch 128, decoupled weight
-decay 1e-4, per-model learning rate (`training.models.get_defaults`), lr halved when
+Defaults (the paper's recipe, except where a model's own defaults differ: sepnet trains with
+AdamW, `training.models.registry.DEFAULTS`): SGD with momentum 0.9, batch 128, decoupled
+weight decay 1e-4, per-model learning rate (`training.models.get_defaults`), lr halved when
 val_accuracy has not improved for 10 epochs, early stopping after `patience`
 epochs without improvement, class weights inversely proportional to class
 frequency, in-graph flip/rotate/zoom/shift augmentation, fixed seeds. Every training batch

@@ -1,4 +1,4 @@
-"""Graded corruptions of 48x48 grey face crops for the robustness benchmark (issue 12).
+"""Graded corruptions of 48x48 grey face crops for the robustness benchmark.
 
 Pure numpy (+ PIL for JPEG and resizing), batch-wise, seeded: ``perturb(x, name, severity,
 seed)`` takes uint8 or float crops (N, 48, 48) in grey levels 0..255 and returns new uint8
