@@ -149,13 +149,11 @@ class TrainConfig:
 
         Resume skips the teacher check (teachers=False): the checkpoint already holds them."""
         from training.fit.schedules import SCHEDULES
-        from training.models.registry import model_options
+        from training.models.registry import check_model_options
 
-        valid = model_options(self.model)  # FerError for an unknown model, before Keras loads
-        bad = [f"--{k.replace('_', '-')}" for k in self.model_options if k not in valid]
-        if bad:
-            raise FerError(f"{', '.join(bad)} does not apply to {self.model} (it takes: "
-                           f"{', '.join(valid) or 'no options'})")
+        # an unknown model, an option it does not take or a value out of range (--width -1):
+        # before Keras loads
+        check_model_options(self.model, self.model_options, flags=True)
         weights = self.model_options.get("weights")
         if weights is not None and not Path(weights).is_file():
             raise FerError(f"--weights {weights}: no such file")
