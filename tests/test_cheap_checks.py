@@ -113,3 +113,28 @@ def test_check_out_dir_creates_nothing(tmp_path):
         check_out_dir(tmp_path / "file")
     with pytest.raises(FerError, match="not a folder"):
         check_out_dir(tmp_path / "file" / "sub")
+
+
+def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path, monkeypatch):
+    """A failure after the run folder was made but before any checkpoint (here the model
+    build) removes the folder: a folder holding only config.json would make the same --name
+    refuse the next try."""
+    from conftest import synthetic_faces
+
+    import training.fit.train as train_module
+    from training.core.errors import FerError
+    from training.core.runs import RunFolder
+    from training.data.dataset import make
+    from training.fit.train import TrainConfig, prepare_run, train_prepared
+
+    def broken_fit(*args, **kwargs):
+        raise FerError("cannot load backbone weights")
+
+    monkeypatch.setattr(train_module, "_fit", broken_fit)
+    x, y = synthetic_faces(21, seed=3)
+    splits = {"train": make(x, y, "fer2013"), "val": make(x, y, "fer2013")}
+    run = RunFolder(tmp_path / "runs" / "r")
+    config, state = prepare_run(TrainConfig(model="sepnet", epochs=1), run)
+    with pytest.raises(FerError, match="backbone"):
+        train_prepared(config, state, splits, run)
+    assert not run.path.exists()
