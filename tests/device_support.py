@@ -23,10 +23,14 @@ REQUIREMENTS = Path(__file__).resolve().parent / "device-requirements.txt"
 SKIP_REASON = "needs Python 3.12 for the GPU look-alike"
 
 def find_python312() -> str | None:
-    """FER_HYBRID_DEVICE_PYTHON, a pyenv 3.12 or python3.12 on PATH: the first that runs
-    (a pyenv shim on PATH exists even where its version is not selected, and fails)."""
-    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
-    candidates = [os.environ.get("FER_HYBRID_DEVICE_PYTHON"), *reversed(pyenv),
+    """FER_HYBRID_DEVICE_PYTHON, a pyenv 3.12 ($PYENV_ROOT, then ~/.pyenv) or python3.12 on
+    PATH: the first that runs (a pyenv shim on PATH exists even where its version is not
+    selected, and fails)."""
+    roots = [os.environ.get("PYENV_ROOT"), os.path.expanduser("~/.pyenv")]
+    pyenv = [python for root in filter(None, roots)
+             for python in sorted(glob.glob(f"{root}/versions/3.12*/bin/python3.12"),
+                                  reverse=True)]  # the newest 3.12 first
+    candidates = [os.environ.get("FER_HYBRID_DEVICE_PYTHON"), *pyenv,
                   shutil.which("python3.12")]
     for python in filter(None, candidates):
         try:

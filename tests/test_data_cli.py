@@ -138,3 +138,14 @@ def test_root_cli_error_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no FER2013 data in")
+
+
+def test_stats_names_an_empty_aux_set(data_dir, tmp_path, monkeypatch):
+    """An auxiliary set that loads no image (an empty custom folder) is reported by its name,
+    not as `?: 0 loaded`."""
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    monkeypatch.setenv("FER_HYBRID_CUSTOM_DIR", str(custom))
+    result = runner.invoke(data_app, ["stats", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "custom: 0 loaded" in result.output and "?:" not in result.output

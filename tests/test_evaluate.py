@@ -209,3 +209,31 @@ def test_cli_reports_ferplus_agreement_when_the_votes_are_next_to_the_data(run_d
     assert res.exit_code == 0, res.output
     assert "no FER+ votes" in res.output and "FER2013 accuracy only" in res.output
     assert json.loads((out / "metrics_test.json").read_text())["ferplus"] is None
+
+
+def test_evaluate_takes_a_models_folder_as_explain_does():
+    """The shipped models/ folder (manifest.json) resolves as a models target, not as a run
+    folder without best.keras (which then had nothing to score)."""
+    from training.evaluate.evaluate import default_out_dir
+    from training.evaluate.scorer import resolve_source
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    source = resolve_source(models, need_model=False)
+    assert source.kind == "models" and source.manifest.members
+    assert default_out_dir(source) == models / "evaluation"
+
+
+@pytest.mark.slow
+def test_evaluate_scores_an_exported_models_folder(tmp_path, data):
+    """The manifest's TF.js members, soft-voted as the page does, plain and mirrored."""
+    from e2e_support import build_fixture_models
+
+    from training.evaluate.scorer import resolve_source
+
+    manifest = build_fixture_models(tmp_path / "models", tmp_path / "work")
+    source = resolve_source(manifest.parent, need_model=False)
+    result = evaluate_target(source, "test", data_loader=lambda split: data[split])
+    assert result["predictions"] == "computed" and result["n"] == 40
+    assert result["model"] == str(manifest.parent) and result["run_dir"] is None
+    assert (manifest.parent / "evaluation" / "metrics_test.json").is_file()
+    assert 0 <= result["accuracy_plain"] <= 1 and 0 <= result["accuracy_tta"] <= 1

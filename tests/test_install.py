@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -116,7 +117,10 @@ def test_help_exits_zero():
 def test_base_install_gets_an_install_hint(args, tmp_path):
     """A server-only install (no [train] extra) asks for it instead of crashing on imports.
     Simulated by making the training stack unimportable in the CLI's process."""
-    (tmp_path / "model.keras").write_bytes(b"PK")  # exists, so evaluate gets as far as Keras
+    # looks like a .keras file (a zip of config.json and weights), so commands get as far as Keras
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        for entry in ("config.json", "model.weights.h5"):
+            archive.writestr(entry, "{}")
     block = ("import sys\n"
              "for m in ('keras', 'tensorflow', 'tqdm', 'matplotlib', 'sklearn', 'tensorflowjs'):\n"
              "    sys.modules[m] = None  # import raises ModuleNotFoundError, as if absent\n"

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +134,12 @@ def test_marked_section(tmp_path):
 
 
 def _keras_file(tmp_path: Path) -> Path:
+    """Looks like a .keras file (a zip of config.json and weights) to the cheap checks; never
+    loaded."""
     path = tmp_path / "fake.keras"
-    path.write_bytes(b"not loaded by the cheap checks")
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry in ("config.json", "model.weights.h5"):
+            archive.writestr(entry, "{}")
     return path
 
 
@@ -273,7 +278,7 @@ def test_bad_inputs_are_one_error_line(tmp_path, monkeypatch, capsys):
     cases.append(((_keras_file(tmp_path), "--model-card", broken), "once each"))
     (tmp_path / "a-file").write_text("")
     cases.append(((_keras_file(tmp_path), "--out", tmp_path / "a-file"),
-                  "cannot create the output folder"))
+                  "exists and is not a folder"))
     bad_manifest = tmp_path / "models"
     bad_manifest.mkdir()
     (bad_manifest / "manifest.json").write_text('{"schema": "fer-hybrid/manifest@1"}')

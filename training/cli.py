@@ -6,12 +6,13 @@ inside the command body so that `--help` and `serve` never pay for it.
 """
 
 import inspect
-import os
 import sys
 
-# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) buries the
-# progress bars; keep warnings and errors only. Set before any TF import.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from training.core.tf_log import quiet_tensorflow_startup
+
+# TensorFlow's C++ start-up log buries the one `error:` line and the progress bars: off
+# before anything below can import TensorFlow (TF_CPP_MIN_LOG_LEVEL set by hand keeps it).
+quiet_tensorflow_startup()
 
 import typer  # noqa: E402
 

@@ -16,7 +16,9 @@ def evaluate(
     targets: Annotated[
         list[Path],
         typer.Argument(
-            help="Run folders (runs/<name>, uses best.keras) or .keras files.", show_default=False
+            help="Run folders (runs/<name>, uses best.keras), .keras files or exported models "
+                 "folders with manifest.json (e.g. models: the shipped TF.js ensemble, run in "
+                 "Python as the page runs it).", show_default=False
         ),
     ],
     split: Annotated[
@@ -32,7 +34,8 @@ def evaluate(
         Path | None,
         typer.Option(
             "--out",
-            help="Output folder (default: <run>/evaluation, or <model>_evaluation beside a .keras file).",
+            help="Output folder (default: <run>/evaluation, <models>/evaluation, or "
+                 "<model>_evaluation beside a .keras file).",
         ),
     ] = None,
     data_dir: DataDir = None,
@@ -40,22 +43,26 @@ def evaluate(
     batch_size: PredictBatch = 256,
     ferplus: FerPlus = None,
 ) -> None:
-    """Evaluate run folders or .keras models on one split (default: test = PrivateTest).
+    """Evaluate run folders, .keras models or models folders on one split (default: test =
+    PrivateTest).
 
     A run folder's predictions/<split>.npz is reused, or computed and saved.
     Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json. When the
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
     reports agreement with the ten-annotator majority.
     """
-    from training.core.runs import resolve_target
+    from training.core.outputs import check_out_dir
     from training.core.splits import normalise_split
     from training.data import splits
     from training.data.ferplus import votes_for_split
     from training.evaluate.evaluate import evaluate_target, format_summary
+    from training.evaluate.scorer import resolve_source
 
     split = normalise_split(split)
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist
-    resolved = [resolve_target(t, need_model=False) for t in targets]
+    resolved = [resolve_source(t, need_model=False) for t in targets]
+    if out is not None:
+        check_out_dir(out)
     import keras  # noqa: F401  (no training stack: say so before looking for the data)
 
     loader = splits.split_loader(data_dir=data_dir, fer2013=fer2013)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,9 +268,38 @@ def resolve_target(path: str | Path, *, need_model: bool = True) -> Target:
                 f"run folder {path} has no best.keras; train it first (`fer-hybrid train`) "
                 "or pass the path of a .keras file"
             )
+        if need_model:
+            check_keras_file(run.best_model)
         return Target(name=run.name, model_path=run.best_model, run=run)
     if path.is_file():
         if path.suffix != ".keras":
             raise FerError(f"{path} is not a .keras model file or a run folder")
+        check_keras_file(path)
         return Target(name=path.stem, model_path=path, run=None)
     raise FerError(f"{path} does not exist; pass a run folder (runs/<name>) or a .keras file")
+
+
+# What every Keras 3 .keras file holds: it is a zip archive of these (and metadata.json).
+KERAS_ENTRIES = ("config.json", "model.weights.h5")
+
+
+def check_keras_file(path: str | Path) -> None:
+    """FerError in one line unless `path` looks like a Keras 3 .keras file: a zip archive with
+    config.json and model.weights.h5. Read without Keras, so a missing, empty or text file is
+    refused in milliseconds rather than after TensorFlow's start-up (where Keras calls an
+    unreadable file "File not found")."""
+    path = Path(path)
+    if path.is_dir():
+        raise FerError(f"{path} is a folder, not a .keras model file")
+    if not path.is_file():
+        raise FerError(f"model file {path} not found")
+    if path.stat().st_size == 0:
+        raise FerError(f"model file {path} is empty; re-train it or pass another model")
+    if not zipfile.is_zipfile(path):
+        raise FerError(f"model file {path} is not a .keras file (not a zip archive); re-train "
+                       "it or pass another model")
+    with zipfile.ZipFile(path) as archive:
+        missing = [e for e in KERAS_ENTRIES if e not in archive.namelist()]
+    if missing:
+        raise FerError(f"model file {path} is not a .keras file (no {', '.join(missing)} in "
+                       "it); re-train it or pass another model")

@@ -209,21 +209,21 @@ def load_splits(
         val, train = train.subset(np.sort(order[:cut])), train.subset(np.sort(order[cut:]))
 
     explicit = {"ckplus": ckplus, "jaffe": jaffe, "custom": custom}
-    aux_parts: list[Dataset] = []
+    # named here: an empty part (an empty custom folder) has no source to read a name from
+    aux_parts: list[tuple[str, Dataset]] = []
     for name in aux_names:
         if explicit[name] is None and name in packed_aux:
             x, y = packed_aux[name]
         else:
             x, y = load_aux(name, explicit[name], data_dir, progress=progress)
-        aux_parts.append(make(x, y, name))
+        aux_parts.append((name, make(x, y, name)))
     for folder in folders or ():
         from training.data.folders import load_class_folder
 
         x, y, _ = load_class_folder(folder, progress=progress)
-        aux_parts.append(make(x, y, "folder"))
-    for part in aux_parts:
+        aux_parts.append(("folder", make(x, y, "folder")))
+    for src, part in aux_parts:
         kept, dropped = drop_duplicates(part, [val, test])
-        src = str(part.source[0]) if len(part) else "?"
         info = meta["aux"].setdefault(src, {"loaded": 0, "duplicates_dropped": 0})
         info["loaded"] += len(part)
         info["duplicates_dropped"] += dropped

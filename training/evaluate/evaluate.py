@@ -1,8 +1,9 @@
 """Evaluate saved models / run folders on one split, with and without flip TTA.
 
-A *target* (`training.core.runs.resolve_target`) is either a run folder (its
-``predictions/<split>.npz`` is reused, or computed from ``best.keras`` and saved there)
-or a bare ``.keras`` file. Keras/TensorFlow are imported only when a model really has
+A *target* (`training.evaluate.scorer.resolve_source`, as explain and robustness take it) is
+a run folder (its ``predictions/<split>.npz`` is reused, or computed from ``best.keras`` and
+saved there), a bare ``.keras`` file, or an exported models folder (its manifest's TF.js
+members soft-voted as the page does). Keras/TensorFlow are imported only when a model really has
 to be run, so everything that works from saved predictions stays light.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from contract import LABELS, SPLIT_TITLES, utc_now
+from training.core.errors import FerError
 from training.core.metrics import evaluate_probs
 from training.core.report import pct, text_table, write_json
 from training.core.runs import Target
@@ -18,19 +20,24 @@ from training.core.splits import normalise_split
 from training.data.ferplus import FerPlusVotes
 from training.data.ferplus_agreement import ferplus_metrics
 from training.data.splits import SplitLoader
+from training.evaluate.scorer import Source, load_scorer, scored_predictions
 from training.models.predict import get_predictions
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def default_out_dir(target: Target) -> Path:
+def default_out_dir(target: Target | Source) -> Path:
+    if isinstance(target, Source):
+        if target.manifest is not None:
+            return target.path / "evaluation"
+        target = target.target
     if target.run is not None:
         return target.run.evaluation_dir
     return target.model_path.parent / f"{target.model_path.stem}_evaluation"
 
 
 def evaluate_target(
-    target: Target,
+    target: Target | Source,
     split: str = "test",
     *,
     tta: bool = True,
@@ -51,15 +58,26 @@ def evaluate_target(
     from training.core.plots import write_confusion
 
     split = normalise_split(split)
-    preds, origin = get_predictions(target, split, data_loader, batch_size=batch_size)
-    metrics = evaluate_probs(preds.y, preds.probs, preds.probs_flip, tta=tta)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(target)
+    if isinstance(target, Source) and target.manifest is not None:
+        if data_loader is None:
+            raise FerError(f"{target.path}: a models folder is scored on the images; give the "
+                           "data")
+        x, y = data_loader(split)
+        scorer = load_scorer(target, batch_size=batch_size)
+        preds, origin = scored_predictions(scorer, x, y).check(str(target.path)), "computed"
+        model, run_dir = target.path, None
+    else:
+        target = target.target if isinstance(target, Source) else target
+        preds, origin = get_predictions(target, split, data_loader, batch_size=batch_size)
+        model, run_dir = target.model_path, target.run_dir
+    metrics = evaluate_probs(preds.y, preds.probs, preds.probs_flip, tta=tta)
     result = {
         "schema": "fer-hybrid/evaluation@1",
         "created": utc_now(),
         "target": target.name,
-        "model": str(target.model_path),
-        "run_dir": str(target.run_dir) if target.run_dir is not None else None,
+        "model": str(model),
+        "run_dir": str(run_dir) if run_dir is not None else None,
         "split": split,
         "split_name": SPLIT_TITLES[split],
         "predictions": origin,

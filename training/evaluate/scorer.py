@@ -16,7 +16,7 @@ import numpy as np
 
 from contract.manifest import MANIFEST_NAME, Manifest, read_manifest
 from training.core.errors import FerError
-from training.core.runs import Target, resolve_target
+from training.core.runs import Predictions, Target, resolve_target
 from training.export.tfjs import Predictor
 
 
@@ -43,17 +43,19 @@ class Source:
         return True
 
 
-def resolve_source(path: str | Path) -> Source:
-    """A run folder, a .keras file, or a folder with manifest.json (or that file) -> Source."""
+def resolve_source(path: str | Path, *, need_model: bool = True) -> Source:
+    """A run folder, a .keras file, or a folder with manifest.json (or that file) -> Source.
+    need_model=False: a run folder without best.keras will do (its saved predictions may be
+    enough, as for `evaluate`)."""
     path = Path(path)
     manifest_file = path if path.name == MANIFEST_NAME and path.is_file() else path / MANIFEST_NAME
     if manifest_file.is_file():
         folder = manifest_file.parent
         return Source("models", folder.resolve().name, folder, manifest=read_manifest(folder))
-    if path.is_dir() and not (path / "best.keras").is_file():
+    if need_model and path.is_dir() and not (path / "best.keras").is_file():
         raise FerError(f"{path} is neither a run folder (no best.keras) nor a models folder (no "
                        f"{MANIFEST_NAME}); pass runs/<name>, a .keras file or models/")
-    target = resolve_target(path)
+    target = resolve_target(path, need_model=need_model)
     return Source("run" if target.run is not None else "keras", target.name, path, target=target)
 
 
@@ -90,3 +92,12 @@ def load_scorer(source: Source, *, batch_size: int = 256, model: Any = None) -> 
         return predict_probs(model, x, batch_size=batch_size)
 
     return Scorer(predict, model)
+
+
+def scored_predictions(scorer: Scorer, x: np.ndarray, y: np.ndarray) -> Predictions:
+    """Plain and mirrored probabilities of `scorer` on uint8 images `x` (as a run saves them)."""
+    from training.models.predict import to_model_input
+
+    inputs = to_model_input(x)
+    return Predictions(scorer.predict(inputs),
+                       scorer.predict(np.ascontiguousarray(inputs[:, :, ::-1])), y)

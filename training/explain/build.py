@@ -26,7 +26,7 @@ from training.core.report import write_json
 from training.core.runs import Predictions
 from training.core.splits import normalise_split
 from training.data.splits import SplitLoader, stratified_indices
-from training.evaluate.scorer import Source, load_scorer
+from training.evaluate.scorer import Source, load_scorer, scored_predictions
 from training.explain.analysis import (
     NAMED_PAIRS,
     confident_mistakes,
@@ -94,8 +94,6 @@ def default_out_dir(source: Source) -> Path:
 def _predictions(source: Source, split: str, loader: SplitLoader, rows: np.ndarray,
                  x: np.ndarray, y: np.ndarray, opts: ExplainOptions):
     """(Predictions on `rows`, Scorer, "saved"/"computed")."""
-    from training.models.predict import to_model_input
-
     model_cache: dict = {}
     if source.kind == "run":
         from training.models.predict import get_predictions
@@ -111,10 +109,7 @@ def _predictions(source: Source, split: str, loader: SplitLoader, rows: np.ndarr
                              model=model_cache.get(source.target.model_path))
         return preds, scorer, origin
     scorer = load_scorer(source, batch_size=opts.batch_size)
-    inputs = to_model_input(x)
-    preds = Predictions(scorer.predict(inputs),
-                        scorer.predict(np.ascontiguousarray(inputs[:, :, ::-1])), y)
-    return preds.check(str(source.path)), scorer, "computed"
+    return scored_predictions(scorer, x, y).check(str(source.path)), scorer, "computed"
 
 
 # --------------------------------------------------------------------------- saliency

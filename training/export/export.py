@@ -65,6 +65,7 @@ from contract.manifest import (
 )
 from training.core.errors import FerError
 from training.core.metrics import top1_accuracy
+from training.core.outputs import check_out_dir
 from training.core.report import read_marked_section, write_marked_section
 from training.core.runs import RunFolder, load_predictions, resolve_target
 from training.data.evaluation import EvalData
@@ -131,18 +132,6 @@ def resolve_members(members: Sequence[str | os.PathLike], names: Sequence[str] |
         arch = str(metrics.get("model") or name)
         out.append(MemberSource(name, keras_path, run_dir, arch, metrics))
     return out
-
-
-def check_writable(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FerError(f"{out_dir} exists and is not a folder; pick another --out")
-    parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FerError(f"cannot create {parent}: {err.strerror}; pick a writable --out") from err
-    if not os.access(parent, os.W_OK | os.X_OK) or (out_dir.exists() and not os.access(out_dir, os.W_OK)):
-        raise FerError(f"{out_dir} is not writable; fix its permissions or pick another --out")
 
 
 # --------------------------------------------------------------------------- predictors
@@ -402,7 +391,7 @@ def plan_export(
     weights = ([1.0] * len(sources) if weights is None
                else check_weights(weights, len(sources), allow_zero=False))
     out_dir = Path(out_dir)
-    check_writable(out_dir)
+    check_out_dir(out_dir)
     if variant is None and (title is not None or description is not None):
         raise FerError("--title and --description describe a variant; add --variant ID")
     entry = plan_variant(out_dir, variant, title, description) if variant is not None else None

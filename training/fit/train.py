@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import logging
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -149,13 +150,11 @@ class TrainConfig:
 
         Resume skips the teacher check (teachers=False): the checkpoint already holds them."""
         from training.fit.schedules import SCHEDULES
-        from training.models.registry import model_options
+        from training.models.registry import check_model_options
 
-        valid = model_options(self.model)  # FerError for an unknown model, before Keras loads
-        bad = [f"--{k.replace('_', '-')}" for k in self.model_options if k not in valid]
-        if bad:
-            raise FerError(f"{', '.join(bad)} does not apply to {self.model} (it takes: "
-                           f"{', '.join(valid) or 'no options'})")
+        # an unknown model, an option it does not take or a value out of range (--width -1):
+        # before Keras loads
+        check_model_options(self.model, self.model_options, flags=True)
         weights = self.model_options.get("weights")
         if weights is not None and not Path(weights).is_file():
             raise FerError(f"--weights {weights}: no such file")
@@ -555,6 +554,7 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
         raise FerError(f"images are {tuple(xt.shape[1:])} but the model expects "
                        f"{tuple(config.input_shape)}")
 
+    made = not run.path.exists()  # a new run: its folder goes again if it fails before a checkpoint
     run.path.mkdir(parents=True, exist_ok=True)
     for p in remove_stale_tmp(run.path):
         log.warning("removed a temp file left by an interrupted run: %s", p)
@@ -563,16 +563,25 @@ def train_prepared(config: TrainConfig, state: dict, splits: dict, run: RunFolde
     cw = class_weights_for(y_train, config.num_classes) if config.class_weights else None
 
     # -- model + fit (inside the data-parallel scope when --distribute) -----------------
-    with distributed(config.distribute, config.batch_size) as replicas:
-        if replicas > 1:
-            # Batches are full (training.fit.batches) and validation is padded to full batches
-            # (training.fit.validation); only a training set smaller than one batch needs trimming.
-            xt, y_train = _trim_for_replicas(xt, y_train, config.batch_size, replicas)
-            _say(f"data-parallel over {replicas} devices ({config.batch_size // replicas} "
-                 f"images per device and step)")
-        _fit(config, state, run, xt, y_train, xv, y_val, cw, teachers, resume=resume,
-             deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s,
-             stop_file=stop_file, soft=soft, label_targets=label_q, val_votes=val_votes)
+    try:
+        with distributed(config.distribute, config.batch_size) as replicas:
+            if replicas > 1:
+                # Batches are full (training.fit.batches) and validation is padded to full
+                # batches (training.fit.validation); only a training set smaller than one
+                # batch needs trimming.
+                xt, y_train = _trim_for_replicas(xt, y_train, config.batch_size, replicas)
+                _say(f"data-parallel over {replicas} devices ({config.batch_size // replicas} "
+                     f"images per device and step)")
+            _fit(config, state, run, xt, y_train, xv, y_val, cw, teachers, resume=resume,
+                 deadline=deadline, verbose=verbose, callbacks=callbacks, reserve_s=reserve_s,
+                 stop_file=stop_file, soft=soft, label_targets=label_q, val_votes=val_votes)
+    except BaseException:
+        # A refused or broken start (backbone weights that do not fit, an --init-from of
+        # another shape, Ctrl-C in the first epoch) leaves no folder holding only config.json,
+        # which would make the same --name refuse a new run; a checkpoint is kept for --resume.
+        if made and not resume and not run.state.is_file():
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     params = state["params"]
 
     # -- finish ---------------------------------------------------------------------

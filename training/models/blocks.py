@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from training.core.errors import FerError
+from training.models.registry import check_option
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ def conv_bn_relu(x, filters: int, kernel=3, *, strides=1, padding="same"):
 
 def scaled(filters: int, width: float, minimum: int = 8) -> int:
     """Channel count times a width multiplier, at least `minimum`."""
-    if width <= 0:
-        raise FerError(f"width must be > 0 (got {width}); try 0.25, 0.5 or 1.0")
+    check_option("width", width)
     return max(minimum, round(filters * width))
 
 

@@ -111,19 +111,58 @@ def model_options(name: str) -> list[str]:
     raise RuntimeError(f"{source} does not register a model {name!r}")
 
 
+# What a builder's numeric option may be, by option name (the same name means the same thing
+# in every builder): the one home of these rules, checked before Keras loads by
+# `check_model_options` and by the builders themselves (`check_option`), so a wrong value
+# costs milliseconds, not TensorFlow's start-up.
+_POSITIVE = ("> 0", lambda v: v > 0)
+_COUNT = (">= 1", lambda v: v >= 1)
+OPTION_RULES: dict[str, tuple[str, Callable]] = {
+    "width": _POSITIVE,
+    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "freeze_first": (">= 0", lambda v: v >= 0),
+    "filters": _COUNT, "dense": _COUNT, "units": _COUNT, "stem": _COUNT, "se_ratio": _COUNT,
+}
+OPTION_HINTS = {"width": "; try 0.25, 0.5 or 1.0"}
+
+
+def check_option(option: str, value, *, flag: str | None = None) -> None:
+    """FerError if `value` breaks the rule for a model option named `option` (see
+    OPTION_RULES; an option without a rule, or a non-number such as a tuple, passes).
+    `flag`: the name the user typed (e.g. "--width"), for the message."""
+    rule = OPTION_RULES.get(option)
+    if rule is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    text, ok = rule
+    if not ok(value):
+        raise FerError(f"{flag or option} must be {text} (got {value:g})"
+                       f"{OPTION_HINTS.get(option, '')}")
+
+
+def check_model_options(name: str, options: dict, *, flags: bool = False) -> None:
+    """FerError for an option the builder of `name` does not take, or a value out of range;
+    no Keras. flags: name them as command-line flags (--freeze-first), not keywords."""
+    valid = model_options(name)
+
+    def shown(key: str) -> str:
+        return f"--{key.replace('_', '-')}" if flags else key
+
+    unknown = sorted(k for k in options if k not in valid)
+    if unknown:
+        raise FerError(f"{', '.join(shown(k) for k in unknown)} does not apply to {name} "
+                       f"(it takes: {', '.join(valid) or 'no options'})")
+    for key, value in options.items():
+        if value is not None:
+            check_option(key, value, flag=shown(key))
+
+
 def build_model(name: str, *, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, **options):
     """Build the uncompiled keras.Model registered as `name`.
 
     Options that are None are dropped (so a CLI can pass every flag through);
     an option the architecture does not take is a FerError naming the valid ones.
     """
-    _load(name)
     options = {k: v for k, v in options.items() if v is not None}
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise FerError(
-            f"model {name!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(valid) or 'no options'}"
-        )
+    check_model_options(name, options)
+    _load(name)
     return _BUILDERS[name](tuple(input_shape), int(num_classes), **options)

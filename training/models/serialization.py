@@ -22,6 +22,7 @@ import importlib
 from pathlib import Path
 
 from training.core.errors import FerError
+from training.core.runs import check_keras_file
 
 PACKAGE = "fer_hybrid"
 
@@ -43,8 +44,7 @@ def load_model(path: str | Path, *, compile: bool = False, float32: bool = False
     float32: rebuild a mixed-precision model in float32 (`as_float32`): for inference and
     export; a training checkpoint must keep its precision (the default)."""
     path = Path(path)
-    if not path.is_file():
-        raise FerError(f"model file {path} not found")
+    check_keras_file(path)  # missing, empty, not a zip: said before Keras loads
     import keras
 
     register_custom_objects()  # a training checkpoint may hold a Trainer and RandomErasing

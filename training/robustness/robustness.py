@@ -32,6 +32,7 @@ from contract import IMAGE_SIZE, SPLIT_TITLES, utc_now
 from contract.files import atomic_write
 from training.core.errors import FerError
 from training.core.metrics import top1_accuracy
+from training.core.outputs import check_out_dir
 from training.core.report import (
     markdown_table,
     read_marked_section,
@@ -167,11 +168,7 @@ def plan_robustness(source: Source, *, tta: bool | None, conditions: str | None,
     if sample is not None and sample < 7:
         raise FerError(f"--sample {sample} is too small; use at least 7 (one image per class)")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(source)
-    try:  # now, not after minutes of measuring
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FerError(f"cannot create the output folder {out_dir} ({err.strerror}); pick "
-                       "another --out") from err
+    check_out_dir(out_dir)  # now, not after minutes of measuring; made by write_reports
     if model_card is not None:
         model_card = Path(model_card)
         if not model_card.parent.is_dir():
@@ -389,6 +386,7 @@ def write_reports(result: dict, plan: RobustnessPlan) -> dict[str, Path]:
     from training.core.plots import plot_robustness  # matplotlib
 
     out = plan.out_dir
+    out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "robustness.json", "markdown": out / "robustness.md",
              "png": out / "robustness.png"}
     plot_robustness(result, files["png"])
