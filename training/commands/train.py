@@ -198,6 +198,9 @@ def train(
     if verbose == "auto":
         verbose = "1" if sys.stdout.isatty() else "2"
 
+    # The options are checked without Keras; a server-only install (no training stack) hears
+    # so now, before the data is looked for (the import is needed for training anyway).
+    import keras  # noqa: F401
     splits = _load_data(config.data, config.seed)
     train_prepared(config, state, splits, run, resume=resume, deadline=deadline,
                    verbose=int(verbose) if verbose.isdigit() else verbose, stop_file=stop_file)
