@@ -26,6 +26,13 @@ Shape (schema ``fer-hybrid/manifest@1``)::
 (flip TTA included), so its percentages mean what they say; `fer-hybrid calibrate` fits T on
 PublicTest. Any T > 0 keeps every top class, so accuracies do not change.
 
+`ensemble.equalize_below` (optional, default 40): the page histogram-equalises a face crop
+whose mean grey level is below this before the models see it (web/js/lowlight.js); 0 never
+does. Whether that helps depends on the models (members trained with the low-light
+augmentation do better on dark crops as they are), so `fer-hybrid calibrate --lowlight choose`
+picks it on PublicTest per models folder. Manifests written before the field existed get 40,
+the rule the page had then.
+
 Variants (optional): the models folder may offer more than one model. The top manifest
 then lists them, itself first as the default, each a full manifest of this same schema in
 its own subfolder (its own members, labels, input and metrics)::
@@ -83,6 +90,8 @@ MANIFEST_NAME = "manifest.json"
 MODEL_FORMAT = "tfjs_graph_model"
 QUANTIZATIONS = ("uint8", "float16", "none")
 ENSEMBLE_METHOD = "soft_voting"
+#: The page's low-light threshold for a manifest without `ensemble.equalize_below`.
+DEFAULT_EQUALIZE_BELOW = 40
 #: The splits a manifest's metrics can be measured on.
 SPLIT_NAMES = {k: SPLIT_TITLES[k] for k in ("test", "val")}
 #: A variant id: lower-case letters, digits, "_" and "-" (it names a folder and a URL part).
@@ -198,6 +207,11 @@ def member_files(model_json: Path) -> list[Path]:
 def member_bytes(model_json: Path) -> int:
     """Download size of one member: model.json + its weight shards."""
     return sum(p.stat().st_size for p in member_files(model_json))
+
+
+def equalize_below(ensemble: dict[str, Any] | None) -> float:
+    """The page's low-light threshold from a manifest's `ensemble` block (see above)."""
+    return float((ensemble or {}).get("equalize_below", DEFAULT_EQUALIZE_BELOW))
 
 
 def _is_number(value: Any) -> bool:
@@ -360,6 +374,10 @@ def validate_manifest(data: Any, base_dir: str | os.PathLike | None = None) -> l
         if not (_is_number(t) and math.isfinite(t) and 0.05 <= t <= 20):
             problems.append("ensemble.temperature: must be a number from 0.05 to 20 (1: the "
                             "vote as it is)")
+        e = ens.get("equalize_below", DEFAULT_EQUALIZE_BELOW)
+        if not (_is_number(e) and 0 <= e <= 256):
+            problems.append("ensemble.equalize_below: must be a grey level from 0 to 256 (0: "
+                            "never equalise)")
 
     members = data.get("members")
     if not isinstance(members, list) or not members:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = {"off": None, "70/110 (lowlight.js today)": (70, 110), "70/0": (70, 0), "50/0": (50, 0),
+RULES = {"off": None, "70/110 (the rule before 2026-12-03)": (70, 110), "70/0": (70, 0), "50/0": (50, 0),
          "40/0": (40, 0), "50/60": (50, 60), "40/80": (40, 80)}
 CONDITIONS = [("clean", 0), ("low_light", 1), ("low_light", 2), ("low_light", 3), ("night", 1),
               ("night", 2), ("night", 3), ("over_exposure", 2)]

@@ -1,7 +1,8 @@
 """Every FER2013 PrivateTest crop through each tool's own classifier code, in the browser.
 
 * ours: the page's modules on the served models/ (web/js/classifier.js `Ensemble`, after
-  web/js/lowlight.js `normalizeLowLight` as the page does; "ours_raw" without that step),
+  web/js/lowlight.js `normalizeLowLight` with the manifest's threshold as the page does;
+  "ours_raw" without that step),
   imported into the real page served by the real backend;
 * Human: its emotion model with its own preprocessing (harness/human.js cites the source);
 * face-api: `faceExpressionNet.predictExpressions` (harness/faceapi.js).
@@ -44,7 +45,7 @@ _OURS_CLASSIFY = """async ([b64, n, low]) => {
   const crops = [];
   for (let i = 0; i < n; i++) {
     const c = bytes.slice(i * 2304, (i + 1) * 2304);
-    crops.push(low ? lowlight.normalizeLowLight(c).gray : c);
+    crops.push(low ? lowlight.normalizeLowLight(c, { darkMean: ens.equalizeBelow }).gray : c);
   }
   const probs = [];
   for (const p of await ens.classify(crops)) probs.push(...p);

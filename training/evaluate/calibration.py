@@ -136,6 +136,12 @@ def markdown(result: dict) -> str:
 
 def set_temperature(models_dir, t: float) -> None:
     """Write `ensemble.temperature` into a models folder's manifest.json (checked, atomic)."""
+    set_ensemble(models_dir, temperature=round(float(t), 4))
+
+
+def set_ensemble(models_dir, **fields) -> None:
+    """Write fields of `ensemble` (the temperature, the low-light threshold) into a models
+    folder's manifest.json, checked before it is written, atomically."""
     from contract.manifest import (
         ManifestError,
         manifest_path,
@@ -146,7 +152,7 @@ def set_temperature(models_dir, t: float) -> None:
 
     path = manifest_path(models_dir)
     doc = read_manifest_json(path)
-    doc["ensemble"] = {**doc.get("ensemble", {}), "temperature": round(float(t), 4)}
+    doc["ensemble"] = {**doc.get("ensemble", {}), **fields}
     problems = validate_manifest(doc, path.parent)
     if problems:
         raise ManifestError(f"{path}: " + "; ".join(problems))

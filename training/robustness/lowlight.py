@@ -7,7 +7,8 @@ and checks the outputs byte for byte, branch included. Change both files togethe
 
 The rule (per crop of grey levels 0..255):
 
-* ``equalize`` when the mean is below ``dark_mean`` (40): histogram equalisation,
+* ``equalize`` when the mean is below ``dark_mean`` (the manifest's ``ensemble.equalize_below``,
+  40 when it has none: `page_rule`): histogram equalisation,
   ``lut[i] = round((cdf[i] - cdf_min) * 255 / max(1, n - cdf_min))``;
 * else ``stretch`` when the 2nd-98th percentile range is below ``min_range`` (0 by default, so
   never: on PublicTest stretching cost accuracy on clean crops, ``tests/bench_lowlight_rule.py``;
@@ -26,11 +27,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DARK_MEAN = 40
+from contract.manifest import DEFAULT_EQUALIZE_BELOW, equalize_below
+
+DARK_MEAN = DEFAULT_EQUALIZE_BELOW
 MIN_RANGE = 0
 #: The rule the page used before 2026-12-03 (the robustness report's page-mode figures so far).
 FORMER_RULE = {"dark_mean": 70, "min_range": 110}
 BRANCHES = ("equalize", "stretch", "none")
+
+
+def page_rule(manifest) -> dict[str, float]:
+    """The options of `normalize_batch` the page uses for a models folder's manifest (a
+    `contract.manifest.Manifest`, or None for a run or a .keras file: the default rule)."""
+    return {"dark_mean": equalize_below(manifest.ensemble) if manifest is not None else DARK_MEAN,
+            "min_range": MIN_RANGE}
 
 
 def js_round(x: np.ndarray) -> np.ndarray:

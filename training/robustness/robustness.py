@@ -40,7 +40,7 @@ from training.core.report import (
     write_marked_section,
 )
 from training.evaluate.scorer import Source
-from training.robustness.lowlight import BRANCHES, DARK_MEAN, MIN_RANGE, normalize_batch
+from training.robustness.lowlight import BRANCHES, DARK_MEAN, MIN_RANGE, normalize_batch, page_rule
 from training.robustness.perturb import CONDITIONS, FAMILIES, SEVERITIES, SEVERITY_NAMES, perturb
 
 SCHEMA = "fer-hybrid/robustness@1"
@@ -208,6 +208,7 @@ def measure(plan: RobustnessPlan, classify: Callable[[np.ndarray], np.ndarray],
     y = np.asarray(y)
     steps = [("clean", 0)] + [(n, s) for n in plan.conditions for s in SEVERITIES]
     start = time.monotonic()
+    rule = page_rule(plan.source.manifest)
     rows, reference = [], {}
     bar = tqdm(steps, desc="robustness", unit="condition", disable=progress is False,
                mininterval=1.0)
@@ -215,7 +216,7 @@ def measure(plan: RobustnessPlan, classify: Callable[[np.ndarray], np.ndarray],
         bar.set_postfix_str(f"{name} {severity}")
         crops = perturb(x, name, severity, plan.seed)
         probs = classify(crops)
-        normalised, branch = normalize_batch(crops)
+        normalised, branch = normalize_batch(crops, **rule)
         # only crops the normalisation changed need a second pass through the models
         changed = np.any((normalised != crops).reshape(len(crops), -1), axis=1)
         probs_norm = probs.copy()
@@ -251,6 +252,7 @@ def measure(plan: RobustnessPlan, classify: Callable[[np.ndarray], np.ndarray],
         "sample": plan.sample,
         "seed": plan.seed,
         "modes": dict(MODE_NOTES),
+        "lowlight_rule": rule,
         "severities": {str(k): v for k, v in SEVERITY_NAMES.items()},
         "conditions": {n: {"family": CONDITIONS[n].family, "title": CONDITIONS[n].title,
                            "levels": {str(s): CONDITIONS[n].params(s) for s in SEVERITIES}}
@@ -330,11 +332,13 @@ def _params_text(params: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in params.items())
 
 
-def _rule_text() -> str:
-    """The page's low-light rule in words, from training/robustness/lowlight.py (the port of
-    lowlight.js)."""
-    text = f"equalise when the mean < {DARK_MEAN}"
-    return text + (f", stretch when the 2–98 % range < {MIN_RANGE}" if MIN_RANGE > 0 else "")
+def _rule_text(rule: dict | None) -> str:
+    """The page's low-light rule in words (a report without one: the rule before the manifest
+    carried it)."""
+    dark = (rule or {}).get("dark_mean", DARK_MEAN)
+    low = (rule or {}).get("min_range", MIN_RANGE)
+    text = f"equalise when the mean < {dark:g}" if dark > 0 else "never equalise"
+    return text + (f", stretch when the 2–98 % range < {low:g}" if low > 0 else "")
 
 
 def _header(result: dict) -> list[str]:
@@ -348,8 +352,8 @@ def _header(result: dict) -> list[str]:
         "",
         "Drops are in points against the clean crops of the same mode, with a paired 95 % "
         "interval; positive = accuracy lost. **page**: the corrupted crop goes through the "
-        f"page's low-light normalisation ({_rule_text()}) before the models, as in the "
-        "browser; **raw**: it does not. "
+        f"page's low-light normalisation ({_rule_text(result.get('lowlight_rule'))}) before "
+        "the models, as in the browser; **raw**: it does not. "
         "The goals are judged on the page's numbers.",
     ]
 

@@ -53,6 +53,9 @@ export class Ensemble {
     this.width = manifest.input?.width || 48;
     this.ttaFlip = !!manifest.ensemble?.tta_flip;
     this.temperature = Number(manifest.ensemble?.temperature ?? 1) || 1;
+    // The page equalises face crops darker than this (lowlight.js; 0: never), chosen per models
+    // folder by `fer-hybrid calibrate --lowlight choose`; 40 for manifests from before.
+    this.equalizeBelow = Number(manifest.ensemble?.equalize_below ?? 40);
     this.placeholder = !!manifest.placeholder;
   }
 

@@ -160,7 +160,7 @@ export class LivePipeline {
     const size = c ? c.height : 48;
     const due = [];
     for (const t of tracks) {
-      const { gray, lowlight } = faceCrop(source, t.det, size, this.scratch);
+      const { gray, lowlight } = faceCrop(source, t.det, size, this.scratch, c);
       t.lowlight = lowlight;
       if (!c) continue;
       const thumb = thumbnail(gray, size);

@@ -5,9 +5,12 @@ import { normalizeLowLight } from './lowlight.js';
 /**
  * What the classifier sees of one detection: the aligned size x size grey crop after the
  * low-light step. {gray, lowlight} (lowlight: the branch applied). Live frames and photos both.
+ * `classifier`: its manifest's low-light threshold applies (each models folder has its own:
+ * models trained on dark images do better without the step); none: lowlight.js's default.
  */
-export function faceCrop(source, det, size, scratch = null) {
-  const ll = normalizeLowLight(alignFace(source, det, size, scratch).gray);
+export function faceCrop(source, det, size, scratch = null, classifier = null) {
+  const rule = classifier && classifier.equalizeBelow != null ? { darkMean: classifier.equalizeBelow } : {};
+  const ll = normalizeLowLight(alignFace(source, det, size, scratch).gray, rule);
   return { gray: ll.gray, lowlight: ll.applied };
 }
 
@@ -20,7 +23,7 @@ export async function analyse(source, width, height, detector, classifier, scrat
   const dets = await detector.detect(source, width, height);
   const t1 = performance.now();
   const size = classifier ? classifier.height : 48;
-  const faces = dets.map((d) => ({ ...d, ...faceCrop(source, d, size, scratch) }));
+  const faces = dets.map((d) => ({ ...d, ...faceCrop(source, d, size, scratch, classifier) }));
   let probs = [];
   if (classifier && faces.length) probs = await classifier.classify(faces.map((f) => f.gray));
   faces.forEach((f, i) => { f.probs = probs[i] || null; });
