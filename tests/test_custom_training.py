@@ -17,7 +17,6 @@ from backend.storage import UploadStore
 from contract import LABELS
 from contract.review import read_uploads
 from training.core.errors import FerError
-from training.data import load_splits
 from training.data.custom import load_custom, load_custom_holdout
 from training.data.folders import read_images
 
@@ -87,7 +86,7 @@ def test_a_folder_without_a_store_trains_whole_and_has_no_holdout(tmp_path):
     folder = tmp_path / "hand"
     (folder / "sad").mkdir(parents=True)
     (folder / "sad" / "a.png").write_bytes(image_bytes(seed=1))
-    x, y = load_custom(folder, progress=False)
+    _x, y = load_custom(folder, progress=False)
     assert len(y) == 1 and LABELS[y[0]] == "sad"
     assert len(load_custom_holdout(folder, progress=False)[1]) == 0
 
