@@ -10,7 +10,7 @@ app never answers), a JSON body, an `Origin` (when sent) equal to this server's 
 `Host` naming it (stops DNS rebinding).
 
 Why the model's predictions are not computed here: the backend never imports TensorFlow, so
-the page runs the shipped TF.js ensemble itself (`web/js/review.js`, with the page's own
+the page runs the shipped TF.js ensemble itself (`web/review/review.js`, with the page's own
 `classifier.js` and the vendored tfjs, all served from here: it works offline and under the
 app's CSP, and what it shows is exactly what the phone would predict).
 """
@@ -38,8 +38,9 @@ SAME_SITE = {"same-origin", "none"}
 NO_TOKEN = (
     "this review page needs the token printed by `fer-hybrid data review`: open the URL it printed"
 )
-# What the page loads from web/: its script and the modules it imports, its style, tfjs.
-STATIC = ("js", "css", "vendor")
+# What the page loads from web/: its own folder (page, script, style), the classifier module
+# it imports, and the vendored tfjs.
+STATIC = ("review", "js", "vendor")
 
 
 class ReviewGuard:
@@ -111,7 +112,7 @@ def create_review_app(
 
     @app.get("/")
     def page() -> FileResponse:
-        return FileResponse(web_dir / "review.html", media_type="text/html")
+        return FileResponse(web_dir / "review" / "index.html", media_type="text/html")
 
     @app.get("/api/queue")
     def queue(state: str = "pending") -> dict:

@@ -18,14 +18,18 @@ from contract import LABELS, REPO_ROOT, default_custom_dir
 from contract.review import HOLDOUT_MIN, REVIEW_STATES, in_holdout, store_path
 
 CustomDir = typer.Option(
-    None, "--custom", metavar="DIR",
+    None,
+    "--custom",
+    metavar="DIR",
     help="The upload store to review: the folder `fer-hybrid serve` stores uploads in (default: "
-         "$FER_HYBRID_CUSTOM_DIR or data/custom).",
+    "$FER_HYBRID_CUSTOM_DIR or data/custom).",
 )
 Ids = typer.Argument(
-    ..., metavar="ID...", show_default=False,
+    ...,
+    metavar="ID...",
+    show_default=False,
     help="Upload ids (32 hex digits, as `fer-hybrid data queue` lists them); - reads them from "
-         "standard input, one or more a line.",
+    "standard input, one or more a line.",
 )
 
 
@@ -39,8 +43,10 @@ def _open_store(custom: Path | None):
     empty store where there was none (a mistyped --custom would look like an empty queue)."""
     root = Path(custom).expanduser() if custom else default_custom_dir()
     if not store_path(root).is_file():
-        _fail(f"no upload store in {root}: nothing has been uploaded there yet (check --custom "
-              "or $FER_HYBRID_CUSTOM_DIR)")
+        _fail(
+            f"no upload store in {root}: nothing has been uploaded there yet (check --custom "
+            "or $FER_HYBRID_CUSTOM_DIR)"
+        )
     from .storage import UploadStore
 
     return UploadStore(root)
@@ -124,12 +130,23 @@ def queue(
         if ids_only:
             typer.echo(r["id"])
         elif as_json:
-            typer.echo(json.dumps({"id": r["id"], "state": r["state"], "label": r["label"],
-                                   "curator_label": r["curator_label"], "holdout": held,
-                                   "created": r["created"]}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": r["id"],
+                        "state": r["state"],
+                        "label": r["label"],
+                        "curator_label": r["curator_label"],
+                        "holdout": held,
+                        "created": r["created"],
+                    }
+                )
+            )
         else:
-            typer.echo(f"{r['id']}  {r['state']:<8}  {r['label']:<8}  "
-                       f"{r['curator_label'] or '-':<8}  {'holdout' if held else ''}".rstrip())
+            typer.echo(
+                f"{r['id']}  {r['state']:<8}  {r['label']:<8}  "
+                f"{r['curator_label'] or '-':<8}  {'holdout' if held else ''}".rstrip()
+            )
     if not (ids_only or as_json):
         typer.echo(f"{len(rows)} upload{'s' if len(rows) != 1 else ''} ({state})", err=True)
 
@@ -140,11 +157,12 @@ def review(
         0, "--port", "-p", min=0, max=65535, help="TCP port on 127.0.0.1 (default: a free one)."
     ),
     models_dir: Path = typer.Option(
-        REPO_ROOT / "models", "--models-dir",
+        REPO_ROOT / "models",
+        "--models-dir",
         help="The shipped TF.js models (manifest.json) whose predictions the page shows.",
     ),
     web_dir: Path = typer.Option(
-        REPO_ROOT / "web", "--web-dir", help="The web/ folder (review.html, js/, vendor/)."
+        REPO_ROOT / "web", "--web-dir", help="The web/ folder (review/, js/, vendor/)."
     ),
 ) -> None:
     """Review uploads before they train, in a local page: a grid of the pending face crops with
@@ -158,8 +176,8 @@ def review(
     import secrets
     import socket
 
-    if not (web_dir / "review.html").is_file():
-        _fail(f"--web-dir {web_dir} has no review.html")
+    if not (web_dir / "review" / "index.html").is_file():
+        _fail(f"--web-dir {web_dir} has no review/index.html")
     store = _open_store(custom)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -174,12 +192,13 @@ def review(
     from .review_app import create_review_app
 
     token = secrets.token_urlsafe(24)  # new every run: a URL from yesterday opens nothing
-    app = create_review_app(store, token=token, port=port, web_dir=web_dir,
-                            models_dir=models_dir)
+    app = create_review_app(store, token=token, port=port, web_dir=web_dir, models_dir=models_dir)
     counts = store.review_counts()
     pending = sum(counts["pending"].values())
-    typer.echo(f"reviewing {store.root}: {pending} pending, {sum(counts['accepted'].values())} "
-               f"accepted, {sum(counts['rejected'].values())} rejected")
+    typer.echo(
+        f"reviewing {store.root}: {pending} pending, {sum(counts['accepted'].values())} "
+        f"accepted, {sum(counts['rejected'].values())} rejected"
+    )
     if not (models_dir / "manifest.json").is_file():
         typer.echo(f"warning: {models_dir} has no manifest.json: the page shows no predictions")
     typer.echo("open this URL on this machine (only it can; the token is new every run):")
