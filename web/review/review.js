@@ -128,6 +128,7 @@ async function predict() {
       it.predEl.textContent = `model: ${labels[top]} ${Math.round(100 * p[top])} %`;
       it.predEl.classList.toggle('disagree', top !== mine);
       it.el.dataset.prediction = labels[top];
+      it.el.dataset.disagreement = it.disagreement.toFixed(4);
     });
   }
   model.dispose();
