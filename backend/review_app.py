@@ -22,13 +22,14 @@ import json
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contract import LABELS
 from contract.review import HOLDOUT_MIN, REVIEW_STATES, in_holdout
 
+from .assets import TFJS_DIR
 from .middleware import SecurityHeadersMiddleware, json_reply
 from .storage import UploadError, UploadStore
 
@@ -110,9 +111,13 @@ def create_review_app(
     async def _one_line(_request: Request, err: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": err.detail}, status_code=err.status_code)
 
+    # The tfjs folder is written into the page here, from its one home (backend/assets.py).
+    html = (web_dir / "review" / "index.html").read_text(encoding="utf-8")
+    html = html.replace("{{ tfjs }}", f"static/{TFJS_DIR}/")
+
     @app.get("/")
-    def page() -> FileResponse:
-        return FileResponse(web_dir / "review" / "index.html", media_type="text/html")
+    def page() -> HTMLResponse:
+        return HTMLResponse(html)
 
     @app.get("/api/queue")
     def queue(state: str = "pending") -> dict:
