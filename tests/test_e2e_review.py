@@ -17,13 +17,23 @@ def test_the_review_page_predicts_sorts_and_reviews_by_keyboard(tmp_path):
     store, ups = make_store(
         tmp_path / "custom", ["happy", "sad", "fear", "angry", "neutral", "sad"]
     )
-    with review_server(store.root) as (base, _port, _token), browser() as b:
+    with review_server(store.root) as (base, port, _token), browser() as b:
         page = b.new_page()
         problems = []
         page.on("pageerror", lambda err: problems.append(str(err)))
         page.on(
             "console", lambda msg: msg.type in ("error", "warning") and problems.append(msg.text)
         )
+        elsewhere = []  # offline: nothing may be fetched from another origin
+
+        def only_here(route):
+            if route.request.url.startswith(f"http://127.0.0.1:{port}/"):
+                route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_here)
         page.goto(base)
         wait_state(page, "document.body.dataset.state === 'ready'", 120)
         assert page.evaluate("document.body.dataset.model") == "ok", page.inner_text("#model")
@@ -55,6 +65,7 @@ def test_the_review_page_predicts_sorts_and_reviews_by_keyboard(tmp_path):
         assert "3 pending" not in page.inner_text("#counts")
         assert "2 pending" in page.inner_text("#counts")
         assert problems == [], json.dumps(problems)
+        assert elsewhere == []
 
     rows = {r["id"]: r for r in store.review_rows()}
     assert rows[first]["state"] == rows[second]["state"] == "accepted"
