@@ -6,7 +6,7 @@ the model card, report folders (bench/, robustness/, calibration/, a variant's c
 their figures. Those are for the repository's readers, not for browsers.
 
 * `/static/<path>`: files with a suffix the page loads (scripts, styles, wasm, icons, the web
-  manifest, the detector's json/bin), outside `scripts/` and dot-folders, except `sw.js` at the
+  manifest, the detector's json/bin), outside `scripts/`, `review/` and dot-folders, except `sw.js` at the
   top (a template);
 * `/models/<path>`: `manifest.json`, each member's `model.json` and the weight shards its
   `weightsManifest` names, and the same for every variant the top manifest lists (its manifest,
@@ -28,8 +28,9 @@ WEB_SUFFIXES = frozenset(
 )
 #: Templates under web/ whose suffix would otherwise let them through (rendered by routes).
 WEB_TEMPLATES = frozenset({"sw.js"})
-#: Folders under web/ that are tooling, not page.
-WEB_TOOLING = frozenset({"scripts"})
+#: Folders under web/ that are tooling, not page: the vendoring scripts, and the curator's
+#: review page, which only `fer-hybrid data review` serves (backend/review_app.py).
+WEB_TOOLING = frozenset({"scripts", "review"})
 
 
 def web_file_served(rel: str) -> bool:

@@ -28,7 +28,14 @@ Design
   and is always answered.
 * `SCHEMA_VERSION` is kept in `PRAGMA user_version`; older stores are migrated in place when
   opened (version 1 -> 2 adds the byte counts, filled from the files on disk, and `key_hash`;
-  2 -> 3 adds `meta` with the token secret).
+  2 -> 3 adds `meta` with the token secret; 3 -> 4 adds the review columns, every existing upload
+  `pending`).
+* Review (`review`): each upload has a review state (`contract.review`: pending, accepted,
+  rejected) and, when a curator relabelled it, `curator_label` beside the contributor's `label`.
+  A batch of ids is one `BEGIN IMMEDIATE` transaction: every id is checked before anything is
+  written, so a batch applies fully or not at all, also when the process dies during it. The
+  crop stays in the contributor's label folder (why: `contract/review.py`). A contributor's
+  DELETE does not look at the review state: withdrawing wins at any state.
 * Writes are atomic: temp file in the destination folder -> fsync -> os.replace -> fsync(dir),
   all inside an SQLite `BEGIN IMMEDIATE` transaction (a cross-process write lock), committed
   only after the file is in place; any failure removes the new file and rolls back.
@@ -63,7 +70,7 @@ import secrets
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,12 +78,14 @@ from typing import NamedTuple
 
 from contract import LABELS, ORIGINALS
 from contract.files import TMP_PREFIX, atomic_write
+from contract.review import ACCEPTED, PENDING, REJECTED, REVIEW_STATES
+from contract.review import DB_NAME as REVIEW_DB_NAME
 
 from .images import CleanImage
 
 log = logging.getLogger("fer_hybrid.storage")
 
-DB_NAME = "uploads.sqlite"
+DB_NAME = REVIEW_DB_NAME  # one home: the contract, which training reads it by
 OUR_FILE = re.compile(r"^[0-9a-f]{64}\.(png|jpg|webp)$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -92,10 +101,10 @@ DISK_FULL_DELETE = (
     "try again later"
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: What one claim counts for in the byte quota: its row and index entries, generously.
 CLAIM_ROW_BYTES = 512
-# Version 2, as a fresh store gets it. The columns added since version 1 come last, so a migrated
+# The current version, as a fresh store gets it. The columns added since version 1 come last, so a migrated
 # store has the same layout.
 SCHEMA = """
 CREATE TABLE uploads (
@@ -105,7 +114,10 @@ CREATE TABLE uploads (
     width    INTEGER NOT NULL,
     height   INTEGER NOT NULL,
     created  TEXT NOT NULL,
-    bytes    INTEGER NOT NULL DEFAULT 0
+    bytes    INTEGER NOT NULL DEFAULT 0,
+    review        TEXT NOT NULL DEFAULT 'pending',
+    curator_label TEXT,
+    reviewed      TEXT
 );
 CREATE TABLE claims (
     token_hash      TEXT PRIMARY KEY,
@@ -137,7 +149,41 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 );
 """
+# Every existing upload becomes pending: nobody has looked at it yet.
+MIGRATE_3_TO_4 = """
+ALTER TABLE uploads ADD COLUMN review TEXT NOT NULL DEFAULT 'pending';
+ALTER TABLE uploads ADD COLUMN curator_label TEXT;
+ALTER TABLE uploads ADD COLUMN reviewed TEXT;
+"""
 TOKEN_SECRET = "token_secret"
+
+
+#: The curator's actions and the state each one sets (relabel: accepted, with a label).
+REVIEW_ACTIONS = {"accept": ACCEPTED, "reject": REJECTED, "relabel": ACCEPTED, "reset": PENDING}
+
+
+def check_review(ids: Sequence[str], action: str, label: str | None) -> None:
+    """Refuse a malformed review batch with one line (UploadError), before any work."""
+    if action not in REVIEW_ACTIONS:
+        raise UploadError(
+            400, f"unknown review action {str(action)[:40]!r}; use one of: "
+            f"{', '.join(REVIEW_ACTIONS)}"
+        )
+    if action == "relabel":
+        if label not in LABELS:
+            raise UploadError(
+                422, f"unknown label {str(label)[:40]!r}; use one of: {', '.join(LABELS)}"
+            )
+    elif label is not None:
+        raise UploadError(400, f"only relabel takes a label, not {action}")
+    if not ids:
+        raise UploadError(400, "no upload ids given; nothing was changed")
+    bad = next((i for i in ids if not isinstance(i, str) or not UPLOAD_ID.match(i)), None)
+    if bad is not None:
+        raise UploadError(
+            404, f"no upload with id {str(bad)[:40]!r} (ids are 32 hex digits); nothing was "
+            "changed"
+        )
 
 
 class UploadError(Exception):
@@ -283,6 +329,9 @@ class UploadStore:
             for stmt in _statements(MIGRATE_2_TO_3):
                 conn.execute(stmt)
             self._new_secret(conn)
+        if version < 4:
+            for stmt in _statements(MIGRATE_3_TO_4):
+                conn.execute(stmt)
         if version != SCHEMA_VERSION:
             log.info("upload store %s migrated to schema version %d", self.db_path, SCHEMA_VERSION)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -633,6 +682,95 @@ class UploadStore:
                 if label in counts:
                     counts[label] = n
         return counts
+
+    def review_counts(self) -> dict[str, dict[str, int]]:
+        """Uploads per review state and training label (the curator's when relabelled)."""
+        counts = {state: dict.fromkeys(LABELS, 0) for state in REVIEW_STATES}
+        with self._connect() as conn:
+            for state, label, n in conn.execute(
+                "SELECT review, COALESCE(curator_label, label), COUNT(*) FROM uploads "
+                "GROUP BY review, COALESCE(curator_label, label)"
+            ):
+                if state in counts and label in counts[state]:
+                    counts[state][label] = n
+        return counts
+
+    def review(self, ids: Sequence[str], action: str, label: str | None = None) -> int:
+        """Apply one curator action to every upload in `ids`, all or nothing; the count.
+
+        action: accept, reject, relabel (accept with the curator's `label`; the contributor's
+        stays beside it) or reset (back to pending, the curator's label dropped). Unknown
+        actions, labels and ids are refused (UploadError) before anything is written, and the
+        whole batch is one transaction, so a crash in the middle of it leaves nothing half done.
+        """
+        ids = list(dict.fromkeys(ids))  # the same id twice is one review
+        check_review(ids, action, label)
+        now = _now()
+        with self._write_txn() as conn:
+            found = {}
+            for upload_id in ids:
+                row = conn.execute(
+                    "SELECT label FROM uploads WHERE id = ?", (upload_id,)
+                ).fetchone()
+                if row is None:
+                    raise UploadError(
+                        404, f"no upload with id {upload_id} (withdrawn?); nothing was changed"
+                    )
+                found[upload_id] = row[0]
+            for upload_id, contributor in found.items():
+                if action == "relabel":
+                    # The contributor's own label needs no second copy: relabelling back to it
+                    # is a plain accept.
+                    curator = None if label == contributor else label
+                    conn.execute(
+                        "UPDATE uploads SET review = ?, curator_label = ?, reviewed = ? "
+                        "WHERE id = ?",
+                        (ACCEPTED, curator, now, upload_id),
+                    )
+                elif action == "reset":
+                    conn.execute(
+                        "UPDATE uploads SET review = ?, curator_label = NULL, reviewed = NULL "
+                        "WHERE id = ?",
+                        (PENDING, upload_id),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE uploads SET review = ?, reviewed = ? WHERE id = ?",
+                        (REVIEW_ACTIONS[action], now, upload_id),
+                    )
+        return len(found)
+
+    def review_rows(self, state: str | None = None) -> list[dict]:
+        """Upload rows for the review queue (all, or those in `state`), oldest first."""
+        if state is not None and state not in REVIEW_STATES:
+            raise UploadError(
+                400, f"unknown review state {state!r}; use one of: {', '.join(REVIEW_STATES)}"
+            )
+        query = (
+            "SELECT u.id, u.label, u.curator_label, u.review AS state, u.sha256, u.width, "
+            "u.height, u.created, u.reviewed, COUNT(c.token_hash) AS contributions "
+            "FROM uploads u LEFT JOIN claims c ON c.upload_id = u.id "
+        )
+        args: tuple = ()
+        if state is not None:
+            query += "WHERE u.review = ? "
+            args = (state,)
+        query += "GROUP BY u.id ORDER BY u.created, u.id"
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(query, args)]
+
+    def crop_file(self, upload_id: str) -> Path:
+        """The crop file of an upload (UploadError 404 for an unknown id)."""
+        if not UPLOAD_ID.match(upload_id or ""):
+            raise UploadError(404, f"no upload with id {upload_id[:40]!r}")
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT label, sha256 FROM uploads WHERE id = ?", (upload_id,)
+            ).fetchone()
+        if row is None:
+            raise UploadError(404, f"no upload with id {upload_id}")
+        return self.crop_path(*row)
 
     def rows(self) -> list[dict]:
         """All upload rows (for tests and tooling)."""

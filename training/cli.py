@@ -17,6 +17,7 @@ quiet_tensorflow_startup()
 import typer  # noqa: E402
 
 from backend.cli import serve  # noqa: E402
+from backend.review_cli import accept, queue, reject, relabel, reset, review  # noqa: E402
 from contract.manifest import ManifestError  # noqa: E402
 from training.commands.bench import bench  # noqa: E402
 from training.commands.calibrate import calibrate  # noqa: E402
@@ -43,6 +44,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+# The review verbs are operations of the upload store (backend/); this is the one place that
+# may put them beside the training's `data` commands.
+for _name, _verb in (("review", review), ("queue", queue), ("accept", accept),
+                     ("reject", reject), ("relabel", relabel), ("reset", reset)):
+    data_app.command(_name)(_verb)
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.command("train")(train)

@@ -93,8 +93,39 @@ def stats(
         )
     if "ckplus" in aux_list:
         typer.echo("note: CK+ 'contempt' has no FER2013 class and is left out.")
+    if "custom" in aux_list:
+        typer.echo(review_table(custom))
     if plot:
         typer.echo(f"wrote {plot_counts(splits, plot)}")
+
+
+def review_table(custom: Path | None) -> str:
+    """The custom uploads per review state and label (the curator's label where relabelled),
+    and the custom holdout's size: what `--custom-uploads` chooses from."""
+    from contract import LABELS, default_custom_dir
+    from contract.review import (
+        HOLDOUT_MIN,
+        REVIEW_STATES,
+        holdout_uploads,
+        read_uploads,
+        store_path,
+    )
+    from training.core.report import text_table
+
+    root = Path(custom).expanduser() if custom else default_custom_dir()
+    if not store_path(root).is_file():
+        return f"custom uploads: no upload store in {root} (a hand-made folder trains whole)"
+    uploads = read_uploads(root)
+    rows = []
+    for state in REVIEW_STATES:
+        mine = [u for u in uploads if u.state == state]
+        rows.append([state, *[sum(u.training_label == lab for u in mine) for lab in LABELS],
+                     len(mine)])
+    held = len(holdout_uploads(uploads))
+    note = (f"custom holdout: {held} accepted face{'s' if held != 1 else ''} (never trained; "
+            f"its accuracy is reported from {HOLDOUT_MIN})")
+    return ("custom uploads by review state (only accepted ones train, less the holdout):\n"
+            + text_table(["state", *LABELS, "total"], rows) + "\n" + note)
 
 
 @data_app.command("pack")

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import Aux, DataDir, Fer2013, FerPlus, PredictBatch, Sample
+from training.commands.options import (
+    Aux,
+    Custom,
+    DataDir,
+    Fer2013,
+    FerPlus,
+    PredictBatch,
+    Sample,
+)
 
 
 def ensemble(
@@ -53,6 +61,7 @@ def ensemble(
     sample: Sample = None,
     batch_size: PredictBatch = 256,
     ferplus: FerPlus = None,
+    custom: Custom = None,
 ) -> None:
     """Combine trained runs by soft voting and report members and ensemble side by side.
 
@@ -62,6 +71,8 @@ def ensemble(
     --save-soft-targets also the ensemble's probabilities on the training images. When the
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
     each member's and the ensemble's agreement with the ten-annotator majority on test.
+    Also scores the custom holdout (accepted web uploads that never train, from --custom) once
+    it holds enough faces, and otherwise says how many it holds.
     """
     from training.core.report import pct, text_table
     from training.data import splits
@@ -80,6 +91,11 @@ def ensemble(
         members, select=select, weights=parsed, tta=tta, max_members=max_members,
         votes=votes, votes_note=votes_note,
     )
+    from training.ensemble.holdout import add_holdout
+    from training.models.custom_holdout import format_holdout, load_holdout
+
+    held_x, held_y = load_holdout(custom)
+    holdout = add_holdout(report, held_x, held_y, batch_size=batch_size)
     files = write_ensemble_report(report, out)
 
     key = "accuracy_tta" if tta else "accuracy"
@@ -111,6 +127,8 @@ def ensemble(
     )
     typer.echo(text_table(["member", "weight", "val acc", "val TTA", "test acc", "test TTA"], rows))
     typer.echo(f"ensemble test accuracy ({'flip TTA' if tta else 'no TTA'}): {pct(e['test'][key])}")
+    typer.echo(f"ensemble on the {format_holdout(holdout)}" if holdout["accuracy"] is not None
+               else format_holdout(holdout))
     fp = e["test"].get("ferplus")
     if fp and "note" in fp:
         typer.echo(f"FER+ agreement {fp['note']}")

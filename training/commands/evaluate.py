@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from training.commands.options import DataDir, Fer2013, FerPlus, PredictBatch
+from training.commands.options import Custom, DataDir, Fer2013, FerPlus, PredictBatch
 
 
 def evaluate(
@@ -42,6 +42,7 @@ def evaluate(
     fer2013: Fer2013 = None,
     batch_size: PredictBatch = 256,
     ferplus: FerPlus = None,
+    custom: Custom = None,
 ) -> None:
     """Evaluate run folders, .keras models or models folders on one split (default: test =
     PrivateTest).
@@ -49,14 +50,17 @@ def evaluate(
     A run folder's predictions/<split>.npz is reused, or computed and saved.
     Writes metrics_<split>.json, confusion_<split>.png and confusion_<split>.json. When the
     FER+ votes are there (fer2013new.csv(.gz) next to the FER2013 file, or --ferplus), also
-    reports agreement with the ten-annotator majority.
+    reports agreement with the ten-annotator majority. Beside the split, each target is scored
+    on the custom holdout (accepted web uploads that never train, from --custom) once it holds
+    enough faces; until then the report says how many it holds.
     """
     from training.core.outputs import check_out_dir
     from training.core.splits import normalise_split
     from training.data import splits
     from training.data.ferplus import votes_for_split
-    from training.evaluate.evaluate import evaluate_target, format_summary
+    from training.evaluate.evaluate import evaluate_target, format_summary, target_holdout
     from training.evaluate.scorer import resolve_source
+    from training.models.custom_holdout import load_holdout
 
     split = normalise_split(split)
     # fail fast on a bad path; a run folder without best.keras is fine if its predictions exist
@@ -69,6 +73,7 @@ def evaluate(
     votes, votes_note = votes_for_split(split, data_dir=data_dir, fer2013=fer2013, ferplus=ferplus)
     if votes is None:
         typer.echo(votes_note)
+    held_x, held_y = load_holdout(custom)
     many = len(resolved) > 1
     for target in resolved:
         out_dir = None
@@ -82,6 +87,7 @@ def evaluate(
             data_loader=loader,
             batch_size=batch_size,
             votes=votes,
+            holdout=target_holdout(target, held_x, held_y, batch_size=batch_size),
         )
         typer.echo(format_summary(result))
         typer.echo(f"  wrote {result['files']['metrics']}, {result['files']['confusion_png']}")

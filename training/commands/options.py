@@ -41,6 +41,12 @@ Custom = Annotated[Path | None, typer.Option(
     "--custom", help="Custom dataset from web uploads, <dir>/<label>/*.png (default: "
                      "$FER_HYBRID_CUSTOM_DIR or data/custom).")]
 
+CustomUploads = Annotated[str | None, typer.Option(
+    "--custom-uploads", metavar="accepted|all",
+    help="Which web uploads of the custom set train: accepted (default: those a curator "
+         "accepted or relabelled in `fer-hybrid data review`) or all (pending and rejected "
+         "too). The custom holdout, one accepted upload in five, never trains.")]
+
 Sample = Annotated[int | None, typer.Option(
     "--sample", help="Use a stratified subsample of at most N images per split (quick runs).")]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from training.commands.options import Aux, DataDir, Fer2013, FerPlus, Sample
+from training.commands.options import Aux, CustomUploads, DataDir, Fer2013, FerPlus, Sample
 from training.models.registry import MODEL_NAMES
 
 
@@ -85,6 +85,7 @@ def train(
     data_dir: DataDir = None,
     fer2013: Fer2013 = None,
     aux: Aux = None,
+    custom_uploads: CustomUploads = None,
     label_smoothing: float | None = typer.Option(
         None, help="Recipe: label smoothing of the cross-entropy (e.g. 0.1; default 0 = off)."),
     schedule: str | None = typer.Option(
@@ -238,13 +239,21 @@ def config_fields(params: dict) -> dict:
     """The TrainConfig fields a `train` command line sets, from its parsed options by name;
     on --resume the rest comes from the run. (`fer-hybrid campaign` checks a plan's runs with
     it before anything trains.)"""
+    from training.core.errors import FerError
     from training.data.splits import parse_aux
 
     def path(key: str) -> str | None:
         return str(params[key]) if params.get(key) else None
 
+    from contract.review import UPLOAD_CHOICES
+
+    uploads = params.get("custom_uploads")
+    if uploads is not None and uploads not in UPLOAD_CHOICES:  # before any data is read
+        raise FerError(f"--custom-uploads must be one of: {', '.join(UPLOAD_CHOICES)} "
+                       f"(got {uploads!r})")
     data = {"data_dir": path("data_dir"), "fer2013": path("fer2013"),
-            "aux": parse_aux(params.get("aux")) or None, "sample": params.get("sample")}
+            "aux": parse_aux(params.get("aux")) or None, "sample": params.get("sample"),
+            "custom_uploads": uploads}
     options = {"weights": path("weights"), "freeze_first": params.get("freeze_first"),
                "width": params.get("width")}
     flag = {"class_weights": False if params.get("no_class_weights") else None,

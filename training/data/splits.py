@@ -67,9 +67,15 @@ def load_fer_source(
 
 
 def load_aux(
-    name: str, path: str | Path | None, data_dir: Path, *, progress: bool | None = None
+    name: str,
+    path: str | Path | None,
+    data_dir: Path,
+    *,
+    progress: bool | None = None,
+    custom_uploads: str = "accepted",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(x (N,48,48) uint8, y) of one auxiliary source, by name."""
+    """(x (N,48,48) uint8, y) of one auxiliary source, by name (custom_uploads: which uploads of
+    the custom set train, `training.data.custom`)."""
     if name == "ckplus":
         from training.data.ckplus import DEFAULT_NAMES, load_ckplus
 
@@ -85,7 +91,7 @@ def load_aux(
     if name == "custom":
         from training.data.custom import load_custom
 
-        return load_custom(path, progress=progress)
+        return load_custom(path, uploads=custom_uploads, progress=progress)
     raise FerError(f"unknown auxiliary dataset {name!r}; use {', '.join(AUX_SOURCES)}")
 
 
@@ -155,6 +161,7 @@ def load_splits(
     ckplus: str | Path | None = None,
     jaffe: str | Path | None = None,
     custom: str | Path | None = None,
+    custom_uploads: str = "accepted",
     folders: Sequence[str | Path] = (),
     sample: int | None = None,
     seed: int = 0,
@@ -172,6 +179,8 @@ def load_splits(
         folder (train/<class>, test/<class>); default: found in data_dir.
     aux: auxiliary training sets to add, from "ckplus", "jaffe", "custom" (list or comma string).
         Their paths: ckplus/jaffe/custom, else data_dir (or the pack, if it carries them).
+    custom_uploads: "accepted" (the curator's accepted uploads) or "all" (every upload); the
+        custom holdout never trains either way (`training.data.custom`).
     folders: extra class-folder datasets (<dir>/<class>/*.png), added to train as source "folder".
     Auxiliary images go into train only; exact duplicates (same uint8 pixels) of a val/test image
     are dropped, the count is logged and kept in ``splits["train"].meta["duplicates_dropped"]``.
@@ -215,7 +224,8 @@ def load_splits(
         if explicit[name] is None and name in packed_aux:
             x, y = packed_aux[name]
         else:
-            x, y = load_aux(name, explicit[name], data_dir, progress=progress)
+            x, y = load_aux(name, explicit[name], data_dir, progress=progress,
+                            custom_uploads=custom_uploads)
         aux_parts.append((name, make(x, y, name)))
     for folder in folders or ():
         from training.data.folders import load_class_folder

@@ -27,6 +27,7 @@ from training.core.runs import Predictions, Target, resolve_target
 from training.data.ferplus import FerPlusVotes
 from training.data.ferplus_agreement import ferplus_metrics
 from training.data.splits import SplitLoader
+from training.ensemble.holdout import holdout_section
 from training.ensemble.voting import check_weights, weighted_average
 from training.models.predict import get_predictions
 
@@ -387,6 +388,7 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     lines += ferplus_section(report)
+    lines += holdout_section(report)
     recall = e["test"]["per_class_recall"]
     lines += [
         f"## Ensemble per-class recall on test ({'flip TTA' if tta else 'no TTA'})",

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from contract import LABELS, SPLIT_TITLES, utc_now
+from contract.review import HOLDOUT_TITLE
 from training.core.errors import FerError
 from training.core.metrics import evaluate_probs
 from training.core.report import pct, text_table, write_json
@@ -21,9 +24,29 @@ from training.data.ferplus import FerPlusVotes
 from training.data.ferplus_agreement import ferplus_metrics
 from training.data.splits import SplitLoader
 from training.evaluate.scorer import Source, load_scorer, scored_predictions
+from training.models.custom_holdout import format_holdout, score_holdout, too_few
 from training.models.predict import get_predictions
 
 # --------------------------------------------------------------------------- evaluation
+
+
+def target_holdout(target: Source, x: np.ndarray, y: np.ndarray, *,
+                   batch_size: int = 256) -> dict:
+    """The target's "custom_holdout" summary: scored only when the holdout holds enough faces
+    (the model is not loaded otherwise), with the target's own scorer (a models folder is run
+    as the page runs it)."""
+    if too_few(len(y)):
+        return score_holdout(None, x, y)
+    if target.manifest is None and not target.target.model_path.is_file():
+        return {**score_holdout(None, x, y), "note": f"no model file to score the {HOLDOUT_TITLE} "
+                "with (a run folder with saved predictions only)"}
+    scorer = load_scorer(target, batch_size=batch_size)
+
+    def both(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        preds = scored_predictions(scorer, images, y)
+        return preds.probs, preds.probs_flip
+
+    return score_holdout(both, x, y)
 
 
 def default_out_dir(target: Target | Source) -> Path:
@@ -45,11 +68,13 @@ def evaluate_target(
     data_loader: SplitLoader | None = None,
     batch_size: int = 256,
     votes: FerPlusVotes | None = None,
+    holdout: dict | None = None,
 ) -> dict:
     """Score one target on one split and write its reports.
 
     With `votes` (the split's FER+ votes, `training.data.ferplus.votes_for_split`) the result
     also has "ferplus": agreement with the ten-annotator majority, plain and with flip TTA.
+    `holdout` (`target_holdout`) goes into the result as "custom_holdout".
 
     Writes into `out_dir` (default <run>/evaluation/): metrics_<split>.json,
     confusion_<split>.png and confusion_<split>.json. Returns the metrics dict
@@ -84,6 +109,7 @@ def evaluate_target(
         "labels": list(LABELS),
         **metrics,
         "ferplus": ferplus_metrics(preds, votes) if votes is not None else None,
+        "custom_holdout": holdout,
     }
     mode = "flip TTA" if metrics["tta"] else "no TTA"
     files = {"metrics": out_dir / f"metrics_{split}.json"}
@@ -117,6 +143,8 @@ def format_summary(result: dict) -> str:
             f"(mean vote share {pct((tta or fp['plain'])['mean_vote_share'])}; "
             f"{fp['plain']['n']} rows whose top vote is one of the 7 classes; ties agree)"
         )
+    if result.get("custom_holdout"):
+        lines.append(f"  {format_holdout(result['custom_holdout'])}")
     lines.append(f"  per class ({mode}):")
     rows = [
         [label, pct(v["recall"], 1), pct(v["precision"], 1), pct(v["f1"], 1), v["support"]]
