@@ -1,11 +1,12 @@
 // Live page wiring: environment checks, backend choice, model loading (and the model menu when
 // models/manifest.json offers variants), camera loop, still photos. The page's state and what
 // each control can do in it live in pagestate.js: every action goes through enter(state).
-import { currentCameraProblem, defaultBackend, registerServiceWorker } from './env.js';
+import { currentCameraProblem, defaultBackend, registerServiceWorker, tfjsFolder } from './env.js';
 import { startBackend, probe, storage, choiceKey, rememberChoice, forgetChoice } from './backendchoice.js';
 import { loadingText } from './loadstatus.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
+import { WorkerDetector } from './workerdetector.js';
 import {
   Ensemble, MANIFEST_URL, VARIANT_KEY, fetchManifest, listVariants, pickVariant,
 } from './classifier.js';
@@ -39,6 +40,9 @@ const state = {
   // last <= 240 processed frames, frames delivered / processed since Start, both rates.
   frameTimes: [], frameIds: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
   fullDetections: 0, followMs: null, classifiedFaces: 0,
+  // Where the live loop's detector runs: 'worker' (detectworker.js) or 'main' (this thread: no
+  // worker support, a backend other than wasm, ?worker=0 or ?reuse=0), and why not a worker.
+  detectorThread: null, detectorNote: null,
   // The model menu: the manifest's variants [{id, title, description, default}] ([] when it
   // offers one model), the active one's id (null without variants), the manifest it came from.
   variants: [], variant: null, manifestUrl: null, switchingModel: false,
@@ -47,6 +51,7 @@ const state = {
 window.ferState = state;
 
 let detector = null, classifier = null;
+let detectorFiles = null; // the detector's model bytes (the worker builds its own copy from them)
 const camera = new Camera(els.video);
 const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
@@ -129,7 +134,7 @@ async function step() {
   performance.measure('fer-frame', 'fer-frame-start');
   state.frames++;
   state.lastLatencyMs = latency;
-  if (r.full) { state.detectMs = r.detectMs; state.fullDetections++; } else state.followMs = r.detectMs;
+  if (r.full) { state.detectMs = r.detectMs; state.fullDetections++; } else state.followMs = r.followMs;
   if (r.classified && classifier) {
     state.classifyMs = r.classifyMs;
     state.classifyPerFaceMs = r.classifyMs / r.classified;
@@ -427,6 +432,30 @@ async function chooseEngine(detectorFiles) {
   showLoading({ engine: null });
 }
 
+/**
+ * The live loop's detector: a WorkerDetector on wasm (the page's main thread then never waits
+ * for a detector pass), else the page's own FaceDetector; never rejects. ?worker=0 and ?reuse=0 (the
+ * benchmark's every-frame row, like the peers, which detect on the main thread) keep it here.
+ */
+async function liveDetector(options) {
+  const params = new URLSearchParams(location.search);
+  const why = params.get('worker') === '0' ? 'worker=0'
+    : options.detectEvery === 1 ? 'reuse=0'
+      : state.backend !== 'wasm' ? `backend ${state.backend}` : null;
+  if (!why) {
+    try {
+      const w = await WorkerDetector.start({ files: await detectorFiles, tfjs: tfjsFolder() });
+      state.detectorThread = 'worker';
+      return w;
+    } catch (err) {
+      console.warn('face detector worker unavailable; detecting on the main thread', err);
+      state.detectorNote = String(err && err.message || err);
+    }
+  } else state.detectorNote = why;
+  state.detectorThread = 'main';
+  return detector;
+}
+
 async function warmup() {
   showLoading({ warmup: true });
   await detector.warmup();
@@ -453,7 +482,7 @@ async function init() {
   // expression models are built when the backend is settled (a failed start leaves them unbuilt).
   let engineChosen;
   const models = loadModels(new Promise((resolve) => { engineChosen = resolve; }));
-  const detectorFiles = FaceDetector.download();
+  detectorFiles = FaceDetector.download();
   detectorFiles.catch(() => {}); // (its failure is chooseEngine's, reported there)
   try {
     await chooseEngine(detectorFiles);
@@ -465,6 +494,9 @@ async function init() {
     return;
   }
   engineChosen();
+  // The worker starts its own TF.js while this thread builds and warms up the models.
+  const options = liveOptions(location.search);
+  const liveDetectorReady = liveDetector(options);
   const r = await models;
   performance.mark('fer-models');
   if (r.error) {
@@ -496,7 +528,7 @@ async function init() {
     return;
   }
   showLoading({ warmup: false });
-  live = new LivePipeline(detector, classifier, liveOptions(location.search));
+  live = new LivePipeline(await liveDetectorReady, classifier, { ...options, fallback: detector });
   state.ready = true;
   setModelBusy(false);
   performance.mark('fer-ready');
