@@ -266,7 +266,7 @@ export class FaceDetector {
     }
     this.lastViews = views.length;
     let kept = nms(dets, opts.iouThreshold ?? this.iouThreshold, this.maxFaces).filter((d) => d.box.w > 4 && d.box.h > 4);
-    if (opts.verify) kept = await this._verify(source, srcW, srcH, kept, opts.verify, tileThreshold);
+    if (opts.verify) kept = await this._verify(source, srcW, srcH, kept, opts.verify, opts.verifyScore ?? tileThreshold);
     return kept.map((d) => ({ ...d, rightEye: d.keypoints[0], leftEye: d.keypoints[1] }));
   }
 

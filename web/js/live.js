@@ -38,6 +38,7 @@ export const LIVE_DEFAULTS = {
   // it finds it again (detector.js, verify): one tile's false face would otherwise stay boxed
   // for a whole cycle of tiles.
   verify: true,
+  verifyScore: undefined, // the second look's score threshold (undefined: the tiles', 0.65)
 };
 
 // `?reuse=0`: every frame gets the full detector and every face its classification, nothing
@@ -181,7 +182,7 @@ export class LivePipeline {
     this.inFlight = req;
     // New faces get a second look (detector.js, verify); the tracked ones were confirmed already.
     const verify = this.verify ? this.tracker.tracks.map((t) => t.box) : null;
-    this.detector.detectViews(source, width, height, req.views, { plausible: this.plausible, verify }).then(
+    this.detector.detectViews(source, width, height, req.views, { plausible: this.plausible, verify, verifyScore: this.verifyScore }).then(
       (dets) => { if (req.epoch === this.epoch) this.ready = { req, dets, ms: this.detector.lastMs }; },
       (err) => {
         // The worker died (or one pass failed): the main thread's detector takes over, if given.
