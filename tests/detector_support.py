@@ -4,7 +4,7 @@ For the detector's own tests and benchmark: no Photo button, alignment or classi
 costs one detection and options (`{thorough: true}`, overrides) can be compared on the same image.
 The page is the live page on the wasm backend (its tfjs and CSP); the detector is a fresh
 FaceDetector imported from /static/js/detector.js. Options with a `live` key run the live loop
-instead (web/js/live.js with the worker detector of workerdetector.js) on the image as a still
+instead (web/js/live.js with the worker detector of workermodels.js) on the image as a still
 camera: frame after frame until its detections have swept every thorough tile once; the faces
 are its visible tracks then.
 """
@@ -54,7 +54,7 @@ LIVE = """async ([opts]) => {
   if (!window.__wdet) {
     const env = await import('/static/js/env.js');
     const { FaceDetector } = await import('/static/js/detector.js');
-    const { WorkerDetector } = await import('/static/js/workerdetector.js');
+    const { WorkerDetector } = await import('/static/js/workermodels.js');
     window.__wdet = await WorkerDetector.start({ files: await FaceDetector.download(), tfjs: env.tfjsFolder() });
     window.__live = await import('/static/js/live.js');
   }

@@ -43,7 +43,7 @@ export function nms(dets, iouThreshold = 0.3, maxFaces = 20) {
 }
 
 /**
- * A canvas of w x h: a DOM one on a page, an OffscreenCanvas in a worker (detectworker.js runs
+ * A canvas of w x h: a DOM one on a page, an OffscreenCanvas in a worker (modelworker.js runs
  * this detector off the main thread, where there is no document).
  */
 export function makeCanvas(w, h) {

@@ -6,7 +6,7 @@ import { startBackend, probe, storage, choiceKey, rememberChoice, forgetChoice }
 import { loadingText } from './loadstatus.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
-import { WorkerDetector } from './workerdetector.js';
+import { WorkerDetector, WorkerClassifier } from './workermodels.js';
 import {
   Ensemble, MANIFEST_URL, VARIANT_KEY, fetchManifest, listVariants, pickVariant,
 } from './classifier.js';
@@ -40,9 +40,9 @@ const state = {
   // last <= 240 processed frames, frames delivered / processed since Start, both rates.
   frameTimes: [], frameIds: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
   fullDetections: 0, followMs: null, classifiedFaces: 0,
-  // Where the live loop's detector runs: 'worker' (detectworker.js) or 'main' (this thread: no
-  // worker support, a backend other than wasm, ?worker=0 or ?reuse=0), and why not a worker.
-  detectorThread: null, detectorNote: null,
+  // Where the live loop's detector and classifier run: 'worker' (modelworker.js) or 'main' (this
+  // thread: no worker support, a backend other than wasm, ?worker=0 or ?reuse=0), and why not a worker.
+  detectorThread: null, classifierThread: null, workerNote: null,
   // The model menu: the manifest's variants [{id, title, description, default}] ([] when it
   // offers one model), the active one's id (null without variants), the manifest it came from.
   variants: [], variant: null, manifestUrl: null, switchingModel: false,
@@ -52,6 +52,8 @@ window.ferState = state;
 
 let detector = null, classifier = null;
 let detectorFiles = null; // the detector's model bytes (the worker builds its own copy from them)
+let ensembleFiles = null; // the loaded ensemble's bytes (likewise)
+let liveClassifier = null; // the live loop's classifier: a WorkerClassifier, else `classifier`
 const camera = new Camera(els.video);
 const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
@@ -290,7 +292,9 @@ async function loadEnsemble(variant, { onProgress = () => {}, onDownloaded = () 
     : await Ensemble.download(variant.url, onProgress);
   onDownloaded();
   await engineReady;
-  return Ensemble.build(files);
+  const ensemble = Ensemble.build(files);
+  ensembleFiles = files;
+  return ensemble;
 }
 
 /** Load `variant` (loadEnsemble's options); when a non-default one fails, say so and load the default instead. */
@@ -362,7 +366,15 @@ async function switchModel(id) {
     status('Warming up…');
     await r.ensemble.warmup();
     useEnsemble(r.ensemble, r.variant);
-    if (live) live.setClassifier(r.ensemble);
+    if (liveClassifier && liveClassifier.async && !liveClassifier.failed) {
+      // The live loop's worker swaps its ensemble too (a photo uses this thread's).
+      try { await liveClassifier.load(ensembleFiles); } catch (err) {
+        console.warn('the classifier worker could not load the model; classifying on the main thread', err);
+        liveClassifier = r.ensemble;
+        state.classifierThread = 'main';
+      }
+    } else liveClassifier = r.ensemble;
+    if (live) { live.classifierFallback = r.ensemble; live.setClassifier(liveClassifier); }
   } catch (err) {
     console.error(err);
     state.error = 'models';
@@ -432,16 +444,20 @@ async function chooseEngine(detectorFiles) {
   showLoading({ engine: null });
 }
 
+/** Why the live loop's models stay on this thread (null: they go to workers). */
+function workerWhy(options) {
+  if (new URLSearchParams(location.search).get('worker') === '0') return 'worker=0';
+  // ?reuse=0, the benchmark's every-frame row: like the peers, everything on the main thread.
+  if (options.detectEvery === 1) return 'reuse=0';
+  return state.backend !== 'wasm' ? `backend ${state.backend}` : null;
+}
+
 /**
- * The live loop's detector: a WorkerDetector on wasm (the page's main thread then never waits
- * for a detector pass), else the page's own FaceDetector; never rejects. ?worker=0 and ?reuse=0 (the
- * benchmark's every-frame row, like the peers, which detect on the main thread) keep it here.
+ * The live loop's detector: a WorkerDetector (the page's main thread then never waits for a
+ * detector pass), else the page's own FaceDetector; never rejects.
  */
 async function liveDetector(options) {
-  const params = new URLSearchParams(location.search);
-  const why = params.get('worker') === '0' ? 'worker=0'
-    : options.detectEvery === 1 ? 'reuse=0'
-      : state.backend !== 'wasm' ? `backend ${state.backend}` : null;
+  const why = workerWhy(options);
   if (!why) {
     try {
       const w = await WorkerDetector.start({ files: await detectorFiles, tfjs: tfjsFolder() });
@@ -449,11 +465,28 @@ async function liveDetector(options) {
       return w;
     } catch (err) {
       console.warn('face detector worker unavailable; detecting on the main thread', err);
-      state.detectorNote = String(err && err.message || err);
+      state.workerNote = String(err && err.message || err);
     }
-  } else state.detectorNote = why;
+  } else state.workerNote = why;
   state.detectorThread = 'main';
   return detector;
+}
+
+/** The live loop's classifier: a WorkerClassifier with the loaded ensemble, else `classifier`; never rejects. */
+async function startLiveClassifier(options) {
+  if (!classifier) return null;
+  if (!workerWhy(options)) {
+    try {
+      const w = await WorkerClassifier.start({ files: ensembleFiles, tfjs: tfjsFolder() });
+      state.classifierThread = 'worker';
+      return w;
+    } catch (err) {
+      console.warn('classifier worker unavailable; classifying on the main thread', err);
+      state.workerNote = String(err && err.message || err);
+    }
+  }
+  state.classifierThread = 'main';
+  return classifier;
 }
 
 async function warmup() {
@@ -507,6 +540,7 @@ async function init() {
     useEnsemble(r.ensemble, r.variant);
     renderModelChoice();
   }
+  const liveClassifierReady = startLiveClassifier(options); // (its worker warms up alongside this thread)
   try {
     try {
       await warmup();
@@ -528,7 +562,8 @@ async function init() {
     return;
   }
   showLoading({ warmup: false });
-  live = new LivePipeline(await liveDetectorReady, classifier, { ...options, fallback: detector });
+  liveClassifier = await liveClassifierReady;
+  live = new LivePipeline(await liveDetectorReady, liveClassifier, { ...options, fallback: detector, classifierFallback: classifier });
   state.ready = true;
   setModelBusy(false);
   performance.mark('fer-ready');

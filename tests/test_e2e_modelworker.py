@@ -1,4 +1,4 @@
-"""End-to-end: the live loop's detector in a worker (web/js/detectworker.js, workerdetector.js)
+"""End-to-end: the live loop's detector in a worker (web/js/modelworker.js, workermodels.js)
 and what live.js does with its late answers, in headless Chromium.
 
 * the worker's detections of a face become a track in the right place;
@@ -31,7 +31,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 START_WORKER = """async () => {
   const env = await import('/static/js/env.js');
   const { FaceDetector } = await import('/static/js/detector.js');
-  const { WorkerDetector } = await import('/static/js/workerdetector.js');
+  const { WorkerDetector } = await import('/static/js/workermodels.js');
   window.__wdet = await WorkerDetector.start({ files: await FaceDetector.download(), tfjs: env.tfjsFolder() });
   window.__live = await import('/static/js/live.js');
   return window.__wdet.size;

@@ -1,0 +1,90 @@
+// The live loop's models off the page's main thread: a module worker with its own TF.js (wasm
+// backend) hosting either BlazeFace (role 'detector', fed ImageBitmaps of camera frames) or the
+// expression ensemble (role 'classifier', fed grey face crops); workermodels.js is the page's
+// side, and the page starts one worker of each. A detector pass is the dearest step
+// of a frame (20-50 ms on a desktop core, several times that on a phone) and a classification
+// the next: run here, the page keeps following faces meanwhile and its frame time holds
+// neither. Messages (in): {type: 'init', role, tfjs, files}, then per role {type: 'detect', id,
+// bitmap, width, height, views, opts} | {type: 'classify', id, crops} | {type: 'load', id,
+// files} (another ensemble); (out): {type: 'ready', ...} | {type: 'error', message} after init,
+// {type: 'result', id, ...} | {type: 'result', id, error} per request.
+import { FaceDetector } from './detector.js';
+import { Ensemble } from './classifier.js';
+
+// TF.js' UMD bundles, in the order a page's <script>s load them: imported for their side effect
+// (each sets globalThis.tf as a classic script does; a module worker has no importScripts).
+const TFJS_FILES = ['tf-core', 'tf-converter', 'tf-backend-cpu', 'tf-backend-wasm'];
+
+let model = null; // the FaceDetector or the Ensemble this worker hosts
+let queue = Promise.resolve();
+
+async function startTf(tfjs) {
+  for (const name of TFJS_FILES) await import(`${tfjs}${name}.es2017.min.js`);
+  const tf = globalThis.tf;
+  // Single-threaded SIMD, as on the page (env.js): the threaded build's own workers need blob:
+  // scripts, which the CSP forbids; this worker already is the model's thread.
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  tf.wasm.setWasmPaths(tfjs);
+  if (!(await tf.setBackend('wasm'))) throw new Error('TF.js wasm backend unavailable in a worker');
+  await tf.ready();
+  return tf.getBackend();
+}
+
+async function buildEnsemble(files) {
+  const ensemble = Ensemble.build(files);
+  await ensemble.warmup();
+  return ensemble;
+}
+
+const describe = (e) => ({ labels: e.labels, height: e.height, width: e.width });
+
+async function init({ role, tfjs, files }) {
+  const backend = await startTf(tfjs);
+  if (role === 'detector') {
+    model = await new FaceDetector().load(files);
+    await model.warmup();
+    return { backend, size: model.size };
+  }
+  model = await buildEnsemble(files);
+  return { backend, ...describe(model) };
+}
+
+async function handle(data) {
+  const { id } = data;
+  try {
+    if (data.type === 'detect') {
+      const t0 = performance.now();
+      const dets = await model.detectViews(data.bitmap, data.width, data.height, data.views, data.opts || {});
+      return { type: 'result', id, dets, ms: performance.now() - t0, views: model.lastViews };
+    }
+    if (data.type === 'classify') {
+      const t0 = performance.now();
+      const probs = await model.classify(data.crops);
+      return { type: 'result', id, probs, ms: performance.now() - t0 };
+    }
+    if (data.type === 'load') {
+      if (model) model.dispose(); // never two ensembles in memory
+      model = null;
+      model = await buildEnsemble(data.files);
+      return { type: 'result', id, ...describe(model) };
+    }
+    return { type: 'result', id, error: `unknown request ${data.type}` };
+  } catch (err) {
+    return { type: 'result', id, error: String(err && err.message || err) };
+  } finally {
+    if (data.bitmap) data.bitmap.close(); // the frame's pixels, freed now rather than at garbage collection
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  if (data.type === 'init') {
+    try {
+      self.postMessage({ type: 'ready', ...(await init(data)) });
+    } catch (err) {
+      self.postMessage({ type: 'error', message: String(err && err.message || err) });
+    }
+    return;
+  }
+  // One request at a time (a detector's passes share its input canvas), in the order asked.
+  queue = queue.then(() => handle(data)).then((msg) => self.postMessage(msg));
+};
