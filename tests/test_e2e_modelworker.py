@@ -4,7 +4,7 @@ and what live.js does with its late answers, in headless Chromium.
 * the worker's detections of a face become a track in the right place;
 * a detector slowed down in the worker does not slow the frames down (they keep coming, each
   without the delay), while the same delay on the main thread is in every detector frame;
-* the live page uses the worker, and without `Worker` it detects on its main thread;
+* the live page detects and classifies in workers, and without `Worker` on its main thread;
 * the thorough tiles are spread over successive requests, a face a tile found survives the
   letterboxed passes (which cannot see it) and goes when its own tile misses it twice;
 * a worker that dies hands over to the main thread's detector;
@@ -105,9 +105,12 @@ def test_live_page_detects_in_a_worker_or_on_its_main_thread(e2e_models, e2e_vid
             page.add_init_script("delete window.Worker;")
         page.goto(f"{base}/?backend=wasm")
         wait_state(page, "window.ferState && window.ferState.ready", 90)
-        assert page.evaluate("window.ferState.detectorThread") == ("worker" if worker else "main")
+        thread = "worker" if worker else "main"
+        assert page.evaluate("[window.ferState.detectorThread, window.ferState.classifierThread]") == [thread, thread]
         page.click("#toggle")
-        wait_state(page, "window.ferState.faces.length >= 1 && window.ferState.fullDetections >= 2", 60)
+        # Boxed and labelled: the detector's and the classifier's answers both reach the faces.
+        wait_state(page, "window.ferState.faces.length >= 1 && window.ferState.fullDetections >= 2"
+                   " && window.ferState.classifiedFaces >= 2 && window.ferState.faces.every((f) => f.label)", 60)
     assert errors == []
 
 
