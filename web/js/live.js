@@ -7,14 +7,14 @@
 //    `rescueMisses` passes in a row): with passes every few frames, one flaky detection would
 //    otherwise hide a face for several frames;
 //  * a face is re-classified only when its aligned crop changed since its last classification
-//    (compared at 12x12, so a sub-pixel shift of the crop does not count but a mouth opening
-//    does), or after `reclassifyEvery` frames; otherwise its smoothed probabilities stand. At
+//    (its box in the grey frame compared at 12x12, so a sub-pixel shift does not count but a
+//    mouth opening does), or after `reclassifyEvery` frames; otherwise its smoothed probabilities stand. At
 //    most `classifyBudget` faces per frame (fewer on detector frames) go to the classifier, the
 //    unlabelled and the most changed first, so five faces do not cost five classifications.
 // Still photos do not come here: they take pipeline.analyse (detect + classify everything).
 import { iou, thoroughViews } from './detector.js';
 import { letterboxView } from './tiles.js';
-import { grabGray, follow, shiftDetection } from './motion.js';
+import { grabGrayFast, follow, shiftDetection, boxThumbnail } from './motion.js';
 import { faceCrop } from './pipeline.js';
 import { Tracker } from './tracker.js';
 
@@ -50,17 +50,6 @@ export const EVERY_FRAME = { detectEvery: 1, reclassifyEvery: 0, classifyBudget:
 /** The schedule the URL asks for: LIVE_DEFAULTS, or EVERY_FRAME with `?reuse=0`. */
 export function liveOptions(search = '') {
   return new URLSearchParams(search).get('reuse') === '0' ? { ...EVERY_FRAME } : {};
-}
-
-/** 12x12 average-pooled thumbnail of a square grey crop (side divisible by 12). */
-export function thumbnail(gray, side) {
-  const f = side / 12, out = new Float32Array(144);
-  for (let y = 0; y < side; y++) {
-    const row = Math.floor(y / f) * 12;
-    for (let x = 0; x < side; x++) out[row + Math.floor(x / f)] += gray[y * side + x];
-  }
-  for (let i = 0; i < 144; i++) out[i] /= f * f;
-  return out;
 }
 
 /** Mean absolute difference of two arrays of the same length. */
@@ -243,7 +232,7 @@ export class LivePipeline {
    */
   async process(source, width, height, now = performance.now()) {
     const t0 = performance.now();
-    const cur = grabGray(source, width, height, this.grayCanvas);
+    const cur = await grabGrayFast(source, width, height, this.grayCanvas);
     const worker = !!this.detector.async;
     let result = this.ready;
     this.ready = null;
@@ -281,23 +270,30 @@ export class LivePipeline {
     const c = this.classifier;
     const size = c ? c.height : 48;
     const due = [];
+    // The aligned crop (the classifier's input) is made only for the faces it goes to: whether a
+    // face changed is judged on the box's 12x12 thumbnail in the grey frame, made anyway.
+    const busy = c && c.async && this.classifying; // a batch is out: nothing goes this frame
     for (const t of tracks) {
-      const { gray, lowlight } = faceCrop(source, t.det, size, this.scratch);
-      t.lowlight = lowlight;
-      if (!c) continue;
-      const thumb = thumbnail(gray, size);
+      if (!c) { t.lowlight = faceCrop(source, t.det, size, this.scratch).lowlight; continue; }
+      const thumb = boxThumbnail(cur, t.box);
       const last = t.classified;
       if (last) last.age++;
+      if (busy) continue;
       // Priority: never classified, then overdue, then by how much the face changed.
       const change = last ? cropDifference(thumb, last.thumb) : Infinity;
       const overdue = last && last.age >= this.reclassifyEvery;
-      if (!last || overdue || change > this.cropChange) due.push({ t, gray, thumb, rank: overdue ? 1e6 + change : change });
+      if (!last || overdue || change > this.cropChange) due.push({ t, thumb, rank: overdue ? 1e6 + change : change });
     }
     due.sort((a, b) => b.rank - a.rank);
     // A frame that ran the detector here classifies fewer faces; a worker's detection cost this frame nothing.
     // (A face whose classification is out stays due meanwhile; it is not sent twice: one batch at a time.)
     const budget = full && !worker ? Math.max(1, this.classifyBudget - 1) : this.classifyBudget;
     const todo = due.slice(0, budget);
+    for (const d of todo) {
+      const { gray, lowlight } = faceCrop(source, d.t.det, size, this.scratch);
+      d.gray = gray;
+      d.t.lowlight = lowlight;
+    }
     const detectMs = full ? result.ms ?? t1 - t0 : t1 - t0;
     let classified = 0, classifyMs = 0;
     if (c && c.async) {
