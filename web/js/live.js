@@ -14,7 +14,7 @@
 // Still photos do not come here: they take pipeline.analyse (detect + classify everything).
 import { iou, thoroughViews } from './detector.js';
 import { letterboxView } from './tiles.js';
-import { grabGrayFast, follow, shiftDetection, boxThumbnail } from './motion.js';
+import { grabGrayFast, videoFrameOf, follow, shiftDetection, boxThumbnail } from './motion.js';
 import { faceCrop } from './pipeline.js';
 import { Tracker } from './tracker.js';
 
@@ -224,6 +224,33 @@ export class LivePipeline {
   }
 
   /**
+   * A frame with no answer waiting: follow the faces, and send (worker) or run (main thread) a
+   * detection when one is due -> {result (the main thread's detection, else null), followed}.
+   */
+  async _detectOrFollow(source, width, height, now, cur, frame) {
+    const worker = !!this.detector.async;
+    const timeDue = this._timeDue(now);
+    let followed = null;
+    // On the main thread a due detection replaces following (it places every face anyway).
+    if (worker || !timeDue) followed = this._followAll(cur);
+    const due = timeDue || !followed || followed.lost || !followed.items.length;
+    if (!due || this.inFlight) {
+      this.sinceRequest++;
+      return { result: null, followed };
+    }
+    const req = this._request(cur, width, height, now);
+    if (worker) {
+      this._send(frame ? frame.clone() : source, width, height, req);
+      return { result: null, followed };
+    }
+    const t = performance.now();
+    const opts = { plausible: this.plausible };
+    const dets = req.views.length === 1 ? await this.detector.detect(source, width, height, opts)
+      : await this.detector.detectViews(source, width, height, req.views, opts);
+    return { result: { req, dets, ms: performance.now() - t }, followed };
+  }
+
+  /**
    * One camera frame. Returns {tracks, full, detectMs, classifyMs, classified}: the visible
    * tracks ({id, box, probs, lowlight, det, ...}), whether a detection was applied (run on this
    * frame, or with a worker, come back from an earlier one), its time (the worker's, or else
@@ -232,29 +259,17 @@ export class LivePipeline {
    */
   async process(source, width, height, now = performance.now()) {
     const t0 = performance.now();
-    const cur = await grabGrayFast(source, width, height, this.grayCanvas);
+    // One snapshot of the camera frame for the grey copy and a detection request alike (the
+    // worker gets its own reference to it: no RGB copy made here).
+    const frame = videoFrameOf(source);
     const worker = !!this.detector.async;
-    let result = this.ready;
+    let cur, result = this.ready, followed = null;
     this.ready = null;
-    let followed = null;
-    if (!result) {
-      const timeDue = this._timeDue(now);
-      // On the main thread a due detection replaces following (it places every face anyway).
-      if (worker || !timeDue) followed = this._followAll(cur);
-      const due = timeDue || !followed || followed.lost || !followed.items.length;
-      if (due && !this.inFlight) {
-        const req = this._request(cur, width, height, now);
-        if (worker) this._send(source, width, height, req);
-        else {
-          const t = performance.now();
-          const opts = { plausible: this.plausible };
-          const dets = req.views.length === 1 ? await this.detector.detect(source, width, height, opts)
-            : await this.detector.detectViews(source, width, height, req.views, opts);
-          result = { req, dets, ms: performance.now() - t };
-        }
-      } else {
-        this.sinceRequest++;
-      }
+    try {
+      cur = await grabGrayFast(source, width, height, this.grayCanvas, frame);
+      if (!result) ({ result, followed } = await this._detectOrFollow(source, width, height, now, cur, cur.fromFrame ? frame : null));
+    } finally {
+      if (frame) frame.close();
     }
     const full = !!result;
     const items = full ? this._apply(result, cur) : followed.items;

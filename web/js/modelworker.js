@@ -1,7 +1,7 @@
 // The live loop's models off the page's main thread: a module worker with its own TF.js (wasm
-// backend) hosting either BlazeFace (role 'detector', fed ImageBitmaps of camera frames) or the
-// expression ensemble (role 'classifier', fed grey face crops); workermodels.js is the page's
-// side, and the page starts one worker of each. A detector pass is the dearest step
+// backend) hosting either BlazeFace (role 'detector', fed camera frames: VideoFrames or
+// ImageBitmaps) or the expression ensemble (role 'classifier', fed grey face crops);
+// workermodels.js is the page's side, and the page starts one worker of each. A detector pass is the dearest step
 // of a frame (20-50 ms on a desktop core, several times that on a phone) and a classification
 // the next: run here, the page keeps following faces meanwhile and its frame time holds
 // neither. Messages (in): {type: 'init', role, tfjs, files}, then per role {type: 'detect', id,
@@ -54,7 +54,14 @@ async function handle(data) {
   try {
     if (data.type === 'detect') {
       const t0 = performance.now();
-      const dets = await model.detectViews(data.bitmap, data.width, data.height, data.views, data.opts || {});
+      let pixels = data.bitmap;
+      if (typeof VideoFrame === 'function' && pixels instanceof VideoFrame) {
+        // A camera frame: converted here, off the page's thread, and given back to the camera at once.
+        pixels = await createImageBitmap(data.bitmap);
+        data.bitmap.close();
+        data.bitmap = pixels;
+      }
+      const dets = await model.detectViews(pixels, data.width, data.height, data.views, data.opts || {});
       return { type: 'result', id, dets, ms: performance.now() - t0, views: model.lastViews };
     }
     if (data.type === 'classify') {

@@ -19,39 +19,51 @@ export function grabGray(source, srcW, srcH, canvas, maxSide = 320) {
   return { gray, width: w, height: h, scale };
 }
 
+/** The video's current frame as a WebCodecs VideoFrame (the caller closes it), or null. */
+export function videoFrameOf(source) {
+  if (typeof VideoFrame !== 'function' || typeof HTMLVideoElement !== 'function' || !(source instanceof HTMLVideoElement)) return null;
+  try {
+    return new VideoFrame(source);
+  } catch {
+    return null; // (no frame yet)
+  }
+}
+
+const PLANAR = new Set(['I420', 'I420A', 'I422', 'I444', 'NV12']);
+
 /**
- * grabGray() of a video's current frame without drawing it: the luma plane of a WebCodecs
- * VideoFrame is the grey picture already (camera frames are I420 or NV12), averaged down over
- * f x f blocks. Drawing the video onto a canvas converted the whole frame to RGB first, the
- * dearest step of a followed frame (4.4 of 9.5 ms here). Falls back to grabGray() for any
- * other source or frame layout (RGB formats, rotated frames, no WebCodecs). Luma here is the
- * camera's (video range), not grabGray's: only compare frames grabbed the same way (one
- * stream gives the same path every frame).
+ * grabGray() of a video's current frame without drawing it: the luma plane of `frame`
+ * (videoFrameOf(source); camera frames are I420 or NV12) is the grey picture already, averaged
+ * down over f x f blocks. Drawing the video onto a canvas converted the whole frame to RGB first,
+ * the dearest step of a followed frame (4.4 of 9.5 ms here). Falls back to grabGray() without a
+ * frame or for any other layout (RGB formats, rotated or cropped frames); `fromFrame` says which
+ * it was. Luma here is the camera's (video range), not grabGray's: only compare frames grabbed
+ * the same way (one stream gives the same path every frame).
  */
-export async function grabGrayFast(source, srcW, srcH, canvas, maxSide = 320) {
-  const planar = { I420: 1, I420A: 1, I422: 1, I444: 1, NV12: 1 };
-  if (typeof VideoFrame !== 'function' || !(typeof HTMLVideoElement === 'function' && source instanceof HTMLVideoElement)) {
+export async function grabGrayFast(source, srcW, srcH, canvas, frame, maxSide = 320) {
+  const r = frame && frame.visibleRect;
+  if (!frame || !PLANAR.has(frame.format) || r.width !== srcW || r.height !== srcH || (frame.rotation || 0) !== 0 || frame.flip) {
     return grabGray(source, srcW, srcH, canvas, maxSide);
   }
-  let frame = null;
+  let y, buf;
   try {
-    frame = new VideoFrame(source);
-    const r = frame.visibleRect;
-    if (!planar[frame.format] || r.width !== srcW || r.height !== srcH || (frame.rotation || 0) !== 0 || frame.flip) {
-      return grabGray(source, srcW, srcH, canvas, maxSide);
+    // The copy's buffer is the canvas's to reuse (a new 460 KB one per frame was garbage to collect).
+    const size = frame.allocationSize();
+    if (!canvas.lumaBuffer || canvas.lumaBuffer.length < size) canvas.lumaBuffer = new Uint8Array(size);
+    buf = canvas.lumaBuffer;
+    [y] = await frame.copyTo(buf);
+  } catch {
+    return grabGray(source, srcW, srcH, canvas, maxSide); // (a browser quirk)
+  }
+  const f = Math.max(1, Math.ceil(Math.max(srcW, srcH) / maxSide));
+  const w = Math.floor(srcW / f), h = Math.floor(srcH / f);
+  const gray = new Uint8Array(w * h), area = f * f;
+  if (f === 2) { // the usual case (640x480; 1280x720 is f = 4): unrolled, about 4x faster
+    for (let j = 0, o = 0; j < h; j++) {
+      const r0 = y.offset + 2 * j * y.stride, r1 = r0 + y.stride;
+      for (let k = 0; k < 2 * w; k += 2) gray[o++] = (buf[r0 + k] + buf[r0 + k + 1] + buf[r1 + k] + buf[r1 + k + 1]) >> 2;
     }
-    const buf = new Uint8Array(frame.allocationSize());
-    const [y] = await frame.copyTo(buf);
-    const f = Math.max(1, Math.ceil(Math.max(srcW, srcH) / maxSide));
-    const w = Math.floor(srcW / f), h = Math.floor(srcH / f);
-    const gray = new Uint8Array(w * h), area = f * f;
-    if (f === 2) { // the usual case (640x480, 1280x720 is f = 4): unrolled, about 4x faster
-      for (let j = 0, o = 0; j < h; j++) {
-        const r0 = y.offset + 2 * j * y.stride, r1 = r0 + y.stride;
-        for (let k = 0; k < 2 * w; k += 2) gray[o++] = (buf[r0 + k] + buf[r0 + k + 1] + buf[r1 + k] + buf[r1 + k + 1]) >> 2;
-      }
-      return { gray, width: w, height: h, scale: 0.5 };
-    }
+  } else {
     for (let j = 0; j < h; j++) {
       for (let i = 0; i < w; i++) {
         let acc = 0;
@@ -62,12 +74,8 @@ export async function grabGrayFast(source, srcW, srcH, canvas, maxSide = 320) {
         gray[j * w + i] = acc / area;
       }
     }
-    return { gray, width: w, height: h, scale: 1 / f };
-  } catch {
-    return grabGray(source, srcW, srcH, canvas, maxSide); // (no frame yet, a browser quirk)
-  } finally {
-    if (frame) frame.close();
   }
+  return { gray, width: w, height: h, scale: 1 / f, fromFrame: true };
 }
 
 /** 12x12 thumbnail of `box` (source px) in a grey frame (grabGray's): each cell its pixels' mean. */

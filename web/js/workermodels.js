@@ -51,10 +51,9 @@ class ModelWorker {
   _request(msg, transfer = []) {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...msg, id }, transfer);
-    });
+    // (postMessage throws here, before the promise, when something cannot be sent)
+    this.worker.postMessage({ ...msg, id }, transfer);
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
   _answer(data) {
@@ -95,9 +94,25 @@ export class WorkerDetector extends ModelWorker {
    * the frame is copied into an ImageBitmap and handed to the worker (transferred, not cloned).
    */
   async detectViews(source, width, height, views, opts = {}) {
-    if (this.failed) throw this.failed;
-    const bitmap = await createImageBitmap(source);
-    const r = await this._request({ type: 'detect', bitmap, width, height, views, opts }, [bitmap]);
+    const isFrame = typeof VideoFrame === 'function' && source instanceof VideoFrame;
+    if (this.failed) {
+      if (isFrame) source.close(); // (it was the worker's to close)
+      throw this.failed;
+    }
+    // A VideoFrame (live.js's snapshot) goes as it is, transferred: the worker converts it. Else,
+    // or where a VideoFrame cannot be transferred, an ImageBitmap copy.
+    let r = null;
+    try {
+      if (isFrame) r = this._request({ type: 'detect', bitmap: source, width, height, views, opts }, [source]);
+    } catch {
+      r = null;
+    }
+    if (!r) {
+      const bitmap = await createImageBitmap(source);
+      if (isFrame) source.close();
+      r = this._request({ type: 'detect', bitmap, width, height, views, opts }, [bitmap]);
+    }
+    r = await r;
     this.lastViews = r.views;
     return r.dets;
   }
