@@ -15,6 +15,7 @@
 import { iou, thoroughViews } from './detector.js';
 import { letterboxView } from './tiles.js';
 import { grabGrayFast, videoFrameOf, follow, shiftDetection, boxThumbnail } from './motion.js';
+import { YUV_FORMATS } from './yuv.js';
 import { faceCrop } from './pipeline.js';
 import { Tracker } from './tracker.js';
 
@@ -227,7 +228,7 @@ export class LivePipeline {
    * A frame with no answer waiting: follow the faces, and send (worker) or run (main thread) a
    * detection when one is due -> {result (the main thread's detection, else null), followed}.
    */
-  async _detectOrFollow(source, width, height, now, cur, frame) {
+  async _detectOrFollow(source, width, height, now, cur) {
     const worker = !!this.detector.async;
     const timeDue = this._timeDue(now);
     let followed = null;
@@ -240,7 +241,11 @@ export class LivePipeline {
     }
     const req = this._request(cur, width, height, now);
     if (worker) {
-      this._send(frame ? frame.clone() : source, width, height, req);
+      // The camera's own planes, copied for the worker to convert (yuv.js), else the video itself.
+      const p = cur.planes;
+      const yuv = p && YUV_FORMATS.has(p.format)
+        ? { yuv: p.buffer.slice(0, p.size).buffer, format: p.format, layout: p.layout, width: p.width, height: p.height } : null;
+      this._send(yuv || source, width, height, req);
       return { result: null, followed };
     }
     const t = performance.now();
@@ -260,14 +265,14 @@ export class LivePipeline {
   async process(source, width, height, now = performance.now()) {
     const t0 = performance.now();
     // One snapshot of the camera frame for the grey copy and a detection request alike (the
-    // worker gets its own reference to it: no RGB copy made here).
+    // worker gets a copy of its planes: no RGB conversion here).
     const frame = videoFrameOf(source);
     const worker = !!this.detector.async;
     let cur, result = this.ready, followed = null;
     this.ready = null;
     try {
       cur = await grabGrayFast(source, width, height, this.grayCanvas, frame);
-      if (!result) ({ result, followed } = await this._detectOrFollow(source, width, height, now, cur, cur.fromFrame ? frame : null));
+      if (!result) ({ result, followed } = await this._detectOrFollow(source, width, height, now, cur));
     } finally {
       if (frame) frame.close();
     }

@@ -1,21 +1,35 @@
 // The live loop's models off the page's main thread: a module worker with its own TF.js (wasm
-// backend) hosting either BlazeFace (role 'detector', fed camera frames: VideoFrames or
+// backend) hosting either BlazeFace (role 'detector', fed camera frames: their YUV planes or
 // ImageBitmaps) or the expression ensemble (role 'classifier', fed grey face crops);
 // workermodels.js is the page's side, and the page starts one worker of each. A detector pass is the dearest step
 // of a frame (20-50 ms on a desktop core, several times that on a phone) and a classification
 // the next: run here, the page keeps following faces meanwhile and its frame time holds
 // neither. Messages (in): {type: 'init', role, tfjs, files}, then per role {type: 'detect', id,
-// bitmap, width, height, views, opts} | {type: 'classify', id, crops} | {type: 'load', id,
+// bitmap | yuv, width, height, views, opts} | {type: 'classify', id, crops} | {type: 'load', id,
 // files} (another ensemble); (out): {type: 'ready', ...} | {type: 'error', message} after init,
 // {type: 'result', id, ...} | {type: 'result', id, error} per request.
 import { FaceDetector } from './detector.js';
 import { Ensemble } from './classifier.js';
+import { yuvToRgba } from './yuv.js';
 
 // TF.js' UMD bundles, in the order a page's <script>s load them: imported for their side effect
 // (each sets globalThis.tf as a classic script does; a module worker has no importScripts).
 const TFJS_FILES = ['tf-core', 'tf-converter', 'tf-backend-cpu', 'tf-backend-wasm'];
 
 let model = null; // the FaceDetector or the Ensemble this worker hosts
+let frame = null; // {canvas, image}: a camera frame's planes converted to RGB (yuv.js), reused
+
+/** A canvas showing a camera frame given as its planes (live.js sends them so). */
+function frameCanvas(yuv) {
+  const { width, height } = yuv;
+  if (!frame || frame.canvas.width !== width || frame.canvas.height !== height) {
+    const canvas = new OffscreenCanvas(width, height);
+    frame = { canvas, ctx: canvas.getContext('2d'), image: new ImageData(width, height) };
+  }
+  yuvToRgba({ ...yuv, data: yuv.yuv }, frame.image.data);
+  frame.ctx.putImageData(frame.image, 0, 0);
+  return frame.canvas;
+}
 let queue = Promise.resolve();
 
 async function startTf(tfjs) {
@@ -54,13 +68,7 @@ async function handle(data) {
   try {
     if (data.type === 'detect') {
       const t0 = performance.now();
-      let pixels = data.bitmap;
-      if (typeof VideoFrame === 'function' && pixels instanceof VideoFrame) {
-        // A camera frame: converted here, off the page's thread, and given back to the camera at once.
-        pixels = await createImageBitmap(data.bitmap);
-        data.bitmap.close();
-        data.bitmap = pixels;
-      }
+      const pixels = data.yuv ? frameCanvas(data.yuv) : data.bitmap;
       const dets = await model.detectViews(pixels, data.width, data.height, data.views, data.opts || {});
       return { type: 'result', id, dets, ms: performance.now() - t0, views: model.lastViews };
     }

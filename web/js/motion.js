@@ -37,7 +37,7 @@ const PLANAR = new Set(['I420', 'I420A', 'I422', 'I444', 'NV12']);
  * down over f x f blocks. Drawing the video onto a canvas converted the whole frame to RGB first,
  * the dearest step of a followed frame (4.4 of 9.5 ms here). Falls back to grabGray() without a
  * frame or for any other layout (RGB formats, rotated or cropped frames); `fromFrame` says which
- * it was. Luma here is the camera's (video range), not grabGray's: only compare frames grabbed
+ * it was, and `planes` holds the frame's pixels as copied (valid until the next call). Luma here is the camera's (video range), not grabGray's: only compare frames grabbed
  * the same way (one stream gives the same path every frame).
  */
 export async function grabGrayFast(source, srcW, srcH, canvas, frame, maxSide = 320) {
@@ -45,13 +45,14 @@ export async function grabGrayFast(source, srcW, srcH, canvas, frame, maxSide = 
   if (!frame || !PLANAR.has(frame.format) || r.width !== srcW || r.height !== srcH || (frame.rotation || 0) !== 0 || frame.flip) {
     return grabGray(source, srcW, srcH, canvas, maxSide);
   }
-  let y, buf;
+  let y, buf, layout;
   try {
     // The copy's buffer is the canvas's to reuse (a new 460 KB one per frame was garbage to collect).
     const size = frame.allocationSize();
     if (!canvas.lumaBuffer || canvas.lumaBuffer.length < size) canvas.lumaBuffer = new Uint8Array(size);
     buf = canvas.lumaBuffer;
-    [y] = await frame.copyTo(buf);
+    layout = await frame.copyTo(buf);
+    [y] = layout;
   } catch {
     return grabGray(source, srcW, srcH, canvas, maxSide); // (a browser quirk)
   }
@@ -75,7 +76,9 @@ export async function grabGrayFast(source, srcW, srcH, canvas, frame, maxSide = 
       }
     }
   }
-  return { gray, width: w, height: h, scale: 1 / f, fromFrame: true };
+  // The planes as copied, for a detection request (the detector's worker converts them: yuv.js).
+  const planes = { buffer: buf, size: frame.allocationSize(), format: frame.format, layout, width: srcW, height: srcH };
+  return { gray, width: w, height: h, scale: 1 / f, fromFrame: true, planes };
 }
 
 /** 12x12 thumbnail of `box` (source px) in a grey frame (grabGray's): each cell its pixels' mean. */

@@ -51,7 +51,6 @@ class ModelWorker {
   _request(msg, transfer = []) {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
-    // (postMessage throws here, before the promise, when something cannot be sent)
     this.worker.postMessage({ ...msg, id }, transfer);
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
@@ -90,29 +89,30 @@ export class WorkerDetector extends ModelWorker {
   }
 
   /**
-   * Detections of `views` (tiles.js) of `source` (a video, canvas or image), as FaceDetector's:
-   * the frame is copied into an ImageBitmap and handed to the worker (transferred, not cloned).
+   * Detections of `views` (tiles.js) of `source`, as FaceDetector's: a video, canvas or image is
+   * copied into an ImageBitmap, {yuv, format, layout, width, height} (a camera frame's planes)
+   * goes as it is; either is transferred to the worker, not cloned.
    */
   async detectViews(source, width, height, views, opts = {}) {
-    const isFrame = typeof VideoFrame === 'function' && source instanceof VideoFrame;
-    if (this.failed) {
-      if (isFrame) source.close(); // (it was the worker's to close)
-      throw this.failed;
+    if (this.failed) throw this.failed;
+    let msg;
+    if (source && source.yuv) {
+      // A camera frame's planes (live.js): transferred, converted in the worker (yuv.js).
+      msg = [{ type: 'detect', yuv: source, width, height, views, opts }, [source.yuv]];
+    } else {
+      // A video is drawn here first, so the worker gets the frame the page sees (browsers where the
+      // camera's planes are not at hand: RGB frames, no WebCodecs).
+      let pixels = source;
+      if (typeof HTMLVideoElement === 'function' && source instanceof HTMLVideoElement) {
+        const c = this.canvas || (this.canvas = document.createElement('canvas'));
+        if (c.width !== width || c.height !== height) { c.width = width; c.height = height; }
+        c.getContext('2d').drawImage(source, 0, 0, width, height);
+        pixels = c;
+      }
+      const bitmap = await createImageBitmap(pixels);
+      msg = [{ type: 'detect', bitmap, width, height, views, opts }, [bitmap]];
     }
-    // A VideoFrame (live.js's snapshot) goes as it is, transferred: the worker converts it. Else,
-    // or where a VideoFrame cannot be transferred, an ImageBitmap copy.
-    let r = null;
-    try {
-      if (isFrame) r = this._request({ type: 'detect', bitmap: source, width, height, views, opts }, [source]);
-    } catch {
-      r = null;
-    }
-    if (!r) {
-      const bitmap = await createImageBitmap(source);
-      if (isFrame) source.close();
-      r = this._request({ type: 'detect', bitmap, width, height, views, opts }, [bitmap]);
-    }
-    r = await r;
+    const r = await this._request(...msg);
     this.lastViews = r.views;
     return r.dets;
   }
