@@ -8,7 +8,8 @@ and what live.js does with its late answers, in headless Chromium.
 * the thorough tiles are spread over successive requests, a face a tile found survives the
   letterboxed passes (which cannot see it) and goes when its own tile misses it twice;
 * a worker that dies hands over to the main thread's detector;
-* the keypoint geometry check on unit cases.
+* the keypoint geometry check on unit cases, and the worker's conversion of a camera frame's
+  planes to RGB (yuv.js).
 No timing threshold: the slow-detector case compares frame times with the injected delay.
 """
 
@@ -20,7 +21,14 @@ import e2e_support
 import pytest
 import scenes as S
 from detector_support import detect, open_detector_page, put_image
-from e2e_support import browser, evaluate_in_page, live_server, require_browser, single_face_frame, wait_state
+from e2e_support import (
+    browser,
+    evaluate_in_page,
+    live_server,
+    require_browser,
+    single_face_frame,
+    wait_state,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -194,3 +202,29 @@ def test_keypoint_geometry_rejects_non_faces(e2e_models, tmp_path):
     # The second look: centred on the box, 40 px shown 80 px wide (2x).
     v = r["v"]
     assert v["scale"] == 2 and v["x0"] + 64 == 120 and v["y0"] + 64 == 120
+
+
+YUV = """async () => {
+  const { yuvToRgba } = await import('/static/js/yuv.js');
+  // 4x2 frames: luma 16 (black) on the left half, 235 (white) on the right; chroma neutral,
+  // except a red-ish chroma (V high) under the right half.
+  const y = [16, 16, 235, 235, 16, 16, 235, 235];
+  const i420 = new Uint8Array([...y, 128, 128, 128, 240]);  // Y 4x2, U 2x1, V 2x1
+  const nv12 = new Uint8Array([...y, 128, 128, 128, 240]);  // Y 4x2, UV interleaved 2x1
+  const a = yuvToRgba({ data: i420.buffer, format: 'I420', width: 4, height: 2,
+    layout: [{ offset: 0, stride: 4 }, { offset: 8, stride: 2 }, { offset: 10, stride: 2 }] });
+  const b = yuvToRgba({ data: nv12.buffer, format: 'NV12', width: 4, height: 2,
+    layout: [{ offset: 0, stride: 4 }, { offset: 8, stride: 4 }] });
+  return { a: Array.from(a), b: Array.from(b) };
+}"""
+
+
+def test_camera_planes_convert_to_rgb(e2e_models, tmp_path):
+    """yuv.js: what the detector's worker makes of a camera frame's planes (BT.601 video range)."""
+    r = evaluate_in_page(e2e_models, tmp_path, YUV)
+    for px in (r["a"], r["b"]):
+        rgba = [px[i:i + 4] for i in range(0, len(px), 4)]
+        # Video-range black (16) is black; white (235) with V = 240 loses green (the chroma pair
+        # under the right half, on both rows): R, B clipped at 255, G = (298*219 - 208*112)/256.
+        assert rgba[0] == rgba[1] == rgba[4] == rgba[5] == [0, 0, 0, 255]
+        assert rgba[2] == rgba[3] == rgba[6] == rgba[7] == [255, 164, 255, 255]
