@@ -3,7 +3,10 @@
 For the detector's own tests and benchmark: no Photo button, alignment or classifier, so a call
 costs one detection and options (`{thorough: true}`, overrides) can be compared on the same image.
 The page is the live page on the wasm backend (its tfjs and CSP); the detector is a fresh
-FaceDetector imported from /static/js/detector.js.
+FaceDetector imported from /static/js/detector.js. Options with a `live` key run the live loop
+instead (web/js/live.js with the worker detector of workermodels.js) on the image as a still
+camera: frame after frame until its detections have swept every thorough tile once; the faces
+are its visible tracks then.
 """
 
 from __future__ import annotations
@@ -47,6 +50,32 @@ DETECT = """async ([opts, repeats]) => {
 }"""
 
 
+LIVE = """async ([opts]) => {
+  if (!window.__wdet) {
+    const env = await import('/static/js/env.js');
+    const { FaceDetector } = await import('/static/js/detector.js');
+    const { WorkerDetector } = await import('/static/js/workermodels.js');
+    window.__wdet = await WorkerDetector.start({ files: await FaceDetector.download(), tfjs: env.tfjsFolder() });
+    window.__live = await import('/static/js/live.js');
+  }
+  const c = window.__img;
+  const live = new window.__live.LivePipeline(window.__wdet, null, opts);
+  // One request per tile of the cycle (each with the letterboxed pass), then the last answer applied.
+  const tiles = window.__detMod.thoroughViews(c.width, c.height, window.__wdet.size).length - 1;
+  const want = Math.max(1, Math.ceil(tiles / Math.max(1, live.tilesEach)));
+  const t0 = performance.now();
+  let r, now = 0, frames = 0;
+  while (live.requests < want || live.inFlight || live.ready) {
+    r = await live.process(c, c.width, c.height, now);
+    now += 33; frames++;
+    await new Promise((resolve) => setTimeout(resolve, 2)); // the worker's answer is a task
+  }
+  r = await live.process(c, c.width, c.height, now);
+  return { faces: r.tracks.map((t) => ({ box: t.box, score: t.det.score, keypoints: t.det.keypoints })),
+           ms: [performance.now() - t0], views: live.requests, frames };
+}"""
+
+
 def open_detector_page(b, base: str):
     """The live page on wasm with a warmed-up FaceDetector in window.__det."""
     page = b.new_page()
@@ -63,5 +92,9 @@ def put_image(page, rgb: np.ndarray) -> None:
 
 
 def detect(page, opts: dict | None = None, repeats: int = 1) -> dict:
-    """Detect on the image last put: {faces: [{box, score, keypoints}], ms: [per call], views}."""
-    return page.evaluate(DETECT, [opts or {}, repeats])
+    """Detect on the image last put: {faces: [{box, score, keypoints}], ms: [per call], views}.
+    opts {"live": {...}}: the live loop instead (LivePipeline options; see LIVE)."""
+    opts = opts or {}
+    if "live" in opts:
+        return page.evaluate(LIVE, [opts["live"]])
+    return page.evaluate(DETECT, [opts, repeats])

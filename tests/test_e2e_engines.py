@@ -135,6 +135,9 @@ def test_live_labels_the_camera_face(engine):
         f"{browser.name}: {box}"
     assert 60 < box["w"] < 300 and face["label"] in LABELS, f"{browser.name}: {face}"
     assert browser.run("return document.body.dataset.state;") == "running", browser.name
+    # Every engine runs the live loop's detector and classifier in workers (modelworker.js).
+    threads = browser.run("const s = window.ferState; return [s.detectorThread, s.classifierThread, s.workerNote];")
+    assert threads[:2] == ["worker", "worker"], f"{browser.name}: {threads}"
     browser.run("document.getElementById('toggle').click();")  # Stop
     browser.wait("window.ferState.status === 'ready' && window.ferState.faces.length === 0", 20)
     assert_no_errors(browser)

@@ -51,11 +51,14 @@ NOTES = [
     "instead scored 66.6 % plain and 67.4 % with flip TTA (one side run, 2026-12-03). face-api: "
     "each crop as a canvas to faceExpressionNet.predictExpressions (its own resize to 112x112 "
     "and normalisation).",
-    "- fer-hybrid (this page) runs its live schedule (web/js/live.js): the full detector every "
-    "5th frame and at least every 400 ms, faces followed by patch matching in between, a face "
-    "re-classified when its crop changed or every 6th frame; `?reuse=0` runs the detector and "
-    "the classifier on every frame. Ratios compare like with like: our schedule with Human's "
-    "cache, our every-frame page with Human without cache and with face-api.js (no cache).",
+    "- fer-hybrid (this page) runs its live schedule (web/js/live.js): faces followed by patch "
+    "matching on every frame; a detection every 5th frame and at least every 400 ms (with one of "
+    "the finer tiles each time), a face re-classified when its crop changed or every 6th frame, "
+    "both in Web Workers (web/js/modelworker.js), so its ms/frame is the page's main thread's "
+    "time per frame, which holds neither model; `?reuse=0` runs the detector and the classifier "
+    "on every frame on the main thread, as the peers do. Ratios compare like with like: our "
+    "schedule with Human's cache, our every-frame page with Human without cache and with "
+    "face-api.js (no cache).",
     "- Human 'default video caching' reuses its earlier detection and emotion results while "
     "frames differ little (cacheSensitivity 0.7, skipFrames 99, skipTime 1.5-2.5 s); how often "
     "that applies depends on the video (the clip here jitters by a few pixels every frame), "
@@ -137,7 +140,8 @@ def throttled_lines(result: dict) -> list[str]:
         lines += ["", f"Phone class: the same pages with Chromium's CPU throttled x{rate} (DevTools "
                   "protocol `Emulation.setCPUThrottlingRate`, set once each page was loaded and "
                   "running, then the same warm-up and timed seconds; it slows the page's main "
-                  "thread, where every tool's single-threaded wasm runs):", "",
+                  "thread, where the peers' single-threaded wasm runs, and ours on `?reuse=0`; "
+                  "our schedule's models run in workers):", "",
                   throttled_table(result, rate)]
     return lines
 

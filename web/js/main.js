@@ -1,11 +1,12 @@
 // Live page wiring: environment checks, backend choice, model loading (and the model menu when
 // models/manifest.json offers variants), camera loop, still photos. The page's state and what
 // each control can do in it live in pagestate.js: every action goes through enter(state).
-import { currentCameraProblem, defaultBackend, registerServiceWorker } from './env.js';
+import { currentCameraProblem, defaultBackend, registerServiceWorker, tfjsFolder } from './env.js';
 import { startBackend, probe, storage, choiceKey, rememberChoice, forgetChoice } from './backendchoice.js';
 import { loadingText } from './loadstatus.js';
 import { Camera } from './camera.js';
 import { FaceDetector } from './detector.js';
+import { WorkerDetector, WorkerClassifier } from './workermodels.js';
 import {
   Ensemble, MANIFEST_URL, VARIANT_KEY, fetchManifest, listVariants, pickVariant,
 } from './classifier.js';
@@ -39,6 +40,9 @@ const state = {
   // last <= 240 processed frames, frames delivered / processed since Start, both rates.
   frameTimes: [], frameIds: [], framesSeen: 0, framesProcessed: 0, cameraFps: 0,
   fullDetections: 0, followMs: null, classifiedFaces: 0,
+  // Where the live loop's detector and classifier run: 'worker' (modelworker.js) or 'main' (this
+  // thread: no worker support, a backend other than wasm, ?worker=0 or ?reuse=0), and why not a worker.
+  detectorThread: null, classifierThread: null, workerNote: null,
   // The model menu: the manifest's variants [{id, title, description, default}] ([] when it
   // offers one model), the active one's id (null without variants), the manifest it came from.
   variants: [], variant: null, manifestUrl: null, switchingModel: false,
@@ -47,6 +51,9 @@ const state = {
 window.ferState = state;
 
 let detector = null, classifier = null;
+let detectorFiles = null; // the detector's model bytes (the worker builds its own copy from them)
+let ensembleFiles = null; // the loaded ensemble's bytes (likewise)
+let liveClassifier = null; // the live loop's classifier: a WorkerClassifier, else `classifier`
 const camera = new Camera(els.video);
 const numbers = new FaceNumbers(); // the small on-screen numbers of tracked faces
 const scratch = document.createElement('canvas');
@@ -129,7 +136,7 @@ async function step() {
   performance.measure('fer-frame', 'fer-frame-start');
   state.frames++;
   state.lastLatencyMs = latency;
-  if (r.full) { state.detectMs = r.detectMs; state.fullDetections++; } else state.followMs = r.detectMs;
+  if (r.full) { state.detectMs = r.detectMs; state.fullDetections++; } else state.followMs = r.followMs;
   if (r.classified && classifier) {
     state.classifyMs = r.classifyMs;
     state.classifyPerFaceMs = r.classifyMs / r.classified;
@@ -285,7 +292,9 @@ async function loadEnsemble(variant, { onProgress = () => {}, onDownloaded = () 
     : await Ensemble.download(variant.url, onProgress);
   onDownloaded();
   await engineReady;
-  return Ensemble.build(files);
+  const ensemble = Ensemble.build(files);
+  ensembleFiles = files;
+  return ensemble;
 }
 
 /** Load `variant` (loadEnsemble's options); when a non-default one fails, say so and load the default instead. */
@@ -357,7 +366,15 @@ async function switchModel(id) {
     status('Warming up…');
     await r.ensemble.warmup();
     useEnsemble(r.ensemble, r.variant);
-    if (live) live.setClassifier(r.ensemble);
+    if (liveClassifier && liveClassifier.async && !liveClassifier.failed) {
+      // The live loop's worker swaps its ensemble too (a photo uses this thread's).
+      try { await liveClassifier.load(ensembleFiles); } catch (err) {
+        console.warn('the classifier worker could not load the model; classifying on the main thread', err);
+        liveClassifier = r.ensemble;
+        state.classifierThread = 'main';
+      }
+    } else liveClassifier = r.ensemble;
+    if (live) { live.classifierFallback = r.ensemble; live.setClassifier(liveClassifier); }
   } catch (err) {
     console.error(err);
     state.error = 'models';
@@ -427,6 +444,51 @@ async function chooseEngine(detectorFiles) {
   showLoading({ engine: null });
 }
 
+/** Why the live loop's models stay on this thread (null: they go to workers). */
+function workerWhy(options) {
+  if (new URLSearchParams(location.search).get('worker') === '0') return 'worker=0';
+  // ?reuse=0, the benchmark's every-frame row: like the peers, everything on the main thread.
+  if (options.detectEvery === 1) return 'reuse=0';
+  return state.backend !== 'wasm' ? `backend ${state.backend}` : null;
+}
+
+/**
+ * The live loop's detector: a WorkerDetector (the page's main thread then never waits for a
+ * detector pass), else the page's own FaceDetector; never rejects.
+ */
+async function liveDetector(options) {
+  const why = workerWhy(options);
+  if (!why) {
+    try {
+      const w = await WorkerDetector.start({ files: await detectorFiles, tfjs: tfjsFolder() });
+      state.detectorThread = 'worker';
+      return w;
+    } catch (err) {
+      console.warn('face detector worker unavailable; detecting on the main thread', err);
+      state.workerNote = String(err && err.message || err);
+    }
+  } else state.workerNote = why;
+  state.detectorThread = 'main';
+  return detector;
+}
+
+/** The live loop's classifier: a WorkerClassifier with the loaded ensemble, else `classifier`; never rejects. */
+async function startLiveClassifier(options) {
+  if (!classifier) return null;
+  if (!workerWhy(options)) {
+    try {
+      const w = await WorkerClassifier.start({ files: ensembleFiles, tfjs: tfjsFolder() });
+      state.classifierThread = 'worker';
+      return w;
+    } catch (err) {
+      console.warn('classifier worker unavailable; classifying on the main thread', err);
+      state.workerNote = String(err && err.message || err);
+    }
+  }
+  state.classifierThread = 'main';
+  return classifier;
+}
+
 async function warmup() {
   showLoading({ warmup: true });
   await detector.warmup();
@@ -453,7 +515,7 @@ async function init() {
   // expression models are built when the backend is settled (a failed start leaves them unbuilt).
   let engineChosen;
   const models = loadModels(new Promise((resolve) => { engineChosen = resolve; }));
-  const detectorFiles = FaceDetector.download();
+  detectorFiles = FaceDetector.download();
   detectorFiles.catch(() => {}); // (its failure is chooseEngine's, reported there)
   try {
     await chooseEngine(detectorFiles);
@@ -465,6 +527,9 @@ async function init() {
     return;
   }
   engineChosen();
+  // The worker starts its own TF.js while this thread builds and warms up the models.
+  const options = liveOptions(location.search);
+  const liveDetectorReady = liveDetector(options);
   const r = await models;
   performance.mark('fer-models');
   if (r.error) {
@@ -475,6 +540,7 @@ async function init() {
     useEnsemble(r.ensemble, r.variant);
     renderModelChoice();
   }
+  const liveClassifierReady = startLiveClassifier(options); // (its worker warms up alongside this thread)
   try {
     try {
       await warmup();
@@ -496,7 +562,8 @@ async function init() {
     return;
   }
   showLoading({ warmup: false });
-  live = new LivePipeline(detector, classifier, liveOptions(location.search));
+  liveClassifier = await liveClassifierReady;
+  live = new LivePipeline(await liveDetectorReady, liveClassifier, { ...options, fallback: detector, classifierFallback: classifier });
   state.ready = true;
   setModelBusy(false);
   performance.mark('fer-ready');

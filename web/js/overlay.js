@@ -23,11 +23,11 @@ const layers = new WeakMap(); // layer element -> {last, sides, observer}
 function layerState(layer) {
   let st = layers.get(layer);
   if (!st) {
-    st = { last: null, sides: new Map() };
+    st = { last: null, sides: new Map(), sizes: new Map() };
     // A rotated phone or a resized window moves the picture: lay the tags out again (the still
     // photo gets no new frame to do it).
     if (typeof ResizeObserver !== 'undefined') {
-      st.observer = new ResizeObserver(() => { if (st.last) paint(layer, st); });
+      st.observer = new ResizeObserver(() => { st.sizes.clear(); if (st.last) paint(layer, st); });
       st.observer.observe(layer);
     }
     layers.set(layer, st);
@@ -94,14 +94,22 @@ function paint(layer, st) {
     tags[i].classList.remove('compact');
     tags[i].hidden = false;
   });
-  // One forced layout to measure every tag, full and number-only.
+  // One forced layout to measure the tags whose text is new, full and number-only; a tag's size
+  // depends on its text alone (until a resize), and measuring every frame cost ~1 ms of each.
   const sizes = tags.map((t) => {
     const [b, span] = t.children;
-    // Fractional sizes: rounded ones could let two touching tags overlap by a pixel.
-    const r = t.getBoundingClientRect();
-    const full = { w: r.width, h: r.height };
-    const textW = span.hidden ? 0 : span.getBoundingClientRect().right - b.getBoundingClientRect().right;
-    return textW > 0 ? [full, { w: full.w - textW, h: full.h }] : [full];
+    const key = `${b.textContent}|${span.hidden ? '' : span.textContent}`;
+    let size = st.sizes.get(key);
+    if (!size) {
+      // Fractional sizes: rounded ones could let two touching tags overlap by a pixel.
+      const r = t.getBoundingClientRect();
+      const full = { w: r.width, h: r.height };
+      const textW = span.hidden ? 0 : span.getBoundingClientRect().right - b.getBoundingClientRect().right;
+      size = textW > 0 ? [full, { w: full.w - textW, h: full.h }] : [full];
+      if (st.sizes.size > 500) st.sizes.clear();
+      st.sizes.set(key, size);
+    }
+    return size;
   });
   const prefer = faces.map((f, i) => st.sides.get(tags[i].dataset.face));
   const spots = placeTags(views, sizes, rect, { prefer });
