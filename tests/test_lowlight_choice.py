@@ -146,11 +146,17 @@ PAGE_JS = """async (urls) => {
   g.fillStyle = 'rgb(34,34,34)'; g.fillRect(30, 34, 36, 30);  // a dim face: mean well under 40
   const det = { box: { x: 16, y: 16, w: 64, h: 64 }, score: 0.9,
                 keypoints: [[36, 40], [60, 40], [48, 52], [48, 64], [20, 44], [76, 44]] };
+  const { WorkerClassifier } = await import('/static/js/workermodels.js');
+  const { tfjsFolder } = await import('/static/js/env.js');
   const out = { none: faceCrop(c, det, 48, null, null).lowlight };
   for (const [name, url] of Object.entries(urls)) {
     const e = await Ensemble.load(url);
-    out[name] = { threshold: e.equalizeBelow, branch: faceCrop(c, det, 48, null, e).lowlight };
+    // the live view's classifier runs in a worker: its threshold must reach the page's crops too
+    const w = await WorkerClassifier.start({ files: await Ensemble.download(url), tfjs: tfjsFolder() });
+    out[name] = { threshold: e.equalizeBelow, branch: faceCrop(c, det, 48, null, e).lowlight,
+                  worker: [w.equalizeBelow, faceCrop(c, det, 48, null, w).lowlight] };
     e.dispose();
+    w.terminate();
   }
   return out;
 }"""
@@ -176,5 +182,5 @@ def test_the_page_equalises_a_dark_face_only_below_its_models_threshold(e2e_mode
     got = e2e_support.evaluate_in_page(models, tmp_path, PAGE_JS, {
         "default": "/models/manifest.json", "never": "/models/never/manifest.json"})
     assert got["none"] == "equalize"  # no models given: lowlight.js's default rule
-    assert got["default"] == {"threshold": 40, "branch": "equalize"}
-    assert got["never"] == {"threshold": 0, "branch": "none"}
+    assert got["default"] == {"threshold": 40, "branch": "equalize", "worker": [40, "equalize"]}
+    assert got["never"] == {"threshold": 0, "branch": "none", "worker": [0, "none"]}
