@@ -74,6 +74,10 @@ class CustomUpload:
         return in_holdout(self.sha256)
 
 
+class StoreError(ValueError):
+    """An upload store that cannot be read (the message names the file and says why)."""
+
+
 def store_path(custom_dir: Path) -> Path:
     return Path(custom_dir) / DB_NAME
 
@@ -95,6 +99,9 @@ def read_uploads(custom_dir: Path) -> list[CustomUpload]:
         rows = conn.execute(
             f"SELECT id, sha256, label, {curator}, {review} FROM uploads ORDER BY created, id"
         ).fetchall()
+    except sqlite3.DatabaseError as err:  # a damaged or foreign file: say which, not a traceback
+        raise StoreError(f"{db} is not a readable upload store ({err}); move it aside to train "
+                         "on the label folders as they are") from err
     finally:
         conn.close()
     root = Path(custom_dir)

@@ -274,12 +274,23 @@ def test_custom_dir_ignores_extra_entries(tmp_path):
     save(custom / "happy" / ("a" * 64 + ".png"), x[0], "RGB")
     save(custom / "sad" / ("b" * 64 + ".png"), x[1])
     save(custom / "originals" / "c.jpg", x[2], "RGB")
-    (custom / "uploads.sqlite").write_bytes(b"SQLite format 3\x00")
     (custom / "fear").mkdir()  # empty label folder: nothing uploaded yet
     (custom / "happy" / ".tmp-upload").write_bytes(b"partial")
     xs, ys = load_custom(custom)
     assert xs.shape == (2, 48, 48)
     assert sorted(LABELS[i] for i in ys) == ["happy", "sad"]
+
+
+def test_custom_dir_with_a_damaged_upload_store_says_which_file(tmp_path):
+    # The store decides what trains, so a damaged one is an error, not something to skip.
+    from contract.review import StoreError
+
+    custom = tmp_path / "custom"
+    x, _ = synthetic_faces(1, size=100, seed=6)
+    save(custom / "happy" / ("a" * 64 + ".png"), x[0], "RGB")
+    (custom / "uploads.sqlite").write_bytes(b"SQLite format 3\x00")
+    with pytest.raises(StoreError, match="uploads.sqlite is not a readable upload store"):
+        load_custom(custom)
 
 
 def test_custom_missing_dir(tmp_path):

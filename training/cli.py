@@ -19,6 +19,7 @@ import typer  # noqa: E402
 from backend.cli import serve  # noqa: E402
 from backend.review_cli import accept, queue, reject, relabel, reset, review  # noqa: E402
 from contract.manifest import ManifestError  # noqa: E402
+from contract.review import StoreError  # noqa: E402
 from training.commands.bench import bench  # noqa: E402
 from training.commands.calibrate import calibrate  # noqa: E402
 from training.commands.campaign import campaign_app  # noqa: E402
@@ -126,7 +127,7 @@ def main() -> None:
     """
     try:
         rv = app(standalone_mode=False)
-    except (FerError, ManifestError) as err:
+    except (FerError, ManifestError, StoreError) as err:
         _fail(str(err))
     except ModuleNotFoundError as err:
         top = (err.name or "").split(".")[0]
