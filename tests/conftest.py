@@ -100,3 +100,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name not in SPREAD_MODULES:
             item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A tiny untrained .keras classifier of the contract's input (evaluation plumbing tests)."""
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    h = keras.layers.Rescaling(1 / 255.0)(inputs)
+    h = keras.layers.AveragePooling2D(8)(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(7, activation="softmax")(h)
+    model = keras.Model(inputs, outputs)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path

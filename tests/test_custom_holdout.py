@@ -50,20 +50,6 @@ def _store(root: Path, holdout_faces: int) -> UploadStore:
     return store
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    import keras
-
-    inputs = keras.Input((48, 48, 1))
-    h = keras.layers.Rescaling(1 / 255.0)(inputs)
-    h = keras.layers.AveragePooling2D(8)(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(7, activation="softmax")(h)
-    model = keras.Model(inputs, outputs)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return path
-
 
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory) -> UploadStore:

@@ -38,20 +38,6 @@ def data():
     return {"test": (x, y), "val": (x[:20], y[:20]), "train": (x[:10], y[:10])}
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    import keras
-
-    inputs = keras.Input((48, 48, 1))
-    h = keras.layers.Rescaling(1 / 255.0)(inputs)
-    h = keras.layers.AveragePooling2D(8)(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(7, activation="softmax")(h)
-    model = keras.Model(inputs, outputs)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return path
-
 
 @pytest.fixture()
 def run_dir(tmp_path, model_file) -> Path:
