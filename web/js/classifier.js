@@ -4,6 +4,8 @@
 // percentages the page shows mean what they say.
 // (Only functional tf.* ops: the UMD tf-core build has no chained tensor methods.)
 
+import { DARK_MEAN } from './lowlight.js';
+
 export const MANIFEST_URL = '/models/manifest.json';
 // The model the user picked when models/manifest.json offers variants (its `variants` list).
 export const VARIANT_KEY = 'fer-hybrid.model';
@@ -54,8 +56,8 @@ export class Ensemble {
     this.ttaFlip = !!manifest.ensemble?.tta_flip;
     this.temperature = Number(manifest.ensemble?.temperature ?? 1) || 1;
     // The page equalises face crops darker than this (lowlight.js; 0: never), chosen per models
-    // folder by `fer-hybrid calibrate --lowlight choose`; 40 for manifests from before.
-    this.equalizeBelow = Number(manifest.ensemble?.equalize_below ?? 40);
+    // folder by `fer-hybrid calibrate --lowlight choose`; the former rule for manifests from before.
+    this.equalizeBelow = Number(manifest.ensemble?.equalize_below ?? DARK_MEAN);
     this.placeholder = !!manifest.placeholder;
   }
 

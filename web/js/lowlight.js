@@ -21,7 +21,10 @@ export function stats(gray) {
 }
 
 /** Decide what (if anything) to do: 'equalize' | 'stretch' | 'none'. */
-export function decide(s, { darkMean = 40, minRange = 0 } = {}) {
+// The threshold for models whose manifest names none (contract/manifest.py's default).
+export const DARK_MEAN = 40;
+
+export function decide(s, { darkMean = DARK_MEAN, minRange = 0 } = {}) {
   if (s.mean < darkMean) return 'equalize';
   if (s.p98 - s.p2 < minRange) return 'stretch';
   return 'none';
