@@ -215,12 +215,15 @@ YUV = """async () => {
     layout: [{ offset: 0, stride: 4 }, { offset: 8, stride: 2 }, { offset: 10, stride: 2 }] });
   const b = yuvToRgba({ data: nv12.buffer, format: 'NV12', width: 4, height: 2,
     layout: [{ offset: 0, stride: 4 }, { offset: 8, stride: 4 }] });
-  return { a: Array.from(a), b: Array.from(b) };
+  // The same bytes from a full-range camera (luma 0-255): 16 is a dark grey, not black.
+  const f = yuvToRgba({ data: i420.buffer, format: 'I420', width: 4, height: 2, fullRange: true,
+    layout: [{ offset: 0, stride: 4 }, { offset: 8, stride: 2 }, { offset: 10, stride: 2 }] });
+  return { a: Array.from(a), b: Array.from(b), f: Array.from(f) };
 }"""
 
 
 def test_camera_planes_convert_to_rgb(e2e_models, tmp_path):
-    """yuv.js: what the detector's worker makes of a camera frame's planes (BT.601 video range)."""
+    """yuv.js: what the detector's worker makes of a camera frame's planes (BT.601, video and full range)."""
     r = evaluate_in_page(e2e_models, tmp_path, YUV)
     for px in (r["a"], r["b"]):
         rgba = [px[i:i + 4] for i in range(0, len(px), 4)]
@@ -228,3 +231,7 @@ def test_camera_planes_convert_to_rgb(e2e_models, tmp_path):
         # under the right half, on both rows): R, B clipped at 255, G = (298*219 - 208*112)/256.
         assert rgba[0] == rgba[1] == rgba[4] == rgba[5] == [0, 0, 0, 255]
         assert rgba[2] == rgba[3] == rgba[6] == rgba[7] == [255, 164, 255, 255]
+    full = [r["f"][i:i + 4] for i in range(0, len(r["f"]), 4)]
+    # Full range: luma as is; V = 240 under the right half: G = (256*235 - 183*112 + 128)/256.
+    assert full[0] == full[4] == [16, 16, 16, 255]
+    assert full[2] == full[6] == [255, 155, 235, 255]

@@ -69,6 +69,52 @@ export function alignFace(source, det, size = 48, scratch = null) {
   return { gray: downsample(big, size * f, f), size, canvas };
 }
 
+// Luma code -> grey level (rounded like toGray's) for cameras' video range and for full range.
+const FULL_RANGE = Uint8Array.from({ length: 256 }, (_, i) => i);
+const VIDEO_RANGE = Uint8Array.from({ length: 256 }, (_, i) => Math.max(0, Math.min(255, Math.round(((i - 16) * 255) / 219))));
+
+/**
+ * alignFace() read from a camera frame's luma plane instead of the drawn video: `planes` as
+ * motion.js grabGrayFast copied them ({buffer, layout: [{offset, stride}, ...], width, height,
+ * fullRange}). The same geometry, the same 4x supersampling (bilinear samples at the 4x grid's
+ * pixel centres, average-pooled), the same grey outside the frame. Drawing the video converted
+ * the whole frame to RGB and read pixels back for every crop: the page thread's dearest step
+ * (2-9 ms a face on this machine, far more where the read-back comes from a phone's GPU); this
+ * samples the 48x48 crop's 36,864 points in the bytes the page already holds. Luma is grey
+ * already: BT.601 luma equals the grey of the RGB the frame converts to, bar clipping, after
+ * video range (16-235) is stretched to 0-255 (as yuv.js does for the detector).
+ */
+export function alignFaceLuma(planes, det, size = 48, opts = {}) {
+  const g = cropGeometry(det, opts);
+  const f = 4, S = size * f, step = g.side / S;
+  const { buffer: px, width: W, height: H } = planes;
+  const { offset, stride } = planes.layout[0];
+  const cos = Math.cos(g.angle) * step, sin = Math.sin(g.angle) * step;
+  const lut = planes.fullRange ? FULL_RANGE : VIDEO_RANGE;
+  const acc = new Uint16Array(size * size);
+  for (let v = 0; v < S; v++) {
+    const dv = v + 0.5 - S / 2, row = (v >> 2) * size;
+    // Source position of the 4x grid's pixel centre (u, v), in pixel-index space (centres at integers).
+    let sx = g.cx - sin * dv + cos * (0.5 - S / 2) - 0.5, sy = g.cy + cos * dv + sin * (0.5 - S / 2) - 0.5;
+    for (let u = 0; u < S; u++, sx += cos, sy += sin) {
+      let grey = 128;
+      if (sx >= -0.5 && sy >= -0.5 && sx < W - 0.5 && sy < H - 0.5) {
+        const x = Math.max(0, sx), y = Math.max(0, sy);
+        const x0 = Math.min(W - 1, x | 0), y0 = Math.min(H - 1, y | 0);
+        const x1 = Math.min(W - 1, x0 + 1), y1 = Math.min(H - 1, y0 + 1), fx = x - x0, fy = y - y0;
+        const r0 = offset + y0 * stride, r1 = offset + y1 * stride;
+        const top = px[r0 + x0] + (px[r0 + x1] - px[r0 + x0]) * fx;
+        const bottom = px[r1 + x0] + (px[r1 + x1] - px[r1 + x0]) * fx;
+        grey = lut[Math.round(top + (bottom - top) * fy)];  // (off the frame: 128, alignFace's #808080)
+      }
+      acc[row + (u >> 2)] += grey;
+    }
+  }
+  const gray = new Uint8Array(size * size);
+  for (let i = 0; i < gray.length; i++) gray[i] = Math.round(acc[i] / (f * f));
+  return { gray, size };
+}
+
 /** Grey pixels -> a canvas (for showing the crop or uploading it as PNG). */
 export function grayToCanvas(gray, size, canvas = null) {
   const c = canvas || document.createElement('canvas');

@@ -244,7 +244,7 @@ export class LivePipeline {
       // The camera's own planes, copied for the worker to convert (yuv.js), else the video itself.
       const p = cur.planes;
       const yuv = p && YUV_FORMATS.has(p.format)
-        ? { yuv: p.buffer.slice(0, p.size).buffer, format: p.format, layout: p.layout, width: p.width, height: p.height } : null;
+        ? { yuv: p.buffer.slice(0, p.size).buffer, format: p.format, layout: p.layout, width: p.width, height: p.height, fullRange: p.fullRange } : null;
       this._send(yuv || source, width, height, req);
       return { result: null, followed };
     }
@@ -294,7 +294,7 @@ export class LivePipeline {
     // face changed is judged on the box's 12x12 thumbnail in the grey frame, made anyway.
     const busy = c && c.async && this.classifying; // a batch is out: nothing goes this frame
     for (const t of tracks) {
-      if (!c) { t.lowlight = faceCrop(source, t.det, size, this.scratch).lowlight; continue; }
+      if (!c) { t.lowlight = faceCrop(source, t.det, size, this.scratch, null, cur.planes).lowlight; continue; }
       const thumb = boxThumbnail(cur, t.box);
       const last = t.classified;
       if (last) last.age++;
@@ -310,7 +310,8 @@ export class LivePipeline {
     const budget = full && !worker ? Math.max(1, this.classifyBudget - 1) : this.classifyBudget;
     const todo = due.slice(0, budget);
     for (const d of todo) {
-      const { gray, lowlight } = faceCrop(source, d.t.det, size, this.scratch, c);
+      // From the frame's luma plane when grabGrayFast copied it (no RGB conversion, no read-back).
+      const { gray, lowlight } = faceCrop(source, d.t.det, size, this.scratch, c, cur.planes);
       d.gray = gray;
       d.t.lowlight = lowlight;
     }

@@ -77,7 +77,9 @@ export async function grabGrayFast(source, srcW, srcH, canvas, frame, maxSide = 
     }
   }
   // The planes as copied, for a detection request (the detector's worker converts them: yuv.js).
-  const planes = { buffer: buf, size: frame.allocationSize(), format: frame.format, layout, width: srcW, height: srcH };
+  // fullRange: luma 0-255 (some phone cameras) rather than the usual video range 16-235.
+  const fullRange = !!(frame.colorSpace && frame.colorSpace.fullRange);
+  const planes = { buffer: buf, size: frame.allocationSize(), format: frame.format, layout, width: srcW, height: srcH, fullRange };
   return { gray, width: w, height: h, scale: 1 / f, fromFrame: true, planes };
 }
 

@@ -1,5 +1,5 @@
 // Shared per-image pipeline: detect -> align -> low-light normalise -> classify (batched).
-import { alignFace } from './align.js';
+import { alignFace, alignFaceLuma } from './align.js';
 import { normalizeLowLight } from './lowlight.js';
 
 /**
@@ -7,10 +7,13 @@ import { normalizeLowLight } from './lowlight.js';
  * low-light step. {gray, lowlight} (lowlight: the branch applied). Live frames and photos both.
  * `classifier`: its manifest's low-light threshold applies (each models folder has its own:
  * models trained on dark images do better without the step); none: lowlight.js's default.
+ * `planes`: the camera frame's copied planes (motion.js grabGrayFast), read instead of drawing
+ * `source` (align.js alignFaceLuma; the live view's frames).
  */
-export function faceCrop(source, det, size, scratch = null, classifier = null) {
+export function faceCrop(source, det, size, scratch = null, classifier = null, planes = null) {
   const rule = classifier && classifier.equalizeBelow != null ? { darkMean: classifier.equalizeBelow } : {};
-  const ll = normalizeLowLight(alignFace(source, det, size, scratch).gray, rule);
+  const aligned = planes ? alignFaceLuma(planes, det, size) : alignFace(source, det, size, scratch);
+  const ll = normalizeLowLight(aligned.gray, rule);
   return { gray: ll.gray, lowlight: ll.applied };
 }
 
