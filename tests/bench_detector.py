@@ -42,21 +42,7 @@ FACE_FREE = ("brick", "coffee", "rocket", "grass", "gravel", "text", "moon", "pa
 def face_free_frames(n_backgrounds: int, shape=S.CANVAS) -> list[tuple[str, np.ndarray]]:
     """Frames (default 640x480) with no face: each picture scaled to cover and centre-cropped,
     plus `n_backgrounds` of each scene background; each in every scene lighting (whole frame)."""
-    from skimage import data
-    from skimage.transform import resize
-
-    h, w = shape
-    base = []
-    for name in FACE_FREE:
-        img = getattr(data, name)()
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        img = img[..., :3]
-        k = max(h / img.shape[0], w / img.shape[1])
-        big = resize(img, (int(np.ceil(img.shape[0] * k)), int(np.ceil(img.shape[1] * k))),
-                     anti_aliasing=True, preserve_range=True)
-        y0, x0 = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
-        base.append((name, big[y0:y0 + h, x0:x0 + w]))
+    base = [(name, S.picture(name, shape)) for name in FACE_FREE]
     rng = np.random.default_rng(123)
     for kind in S.BACKGROUNDS:
         for i in range(n_backgrounds):

@@ -115,6 +115,24 @@ def background(kind: str, rng: np.random.Generator, shape=CANVAS) -> np.ndarray:
     raise ValueError(f"unknown background {kind!r}; choose from {BACKGROUNDS}")
 
 
+def picture(name: str, shape=CANVAS) -> np.ndarray:
+    """scikit-image's picture `name` as a float RGB frame of `shape` (height, width): scaled to
+    cover it and centre-cropped (grey pictures repeated into RGB)."""
+    from skimage import data
+    from skimage.transform import resize
+
+    h, w = shape
+    img = getattr(data, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = img[..., :3]
+    k = max(h / img.shape[0], w / img.shape[1])
+    big = resize(img, (int(np.ceil(img.shape[0] * k)), int(np.ceil(img.shape[1] * k))),
+                 anti_aliasing=True, preserve_range=True)
+    y0, x0 = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
+    return big[y0:y0 + h, x0:x0 + w]
+
+
 def relight(rgb: np.ndarray, light: str, rng: np.random.Generator) -> np.ndarray:
     """Apply LIGHTS[light] to float RGB 0..255 (noise after the gain: dark frames are grainy)."""
     gain, gamma, noise = LIGHTS[light]

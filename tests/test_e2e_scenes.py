@@ -88,3 +88,25 @@ def test_scene_faces_found_in_place_and_classified_like_their_single_crop(tmp_pa
     if j_dark is not None:
         assert faces[j_dark]["lowlight"] in ("equalize", "none")
     assert np.isfinite([p for f in faces for p in f["probs"]]).all()
+
+
+def test_photo_rejects_what_only_looks_like_a_face_to_one_pass(tmp_path):
+    """scikit-image's rocket picture holds no face, yet one tile of the thorough scan takes part of
+    it for one (score 0.66, models/detector_photo.md): Photo checks each detection's keypoints and
+    takes a second look centred on it, so the photo says no face was found."""
+    require_browser()
+    from detector_support import detect, open_detector_page, put_image
+
+    frame = np.rint(S.picture("rocket")).astype(np.uint8)
+    with live_server(MODELS, tmp_path / "custom") as base, browser() as b:
+        page = open_detector_page(b, base)
+        put_image(page, frame)
+        one_look = detect(page, {"thorough": True})["faces"]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        faces = analyse_photo(page, frame, "rocket.png")
+        status = page.inner_text("#status")
+    assert errors == []
+    assert len(one_look) >= 1, "the thorough scan alone no longer boxes the rocket: pick another picture"
+    assert faces == [], [f["box"] for f in faces]
+    assert "No face" in status

@@ -5,7 +5,7 @@ import { currentCameraProblem, defaultBackend, registerServiceWorker, tfjsFolder
 import { startBackend, probe, storage, choiceKey, rememberChoice, forgetChoice } from './backendchoice.js';
 import { loadingText } from './loadstatus.js';
 import { Camera } from './camera.js';
-import { FaceDetector } from './detector.js';
+import { FaceDetector, STILL } from './detector.js';
 import { WorkerDetector, WorkerClassifier } from './workermodels.js';
 import {
   Ensemble, MANIFEST_URL, VARIANT_KEY, fetchManifest, listVariants, pickVariant,
@@ -250,8 +250,8 @@ async function analysePhoto(file) {
   document.body.classList.add('still-mode');
   enter('analysing', 'Analysing photo…');
   // A still photo may hold many small faces and there is no next frame: the thorough detector
-  // (letterboxed pass + overlapping tiles at a finer scale).
-  const thorough = { detect: (s, sw, sh) => detector.detect(s, sw, sh, { thorough: true }) };
+  // (letterboxed pass + overlapping tiles at a finer scale), each face it finds checked (STILL).
+  const thorough = { detect: (s, sw, sh) => detector.detect(s, sw, sh, STILL) };
   let r;
   try {
     r = await analyse(c, w, h, thorough, classifier, scratch);
