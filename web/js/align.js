@@ -79,10 +79,10 @@ const VIDEO_RANGE = Uint8Array.from({ length: 256 }, (_, i) => Math.max(0, Math.
  * fullRange}). The same geometry, the same 4x supersampling (bilinear samples at the 4x grid's
  * pixel centres, average-pooled), the same grey outside the frame. Drawing the video converted
  * the whole frame to RGB and read pixels back for every crop: the page thread's dearest step
- * (dearer still where the read-back comes from a phone's GPU); this
- * samples the 48x48 crop's 36,864 points in the bytes the page already holds. Luma is grey
- * already: BT.601 luma equals the grey of the RGB the frame converts to, bar clipping, after
- * video range (16-235) is stretched to 0-255 (as yuv.js does for the detector).
+ * (dearer still where the read-back comes from a phone's GPU); this samples the 48x48 crop's
+ * 36,864 points in the bytes the page already holds. Luma is grey already: BT.601 luma equals
+ * the grey of the RGB the frame converts to, bar clipping, once video range (16-235) is
+ * stretched to 0-255 (as yuv.js does for the detector).
  */
 export function alignFaceLuma(planes, det, size = 48, opts = {}) {
   const g = cropGeometry(det, opts);
