@@ -50,7 +50,6 @@ def _store(root: Path, holdout_faces: int) -> UploadStore:
     return store
 
 
-
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory) -> UploadStore:
     return _store(tmp_path_factory.mktemp("big") / "custom", HOLDOUT_MIN)

@@ -1,6 +1,6 @@
 """End-to-end: the live view's face crops read from the camera frame's luma plane
 (web/js/align.js alignFaceLuma) agree with the crops drawn from the picture (alignFace, what
-Photo mode and the upload page use), in headless Chromium as served by the real backend.
+Photo mode uses), in headless Chromium as served by the real backend.
 
 Two checks: synthetic planes made from a canvas (the geometry: upright, rolled, partly off the
 frame, both luma ranges), and a real camera frame from Chromium's fake camera (the browser's

@@ -38,7 +38,6 @@ def data():
     return {"test": (x, y), "val": (x[:20], y[:20]), "train": (x[:10], y[:10])}
 
 
-
 @pytest.fixture()
 def run_dir(tmp_path, model_file) -> Path:
     run = tmp_path / "runs" / "tiny-run"

@@ -84,8 +84,8 @@ const VIDEO_RANGE = Uint8Array.from({ length: 256 }, (_, i) => Math.max(0, Math.
  * the grey of the RGB the frame converts to, bar clipping, once video range (16-235) is
  * stretched to 0-255 (as yuv.js does for the detector).
  */
-export function alignFaceLuma(planes, det, size = 48, opts = {}) {
-  const g = cropGeometry(det, opts);
+export function alignFaceLuma(planes, det, size = 48) {
+  const g = cropGeometry(det);
   const f = 4, S = size * f, step = g.side / S;
   const { buffer: px, width: W, height: H } = planes;
   const { offset, stride } = planes.layout[0];

@@ -20,10 +20,10 @@ export function stats(gray) {
   return { mean: sum / n, p2: pct(0.02), p98: pct(0.98), hist };
 }
 
-/** Decide what (if anything) to do: 'equalize' | 'stretch' | 'none'. */
 // The threshold for models whose manifest names none (contract/manifest.py's default).
 export const DARK_MEAN = 40;
 
+/** Decide what (if anything) to do: 'equalize' | 'stretch' | 'none'. */
 export function decide(s, { darkMean = DARK_MEAN, minRange = 0 } = {}) {
   if (s.mean < darkMean) return 'equalize';
   if (s.p98 - s.p2 < minRange) return 'stretch';
